@@ -1,0 +1,246 @@
+"""Typed SQLAlchemy 2.0 models for every stage's tables (see DESIGN.md, "Data model")."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Stable constraint names so Alembic migrations (and batch mode on SQLite) can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def now() -> float:
+    """Timestamps are UNIX seconds (float): portable across SQLite and PostgreSQL, easy to compare."""
+    return time.time()
+
+
+def phash_to_db(h: int) -> int:
+    """Store an unsigned 64-bit perceptual hash in a signed BIGINT column."""
+    return h - (1 << 64) if h >= (1 << 63) else h
+
+
+def phash_from_db(v: int) -> int:
+    return v + (1 << 64) if v < 0 else v
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class LeaseMixin:
+    """Columns the work queue (db/queue.py) uses to hand rows to one worker at a time."""
+
+    lease_owner: Mapped[str | None] = mapped_column(String(128), default=None)
+    lease_until: Mapped[float | None] = mapped_column(Float, default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class Synset(Base):
+    __tablename__ = "synset"
+    wnid: Mapped[str] = mapped_column(String(16), primary_key=True)
+    lemmas: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    gloss: Mapped[str] = mapped_column(Text, default="")
+    parent_wnid: Mapped[str | None] = mapped_column(String(16), index=True)
+    depth: Mapped[int] = mapped_column(Integer, default=0)
+    is_leaf: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class SynsetTarget(Base):
+    __tablename__ = "synset_target"
+    wnid: Mapped[str] = mapped_column(ForeignKey("synset.wnid"), primary_key=True)
+    run: Mapped[str] = mapped_column(String(64), primary_key=True)
+    wanted_images: Mapped[int] = mapped_column(Integer, default=1000)
+
+
+class Query(LeaseMixin, Base):
+    __tablename__ = "query"
+    __table_args__ = (UniqueConstraint("wnid", "text", "lang", "source"),)
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    wnid: Mapped[str] = mapped_column(ForeignKey("synset.wnid"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    lang: Mapped[str] = mapped_column(String(16), default="en")
+    source: Mapped[str] = mapped_column(String(32))
+    # Opaque paging cursor of the source; NULL before the first page.
+    next_page: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    n_results: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[float] = mapped_column(Float, default=now, onupdate=now)
+
+
+class Image(Base):
+    __tablename__ = "image"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    blob_key: Mapped[str] = mapped_column(Text)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    format: Mapped[str] = mapped_column(String(16))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    # 64-bit perceptual hash as signed BIGINT (phash_to_db / phash_from_db).
+    phash: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    # Quality filters (curation): NULL = not checked yet, "ok", or "rejected" with a reason.
+    quality: Mapped[str | None] = mapped_column(String(16))
+    quality_reason: Mapped[str | None] = mapped_column(Text)
+    # Near-duplicate clustering: the representative image's sha256 (NULL = it is its own).
+    near_dup_of: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Candidate(LeaseMixin, Base):
+    __tablename__ = "candidate"
+    __table_args__ = (
+        UniqueConstraint("wnid", "url"),
+        Index("ix_candidate_status_id", "status", "id"),
+    )
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    wnid: Mapped[str] = mapped_column(ForeignKey("synset.wnid"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(32), default="urllist")
+    source_ref: Mapped[str | None] = mapped_column(Text)
+    query_id: Mapped[int | None] = mapped_column(ForeignKey("query.id"))
+    title: Mapped[str | None] = mapped_column(Text)
+    license: Mapped[str | None] = mapped_column(Text)
+    # pending -> fetching -> fetched | failed | rejected | duplicate
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    # Final-status reason, a short machine-readable code then detail: "http_404", "decode: ...".
+    error: Mapped[str | None] = mapped_column(Text)
+    image_sha256: Mapped[str | None] = mapped_column(ForeignKey("image.sha256"), index=True)
+    fetched_at: Mapped[float | None] = mapped_column(Float)
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Hit(Base):
+    """A HIT this requester published (requester-side record, whichever server hosts it)."""
+
+    __tablename__ = "hit"
+    hit_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hit_type_id: Mapped[str] = mapped_column(String(64))
+    wnid: Mapped[str] = mapped_column(ForeignKey("synset.wnid"), index=True)
+    status: Mapped[str] = mapped_column(String(32), default="Assignable")
+    request_token: Mapped[str] = mapped_column(String(64), unique=True)
+    max_assignments: Mapped[int] = mapped_column(Integer, default=3)
+    reward: Mapped[str] = mapped_column(String(16), default="0.10")
+    endpoint: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    expires_at: Mapped[float | None] = mapped_column(Float)
+    collected_at: Mapped[float | None] = mapped_column(Float)
+
+
+class HitItem(Base):
+    __tablename__ = "hit_item"
+    hit_id: Mapped[str] = mapped_column(ForeignKey("hit.hit_id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidate.id"), index=True)
+    # Known answer for gold items (not counted as votes for the item), NULL otherwise.
+    gold_label: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class Assignment(Base):
+    __tablename__ = "assignment"
+    assignment_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hit_id: Mapped[str] = mapped_column(ForeignKey("hit.hit_id"), index=True)
+    worker_id: Mapped[str] = mapped_column(String(64), index=True)
+    # Submitted | Approved | Rejected (as MTurk), plus "Invalid" when the answer could not be parsed.
+    status: Mapped[str] = mapped_column(String(16))
+    submitted_at: Mapped[float | None] = mapped_column(Float)
+    answer_xml: Mapped[str | None] = mapped_column(Text)
+    reject_reason: Mapped[str | None] = mapped_column(Text)
+    gold_seen: Mapped[int] = mapped_column(Integer, default=0)
+    gold_correct: Mapped[int] = mapped_column(Integer, default=0)
+    reviewed_at: Mapped[float | None] = mapped_column(Float)
+
+
+class Vote(Base):
+    __tablename__ = "vote"
+    assignment_id: Mapped[str] = mapped_column(
+        ForeignKey("assignment.assignment_id"), primary_key=True
+    )
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidate.id"), primary_key=True)
+    worker_id: Mapped[str] = mapped_column(String(64), index=True)
+    wnid: Mapped[str] = mapped_column(String(16), index=True)
+    is_match: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Worker(Base):
+    __tablename__ = "worker"
+    worker_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    gold_seen: Mapped[int] = mapped_column(Integer, default=0)
+    gold_correct: Mapped[int] = mapped_column(Integer, default=0)
+    approved: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Label(Base):
+    __tablename__ = "label"
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidate.id"), primary_key=True)
+    wnid: Mapped[str] = mapped_column(String(16), index=True)
+    votes_yes: Mapped[int] = mapped_column(Integer, default=0)
+    votes_no: Mapped[int] = mapped_column(Integer, default=0)
+    posterior: Mapped[float | None] = mapped_column(Float)
+    # accept | reject | undecided
+    decision: Mapped[str] = mapped_column(String(16), default="undecided", index=True)
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    overridden: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[float] = mapped_column(Float, default=now, onupdate=now)
+
+
+class ClassChoice(Base):
+    """A named class set (e.g. "ilsvrc2012" or an automatic choice) and each class's index."""
+
+    __tablename__ = "class_choice"
+    __table_args__ = (UniqueConstraint("set_name", "class_index"),)
+    set_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    wnid: Mapped[str] = mapped_column(String(16), primary_key=True)
+    class_index: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Export(Base):
+    __tablename__ = "export"
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    format: Mapped[str] = mapped_column(String(32))
+    path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    params_json: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    manifest_sha256: Mapped[str | None] = mapped_column(String(64))
+
+
+class ExportItem(Base):
+    __tablename__ = "export_item"
+    export_id: Mapped[int] = mapped_column(ForeignKey("export.id"), primary_key=True)
+    image_sha256: Mapped[str] = mapped_column(ForeignKey("image.sha256"), primary_key=True)
+    wnid: Mapped[str] = mapped_column(String(16))
+    split: Mapped[str] = mapped_column(String(8))
+    class_index: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,117 @@
+"""Engines, sessions and schema upgrades for SQLite (embedded) and PostgreSQL (server)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_upgraded: set[str] = set()
+_lock = threading.Lock()
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot be reached or upgraded; the message is one line for the user."""
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    cur = dbapi_conn.cursor()
+    # WAL lets readers run beside the one writer; busy_timeout makes writers wait, not fail.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def make_engine(url: str, **kw) -> Engine:  # type: ignore[no-untyped-def]
+    """An engine with the project's connection settings for either backend."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30}, **kw)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        # pysqlite's own transaction handling defers BEGIN; emit it ourselves so that a write
+        # transaction (BEGIN IMMEDIATE via queue helpers) is really atomic.
+        @event.listens_for(engine, "connect")
+        def _no_autobegin(dbapi_conn, _rec):  # type: ignore[no-untyped-def]
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn):  # type: ignore[no-untyped-def]
+            mode = conn.info.pop("sqlite_begin", "BEGIN")
+            conn.exec_driver_sql(mode)
+
+        return engine
+    kw.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kw)
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(url: str):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head", engine: Engine | None = None) -> None:
+    """Bring the schema to `revision`; a no-op when already there (checked once per process)."""
+    with _lock:
+        if revision == "head" and url in _upgraded:
+            return
+        from alembic import command
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        cfg = alembic_config(url)
+        eng = engine or make_engine(url)
+        try:
+            with eng.connect() as conn:
+                current = set(MigrationContext.configure(conn).get_current_heads())
+            heads = set(ScriptDirectory.from_config(cfg).get_heads())
+            if revision != "head" or current != heads:
+                with eng.begin() as conn:
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, revision)
+        except OperationalError as e:
+            raise DatabaseError(f"cannot open database {_safe(url)}: {_one_line(e)}") from None
+        finally:
+            if engine is None:
+                eng.dispose()
+        if revision == "head":
+            _upgraded.add(url)
+
+
+def check_connection(engine: Engine) -> None:
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as e:
+        raise DatabaseError(
+            f"cannot reach database {_safe(str(engine.url))}: {_one_line(e)}"
+        ) from None
+
+
+def _safe(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<database url>"
+
+
+def _one_line(e: Exception) -> str:
+    msg = str(getattr(e, "orig", e)).strip().splitlines()
+    return msg[0] if msg else type(e).__name__

@@ -1,0 +1,91 @@
+"""The `imnet` command: global flags, settings, and the subcommands each package mounts."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from imnet import __version__
+from imnet.settings import SettingsError, load_settings
+
+# Each module has `register(subparsers)`, adding parsers whose `func(args, app) -> int` runs them.
+COMMAND_MODULES = (
+    "imnet.commands",
+    "db.cli",
+    "harvest.cli",
+    "curation.cli",
+    "mturk.cli",
+    "train.cli",
+    "imnet.demo",
+)
+
+# Global flags that map straight onto settings keys.
+GLOBAL_FLAGS = {"data_dir": "data-dir", "database_url": "database-url", "blob_url": "blob-url"}
+
+
+class UserError(RuntimeError):
+    """Raised by commands for a clear one-line failure (no traceback)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="imnet",
+        description="Build an ImageNet-style dataset from WordNet and the web, label it with "
+        "crowd workers, export it, and train the 2012 AlexNet on it.",
+    )
+    p.add_argument("--version", action="version", version=f"imnet {__version__}")
+    p.add_argument("--config", help="settings file (default ./imnet.toml, or $IMNET_CONFIG)")
+    for key, flag in GLOBAL_FLAGS.items():
+        p.add_argument(f"--{flag}", dest=key, default=None, help=f"overrides setting {key}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:
+                continue
+            raise
+        mod.register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from db.session import DatabaseError
+    from imnet.app import App
+    from imnet.blobstore import BlobError
+
+    app = None
+    try:
+        overrides = {k: getattr(args, k) for k in GLOBAL_FLAGS}
+        overrides.update(getattr(args, "settings_overrides", lambda a: {})(args))
+        settings = load_settings(args.config, overrides=overrides)
+        app = App(settings)
+        return int(args.func(args, app) or 0)
+    except (SettingsError, DatabaseError, BlobError, UserError) as e:
+        print(f"imnet: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("imnet: interrupted; finished work is kept, rerun to resume", file=sys.stderr)
+        return 130
+    finally:
+        if app is not None:
+            app.close()
+
+
+def print_json(obj: object) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=True, default=str))

@@ -1,0 +1,215 @@
+"""Resolved settings: built-in defaults < imnet.toml < IMNET_* environment < command-line flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class SettingsError(ValueError):
+    """A setting is unknown or malformed; the message is one line meant for the user."""
+
+
+SECRET_KEYS = {"s3_secret_key", "mturk_secret_key", "flickr_api_key", "openverse_token"}
+
+
+@dataclass
+class Settings:
+    """Every knob of imnet. Keys are flat; in imnet.toml a table `[a] b = 1` means key `a_b`."""
+
+    data_dir: str = "./imnet-data"
+    # Empty means: SQLite file `<data_dir>/imnet.sqlite3`.
+    database_url: str = ""
+    # Empty means: file://<data_dir>/blobs
+    blob_url: str = ""
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    log_level: str = "INFO"
+
+    # harvest
+    user_agent: str = "imnet/0.1 (+https://github.com/imnet/imnet; research dataset builder)"
+    allow_private_hosts: bool = False
+    crawl_concurrency: int = 64
+    crawl_per_host: int = 16
+    crawl_host_delay: float = 0.0
+    crawl_connect_timeout: float = 10.0
+    crawl_read_timeout: float = 30.0
+    crawl_retries: int = 2
+    crawl_max_redirects: int = 5
+    crawl_max_bytes: int = 20_000_000
+    crawl_max_pixels: int = 89_478_485
+    crawl_min_side: int = 32
+    crawl_lease_seconds: float = 300.0
+    crawl_respect_robots: bool = True
+    flickr_api_key: str = ""
+    openverse_token: str = ""
+    query_languages: str = ""
+
+    # mturk
+    mturk_endpoint_url: str = ""
+    mturk_live: bool = False
+    mturk_access_key: str = "imnet-local"
+    mturk_secret_key: str = "imnet-local-secret"
+    mturk_region: str = "us-east-1"
+    mturk_host: str = "127.0.0.1"
+    mturk_port: int = 8643
+    mturk_reward: str = "0.10"
+    mturk_images_per_hit: int = 24
+    mturk_gold_per_hit: int = 2
+    mturk_max_assignments: int = 3
+
+    # consensus
+    consensus_threshold: float = 0.997
+    consensus_initial_subset: int = 100
+    consensus_initial_votes: int = 10
+    consensus_max_votes: int = 10
+
+    # curation / export
+    phash_radius: int = 6
+    min_side: int = 64
+    max_aspect: float = 4.0
+    split_seed: int = 0
+    train_max_per_class: int = 1300
+    train_min_per_class: int = 1
+    val_per_class: int = 50
+    test_per_class: int = 100
+    export_resize: int = 0
+    export_quality: int = 90
+
+    _sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    # -- derived ------------------------------------------------------------
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{Path(self.data_dir).resolve() / 'imnet.sqlite3'}"
+
+    def resolved_blob_url(self) -> str:
+        if self.blob_url:
+            return self.blob_url
+        return f"file://{Path(self.data_dir).resolve() / 'blobs'}"
+
+    def masked(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name.startswith("_"):
+                continue
+            v = getattr(self, f.name)
+            if f.name in SECRET_KEYS and v:
+                v = "****"
+            out[f.name] = v
+        out["database_url"] = _mask_url(self.resolved_database_url())
+        out["blob_url"] = self.resolved_blob_url()
+        return out
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":****@", 1)
+    return url
+
+
+_FIELDS = {f.name: f for f in fields(Settings) if not f.name.startswith("_")}
+
+
+def _coerce(key: str, value: Any, origin: str) -> Any:
+    f = _FIELDS.get(key)
+    if f is None:
+        raise SettingsError(f"unknown setting {key!r} (from {origin}); see `imnet config show`")
+    typ = f.type if isinstance(f.type, str) else f.type.__name__
+    try:
+        if typ == "bool":
+            if isinstance(value, bool):
+                return value
+            s = str(value).strip().lower()
+            if s in {"1", "true", "yes", "on"}:
+                return True
+            if s in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError(value)
+        if typ == "int":
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(value)
+        if typ == "float":
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"setting {key!r} (from {origin}) must be {typ}, got {value!r}") from None
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}".replace("-", "_")
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "_"))
+        else:
+            out[key] = v
+    return out
+
+
+def _validate(s: Settings) -> None:
+    url = s.resolved_database_url()
+    scheme = url.split(":", 1)[0]
+    if "://" not in url or not (scheme.startswith("sqlite") or scheme.startswith("postgresql")):
+        raise SettingsError(
+            f"database_url {_mask_url(url)!r} is not a sqlite:/// or postgresql+psycopg:// URL"
+        )
+    burl = s.resolved_blob_url()
+    if not (burl.startswith("file://") or burl.startswith("s3://")):
+        raise SettingsError(f"blob_url {burl!r} must start with file:// or s3://")
+    if burl.startswith("s3://") and not urlsplit(burl).netloc:
+        raise SettingsError(f"blob_url {burl!r} names no bucket (s3://bucket/prefix)")
+    for key in ("s3_endpoint_url", "mturk_endpoint_url"):
+        v = getattr(s, key)
+        if v and urlsplit(v).scheme not in {"http", "https"}:
+            raise SettingsError(f"{key} {v!r} must be an http:// or https:// URL")
+
+
+def load_settings(
+    config_path: str | os.PathLike[str] | None = None,
+    env: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Resolve settings from all layers; raises SettingsError with a one-line message."""
+    env = dict(os.environ if env is None else env)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    path = Path(config_path or env.get("IMNET_CONFIG", "imnet.toml"))
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise SettingsError(f"{path}: not valid TOML ({e})") from None
+        for k, v in _flatten(data).items():
+            values[k] = _coerce(k, v, str(path))
+            sources[k] = str(path)
+    elif config_path is not None:
+        raise SettingsError(f"config file {path} does not exist")
+    for name, v in env.items():
+        if not name.startswith("IMNET_") or name == "IMNET_CONFIG":
+            continue
+        k = name[len("IMNET_") :].lower()
+        values[k] = _coerce(k, v, f"environment {name}")
+        sources[k] = "env"
+    for k, v in (overrides or {}).items():
+        if v is None:
+            continue
+        values[k] = _coerce(k, v, "command line")
+        sources[k] = "flag"
+    s = Settings(**values)
+    s._sources = sources
+    _validate(s)
+    return s
