@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "db.cli",
     "harvest.cli",
     "curation.cli",
+    "curation.consensus.cli",
     "mturk.cli",
     "train.cli",
     "imnet.demo",

@@ -51,6 +51,19 @@ class Settings:
     flickr_api_key: str = ""
     openverse_token: str = ""
     query_languages: str = ""
+    # harvest: search sources (base URLs are settings so tests and the demo point them at loopback)
+    source_openverse_url: str = "https://api.openverse.org/v1/images/"
+    source_wikimedia_url: str = "https://commons.wikimedia.org/w/api.php"
+    source_flickr_url: str = "https://api.flickr.com/services/rest/"
+    search_timeout: float = 20.0
+    search_retries: int = 3
+    search_max_wait: float = 60.0
+    query_translation_file: str = ""
+    # harvest: crawler extras
+    crawl_allowed_networks: str = ""
+    crawl_total_timeout: float = 120.0
+    crawl_batch: int = 256
+    crawl_decode_processes: int = 0
 
     # mturk
     mturk_endpoint_url: str = ""

@@ -1,0 +1,241 @@
+"""ImageNet's dynamic consensus: a per-synset confidence table P(good | #yes, #no) and early stopping.
+
+Model (Deng, Dong, Socher, Li, Li, Fei-Fei, "ImageNet: A Large-Scale Hierarchical Image Database",
+CVPR 2009, section 3.2 and Fig. 7): for each synset, a random initial subset of candidates gets at
+least `calibration_votes` votes each; from it a confidence table P(image shows the synset | #yes,
+#no) is built, and every other candidate gets votes only until its confidence passes `threshold`.
+Easy synsets (where workers agree) reach the threshold with few votes; hard ones need more.
+
+The paper leaves these open; our choices:
+
+* **Subset**: `calibration_size` candidates per synset picked by a salted SHA-256 of their id, so
+  the choice is random yet the same on every run (`choose_calibration`).
+* **How "good" is decided on the subset**: a hand label when there is one; otherwise the posterior
+  of a latent-class model fitted by EM (Dawid & Skene 1979 with one pooled "worker": class prior
+  pi, P(yes | good) = a, P(yes | bad) = b) on *all* votes of the synset. Votes are
+  exchangeable given the class when workers are drawn at random, so this binomial mixture is the
+  right worker-agnostic model, and since stopping depends only on observed votes the likelihood
+  of the adaptively stopped items stays valid (the likelihood principle), so they inform a, b, pi.
+  Each calibration item's soft "good" weight comes from its own >= 10 votes.
+* **The table**: every prefix (y, n) of every calibration item's vote sequence is a sample of
+  P(good | y, n); the empirical cell is shrunk toward the parametric posterior with `smoothing`
+  pseudo-samples (a 0.997 cell cannot be estimated from a few dozen samples alone), then made
+  monotone (more yes never lowers it, more no never raises it). The empirical part is what carries
+  what the binomial model misses, e.g. ambiguous images on which even good workers disagree.
+* **Threshold**: accept at P >= `threshold` (default 0.997, ImageNet's reported precision); stop
+  negatives early at P <= 1 - threshold (reject).
+* **Vote cap**: `max_votes` per item (10 by default); an item that reaches it undecided stays
+  undecided (the requester's review page lists it) rather than being guessed.
+* **How many more votes now** (`needs_`): the fewest further votes that could end the item, i.e.
+  the shorter unanimous run (all yes or all no) that crosses a boundary in the table, within the cap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+
+from curation.consensus.base import (
+    ACCEPT,
+    REJECT,
+    UNDECIDED,
+    YES,
+    Aggregator,
+    Votes,
+    agreement_skills,
+)
+
+
+def choose_calibration(keys: Sequence[Hashable], size: int, salt: str) -> set[Hashable]:
+    """A deterministic pseudo-random subset of `size` keys (same keys and salt -> same subset)."""
+    ranked = sorted(keys, key=lambda k: hashlib.sha256(f"{salt}:{k}".encode()).digest())
+    return set(ranked[: max(0, size)])
+
+
+def fit_binomial_mixture(
+    y: np.ndarray,
+    n: np.ndarray,
+    known: np.ndarray | None = None,
+    prior: float = 0.25,
+    sens: float = 0.8,
+    fpr: float = 0.2,
+    n_iter: int = 200,
+    tol: float = 1e-8,
+) -> tuple[float, float, float, np.ndarray]:
+    """EM for the two-class binomial mixture; returns (pi, a, b, posterior per item).
+
+    `known` holds -1 for unknown items and 0/1 for hand-labelled ones (their posterior is fixed).
+    Beta(2, 2)-style pseudo-counts centred on the starting values keep the estimates off 0 and 1
+    when a synset has very few votes.
+    """
+    y = np.asarray(y, dtype=float)
+    n = np.asarray(n, dtype=float)
+    known = np.full(len(y), -1) if known is None else np.asarray(known)
+    fixed = known >= 0
+    pi, a, b = prior, sens, fpr
+    r = np.full(len(y), pi)
+    for _ in range(n_iter):
+        lg = np.log(pi) + y * np.log(a) + n * np.log1p(-a)
+        lb = np.log1p(-pi) + y * np.log(b) + n * np.log1p(-b)
+        r = 1.0 / (1.0 + np.exp(np.clip(lb - lg, -700, 700)))
+        r[fixed] = known[fixed]
+        pi_new = (r.sum() + 2 * prior) / (len(r) + 2)
+        a_new = ((r * y).sum() + 4 * sens) / ((r * (y + n)).sum() + 4)
+        b_new = (((1 - r) * y).sum() + 4 * fpr) / (((1 - r) * (y + n)).sum() + 4)
+        pi_new = float(np.clip(pi_new, 1e-4, 1 - 1e-4))
+        a_new = float(np.clip(a_new, 1e-4, 1 - 1e-4))
+        b_new = float(np.clip(b_new, 1e-4, 1 - 1e-4))
+        done = max(abs(pi_new - pi), abs(a_new - a), abs(b_new - b)) < tol
+        pi, a, b = pi_new, a_new, b_new
+        if done:
+            break
+    if a < b:
+        # Label switching: "yes" must mean more likely good. Flip to the consistent solution.
+        pi, a, b, r = 1 - pi, b, a, 1 - r
+    return pi, a, b, r
+
+
+def binomial_posterior(y: np.ndarray, n: np.ndarray, pi: float, a: float, b: float) -> np.ndarray:
+    lg = np.log(pi) + y * np.log(a) + n * np.log1p(-a)
+    lb = np.log1p(-pi) + y * np.log(b) + n * np.log1p(-b)
+    return 1.0 / (1.0 + np.exp(np.clip(lb - lg, -700, 700)))
+
+
+def _monotone(t: np.ndarray, iters: int = 20) -> np.ndarray:
+    """Make P non-decreasing in #yes (axis 0) and non-increasing in #no (axis 1)."""
+    t = t.copy()
+    for _ in range(iters):
+        before = t.copy()
+        t = np.maximum.accumulate(t, axis=0)
+        t = np.minimum.accumulate(t, axis=1)
+        if np.array_equal(t, before):
+            break
+    return t
+
+
+class DynamicConsensus(Aggregator):
+    """Per-synset confidence table and early stopping (Deng et al. 2009). Fit one synset at a time.
+
+    After `fit`: `table_[y, n]` = P(good | y yes, n no); `prior_`, `sens_`, `fpr_` the pooled
+    model; `p_yes_` each item's confidence; `decisions_` accept/reject/undecided; `needs_` how many
+    more votes each item should get now (0 = none); `labels_`, `probas_`, `skills_` as crowd-kit.
+    """
+
+    def __init__(
+        self,
+        threshold: float = 0.997,
+        calibration_votes: int = 10,
+        max_votes: int = 10,
+        smoothing: float = 20.0,
+        prior: float = 0.25,
+        sens: float = 0.8,
+        fpr: float = 0.2,
+    ) -> None:
+        if not 0.5 < threshold < 1.0:
+            raise ValueError("threshold must be in (0.5, 1)")
+        self.threshold = threshold
+        self.calibration_votes = calibration_votes
+        self.max_votes = max_votes
+        self.smoothing = smoothing
+        self.prior = prior
+        self.sens = sens
+        self.fpr = fpr
+
+    def fit(
+        self,
+        votes: Votes,
+        calibration: np.ndarray | None = None,
+        known: np.ndarray | None = None,
+    ) -> DynamicConsensus:
+        """`calibration`: bool per item (the initial subset); `known`: -1 / 0 / 1 hand labels."""
+        if votes.n_classes != 2:
+            raise ValueError("dynamic consensus is for yes/no verification votes")
+        ni = votes.n_items
+        calibration = np.zeros(ni, bool) if calibration is None else np.asarray(calibration, bool)
+        known = np.full(ni, -1) if known is None else np.asarray(known)
+        counts = votes.counts()
+        y, n = counts[:, YES], counts[:, 0]
+        total = y + n
+        voted = total > 0
+        pi, a, b, r = fit_binomial_mixture(
+            y[voted], n[voted], known[voted], self.prior, self.sens, self.fpr
+        )
+        self.prior_, self.sens_, self.fpr_ = pi, a, b
+        good = np.where(known >= 0, known, 0.0).astype(float)
+        good[voted] = r
+
+        size = max(self.max_votes, self.calibration_votes, int(total.max(initial=0))) + 2
+        yy, nn = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+        param = binomial_posterior(yy, nn, pi, a, b)
+        w_good = np.zeros((size, size))
+        w_all = np.zeros((size, size))
+        calib_done = calibration & (total >= self.calibration_votes)
+        if calib_done.any():
+            # Walk each calibration item's votes in time order; every prefix is a sample.
+            sel = calib_done[votes.item]
+            it, lab, order = votes.item[sel], votes.label[sel], votes.order[sel]
+            idx = np.lexsort((order, it))
+            it, lab = it[idx], lab[idx]
+            starts = np.r_[0, np.flatnonzero(np.diff(it)) + 1]
+            lengths = np.diff(np.r_[starts, len(it)])
+            pos = np.arange(len(it)) - np.repeat(starts, lengths) + 1
+            cy = np.cumsum(lab)
+            py = cy - np.repeat(cy[starts] - lab[starts], lengths)
+            pn = pos - py
+            np.add.at(w_good, (py, pn), good[it])
+            np.add.at(w_all, (py, pn), 1.0)
+        k = self.smoothing
+        self.calibration_samples_ = w_all
+        self.table_ = _monotone((w_good + k * param) / (w_all + k))
+        self.n_calibration_ = int(calib_done.sum())
+
+        p = self.table_[y, n]
+        p[known >= 0] = known[known >= 0]
+        p[~voted & (known < 0)] = pi
+        self.p_yes_ = p
+        self.probas_ = np.column_stack([1 - p, p])
+        self.labels_ = (p >= 0.5).astype(np.int64)
+        dec = np.full(ni, UNDECIDED, dtype=object)
+        dec[voted & (p >= self.threshold)] = ACCEPT
+        dec[voted & (p <= 1 - self.threshold)] = REJECT
+        dec[known == 1] = ACCEPT
+        dec[known == 0] = REJECT
+        self.decisions_ = dec
+        self.needs_ = self._needs(y, n, calibration, dec, known)
+        self.skills_ = agreement_skills(votes, self.labels_)
+        return self
+
+    def _needs(
+        self,
+        y: np.ndarray,
+        n: np.ndarray,
+        calibration: np.ndarray,
+        dec: np.ndarray,
+        known: np.ndarray,
+    ) -> np.ndarray:
+        t, thr = self.table_, self.threshold
+        size = t.shape[0]
+        out = np.zeros(len(y), dtype=np.int64)
+        for i in range(len(y)):
+            if known[i] >= 0:
+                continue
+            total = int(y[i] + n[i])
+            if calibration[i] and total < self.calibration_votes:
+                out[i] = self.calibration_votes - total
+                continue
+            if dec[i] != UNDECIDED:
+                continue
+            left = self.max_votes - total
+            if left <= 0:
+                continue
+            best = 0
+            for j in range(1, left + 1):
+                yj, nj = min(y[i] + j, size - 1), min(n[i] + j, size - 1)
+                if t[yj, n[i]] >= thr or t[y[i], nj] <= 1 - thr:
+                    best = j
+                    break
+            # No unanimous run within the cap can decide it: asking more would be wasted.
+            out[i] = best
+        return out
