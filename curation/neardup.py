@@ -18,7 +18,8 @@ from curation.phash import FLIP_MASK
 # matches only; for large collections shorter probes over fewer, longer bands are cheaper, so m is
 # chosen by a cost model (probes x lookups + expected candidates x verification, uniform hashes).
 
-_QUERY_CHUNK = 65536  # queries per vectorised step: bounds memory at a few tens of MB
+_QUERY_CHUNK = 65536
+_DIRECT_BITS = 22  # queries per vectorised step: bounds memory at a few tens of MB
 
 
 def _bands(m: int) -> list[tuple[int, int]]:
@@ -68,15 +69,24 @@ class MIHIndex:
         self.radius = radius
         self.m = bands or choose_bands(len(self.hashes), radius)
         self.sub_radius = radius // self.m
-        self.tables: list[tuple[int, int, np.ndarray, np.ndarray, list[int]]] = []
+        self.tables: list[
+            tuple[int, int, np.ndarray, np.ndarray, list[int], np.ndarray | None]
+        ] = []
         for shift, width in _bands(self.m):
             keys = self._band(self.hashes, shift, width)
             order = np.argsort(keys, kind="stable")
+            # Bands up to 22 bits get a direct-address bucket table (starts[key]..starts[key+1]),
+            # so a probe is two gathers instead of two binary searches.
+            starts = None
+            if width <= _DIRECT_BITS:
+                counts = np.bincount(keys.astype(np.int64), minlength=1 << width)
+                starts = np.zeros((1 << width) + 1, dtype=np.int64)
+                np.cumsum(counts, out=starts[1:])
             # Every XOR mask of up to sub_radius bits inside this band.
             masks = [0]
             for k in range(1, self.sub_radius + 1):
                 masks += [sum(1 << b for b in bits) for bits in combinations(range(width), k)]
-            self.tables.append((shift, width, keys[order], order, masks))
+            self.tables.append((shift, width, keys[order], order, masks, starts))
 
     @staticmethod
     def _band(h: np.ndarray, shift: int, width: int) -> np.ndarray:
@@ -102,21 +112,30 @@ class MIHIndex:
         dist = np.bitwise_count(queries[q_u] ^ self.hashes[i_u]).astype(np.int64)
         return Pairs(q_u, i_u, dist)
 
-    def _query_chunk(self, q: np.ndarray, offset: int, exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _query_chunk(
+        self, q: np.ndarray, offset: int, exclude_self: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
         out_q, out_i = [], []
-        for shift, width, skeys, order, masks in self.tables:
+        for shift, width, skeys, order, masks, starts in self.tables:
             qkeys = self._band(q, shift, width)
+            if starts is not None:
+                qkeys = qkeys.astype(np.int64)
             for mask in masks:
-                probe = qkeys ^ np.uint64(mask)
-                lo = np.searchsorted(skeys, probe, side="left")
-                hi = np.searchsorted(skeys, probe, side="right")
+                if starts is not None:
+                    probe = qkeys ^ mask
+                    lo = starts[probe]
+                    hi = starts[probe + 1]
+                else:
+                    probe = qkeys ^ np.uint64(mask)
+                    lo = np.searchsorted(skeys, probe, side="left")
+                    hi = np.searchsorted(skeys, probe, side="right")
                 counts = hi - lo
                 total = int(counts.sum())
                 if total == 0:
                     continue
                 qidx = np.repeat(np.arange(len(q), dtype=np.int64), counts)
-                starts = np.cumsum(counts) - counts
-                pos = np.repeat(lo, counts) + (np.arange(total) - np.repeat(starts, counts))
+                first = np.cumsum(counts) - counts
+                pos = np.repeat(lo, counts) + (np.arange(total) - np.repeat(first, counts))
                 iidx = order[pos].astype(np.int64)
                 qidx += offset
                 keep = np.bitwise_count(q[qidx - offset] ^ self.hashes[iidx]) <= self.radius
@@ -129,7 +148,9 @@ class MIHIndex:
         return np.concatenate(out_q), np.concatenate(out_i)
 
 
-def self_pairs(hashes: np.ndarray, radius: int, flip: bool = False, bands: int | None = None) -> Pairs:
+def self_pairs(
+    hashes: np.ndarray, radius: int, flip: bool = False, bands: int | None = None
+) -> Pairs:
     """Every unordered pair (a < b) of hashes within the radius (also mirrored when flip=True)."""
     hashes = np.asarray(hashes, dtype=np.uint64)
     index = MIHIndex(hashes, radius, bands)
@@ -141,11 +162,12 @@ def self_pairs(hashes: np.ndarray, radius: int, flip: bool = False, bands: int |
     b = np.maximum(mirrored.q, mirrored.i)
     keep = a != b
     n = np.int64(max(len(hashes), 1))
-    key_plain = pairs.q * n + pairs.i
-    key_flip = a[keep] * n + b[keep]
-    # A pair matching both ways keeps its smaller distance.
-    keys = np.concatenate([key_plain, key_flip])
-    dists = np.concatenate([pairs.dist, mirrored.dist[keep]])
+    keys = np.concatenate([pairs.q * n + pairs.i, a[keep] * n + b[keep]])
+    return _merge(keys, np.concatenate([pairs.dist, mirrored.dist[keep]]), n)
+
+
+def _merge(keys: np.ndarray, dists: np.ndarray, n: np.int64) -> Pairs:
+    """One row per pair key (q * n + i); a pair matching both plain and mirrored keeps the nearer."""
     order = np.lexsort((dists, keys))
     keys, dists = keys[order], dists[order]
     first = np.ones(len(keys), dtype=bool)
@@ -166,13 +188,7 @@ def cross_pairs(
     m = index.query(q ^ np.uint64(FLIP_MASK))
     n = np.int64(max(len(index.hashes), 1))
     keys = np.concatenate([pairs.q * n + pairs.i, m.q * n + m.i])
-    dists = np.concatenate([pairs.dist, m.dist])
-    order = np.lexsort((dists, keys))
-    keys, dists = keys[order], dists[order]
-    first = np.ones(len(keys), dtype=bool)
-    first[1:] = keys[1:] != keys[:-1]
-    qq, ii = np.divmod(keys[first], n)
-    return Pairs(qq, ii, dists[first])
+    return _merge(keys, np.concatenate([pairs.dist, m.dist]), n)
 
 
 def brute_force_pairs(hashes: np.ndarray, radius: int) -> set[tuple[int, int]]:

@@ -46,21 +46,27 @@ def hash_gray(gray: np.ndarray) -> int:
     return int(np.bitwise_or.reduce(np.where(bits, _WEIGHTS, np.uint64(0))))
 
 
-def gray_thumbnail(im) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """The 32x32 grey array the hash is computed from (the image is not modified)."""
-    from PIL import Image, ImageOps
+def reduced_rgb(im):  # type: ignore[no-untyped-def]
+    """Upright RGB image, JPEGs decoded at a reduced DCT scale (>= 64 px a side): the one decode
+    path both the hash and the quality filters use, so a stored hash never depends on the caller."""
+    from PIL import ImageOps
 
     if im.format == "JPEG":
-        # Decode at a reduced DCT scale: far faster on large photos, and still >= 64 px a side.
-        im.draft("L", (SIZE * 2, SIZE * 2))
+        im.draft("RGB", (2 * SIZE, 2 * SIZE))
     im = ImageOps.exif_transpose(im)
-    gray = (im if im.mode == "L" else im.convert("L")).resize((SIZE, SIZE), Image.Resampling.BOX)
-    return np.asarray(gray, dtype=np.float64)
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def gray_thumbnail(rgb) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The 32x32 grey array the hash is computed from."""
+    from PIL import Image
+
+    return np.asarray(rgb.convert("L").resize((SIZE, SIZE), Image.Resampling.BOX), dtype=np.float64)
 
 
 def phash_image(im) -> int:  # type: ignore[no-untyped-def]
-    """Perceptual hash of an opened PIL image."""
-    return hash_gray(gray_thumbnail(im))
+    """Perceptual hash of an opened PIL image (the image object is not modified)."""
+    return hash_gray(gray_thumbnail(reduced_rgb(im)))
 
 
 def phash_bytes(data: bytes) -> int:

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Table, text
+from sqlalchemy import Engine, Table, literal_column, text
 
 
 def insert_ignore(conn: Any, table: Table, rows: Sequence[dict[str, Any]], chunk: int = 500) -> int:
@@ -22,9 +22,10 @@ def insert_ignore(conn: Any, table: Table, rows: Sequence[dict[str, Any]], chunk
         from sqlalchemy.dialects.sqlite import insert
     done = 0
     for i in range(0, len(rows), chunk):
-        stmt = insert(table).values(list(rows[i : i + chunk])).on_conflict_do_nothing()
-        res = conn.execute(stmt)
-        done += max(res.rowcount or 0, 0)
+        # RETURNING lists only the rows really inserted; rowcount is unreliable across drivers.
+        stmt = (insert(table).values(list(rows[i : i + chunk])).on_conflict_do_nothing()
+                .returning(literal_column("1")))
+        done += len(conn.execute(stmt).fetchall())
     return done
 
 

@@ -48,10 +48,18 @@ def synset_for(wnid: str) -> Any:
     """The nltk synset of a wnid; SynsetError when malformed or unknown."""
     if not WNID_RE.match(wnid or ""):
         raise SynsetError(f"{wnid!r} is not a wnid (n + 8 digits, e.g. n01440764)")
+    import warnings
+
     try:
-        return _wn().synset_from_pos_and_offset("n", int(wnid[1:]))
+        with warnings.catch_warnings():
+            # nltk warns and returns None for an offset that is not a synset's start.
+            warnings.simplefilter("ignore", UserWarning)
+            syn = _wn().synset_from_pos_and_offset("n", int(wnid[1:]))
     except Exception:  # nltk raises WordNetError/ValueError/IndexError for unknown offsets
-        raise SynsetError(f"{wnid} is not a WordNet 3.0 noun synset") from None
+        syn = None
+    if syn is None:
+        raise SynsetError(f"{wnid} is not a WordNet 3.0 noun synset")
+    return syn
 
 
 def _children(syn: Any) -> list[Any]:

@@ -198,7 +198,7 @@ def build_corpus(out: Path, seed: int = 0, scale: int = 1) -> Corpus:
             res.append(name)
         for _ in range(n_true * 2 // 5):
             res.append(distractor())
-        for i in range(max(3, n_true // 5)):  # broken: 404, truncated JPEG, HTML, a tiny icon
+        for i in range(max(4, n_true // 5)):  # broken: 404, truncated JPEG, HTML, a tiny icon
             k = i % 4
             if k == 0:
                 res.append(b.add("broken_404", None, None, status=404))

@@ -231,8 +231,24 @@ def start_fixture_web(root_dir: str | Path, seed: int = 0, scale: int = 1,
 
 
 def corpus_summary(root_dir: str | Path) -> dict[str, int]:
-    """Counts of served URLs by kind (true, neardup, dup, related, ..., broken_*)."""
+    """Counts of served URLs by kind, and of all search results by how they relate to the query."""
     data = json.loads((Path(root_dir) / "corpus.json").read_text())
     kinds = Counter(v["kind"] for v in data["items"].values())
-    results = sum(len(v) for v in data["results"].values())
-    return {"urls": len(data["items"]), "search_results": results, **dict(sorted(kinds.items()))}
+    results: Counter = Counter()
+    for wnid, names in data["results"].items():
+        for n in names:
+            item = data["items"][n]
+            t = item["truth"]
+            if item["kind"].startswith("broken"):
+                results["broken"] += 1
+            elif t == wnid:
+                results["right" if item["kind"] == "true" else f"right_{item['kind']}"] += 1
+            elif t is None:
+                results["unrelated_photo"] += 1
+            elif SYNSETS[t][0] == SYNSETS[wnid][0]:
+                results["related_synset"] += 1
+            else:
+                results["other_root_synset"] += 1
+    return {"urls": len(data["items"]), **dict(sorted(kinds.items())),
+            "search_results": sum(results.values()),
+            **{f"results_{k}": v for k, v in sorted(results.items())}}

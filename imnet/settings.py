@@ -15,7 +15,7 @@ class SettingsError(ValueError):
     """A setting is unknown or malformed; the message is one line meant for the user."""
 
 
-SECRET_KEYS = {"s3_secret_key", "mturk_secret_key", "flickr_api_key", "openverse_token"}
+SECRET_KEYS = {"s3_secret_key", "mturk_secret_key", "mturk_server_keys", "flickr_api_key", "openverse_token"}
 
 
 @dataclass
@@ -77,12 +77,31 @@ class Settings:
     mturk_images_per_hit: int = 24
     mturk_gold_per_hit: int = 2
     mturk_max_assignments: int = 3
+    # HIT timing (seconds) and how to show images: empty = the server's /images/<sha256> when
+    # mturk_endpoint_url is set (self-hosted), else each candidate's original URL.
+    mturk_lifetime: int = 7 * 24 * 3600
+    mturk_assignment_duration: int = 1800
+    mturk_auto_approval_delay: int = 3 * 24 * 3600
+    mturk_image_base_url: str = ""
+    # Quality policy: reject an assignment that gets under this share of its gold right; exclude a
+    # worker (qualification + local block) below mturk_min_worker_gold after mturk_min_gold_seen.
+    mturk_min_assignment_gold: float = 0.5
+    mturk_min_worker_gold: float = 0.6
+    mturk_min_gold_seen: int = 6
+    # Extra access keys the self-hosted server accepts, "KEY:SECRET,KEY2:SECRET2".
+    mturk_server_keys: str = ""
 
     # consensus
     consensus_threshold: float = 0.997
     consensus_initial_subset: int = 100
     consensus_initial_votes: int = 10
     consensus_max_votes: int = 10
+    # Policy needs_votes follows: dynamic | worker-aware | majority | dawid-skene.
+    consensus_algorithm: str = "dynamic"
+    # Votes per item for the fixed-budget algorithms (majority, dawid-skene).
+    consensus_fixed_votes: int = 5
+    # Pseudo-samples shrinking each empirical confidence-table cell toward the fitted model.
+    consensus_smoothing: float = 20.0
 
     # curation / export
     phash_radius: int = 6
@@ -95,6 +114,15 @@ class Settings:
     test_per_class: int = 100
     export_resize: int = 0
     export_quality: int = 90
+    # Near-blank: every RGB channel's std below this (0-255 scale) on a 64-px thumbnail.
+    filter_blank_std: float = 3.0
+    # Single colour: this fraction of thumbnail pixels share one colour (5 bits per channel).
+    filter_single_colour: float = 0.95
+    # Worker processes for curation scans and export encoding (0 = one per CPU).
+    curation_workers: int = 0
+    # webdataset shards roll over at whichever comes first.
+    export_shard_maxcount: int = 10000
+    export_shard_maxsize: int = 1_000_000_000
 
     _sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 

@@ -27,6 +27,8 @@ class AlexNetConfig:
     # Width of the hidden FC layers (4096 in the paper); smaller only for quick tests.
     fc_dim: int = 4096
     init_std: float = 0.01
+    # "paper": every weight N(0, init_std); "released": the 2012 code's 0.03 for conv3-5.
+    init: str = "paper"
     # How the two-GPU split runs on one device: cuDNN grouped convs, or two dense convs ("split").
     group_impl: str = "groups"
     devices: tuple[str, ...] = ()
@@ -36,6 +38,8 @@ class AlexNetConfig:
             raise ValueError(f"unknown ablation {self.ablate!r}; choose from {ABLATIONS}")
         if self.arch not in ARCHS:
             raise ValueError(f"unknown arch {self.arch!r}; choose from {ARCHS}")
+        if self.init not in ("paper", "released"):
+            raise ValueError("init must be 'paper' or 'released'")
         if self.group_impl not in ("groups", "split"):
             raise ValueError("group_impl must be 'groups' or 'split'")
         if self.input_size < 63:
@@ -61,8 +65,7 @@ class AlexNetConfig:
 def _window_sum(sq: Tensor, size: int, groups: int, channel_dim: int) -> Tensor:
     """Sum of `size` neighbouring channels of `sq`, zero-padded at each group's edges."""
     half = size // 2
-    shape = list(sq.shape)
-    c = shape[channel_dim]
+    c = sq.shape[channel_dim]
     grouped = sq.unflatten(channel_dim, (groups, c // groups))
     cdim = channel_dim + 1 if channel_dim >= 0 else channel_dim
     pads = [0, 0] * (grouped.dim() - 1 - (cdim % grouped.dim()))
@@ -71,20 +74,29 @@ def _window_sum(sq: Tensor, size: int, groups: int, channel_dim: int) -> Tensor:
     out = padded.narrow(cdim, 0, n)
     for i in range(1, size):
         out = out + padded.narrow(cdim, i, n)
-    return out.flatten(cdim - 1 if cdim > 0 else cdim - 1, cdim)
+    return out.flatten(cdim - 1, cdim)
 
 
 def _channels_last_view(x: Tensor) -> tuple[Tensor, int]:
     """A view whose channel axis is contiguous when x is channels_last, so LRN reads it in place."""
-    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+    if (
+        x.dim() == 4
+        and not x.is_contiguous()
+        and x.is_contiguous(memory_format=torch.channels_last)
+    ):
         return x.permute(0, 2, 3, 1), -1
     return x, 1
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    # bf16/fp16 inputs are normalised in fp32 (the pow would lose too much); fp64 stays fp64.
+    return torch.promote_types(x.dtype, torch.float32)
 
 
 def lrn_reference(x: Tensor, size: int, alpha: float, beta: float, k: float, groups: int) -> Tensor:
     """LRN written with plain differentiable ops: torch.compile fuses it into one kernel."""
     v, cdim = _channels_last_view(x)
-    xf = v.float()
+    xf = v.to(_compute_dtype(x))
     div = (k + (alpha / size) * _window_sum(xf * xf, size, groups, cdim)).pow(-beta)
     y = (xf * div).to(x.dtype)
     return y.permute(0, 3, 1, 2) if cdim == -1 else y
@@ -105,13 +117,13 @@ class _LRNFunction(torch.autograd.Function):
         size, alpha, beta, k, groups = ctx.params
         v, cdim = _channels_last_view(x)
         gv = g.permute(0, 2, 3, 1) if cdim == -1 else g
-        xf = v.float()
+        xf = v.to(_compute_dtype(x))
         d = k + (alpha / size) * _window_sum(xf * xf, size, groups, cdim)
         dpow = d.pow(-beta)
         # d y_j / d x_i = delta_ij d_j^-b - (2ab/n) x_i x_j d_j^(-b-1) for i in window(j);
         # the window is symmetric, so the second term is a window sum of g*x*d^(-b-1).
-        t = _window_sum(gv.float() * xf * dpow / d, size, groups, cdim)
-        gx = gv.float() * dpow - (2.0 * alpha * beta / size) * xf * t
+        t = _window_sum(gv.to(xf.dtype) * xf * dpow / d, size, groups, cdim)
+        gx = gv.to(xf.dtype) * dpow - (2.0 * alpha * beta / size) * xf * t
         gx = gx.to(x.dtype)
         return (gx.permute(0, 3, 1, 2) if cdim == -1 else gx), None, None, None, None, None
 
@@ -119,7 +131,14 @@ class _LRNFunction(torch.autograd.Function):
 class LRN(nn.Module):
     """`nn.LocalResponseNorm(5, 1e-4, 0.75, 2)` per channel group, fast on bf16 and channels_last."""
 
-    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0, groups: int = 1):
+    def __init__(
+        self,
+        size: int = 5,
+        alpha: float = 1e-4,
+        beta: float = 0.75,
+        k: float = 2.0,
+        groups: int = 1,
+    ):
         super().__init__()
         self.size, self.alpha, self.beta, self.k, self.groups = size, alpha, beta, k, groups
 
@@ -149,12 +168,6 @@ class GConv(nn.Conv2d):
             for xi, wi, bi in zip(xs, ws, bs, strict=True)
         ]
         return torch.cat(outs, 1)
-
-
-def _has(cfg: AlexNetConfig, layer: str) -> bool:
-    return layer not in cfg.ablate.split("-no-")[0].removeprefix("no-").split("-") or (
-        cfg.ablate == "none"
-    )
 
 
 def _layers_kept(cfg: AlexNetConfig) -> dict[str, bool]:
@@ -200,6 +213,11 @@ class AlexNet2012(nn.Module):
         self.classifier = nn.Sequential(*c)
         set_group_impl(self, cfg.group_impl)
         init_paper(self, cfg.init_std)
+        if cfg.init == "released":
+            for name in ("conv3", "conv4", "conv5"):
+                m = grouped_roles(self).get(name)
+                if m is not None:
+                    nn.init.normal_(m.weight, 0.0, 0.03)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(torch.flatten(self.features(x), 1))
@@ -224,3 +242,188 @@ def init_paper(model: nn.Module, std: float) -> None:
                 isinstance(m, nn.Linear) and m is not linears[-1]
             )
             nn.init.constant_(m.bias, 1.0 if one else 0.0)
+
+
+def grouped_roles(model: AlexNet2012) -> dict[str, nn.Module]:
+    """The paper's layer names -> the grouped net's conv/linear modules."""
+    keep = _layers_kept(model.cfg)
+    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    fcs = [m for m in model.classifier if isinstance(m, nn.Linear)]
+    cnames = ["conv1", "conv2"] + [n for n in ("conv3", "conv4") if keep[n]] + ["conv5"]
+    fnames = [n for n in ("fc6", "fc7") if keep[n]] + ["fc8"]
+    return dict(zip(cnames + fnames, convs + fcs, strict=True))
+
+
+# ---------------------------------------------------------------- two towers on two devices
+class Tower(nn.Module):
+    """One GPU's half of the 2012 net: half of every layer's units."""
+
+    def __init__(self, cfg: AlexNetConfig):
+        super().__init__()
+        keep = _layers_kept(cfg)
+        self.pad = nn.ZeroPad2d((0, cfg.pad, 0, cfg.pad)) if cfg.pad else nn.Identity()
+        self.norm = LRN(groups=1) if cfg.lrn else nn.Identity()
+        self.conv1 = nn.Conv2d(3, 48, 11, stride=4)
+        self.conv2 = nn.Conv2d(48, 128, 5, padding=2)
+        c5_in = 128
+        self.conv3 = nn.Conv2d(256, 192, 3, padding=1) if keep["conv3"] else None
+        c5_in = 192 if keep["conv3"] else c5_in
+        self.conv4 = nn.Conv2d(c5_in, 192, 3, padding=1) if keep["conv4"] else None
+        c5_in = 192 if keep["conv4"] else c5_in
+        self.conv5 = nn.Conv2d(c5_in, 128, 3, padding=1)
+        half, flat = cfg.fc_dim // 2, 256 * cfg.feature_size**2
+        self.fc6 = nn.Linear(flat, half) if keep["fc6"] else None
+        self.fc7 = nn.Linear(2 * half if keep["fc6"] else flat, half) if keep["fc7"] else None
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def stage1(self, x: Tensor) -> Tensor:
+        x = F.max_pool2d(self.norm(F.relu(self.conv1(self.pad(x)))), 3, 2)
+        return F.max_pool2d(self.norm(F.relu(self.conv2(x))), 3, 2)
+
+
+class AlexNetTowers(nn.Module):
+    """The 2012 net as two towers on two devices; they exchange activations only into conv3 and
+    into each FC layer, where the paper's GPUs communicated."""
+
+    def __init__(self, cfg: AlexNetConfig, devices: tuple[str, str] | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.keep = _layers_kept(cfg)
+        self.towers = nn.ModuleList([Tower(cfg), Tower(cfg)])
+        if self.keep["fc7"] or self.keep["fc6"]:
+            fc8_in = cfg.fc_dim // 2 * 2
+        else:
+            fc8_in = 256 * cfg.feature_size**2
+        self.fc8 = nn.Linear(fc8_in, cfg.num_classes)
+        with torch.no_grad():  # same init as the grouped net, layer by layer
+            towers_from_grouped(self, AlexNet2012(dataclasses.replace(cfg, arch="alexnet2012")))
+        self.devices = tuple(devices or cfg.devices or ("cpu", "cpu"))
+        self.place(self.devices)
+
+    def place(self, devices: tuple[str, ...]) -> AlexNetTowers:
+        self.devices = (torch.device(devices[0]), torch.device(devices[1]))
+        self.towers[0].to(self.devices[0])
+        self.towers[1].to(self.devices[1])
+        self.fc8.to(self.devices[0])
+        return self
+
+    def _exchange(self, hs: list[Tensor]) -> list[Tensor]:
+        """Each device gets both halves, own device's copy first in paper order (tower 0, 1)."""
+        d0, d1 = self.devices
+        return [
+            torch.cat([hs[0], hs[1].to(d0, non_blocking=True)], 1),
+            torch.cat([hs[0].to(d1, non_blocking=True), hs[1]], 1),
+        ]
+
+    def forward(self, x: Tensor) -> Tensor:
+        t = self.towers
+        hs = [t[i].stage1(x.to(self.devices[i], non_blocking=True)) for i in range(2)]
+        if self.keep["conv3"]:
+            both = self._exchange(hs)
+            hs = [F.relu(t[i].conv3(both[i])) for i in range(2)]
+        if self.keep["conv4"]:
+            hs = [F.relu(t[i].conv4(hs[i])) for i in range(2)]
+        hs = [torch.flatten(F.max_pool2d(F.relu(t[i].conv5(hs[i])), 3, 2), 1) for i in range(2)]
+        for name in ("fc6", "fc7"):
+            if self.keep[name]:
+                both = self._exchange(hs)
+                hs = [t[i].drop(F.relu(getattr(t[i], name)(both[i]))) for i in range(2)]
+        return self.fc8(torch.cat([hs[0], hs[1].to(self.devices[0], non_blocking=True)], 1))
+
+
+def _tower_roles(model: AlexNetTowers, i: int) -> dict[str, nn.Module]:
+    tw = model.towers[i]
+    names = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
+    return {n: getattr(tw, n) for n in names if getattr(tw, n) is not None}
+
+
+@torch.no_grad()
+def towers_from_grouped(dst: AlexNetTowers, src: AlexNet2012) -> None:
+    """Copy weights grouped -> towers: tower i gets half i of each layer's output units."""
+    roles = grouped_roles(src)
+    for i in range(2):
+        for name, m in _tower_roles(dst, i).items():
+            n = m.weight.shape[0]
+            m.weight.copy_(roles[name].weight[i * n : (i + 1) * n])
+            m.bias.copy_(roles[name].bias[i * n : (i + 1) * n])
+    dst.fc8.weight.copy_(roles["fc8"].weight)
+    dst.fc8.bias.copy_(roles["fc8"].bias)
+
+
+@torch.no_grad()
+def grouped_from_towers(dst: AlexNet2012, src: AlexNetTowers) -> None:
+    """Copy weights towers -> grouped (the inverse of towers_from_grouped)."""
+    roles = grouped_roles(dst)
+    for i in range(2):
+        for name, m in _tower_roles(src, i).items():
+            n = m.weight.shape[0]
+            roles[name].weight[i * n : (i + 1) * n].copy_(m.weight)
+            roles[name].bias[i * n : (i + 1) * n].copy_(m.bias)
+    roles["fc8"].weight.copy_(src.fc8.weight)
+    roles["fc8"].bias.copy_(src.fc8.bias)
+
+
+def copy_weights(src: nn.Module, dst: nn.Module) -> None:
+    """Copy weights between any two forms of the same 2012 config (grouped <-> towers)."""
+    if isinstance(src, AlexNet2012) and isinstance(dst, AlexNetTowers):
+        towers_from_grouped(dst, src)
+    elif isinstance(src, AlexNetTowers) and isinstance(dst, AlexNet2012):
+        grouped_from_towers(dst, src)
+    elif type(src) is type(dst):
+        dst.load_state_dict(src.state_dict())
+    else:
+        raise TypeError(f"cannot copy weights from {type(src).__name__} to {type(dst).__name__}")
+
+
+# ---------------------------------------------------------------- torchvision's single tower
+class AlexNetTV(nn.Module):
+    """torchvision's later single-tower AlexNet (64-192-384-256-256, no LRN): a comparison."""
+
+    def __init__(self, cfg: AlexNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        act = lambda: nn.ReLU(inplace=True)  # noqa: E731
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 64, 11, stride=4, padding=2),
+            act(),
+            _pool(),
+            nn.Conv2d(64, 192, 5, padding=2),
+            act(),
+            _pool(),
+            nn.Conv2d(192, 384, 3, padding=1),
+            act(),
+            nn.Conv2d(384, 256, 3, padding=1),
+            act(),
+            nn.Conv2d(256, 256, 3, padding=1),
+            act(),
+            _pool(),
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        d = cfg.fc_dim
+        self.classifier = nn.Sequential(
+            nn.Dropout(cfg.dropout),
+            nn.Linear(256 * 36, d),
+            act(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(d, d),
+            act(),
+            nn.Linear(d, cfg.num_classes),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def build_model(cfg: AlexNetConfig) -> nn.Module:
+    """The network `cfg` names (ablations apply to the 2012 forms)."""
+    if cfg.arch == "alexnet-tv":
+        if cfg.ablate != "none":
+            raise ValueError("ablations apply to the 2012 net, not torchvision's variant")
+        return AlexNetTV(cfg)
+    if cfg.arch == "alexnet-towers":
+        return AlexNetTowers(cfg)
+    return AlexNet2012(cfg)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

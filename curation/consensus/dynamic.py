@@ -26,8 +26,12 @@ The paper leaves these open; our choices:
   negatives early at P <= 1 - threshold (reject).
 * **Vote cap**: `max_votes` per item (10 by default); an item that reaches it undecided stays
   undecided (the requester's review page lists it) rather than being guessed.
-* **How many more votes now** (`needs_`): the fewest further votes that could end the item, i.e.
-  the shorter unanimous run (all yes or all no) that crosses a boundary in the table, within the cap.
+* **How many more votes now** (`needs_`): the calibration subset first (up to `calibration_votes`
+  each); only once it is complete, for every other undecided item the fewest further votes that
+  could end it, i.e. the shorter unanimous run (all yes or all no) that crosses a boundary in the
+  table, at most `batch` per round (asking for more than can be needed would waste votes whenever
+  the run is not unanimous; a batch of 3 matches MTurk's default 3 assignments per HIT). An item
+  no unanimous run within the cap could decide gets no more votes.
 """
 
 from __future__ import annotations
@@ -132,6 +136,8 @@ class DynamicConsensus(Aggregator):
         prior: float = 0.25,
         sens: float = 0.8,
         fpr: float = 0.2,
+        batch: int = 3,
+        reject_below: float | None = None,
     ) -> None:
         if not 0.5 < threshold < 1.0:
             raise ValueError("threshold must be in (0.5, 1)")
@@ -142,6 +148,9 @@ class DynamicConsensus(Aggregator):
         self.prior = prior
         self.sens = sens
         self.fpr = fpr
+        self.batch = batch
+        # Stop negatives at P <= reject_below (default 1 - threshold, the symmetric rule).
+        self.reject_below = 1.0 - threshold if reject_below is None else reject_below
 
     def fit(
         self,
@@ -199,10 +208,14 @@ class DynamicConsensus(Aggregator):
         self.labels_ = (p >= 0.5).astype(np.int64)
         dec = np.full(ni, UNDECIDED, dtype=object)
         dec[voted & (p >= self.threshold)] = ACCEPT
-        dec[voted & (p <= 1 - self.threshold)] = REJECT
+        dec[voted & (p <= self.reject_below)] = REJECT
         dec[known == 1] = ACCEPT
         dec[known == 0] = REJECT
         self.decisions_ = dec
+        # The paper's order: the initial subset is voted on first, the table built, then the rest.
+        self.calibrating_ = bool(
+            (calibration & (total < self.calibration_votes) & (known < 0)).any()
+        )
         self.needs_ = self._needs(y, n, calibration, dec, known)
         self.skills_ = agreement_skills(votes, self.labels_)
         return self
@@ -225,7 +238,7 @@ class DynamicConsensus(Aggregator):
             if calibration[i] and total < self.calibration_votes:
                 out[i] = self.calibration_votes - total
                 continue
-            if dec[i] != UNDECIDED:
+            if dec[i] != UNDECIDED or self.calibrating_:
                 continue
             left = self.max_votes - total
             if left <= 0:
@@ -233,9 +246,9 @@ class DynamicConsensus(Aggregator):
             best = 0
             for j in range(1, left + 1):
                 yj, nj = min(y[i] + j, size - 1), min(n[i] + j, size - 1)
-                if t[yj, n[i]] >= thr or t[y[i], nj] <= 1 - thr:
+                if t[yj, n[i]] >= thr or t[y[i], nj] <= self.reject_below:
                     best = j
                     break
             # No unanimous run within the cap can decide it: asking more would be wasted.
-            out[i] = best
+            out[i] = min(best, self.batch)
         return out

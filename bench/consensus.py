@@ -1,0 +1,348 @@
+"""Benchmark: imnet's dynamic and worker-aware consensus against majority vote and crowd-kit, same votes.
+
+Simulation (issue 6): per seed, 50 workers (70% accurate at 0.9, 20% at 0.7, 6% answer at random,
+4% always say yes) and several synsets of rising difficulty, 2,000 candidates each, 25% true
+positives. Difficulty = the share of ambiguous images, on which every non-degenerate worker's
+accuracy is pulled halfway to a coin flip (0.9 -> 0.7, 0.7 -> 0.6). Every item gets ONE stream of
+10 votes from 10 distinct random workers, drawn once; every method reads a prefix of that stream
+(fixed-budget methods the first k votes, adaptive methods as many as they ask for, in rounds), so
+all methods see identical votes. Gold questions (worker-aware only) come at the HIT layout's rate,
+mturk_gold_per_hit / mturk_images_per_hit = 2/24 per vote, balanced between yes and no, and are
+counted in its votes per item, as are the dynamic consensus's calibration votes.
+
+crowd-kit (MajorityVote, DawidSkene) runs in its own venv, `.venv-bench-consensus` (created here if
+missing: crowd-kit needs scikit-learn < 1.6), as a subprocess reading the same vote tables from an
+.npz file.
+
+    python bench/consensus.py                 # 20 seeds x 4 synsets x 2,000 items
+    python bench/consensus.py --seeds 2 --items 500 --no-crowdkit   # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from curation.consensus.base import ACCEPT, Votes  # noqa: E402
+from curation.consensus.dawid_skene import DawidSkene  # noqa: E402
+from curation.consensus.dynamic import DynamicConsensus, choose_calibration  # noqa: E402
+from curation.consensus.majority import MajorityVote  # noqa: E402
+from curation.consensus.worker_aware import WorkerAwareConsensus  # noqa: E402
+
+VENV = ROOT / ".venv-bench-consensus"
+SYNSETS = (("easy", 0.0), ("medium", 0.05), ("hard", 0.1), ("harder", 0.2))
+MIX = (("good", 0.70, 0.9), ("mediocre", 0.20, 0.7), ("random", 0.06, None), ("yes", 0.04, None))
+N_WORKERS = 50
+POSITIVE_SHARE = 0.25
+STREAM = 10  # votes per item stream = calibration votes = vote cap (--cap)
+REJECT_BELOW: float | None = None  # None = 1 - THRESHOLD (--reject-below)
+GOLD_RATE = 2 / 24
+THRESHOLD = 0.997
+CALIBRATION_ITEMS = 100
+CALIBRATION_VOTES = 10
+FIXED_K = (3, 5, 10)
+
+CROWDKIT_SCRIPT = r"""
+import json, sys, time
+import numpy as np, pandas as pd
+from crowdkit.aggregation import DawidSkene, MajorityVote
+data = np.load(sys.argv[1])
+keys = json.loads(str(data["keys"]))
+out, secs = {}, {"mv": 0.0, "ds": 0.0}
+for key in keys:
+    df = pd.DataFrame({"task": data[key + "/item"], "worker": data[key + "/worker"],
+                       "label": data[key + "/label"]})
+    n = int(data[key + "/n"])
+    t = time.perf_counter()
+    mv = MajorityVote(seed=0).fit_predict(df)
+    secs["mv"] += time.perf_counter() - t
+    t = time.perf_counter()
+    ds = DawidSkene(n_iter=100).fit_predict(df)
+    secs["ds"] += time.perf_counter() - t
+    out[key + "/mv"] = mv.reindex(range(n)).fillna(0).astype(int).to_numpy()
+    out[key + "/ds"] = ds.reindex(range(n)).fillna(0).astype(int).to_numpy()
+np.savez(sys.argv[2], **out)
+print(json.dumps(secs))
+"""
+
+
+def make_workers(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Worker kinds (0 good, 1 mediocre, 2 random, 3 always-yes) and base accuracy, shuffled."""
+    counts = [round(share * N_WORKERS) for _, share, _ in MIX]
+    counts[0] += N_WORKERS - sum(counts)
+    kind = np.repeat(np.arange(len(MIX)), counts)
+    rng.shuffle(kind)
+    acc = np.array([MIX[k][2] or 0.5 for k in kind])
+    return kind, acc
+
+
+def answer(
+    rng: np.random.Generator,
+    kind: np.ndarray,
+    acc: np.ndarray,
+    truth: np.ndarray,
+    ambiguous: np.ndarray,
+) -> np.ndarray:
+    """Votes (1 = yes) of workers `kind/acc` on items with `truth`; all arrays the same shape."""
+    shape = np.broadcast_shapes(kind.shape, acc.shape, truth.shape, ambiguous.shape)
+    eff = np.where(ambiguous, 0.5 + (acc - 0.5) * 0.5, acc)
+    correct = rng.random(shape) < eff
+    vote = np.where(correct, truth, 1 - truth)
+    vote = np.where(kind == 2, rng.random(shape) < 0.5, vote)
+    return np.where(kind == 3, 1, vote).astype(np.int64)
+
+
+def simulate(seed: int, n_items: int) -> list[dict]:
+    """One seed: the worker pool and, per synset, truth, ambiguity and the vote streams."""
+    rng = np.random.default_rng(seed)
+    kind, acc = make_workers(rng)
+    # Each worker's gold answers, drawn once (balanced yes/no gold, never ambiguous).
+    gold_truth = rng.random((N_WORKERS, 4000)) < 0.5
+    gold_ans = answer(
+        rng, kind[:, None], acc[:, None], gold_truth.astype(np.int64), np.zeros_like(gold_truth)
+    )
+    gold_ok = np.cumsum(gold_ans == gold_truth, axis=1)
+    out = []
+    for name, amb_share in SYNSETS:
+        truth = np.zeros(n_items, dtype=np.int64)
+        truth[: round(POSITIVE_SHARE * n_items)] = 1
+        rng.shuffle(truth)
+        ambiguous = rng.random(n_items) < amb_share
+        workers = np.argsort(rng.random((n_items, N_WORKERS)), axis=1)[:, :STREAM]
+        votes = answer(rng, kind[workers], acc[workers], truth[:, None], ambiguous[:, None])
+        out.append(
+            {"name": name, "truth": truth, "workers": workers, "votes": votes, "gold_ok": gold_ok}
+        )
+    return out
+
+
+def prefix_votes(syn: dict, lengths: np.ndarray) -> Votes:
+    """The votes table holding each item's first lengths[i] stream votes."""
+    n = len(lengths)
+    mask = np.arange(STREAM)[None, :] < lengths[:, None]
+    items = np.broadcast_to(np.arange(n)[:, None], mask.shape)[mask]
+    pos = np.broadcast_to(np.arange(STREAM)[None, :], mask.shape)[mask]
+    return Votes(
+        item=items,
+        worker=syn["workers"][mask],
+        label=syn["votes"][mask],
+        n_items=n,
+        n_workers=N_WORKERS,
+        order=pos,
+    )
+
+
+def run_adaptive(
+    syn: dict, method: str, seed: int, gold_before: np.ndarray | None = None
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """Ask, collect, refit in rounds until nothing needs votes.
+
+    Returns (accepted, votes per item, gold questions seen per worker so far). Workers keep
+    their gold record from earlier synsets (`gold_before`), as the `worker` table does.
+    """
+    gold_before = np.zeros(N_WORKERS, dtype=np.int64) if gold_before is None else gold_before
+    seen = gold_before
+    n = len(syn["truth"])
+    lengths = np.zeros(n, dtype=np.int64)
+    calibration = np.zeros(n, dtype=bool)
+    if method == "dynamic":
+        chosen = choose_calibration(list(range(n)), CALIBRATION_ITEMS, f"{seed}:{syn['name']}")
+        calibration[list(chosen)] = True
+    gold_cost = 0.0
+    for _ in range(60):
+        votes = prefix_votes(syn, lengths)
+        if method == "dynamic":
+            model = DynamicConsensus(
+                threshold=THRESHOLD,
+                calibration_votes=CALIBRATION_VOTES,
+                max_votes=STREAM,
+                reject_below=REJECT_BELOW,
+            ).fit(votes, calibration=calibration)
+        else:
+            per_worker = np.bincount(votes.worker, minlength=N_WORKERS)
+            here = np.floor(per_worker * GOLD_RATE + 0.5).astype(np.int64)
+            seen = gold_before + here
+            ok = np.where(
+                seen > 0, syn["gold_ok"][np.arange(N_WORKERS), np.maximum(seen - 1, 0)], 0
+            )
+            gold_cost = float(here.sum())
+            model = WorkerAwareConsensus(
+                threshold=THRESHOLD, max_votes=STREAM, reject_below=REJECT_BELOW
+            ).fit(votes, gold_seen=seen, gold_correct=ok)
+        need = np.minimum(model.needs_, STREAM - lengths)
+        if not need.any():
+            break
+        lengths += need
+    accepted = model.decisions_ == ACCEPT
+    return accepted, (lengths.sum() + gold_cost) / n, seen
+
+
+def score(accepted: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
+    return int((accepted & (truth == 1)).sum()), int(accepted.sum()), int((truth == 1).sum())
+
+
+def ensure_venv() -> Path:
+    py = VENV / "bin" / "python"
+    if not py.exists():
+        print(f"creating {VENV} (crowd-kit needs scikit-learn < 1.6)", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run(
+            [str(py), "-m", "pip", "install", "-q", "crowd-kit", "scikit-learn<1.6", "numpy"],
+            check=True,
+            timeout=1800,
+        )
+    return py
+
+
+def run_crowdkit(tables: dict[str, Votes]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    py = ensure_venv()
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst, script = Path(tmp) / "in.npz", Path(tmp) / "out.npz", Path(tmp) / "ck.py"
+        arrays: dict[str, np.ndarray] = {"keys": np.array(json.dumps(list(tables)))}
+        for key, v in tables.items():
+            arrays[key + "/item"], arrays[key + "/worker"] = v.item, v.worker
+            arrays[key + "/label"], arrays[key + "/n"] = v.label, np.array(v.n_items)
+        np.savez(src, **arrays)
+        script.write_text(CROWDKIT_SCRIPT)
+        res = subprocess.run(
+            [str(py), str(script), str(src), str(dst)],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
+        secs = json.loads(res.stdout.strip().splitlines()[-1])
+        with np.load(dst) as d:
+            return {k: d[k] for k in d.files}, secs
+
+
+def main() -> int:
+    global STREAM, REJECT_BELOW
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--seeds", type=int, default=20, help="number of seeds (default 20)")
+    ap.add_argument("--items", type=int, default=2000, help="candidates per synset (default 2000)")
+    ap.add_argument("--no-crowdkit", action="store_true", help="skip the crowd-kit peer")
+    ap.add_argument("--json", help="also write the results to this JSON file")
+    ap.add_argument("--cap", type=int, default=STREAM, help="vote cap = stream length (10)")
+    ap.add_argument(
+        "--reject-below",
+        type=float,
+        default=None,
+        help="stop negatives at P <= this (default 1 - threshold)",
+    )
+    ap.add_argument("--adaptive-only", action="store_true", help="only the adaptive methods")
+    args = ap.parse_args()
+    STREAM, REJECT_BELOW = args.cap, args.reject_below
+
+    # tallies[method][synset] = [true positives, accepted, positives, votes, items]
+    tallies: dict[str, dict[str, list[float]]] = {}
+    secs: dict[str, float] = {}
+    ck_tables: dict[str, Votes] = {}
+    ck_truth: dict[str, tuple[str, np.ndarray]] = {}
+
+    def add(method: str, synset: str, acc: np.ndarray, truth: np.ndarray, votes: float) -> None:
+        t = tallies.setdefault(method, {}).setdefault(synset, [0, 0, 0, 0.0, 0])
+        tp, a, p = score(acc, truth)
+        t[0] += tp
+        t[1] += a
+        t[2] += p
+        t[3] += votes * len(truth)
+        t[4] += len(truth)
+
+    def timed(method: str, fn):  # type: ignore[no-untyped-def]
+        t0 = time.perf_counter()
+        out = fn()
+        secs[method] = secs.get(method, 0.0) + time.perf_counter() - t0
+        return out
+
+    for seed in range(args.seeds):
+        gold = {m: np.zeros(N_WORKERS, dtype=np.int64) for m in ("dynamic", "worker-aware")}
+        for syn in simulate(seed, args.items):
+            truth, name = syn["truth"], syn["name"]
+            for k in () if args.adaptive_only else FIXED_K:
+                v = prefix_votes(syn, np.full(len(truth), k))
+                mv = timed(f"imnet majority k={k}", lambda v=v: MajorityVote().fit_predict(v))
+                add(f"imnet majority k={k}", name, mv == 1, truth, k)
+                ds = timed(f"imnet dawid-skene k={k}", lambda v=v: DawidSkene().fit_predict(v))
+                add(f"imnet dawid-skene k={k}", name, ds == 1, truth, k)
+                key = f"{seed}/{name}/{k}"
+                ck_tables[key], ck_truth[key] = v, (name, truth)
+            for method in ("dynamic", "worker-aware"):
+                acc, cost, seen = timed(
+                    f"imnet {method}",
+                    lambda m=method, sy=syn, sd=seed: run_adaptive(sy, m, sd, gold[m]),
+                )
+                gold[method] = seen
+                add(f"imnet {method}", name, acc, truth, cost)
+        print(f"seed {seed} done", file=sys.stderr)
+
+    if not args.no_crowdkit:
+        t0 = time.perf_counter()
+        labels, ck_secs = run_crowdkit(ck_tables)
+        print(f"crowd-kit subprocess: {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+        for key, (name, truth) in ck_truth.items():
+            k = int(key.rsplit("/", 1)[1])
+            add(f"crowd-kit MajorityVote k={k}", name, labels[key + "/mv"] == 1, truth, k)
+            add(f"crowd-kit DawidSkene k={k}", name, labels[key + "/ds"] == 1, truth, k)
+        secs["crowd-kit MajorityVote (all k)"] = ck_secs["mv"]
+        secs["crowd-kit DawidSkene (all k)"] = ck_secs["ds"]
+
+    report(tallies, secs, args)
+    return 0
+
+
+def _prf(t: list[float]) -> tuple[float, float, float]:
+    prec = t[0] / t[1] if t[1] else float("nan")
+    return prec, t[0] / t[2] if t[2] else float("nan"), t[3] / t[4]
+
+
+def report(tallies: dict, secs: dict, args: argparse.Namespace) -> None:
+    names = [s for s, _ in SYNSETS]
+    print(
+        f"\n{args.seeds} seeds x {len(names)} synsets x {args.items} items; 25% positives; "
+        f"ambiguous share {', '.join(f'{n} {a:.0%}' for n, a in SYNSETS)}"
+    )
+    head = f"{'method':32s} {'votes/item':>10s} {'precision':>9s} {'recall':>7s}  goal"
+    print(head + "   | per synset precision/recall/votes")
+    out = {}
+    for method, per in tallies.items():
+        total = [sum(per[n][i] for n in names if n in per) for i in range(5)]
+        p, r, v = _prf(total)
+        goal = "yes" if p >= 0.997 and r >= 0.98 and v <= 5 else "no"
+        cells = "  ".join(
+            f"{n}: {_prf(per[n])[0]:.4f}/{_prf(per[n])[1]:.3f}/{_prf(per[n])[2]:.2f}"
+            for n in names
+            if n in per
+        )
+        print(f"{method:32s} {v:10.2f} {p:9.4f} {r:7.4f}  {goal:4s} | {cells}")
+        out[method] = {
+            "votes_per_item": v,
+            "precision": p,
+            "recall": r,
+            "per_synset": {
+                n: dict(zip(("precision", "recall", "votes"), _prf(per[n]), strict=True))
+                for n in names
+                if n in per
+            },
+        }
+    print("\nCPU seconds (whole run, machine shared, so noisy):")
+    for m, s in secs.items():
+        print(f"  {m:34s} {s:8.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": out, "seconds": secs}, indent=2))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

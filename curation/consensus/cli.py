@@ -1,0 +1,174 @@
+"""`imnet consensus run|needs|table` and `imnet review`: the decision loop and the requester's page."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+ALGORITHM_CHOICES = ("dynamic", "worker-aware", "majority", "dawid-skene")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "consensus",
+        help="turn workers' votes into labels (ImageNet's dynamic consensus and others)",
+        description="Turn the votes collected from workers into accept/reject/undecided labels, "
+        "and report which candidates still need votes.",
+    )
+    csub = p.add_subparsers(dest="consensus_command", metavar="ACTION")
+
+    run = csub.add_parser(
+        "run",
+        help="update labels from the votes and report what still needs votes",
+        description="Read every counted vote (not from rejected assignments or blocked workers), "
+        "decide each eligible candidate with the chosen algorithm, and write `label` rows. Hand "
+        "overrides made on the review page are kept.",
+    )
+    run.add_argument(
+        "--algorithm",
+        choices=ALGORITHM_CHOICES,
+        default=None,
+        help="decision rule (default: setting consensus_algorithm, normally dynamic)",
+    )
+    run.add_argument("--wnid", action="append", help="only this synset (repeatable)")
+    run.add_argument("--json", action="store_true", help="print the full report as JSON")
+    run.set_defaults(func=cmd_run)
+
+    needs = csub.add_parser(
+        "needs",
+        help="list how many more votes each synset's candidates need now",
+        description="What `imnet mturk publish` will ask for: per synset, the candidates that "
+        "need more votes now and how many votes in all (votes already asked for in open HITs "
+        "are subtracted).",
+    )
+    needs.add_argument("--wnid", action="append", help="only this synset (repeatable)")
+    needs.add_argument("--json", action="store_true", help="print candidate_id -> votes as JSON")
+    needs.set_defaults(func=cmd_needs)
+
+    table = csub.add_parser(
+        "table",
+        help="print a synset's confidence table P(good | #yes, #no) (the paper's Fig. 7)",
+        description="Fit the dynamic consensus for one synset and print its confidence table: "
+        "the probability that an image shows the synset given its yes and no votes so far.",
+    )
+    table.add_argument("--wnid", required=True, help="the synset")
+    table.add_argument("--max", type=int, default=5, help="largest #yes and #no shown (default 5)")
+    table.set_defaults(func=cmd_table)
+    p.set_defaults(func=lambda args, app: _help(p))
+
+    rv = sub.add_parser(
+        "review",
+        help="serve the requester's review page (accepted/rejected images, workers, overrides)",
+        description="Serve the review page alone: per synset the accepted, rejected and "
+        "undecided images with their votes and posterior, the worker table, and forms to "
+        "override a label by hand. `imnet mturk serve` also mounts it under /review.",
+    )
+    rv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    rv.add_argument("--port", type=int, default=8644, help="port (default 8644)")
+    rv.set_defaults(func=cmd_review)
+
+
+def _help(p: argparse.ArgumentParser) -> int:
+    p.print_help()
+    return 2
+
+
+def cmd_run(args: argparse.Namespace, app: Any) -> int:
+    from curation.consensus.plan import run_consensus
+    from imnet.cli import print_json
+
+    algorithm = args.algorithm or app.settings.consensus_algorithm
+    if algorithm not in ALGORITHM_CHOICES:
+        from imnet.cli import UserError
+
+        raise UserError(
+            f"setting consensus_algorithm={algorithm!r} is not one of {ALGORITHM_CHOICES}"
+        )
+    with app.Session() as session:
+        report = run_consensus(session, algorithm, wnids=args.wnid, settings=app.settings)
+    if args.json:
+        print_json(report)
+        return 0
+    t = report["totals"]
+    print(
+        f"{algorithm}: {t['accept']} accepted, {t['reject']} rejected, {t['undecided']} undecided "
+        f"({t['manual']} by hand); {t['needs_votes']} need more votes; {t['votes']} votes read"
+    )
+    for wnid, r in sorted(report["per_wnid"].items()):
+        print(
+            f"  {wnid}: {r['items']} items, {r['accept']} accept, {r['reject']} reject, "
+            f"{r['undecided']} undecided, {r['needs_votes']} need votes"
+        )
+    return 0
+
+
+def cmd_needs(args: argparse.Namespace, app: Any) -> int:
+    from sqlalchemy import select
+
+    from curation.consensus.plan import needs_votes
+    from db.models import Candidate
+    from imnet.cli import print_json
+
+    with app.Session() as session:
+        needs = needs_votes(session, wnids=args.wnid, settings=app.settings)
+        if args.json:
+            print_json({str(k): v for k, v in sorted(needs.items())})
+            return 0
+        per: dict[str, list[int]] = {}
+        ids = list(needs)
+        for start in range(0, len(ids), 5000):
+            chunk = ids[start : start + 5000]
+            for cid, wnid in session.execute(
+                select(Candidate.id, Candidate.wnid).where(Candidate.id.in_(chunk))
+            ):
+                per.setdefault(wnid, []).append(needs[cid])
+    if not per:
+        print("no candidate needs votes now")
+    for wnid, ks in sorted(per.items()):
+        print(f"{wnid}: {len(ks)} candidates need {sum(ks)} votes")
+    return 0
+
+
+def cmd_table(args: argparse.Namespace, app: Any) -> int:
+    from curation.consensus.dynamic import DynamicConsensus
+    from curation.consensus.plan import load_votes
+    from imnet.cli import UserError
+
+    s = app.settings
+    with app.Session() as session:
+        data = load_votes(session, [args.wnid], s)
+    if not data:
+        raise UserError(f"synset {args.wnid} has no eligible candidates")
+    d = data[0]
+    m = DynamicConsensus(
+        threshold=s.consensus_threshold,
+        calibration_votes=s.consensus_initial_votes,
+        max_votes=s.consensus_max_votes,
+        smoothing=s.consensus_smoothing,
+    ).fit(d.votes, calibration=d.calibration, known=d.known)
+    k = max(1, args.max)
+    print(
+        f"{args.wnid}: {m.n_calibration_} calibration items; prior {m.prior_:.3f}, "
+        f"P(yes|good) {m.sens_:.3f}, P(yes|bad) {m.fpr_:.3f}"
+    )
+    print("#yes\\#no " + " ".join(f"{n:>6d}" for n in range(k + 1)))
+    for y in range(k + 1):
+        print(f"{y:>8d} " + " ".join(f"{m.table_[y, n]:6.3f}" for n in range(k + 1)))
+    return 0
+
+
+def cmd_review(args: argparse.Namespace, app: Any) -> int:
+    from aiohttp import web
+
+    from curation.consensus.review import make_review_app
+
+    root = web.Application()
+    root.add_subapp("/review", make_review_app(app))
+
+    async def to_review(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/review/")
+
+    root.router.add_get("/", to_review)
+    print(f"review page on http://{args.host}:{args.port}/review/ (Ctrl-C stops)")
+    web.run_app(root, host=args.host, port=args.port, print=None)
+    return 0

@@ -1,0 +1,100 @@
+"""Turn one stored original into the exported JPEG: deterministic, optional shorter-side resize."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+# Byte-for-byte reproducibility: the output depends only on the original's bytes and (resize,
+# quality): fixed resampling filter, fixed JPEG settings (baseline, 4:2:0, no optimisation pass, no
+# metadata except the ICC profile, which carries the colours' meaning), no timestamps. Originals are
+# only read. With resize=0 an upright RGB or greyscale JPEG is copied verbatim (lossless, fastest);
+# anything else is re-encoded. With resize=S the shorter side becomes exactly S (the AlexNet paper's
+# preprocessing; smaller images are enlarged), decoding JPEGs at a reduced DCT scale first when that
+# still leaves at least S pixels, which is most of the speed.
+
+
+class EncodeError(ValueError):
+    """The original could not be turned into a JPEG; the message is the reason."""
+
+
+def target_size(width: int, height: int, resize: int) -> tuple[int, int]:
+    if not resize or min(width, height) == resize:
+        return width, height
+    scale = resize / min(width, height)
+    if width <= height:
+        return resize, max(1, round(height * scale))
+    return max(1, round(width * scale)), resize
+
+
+def encode(data: bytes, resize: int = 0, quality: int = 90) -> tuple[bytes, int, int]:
+    """(jpeg bytes, width, height) of the exported image; raises EncodeError."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w0, h0 = im.size
+            upright = im.getexif().get(0x0112, 1) in (None, 1)
+            if not resize and im.format == "JPEG" and im.mode in ("RGB", "L") and upright:
+                return data, w0, h0
+            if resize and im.format == "JPEG":
+                # Reduced-scale decode: the largest DCT scaling that keeps both sides >= the target
+                # (the shorter side is the same before and after an EXIF rotation).
+                need = target_size(w0, h0, resize)
+                if need[0] < w0 and need[1] < h0:
+                    im.draft("RGB", need)
+            # An ICC profile describes RGB pixels only if the original was RGB.
+            icc = im.info.get("icc_profile") if im.mode in ("RGB", "RGBA") else None
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                # Transparent pixels over white, as a browser shows them, not their hidden colour.
+                rgba = im.convert("RGBA")
+                canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+                canvas.paste(rgba, mask=rgba.getchannel("A"))
+                im = canvas
+            elif im.mode != "RGB":
+                im = im.convert("RGB")
+            if resize:
+                size = target_size(im.width, im.height, resize)
+                if size != im.size:
+                    im = im.resize(size, Image.Resampling.BICUBIC)
+            out = io.BytesIO()
+            im.save(
+                out,
+                "JPEG",
+                quality=quality,
+                optimize=False,
+                progressive=False,
+                subsampling="4:2:0",
+                icc_profile=icc,
+            )
+            return out.getvalue(), im.width, im.height
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise EncodeError(f"unreadable: {type(e).__name__}: {e}"[:300]) from None
+
+
+# -- worker processes -----------------------------------------------------------------------------
+_store: Any = None
+
+
+def init_worker(settings: Any) -> None:
+    global _store
+    from imnet.blobstore import open_store
+
+    _store = open_store(settings.resolved_blob_url(), settings)
+
+
+def work(task: tuple[str, int, int]) -> tuple[str, bytes | None, int, int, str | None]:
+    """(sha256, jpeg or None, width, height, error) for one image; never raises on bad input."""
+    from imnet.blobstore import BlobError
+
+    sha, resize, quality = task
+    try:
+        data = _store.get(sha)
+    except BlobError as e:
+        return sha, None, 0, 0, f"blob: {e}"[:300]
+    try:
+        jpeg, w, h = encode(data, resize, quality)
+    except EncodeError as e:
+        return sha, None, 0, 0, str(e)
+    return sha, jpeg, w, h, None

@@ -1,0 +1,183 @@
+"""`imnet demo`: every stage end to end on a loopback fixture web, resumable, with a report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from imnet.app import App
+from imnet.settings import Settings
+
+DEFAULT_SCALE = 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="run the whole pipeline on a local fixture web (a few minutes on a laptop)",
+        description="Run every stage end to end on a loopback fixture web: 12 real WordNet "
+        "synsets under two roots, an Openverse-compatible search API with mostly wrong, duplicated "
+        "and broken results, the self-hosted MTurk server with simulated workers, consensus, "
+        "class selection, ilsvrc and webdataset exports, a short AlexNet run on CPU and its "
+        "evaluation. Prints a report per stage and writes WORKDIR/report.json. Rerunning in the "
+        "same workdir resumes: finished work is skipped, nothing is fetched twice. Uses SQLite and "
+        "blobs under WORKDIR unless IMNET_DATABASE_URL / IMNET_BLOB_URL (or the global flags) "
+        "point elsewhere.",
+    )
+    p.add_argument("--scale", type=int, default=DEFAULT_SCALE, metavar="N",
+                   help=f"fixture size multiplier: 16*N true images per synset (default "
+                   f"{DEFAULT_SCALE})")
+    p.add_argument("--workdir", default=None, metavar="DIR",
+                   help="where the demo keeps everything (default: <data_dir>/demo)")
+    p.add_argument("--epochs", type=int, default=1, metavar="N", help="AlexNet epochs (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="fixture and split seed (default 0)")
+    p.add_argument("--quiet", action="store_true", help="print only the final report")
+    p.set_defaults(func=_cmd)
+
+
+def _cmd(args: argparse.Namespace, app: App) -> int:
+    from imnet.cli import UserError
+
+    if args.scale < 1 or args.epochs < 1:
+        raise UserError("--scale and --epochs must be at least 1")
+    workdir = Path(args.workdir or Path(app.settings.data_dir) / "demo")
+    try:
+        report = run_demo(app.settings, workdir, scale=args.scale, epochs=args.epochs,
+                          seed=args.seed, verbose=not args.quiet)
+    except DemoError as e:
+        raise UserError(str(e)) from None
+    if args.quiet:
+        print(format_report(report))
+    return 0 if report["ok"] else 1
+
+
+class DemoError(RuntimeError):
+    """A stage failed; the message names the stage and the cause."""
+
+
+def demo_settings(base: Settings, workdir: Path) -> Settings:
+    """The user's settings with the demo's local defaults where the user set nothing."""
+    workdir = workdir.resolve()
+    return base.replace(
+        data_dir=str(workdir),
+        database_url=base.database_url or f"sqlite:///{workdir / 'imnet.sqlite3'}",
+        blob_url=base.blob_url or f"file://{workdir / 'blobs'}",
+        # The fixture web and the MTurk server live on loopback.
+        allow_private_hosts=True,
+    )
+
+
+def run_demo(base: Settings, workdir: Path, scale: int = DEFAULT_SCALE, epochs: int = 1,
+             seed: int = 0, verbose: bool = True) -> dict[str, Any]:
+    """Run (or resume) the demo in workdir; returns the report (also written to report.json)."""
+    from imnet import demo_stages as st
+    from imnet.fixtureweb import corpus_summary, start_fixture_web
+
+    t0 = time.time()
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    state_path = workdir / "state.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    if state.get("params") not in (None, {"scale": scale, "seed": seed}):
+        raise DemoError(f"{workdir} holds a demo with {state['params']}; use another --workdir")
+    state["params"] = {"scale": scale, "seed": seed}
+    state["runs"] = state.get("runs", 0) + 1
+    _save(state_path, state)
+
+    out = (lambda line: print(line, flush=True)) if verbose else (lambda line: None)
+    web = start_fixture_web(workdir / "fixture", seed=seed, scale=scale)
+    truth = json.loads(web.truth_path.read_text())["images"]
+    report: dict[str, Any] = {"workdir": str(workdir), "run": state["runs"], "scale": scale,
+                              "stages": {}, "ok": False}
+    app = None
+    mturk = None
+    try:
+        settings = demo_settings(base, workdir).replace(
+            source_openverse_url=f"{web.url}/v1/images/",
+            # Small splits: a class has ~16*scale true images.
+            val_per_class=max(2, 3 * scale),
+            test_per_class=max(2, 2 * scale),
+            consensus_initial_subset=10 * scale,
+            export_resize=256,
+        )
+        from imnet.demo_verify import start_mturk
+
+        mturk = start_mturk(settings, workdir)
+        settings = settings.replace(mturk_endpoint_url=mturk.url)
+        app = App(settings)
+        _prepare_blobs(app)
+        ctx = st.Ctx(app=app, settings=settings, workdir=workdir, truth=truth,
+                     synsets=list(web.synsets), roots=list(web.roots), scale=scale, epochs=epochs,
+                     seed=seed, state=state, mturk_url=mturk.url)
+        report["database"] = settings.masked()["database_url"]
+        report["blobs"] = settings.resolved_blob_url()
+        report["fixture"] = {"url": web.url, **corpus_summary(workdir / "fixture")}
+        released = st.release_dead_leases(app)
+        if released:
+            out(f"resume: {released} rows leased by a killed run made claimable again")
+        for name, fn in _stages():
+            t = time.time()
+            out(f"== {name}")
+            try:
+                section = fn(ctx)
+            except Exception as e:
+                report["stages"][name] = {"error": f"{type(e).__name__}: {e}"}
+                report["failed_stage"] = name
+                raise DemoError(f"stage {name} failed: {type(e).__name__}: {e}") from e
+            section["seconds"] = round(time.time() - t, 2)
+            report["stages"][name] = section
+            out(format_section(name, section))
+            _save(state_path, state)
+        report["fixture_requests"] = dict(web.stats)
+        report["ok"] = True
+    finally:
+        report["fixture_requests"] = dict(web.stats)
+        report["wall_seconds"] = round(time.time() - t0, 1)
+        _save(workdir / "report.json", report)
+        if app is not None:
+            app.close()
+        if mturk is not None:
+            mturk.stop()
+        web.stop()
+    out(format_footer(report))
+    return report
+
+
+def _stages() -> list[tuple[str, Callable[..., dict[str, Any]]]]:
+    from imnet import demo_stages as st
+    from imnet import demo_verify as ver
+
+    return [
+        ("synsets+queries", st.stage_synsets),
+        ("search", st.stage_search),
+        ("crawl", st.stage_crawl),
+        ("curate", st.stage_curate),
+        ("gold", st.stage_gold),
+        ("consensus", ver.stage_consensus),
+    ]
+
+
+def _prepare_blobs(app: App) -> None:
+    from imnet.blobstore import S3Store
+
+    if isinstance(app.blobs, S3Store):
+        app.blobs.ensure_bucket()
+
+
+def _save(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    tmp.replace(path)
+
+
+from imnet.demo_report import format_footer, format_report, format_section  # noqa: E402
+
+__all__ = ["DemoError", "demo_settings", "register", "run_demo", "format_report"]
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("run `imnet demo`")

@@ -1,0 +1,84 @@
+"""The boto3 `mturk` client from settings: self-hosted server, AWS sandbox, or (only if asked) live."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+AWS_SANDBOX_URL = "https://mturk-requester-sandbox.us-east-1.amazonaws.com"
+AWS_LIVE_URL = "https://mturk-requester.us-east-1.amazonaws.com"
+
+
+def endpoint_url(settings: Any) -> str:
+    """mturk_endpoint_url if set, else the AWS sandbox; production only with mturk_live."""
+    if settings.mturk_endpoint_url:
+        return settings.mturk_endpoint_url.rstrip("/")
+    return AWS_LIVE_URL if settings.mturk_live else AWS_SANDBOX_URL
+
+
+def is_self_hosted(settings: Any) -> bool:
+    return endpoint_url(settings) not in (AWS_SANDBOX_URL, AWS_LIVE_URL)
+
+
+def make_client(settings: Any) -> Any:
+    """A real boto3 client; retries are bounded and every creating call carries its own token."""
+    import boto3
+    from botocore.config import Config
+
+    url = endpoint_url(settings)
+    if url == AWS_LIVE_URL and not settings.mturk_live:
+        raise ValueError("the production endpoint needs --live (setting mturk_live)")
+    session = boto3.session.Session()
+    return session.client(
+        "mturk",
+        endpoint_url=url,
+        region_name=settings.mturk_region,
+        aws_access_key_id=settings.mturk_access_key,
+        aws_secret_access_key=settings.mturk_secret_key,
+        config=Config(
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=60,
+            max_pool_connections=16,
+        ),
+    )
+
+
+def error_code(exc: BaseException) -> str:
+    """TurkErrorCode (or the AWS error code) of a botocore ClientError, '' otherwise."""
+    resp = getattr(exc, "response", None) or {}
+    return str(resp.get("TurkErrorCode") or resp.get("Error", {}).get("Code") or "")
+
+
+def paginate(call: Any, key: str, page_size: int = 100, **params: Any) -> Any:
+    """Yield every item of a NextToken-paged list call (bounded: stops on a repeated token)."""
+    token = None
+    seen: set[str] = set()
+    while True:
+        kw = dict(params, MaxResults=page_size)
+        if token:
+            kw["NextToken"] = token
+        resp = call(**kw)
+        yield from resp.get(key, [])
+        token = resp.get("NextToken")
+        if not token or token in seen:
+            return
+        seen.add(token)
+
+
+@contextmanager
+def write_session(app: Any) -> Iterator[Any]:
+    """A session for ONE read-then-write transaction. On SQLite it starts with BEGIN IMMEDIATE:
+    a deferred transaction whose snapshot went stale (the server wrote meanwhile) cannot upgrade
+    to a writer and fails at once instead of waiting."""
+    from sqlalchemy.orm import Session
+
+    conn = app.engine.connect()
+    if app.engine.dialect.name == "sqlite":
+        conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"
+    try:
+        with Session(bind=conn, expire_on_commit=False) as s:
+            yield s
+    finally:
+        conn.close()

@@ -1,0 +1,385 @@
+"""`imnet mturk publish`: turn the votes consensus still needs into HITs, safely and idempotently."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import re
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, or_, select
+
+from db.models import Candidate, Hit, HitItem, Image, Label, Synset
+from mturk.client import (
+    endpoint_url,
+    error_code,
+    is_self_hosted,
+    make_client,
+    paginate,
+    write_session,
+)
+from mturk.layout import Tile, html_question, render_task_html
+
+log = logging.getLogger(__name__)
+
+# MTurk charges 40% instead of 20% from 10 assignments on, so a HIT never asks for more than 9.
+MAX_ASSIGNMENTS_PER_HIT = 9
+EXCLUSION_QUAL_NAME = "imnet: excluded for low accuracy on check images"
+HIT_TITLE = "Tick every image that shows the named concept"
+HIT_DESCRIPTION = (
+    "You see a word with its dictionary definition and a grid of images. Tick each image that "
+    "shows it. Some images have known answers and are used to check quality."
+)
+
+
+class PublishError(RuntimeError):
+    """Publishing cannot go on; the message is one line for the user."""
+
+
+@dataclass
+class PlannedHit:
+    wnid: str
+    max_assignments: int
+    # (position, candidate_id, gold_label or None)
+    items: list[tuple[int, int, bool | None]] = field(default_factory=list)
+    token: str = ""
+
+
+def fee_rate(max_assignments: int) -> Decimal:
+    return Decimal("0.40") if max_assignments >= 10 else Decimal("0.20")
+
+
+def estimate_cost(plan: list[PlannedHit], reward: str) -> dict[str, Any]:
+    """Rewards plus MTurk's commission (20%; 40% for HITs with 10 or more assignments)."""
+    r = Decimal(reward)
+    rewards = sum((r * h.max_assignments for h in plan), Decimal(0))
+    fees = sum((r * h.max_assignments * fee_rate(h.max_assignments) for h in plan), Decimal(0))
+    return {
+        "hits": len(plan),
+        "assignments": sum(h.max_assignments for h in plan),
+        "reward_per_assignment": str(r),
+        "rewards": str(rewards.quantize(Decimal("0.01"))),
+        "fees": str(fees.quantize(Decimal("0.01"))),
+        "total": str((rewards + fees).quantize(Decimal("0.01"))),
+    }
+
+
+def gold_pool(session: Any, wnids: list[str]) -> dict[str, list[tuple[int, bool]]]:
+    """wnid -> [(candidate_id, answer)]: hand labels first, then near-certain consensus labels."""
+    q = (
+        select(Label.candidate_id, Label.wnid, Label.decision, Label.posterior, Label.overridden,
+               Label.decided_by)
+        .join(Candidate, Candidate.id == Label.candidate_id)
+        .where(
+            Label.wnid.in_(wnids),
+            Candidate.status == "fetched",
+            Candidate.image_sha256.is_not(None),
+            or_(
+                Label.overridden.is_(True),
+                Label.decided_by == "manual",
+                Label.posterior >= 0.999,
+                Label.posterior <= 0.001,
+            ),
+        )
+        .order_by(Label.candidate_id)
+    )
+    manual: dict[str, list[tuple[int, bool]]] = defaultdict(list)
+    confident: dict[str, list[tuple[int, bool]]] = defaultdict(list)
+    for cid, wnid, decision, posterior, overridden, by in session.execute(q):
+        if overridden or by == "manual":
+            if decision in ("accept", "reject"):
+                manual[wnid].append((cid, decision == "accept"))
+        elif posterior is not None:
+            confident[wnid].append((cid, posterior >= 0.999))
+    return {w: manual.get(w, []) + confident.get(w, []) for w in wnids}
+
+
+def _pick_gold(pool: list[tuple[int, bool]], k: int, rng: random.Random) -> list[tuple[int, bool]]:
+    # Balance yes and no answers, so that ticking everything (or nothing) fails a check.
+    yes = [g for g in pool if g[1]]
+    no = [g for g in pool if not g[1]]
+    rng.shuffle(yes)
+    rng.shuffle(no)
+    out: list[tuple[int, bool]] = []
+    while len(out) < k and (yes or no):
+        src = yes if (len(out) % 2 == 0 and yes) or not no else no
+        out.append(src.pop())
+    return out
+
+
+def plan_hits(
+    session: Any, needs: dict[int, int], settings: Any
+) -> list[PlannedHit]:
+    """Group items per synset and per votes-needed level (1..9) into HITs with gold mixed in."""
+    if not needs:
+        return []
+    rows = session.execute(
+        select(Candidate.id, Candidate.wnid).where(Candidate.id.in_(list(needs)))
+    ).all()
+    by_wnid: dict[str, list[int]] = defaultdict(list)
+    for cid, wnid in rows:
+        by_wnid[wnid].append(cid)
+    per_hit = max(1, settings.mturk_images_per_hit)
+    n_gold = max(0, min(settings.mturk_gold_per_hit, per_hit - 1))
+    pools = gold_pool(session, sorted(by_wnid))
+    plan: list[PlannedHit] = []
+    for wnid in sorted(by_wnid):
+        levels: dict[int, list[int]] = defaultdict(list)
+        for cid in sorted(by_wnid[wnid]):
+            levels[min(needs[cid], MAX_ASSIGNMENTS_PER_HIT)].append(cid)
+        voted = set(by_wnid[wnid])
+        pool = [g for g in pools.get(wnid, []) if g[0] not in voted]
+        for level in sorted(levels, reverse=True):
+            cids = levels[level]
+            gold_here = n_gold if len(pool) >= n_gold else len(pool)
+            step = per_hit - gold_here
+            for i in range(0, len(cids), step):
+                chunk = cids[i : i + step]
+                seed = hashlib.sha256(f"{wnid}|{level}|{chunk}".encode()).digest()
+                rng = random.Random(seed)
+                gold = _pick_gold(pool, gold_here, rng)
+                tiles: list[tuple[int, bool | None]] = [(c, None) for c in chunk]
+                tiles += [(c, ans) for c, ans in gold]
+                rng.shuffle(tiles)
+                plan.append(
+                    PlannedHit(
+                        wnid=wnid,
+                        max_assignments=level,
+                        items=[(pos, c, g) for pos, (c, g) in enumerate(tiles)],
+                    )
+                )
+    return plan
+
+
+def assign_tokens(session: Any, plan: list[PlannedHit]) -> None:
+    """Deterministic UniqueRequestToken per HIT content and round."""
+    for h in plan:
+        first = next(c for _p, c, g in h.items if g is None)
+        # Rounds = finished earlier HITs of this item: while a HIT is open the same content gives
+        # the same token (so a rerun never duplicates it); once it is done, a new round may ask.
+        rounds = session.scalar(
+            select(func.count())
+            .select_from(HitItem)
+            .join(Hit, Hit.hit_id == HitItem.hit_id)
+            .where(
+                HitItem.candidate_id == first,
+                HitItem.gold_label.is_(None),
+                Hit.status.not_in(("Assignable", "Unassignable")),
+            )
+        )
+        content = "|".join(f"{p}:{c}:{g}" for p, c, g in h.items)
+        raw = f"imnet-hit|{h.wnid}|{h.max_assignments}|{rounds}|{content}"
+        h.token = "imnet-" + hashlib.sha256(raw.encode()).hexdigest()[:58]
+
+
+def image_src(settings: Any, sha256: str, url: str) -> str:
+    if settings.mturk_image_base_url:
+        return settings.mturk_image_base_url.rstrip("/") + "/" + sha256
+    if is_self_hosted(settings):
+        return endpoint_url(settings) + "/images/" + sha256
+    return url
+
+
+def exclusion_qualification(client: Any) -> str:
+    """The qualification that marks excluded workers (created once; found again by name)."""
+    try:
+        resp = client.create_qualification_type(
+            Name=EXCLUSION_QUAL_NAME,
+            Description="Workers whose answers on check images fell below the requester's bar.",
+            QualificationTypeStatus="Active",
+        )
+        return resp["QualificationType"]["QualificationTypeId"]
+    except client.exceptions.RequestError as e:
+        if "AlreadyExists" not in error_code(e) and "already" not in str(e).lower():
+            raise
+    for q in paginate(
+        client.list_qualification_types, "QualificationTypes",
+        Query=EXCLUSION_QUAL_NAME, MustBeRequestable=False, MustBeOwnedByCaller=True,
+    ):
+        if q["Name"] == EXCLUSION_QUAL_NAME:
+            return q["QualificationTypeId"]
+    raise PublishError("exclusion qualification exists but cannot be listed")
+
+
+def hit_type(client: Any, settings: Any, qual_id: str) -> str:
+    return client.create_hit_type(
+        Title=HIT_TITLE,
+        Description=HIT_DESCRIPTION,
+        Keywords="image, verification, labeling, imnet",
+        Reward=settings.mturk_reward,
+        AssignmentDurationInSeconds=settings.mturk_assignment_duration,
+        AutoApprovalDelayInSeconds=settings.mturk_auto_approval_delay,
+        QualificationRequirements=[
+            {
+                "QualificationTypeId": qual_id,
+                "Comparator": "DoesNotExist",
+                "ActionsGuarded": "DiscoverPreviewAndAccept",
+            }
+        ],
+    )["HITTypeId"]
+
+
+def _find_hit_by_token(client: Any, token: str, message: str) -> str | None:
+    m = re.search(r"HITId: ([A-Z0-9]{10,64})", message)
+    if m:
+        return m.group(1)
+    # AWS's message may not carry the id: the token is also the HIT's RequesterAnnotation.
+    for h in paginate(client.list_hits, "HITs"):
+        if h.get("RequesterAnnotation") == token:
+            return h["HITId"]
+    return None
+
+
+def create_planned(
+    app: Any, client: Any, plan: list[PlannedHit], type_id: str
+) -> dict[str, int]:
+    """Create each planned HIT once; a retried or repeated run finds the HIT it already made."""
+    s = app.settings
+    counts = {"created": 0, "existing": 0}
+    with app.Session() as session:
+        ids = {c for h in plan for _p, c, _g in h.items}
+        info = {
+            cid: (sha, url, title)
+            for cid, sha, url, title in session.execute(
+                select(Candidate.id, Candidate.image_sha256, Candidate.url, Candidate.title).where(
+                    Candidate.id.in_(ids)
+                )
+            )
+        }
+        synsets = {
+            sy.wnid: sy
+            for sy in session.scalars(select(Synset).where(Synset.wnid.in_({h.wnid for h in plan})))
+        }
+    for h in plan:
+        with app.Session() as session:
+            if session.scalar(select(Hit.hit_id).where(Hit.request_token == h.token)):
+                counts["existing"] += 1
+                continue
+        sy = synsets.get(h.wnid)
+        tiles = [
+            Tile(p, info[c][0] or "", image_src(s, info[c][0] or "", info[c][1]), info[c][2] or "")
+            for p, c, _g in h.items
+        ]
+        doc = render_task_html(h.wnid, list(sy.lemmas if sy else []), sy.gloss if sy else "", tiles)
+        # No transaction is open during the API call: the server may share this database.
+        try:
+            resp = client.create_hit_with_hit_type(
+                HITTypeId=type_id,
+                MaxAssignments=h.max_assignments,
+                LifetimeInSeconds=s.mturk_lifetime,
+                Question=html_question(doc),
+                RequesterAnnotation=h.token,
+                UniqueRequestToken=h.token,
+            )
+            hit_id, expires = resp["HIT"]["HITId"], resp["HIT"]["Expiration"].timestamp()
+            counts["created"] += 1
+        except client.exceptions.RequestError as e:
+            if "HitAlreadyExists" not in error_code(e):
+                raise
+            found = _find_hit_by_token(client, h.token, str(e))
+            if found is None:
+                raise PublishError(f"HIT with token {h.token} exists but was not found") from e
+            hit_id, expires = found, client.get_hit(HITId=found)["HIT"]["Expiration"].timestamp()
+            counts["existing"] += 1
+        with write_session(app) as session:
+            session.add(
+                Hit(
+                    hit_id=hit_id,
+                    hit_type_id=type_id,
+                    wnid=h.wnid,
+                    status="Assignable",
+                    request_token=h.token,
+                    max_assignments=h.max_assignments,
+                    reward=s.mturk_reward,
+                    endpoint=endpoint_url(s),
+                    created_at=time.time(),
+                    expires_at=expires,
+                )
+            )
+            session.flush()
+            for p, c, g in h.items:
+                session.add(HitItem(hit_id=hit_id, position=p, candidate_id=c, gold_label=g))
+            session.commit()
+    return counts
+
+
+def needs_from_consensus(app: Any, wnids: list[str] | None) -> dict[int, int]:
+    from curation.consensus.plan import needs_votes
+
+    with app.Session() as session:
+        return needs_votes(session, wnids, app.settings)
+
+
+def publish(
+    app: Any,
+    wnids: list[str] | None = None,
+    yes: bool = True,
+    *,
+    client: Any = None,
+    needs: dict[int, int] | None = None,
+    confirm: Callable[[str], bool] | None = None,
+    out: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Publish HITs for every item that still needs votes; returns counts and the cost estimate.
+
+    `yes=False` asks `confirm(prompt)` (default: the terminal) before spending anything.
+    """
+    if needs is None:
+        needs = needs_from_consensus(app, wnids)
+    with app.Session() as session:
+        plan = plan_hits(session, needs, app.settings)
+        assign_tokens(session, plan)
+        fresh = [h for h in plan if not session.scalar(select(Hit.hit_id).where(Hit.request_token == h.token))]
+    cost = estimate_cost(fresh, app.settings.mturk_reward)
+    report: dict[str, Any] = {"items": len(needs), "planned": len(plan), "cost": cost,
+                              "created": 0, "existing": len(plan) - len(fresh)}
+    if not fresh:
+        out(f"nothing to publish ({len(needs)} items need votes; their HITs exist)")
+        return report
+    client = client or make_client(app.settings)
+    balance = client.get_account_balance().get("AvailableBalance", "?")
+    out(
+        f"{cost['hits']} HITs, {cost['assignments']} assignments at ${cost['reward_per_assignment']}: "
+        f"rewards ${cost['rewards']} + MTurk fees ${cost['fees']} = ${cost['total']} "
+        f"(balance ${balance}, endpoint {endpoint_url(app.settings)})"
+    )
+    if not yes:
+        ask = confirm or _ask_terminal
+        if not ask(f"Spend up to ${cost['total']}? [y/N] "):
+            out("nothing published")
+            report["aborted"] = True
+            return report
+    qual = exclusion_qualification(client)
+    type_id = hit_type(client, app.settings, qual)
+    got = create_planned(app, client, fresh, type_id)
+    report["created"] = got["created"]
+    report["existing"] += got["existing"]
+    report["hit_type_id"] = type_id
+    out(f"published {got['created']} HITs ({report['existing']} already existed)")
+    return report
+
+
+def _ask_terminal(prompt: str) -> bool:
+    import sys
+
+    if not sys.stdin.isatty():
+        raise PublishError("not a terminal: rerun with --yes to confirm the cost")
+    return input(prompt).strip().lower() in {"y", "yes"}
+
+
+def eligible_count(session: Any) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Candidate)
+            .join(Image, Image.sha256 == Candidate.image_sha256)
+            .where(Candidate.status == "fetched")
+        )
+        or 0
+    )

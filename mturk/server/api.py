@@ -1,0 +1,173 @@
+"""The MTurk requester API over JSON 1.1 with SigV4 checks, so the real boto3 client can talk to it."""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+from aiohttp import web
+
+from mturk.server.store import MTurkError, Store
+
+log = logging.getLogger(__name__)
+
+TARGET_PREFIX = "MTurkRequesterServiceV20170117."
+SERVICE = "mturk-requester"
+MAX_BODY = 2_000_000
+MAX_SKEW = 15 * 60
+_AUTH_RE = re.compile(
+    r"^AWS4-HMAC-SHA256\s+Credential=([^/\s,]+)/(\d{8})/([^/\s,]+)/([^/\s,]+)/aws4_request,\s*"
+    r"SignedHeaders=([a-z0-9;\-]+),\s*Signature=([0-9a-f]{64})$"
+)
+
+
+class AuthError(Exception):
+    def __init__(self, kind: str, message: str, http: int = 400) -> None:
+        super().__init__(message)
+        self.kind, self.message, self.http = kind, message, http
+
+
+def check_sigv4(
+    method: str, path: str, query: str, headers: Any, body: bytes, keys: dict[str, str]
+) -> str:
+    """Verify an AWS Signature Version 4 header; returns the access key or raises AuthError."""
+    auth = headers.get("Authorization", "")
+    m = _AUTH_RE.match(auth.strip())
+    if not m:
+        raise AuthError("MissingAuthenticationTokenException", "Request is missing a valid SigV4 Authorization header.", 403)
+    akid, day, region, service, signed, signature = m.groups()
+    secret = keys.get(akid)
+    if secret is None:
+        raise AuthError("UnrecognizedClientException", "The security token included in the request is invalid.")
+    if service != SERVICE:
+        raise AuthError("InvalidSignatureException", f"Credential should be scoped to service '{SERVICE}'.", 403)
+    amz_date = headers.get("X-Amz-Date", "")
+    try:
+        ts = calendar.timegm(time.strptime(amz_date, "%Y%m%dT%H%M%SZ"))
+    except ValueError:
+        raise AuthError("IncompleteSignatureException", "X-Amz-Date is missing or malformed.") from None
+    if abs(ts - time.time()) > MAX_SKEW or not amz_date.startswith(day):
+        raise AuthError("InvalidSignatureException", "Signature expired or X-Amz-Date out of scope.", 403)
+    names = signed.split(";")
+    if "host" not in names:
+        raise AuthError("InvalidSignatureException", "The host header must be signed.", 403)
+    canon_headers = "".join(
+        f"{n}:{' '.join(headers.get(n, '').split())}\n" for n in names
+    )
+    canonical = "\n".join(
+        [method, path or "/", _canon_query(query), canon_headers, signed,
+         hashlib.sha256(body).hexdigest()]
+    )
+    scope = f"{day}/{region}/{service}/aws4_request"
+    to_sign = "\n".join(
+        ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
+    )
+    k = ("AWS4" + secret).encode()
+    for part in (day, region, service, "aws4_request"):
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    expect = hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expect, signature):
+        raise AuthError(
+            "InvalidSignatureException",
+            "The request signature we calculated does not match the signature you provided.",
+            403,
+        )
+    return akid
+
+
+def _canon_query(query: str) -> str:
+    from urllib.parse import parse_qsl, quote
+
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(pairs))
+
+
+def operations(store: Store) -> dict[str, Callable[[dict], dict]]:
+    return {
+        "CreateHITType": store.create_hit_type,
+        "CreateHITWithHITType": lambda p: store.create_hit(p, "CreateHITWithHITType"),
+        "CreateHIT": lambda p: store.create_hit(p, "CreateHIT"),
+        "GetHIT": store.get_hit,
+        "ListHITs": store.list_hits,
+        "ListHITsForQualificationType": store.list_hits,
+        "ListReviewableHITs": lambda p: store.list_hits(p, reviewable=True),
+        "ListAssignmentsForHIT": store.list_assignments,
+        "GetAssignment": store.get_assignment,
+        "ApproveAssignment": lambda p: store.review(p, approve=True),
+        "RejectAssignment": lambda p: store.review(p, approve=False),
+        "CreateAdditionalAssignmentsForHIT": store.create_additional_assignments,
+        "UpdateExpirationForHIT": store.update_expiration,
+        "UpdateHITReviewStatus": store.update_review_status,
+        "DeleteHIT": store.delete_hit,
+        "GetAccountBalance": store.account_balance,
+        "CreateQualificationType": store.create_qualification_type,
+        "ListQualificationTypes": store.list_qualification_types,
+        "AssociateQualificationWithWorker": store.associate_qualification,
+        "DisassociateQualificationFromWorker": lambda p: store.associate_qualification(p, grant=False),
+        "ListWorkersWithQualificationType": store.list_workers_with_qualification,
+        "CreateWorkerBlock": store.block_worker,
+        "DeleteWorkerBlock": lambda p: store.block_worker(p, block=False),
+        "ListWorkerBlocks": store.list_worker_blocks,
+        "SendBonus": store.send_bonus,
+        "ListBonusPayments": store.list_bonus_payments,
+        "NotifyWorkers": store.notify_workers,
+    }
+
+
+def _json_error(kind: str, message: str, http: int, code: str | None = None) -> web.Response:
+    body: dict[str, Any] = {"__type": kind, "Message": message}
+    if code:
+        body["TurkErrorCode"] = code
+    return web.Response(
+        status=http, text=json.dumps(body), content_type="application/x-amz-json-1.1"
+    )
+
+
+def make_api_handler(
+    store: Store, keys: dict[str, str], executor: Executor
+) -> Callable[[web.Request], Any]:
+    ops = operations(store)
+
+    async def handle(request: web.Request) -> web.Response:
+        target = request.headers.get("X-Amz-Target", "")
+        if not target.startswith(TARGET_PREFIX):
+            return _json_error("UnknownOperationException", f"Unknown target {target[:80]!r}", 400)
+        op = target[len(TARGET_PREFIX):]
+        if request.content_length and request.content_length > MAX_BODY:
+            return _json_error("SerializationException", "Request body too large", 413)
+        body = await request.read()
+        try:
+            check_sigv4(request.method, request.path, request.query_string, request.headers, body, keys)
+        except AuthError as e:
+            return _json_error(e.kind, e.message, e.http)
+        fn = ops.get(op)
+        if fn is None:
+            return _json_error("RequestError", f"Operation {op!r} is not supported by this server.", 400, "AWS.UnsupportedOperation")
+        try:
+            params = json.loads(body or b"{}")
+            if not isinstance(params, dict):
+                raise ValueError("not an object")
+        except ValueError as e:
+            return _json_error("SerializationException", f"Body is not a JSON object: {e}", 400)
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(executor, fn, params)
+        except MTurkError as e:
+            return _json_error(e.kind, e.message, e.http, e.code)
+        except (KeyError, TypeError, ValueError) as e:
+            return _json_error("RequestError", f"Invalid parameter: {e}", 400, "AWS.ParameterOutOfRange")
+        except Exception as e:  # a server bug must still answer as MTurk's ServiceFault does
+            log.exception("ServiceFault in %s", op)
+            return _json_error("ServiceFault", f"Internal error: {type(e).__name__}", 500, "AWS.ServiceFault")
+        return web.Response(text=json.dumps(result), content_type="application/x-amz-json-1.1")
+
+    return handle

@@ -1,0 +1,745 @@
+"""The self-hosted server's state machine over the sandbox_* tables (synchronous, one call = one txn)."""
+
+from __future__ import annotations
+
+import secrets
+import string
+import time
+from collections.abc import Iterable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import Engine, func, literal_column, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import (
+    SandboxAccount,
+    SandboxAssignment,
+    SandboxBonus,
+    SandboxHit,
+    SandboxHitType,
+    SandboxNotification,
+    SandboxQualificationType,
+    SandboxRequestToken,
+    SandboxWorkerBlock,
+    SandboxWorkerQualification,
+)
+
+_ID_ALPHABET = string.ascii_uppercase + string.digits
+# Statuses that hold a slot of the HIT for good (Accepted holds one only until its deadline).
+DONE = ("Submitted", "Approved", "Rejected")
+
+
+class MTurkError(Exception):
+    """An error answered as MTurk does: `__type` RequestError (400) or ServiceFault (500)."""
+
+    def __init__(self, code: str, message: str, kind: str = "RequestError", http: int = 400):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.kind = kind
+        self.http = http
+
+
+def new_id(first: str = "3") -> str:
+    return first + "".join(secrets.choice(_ID_ALPHABET) for _ in range(29))
+
+
+def _money(value: Any, name: str) -> Decimal:
+    try:
+        d = Decimal(str(value))
+    except InvalidOperation:
+        raise MTurkError("AWS.ParameterOutOfRange", f"{name} {value!r} is not a number") from None
+    if d < 0 or d != d.quantize(Decimal("0.01")):
+        raise MTurkError("AWS.ParameterOutOfRange", f"{name} {value!r} must be >= 0 with cents")
+    return d
+
+
+def fee_rate(max_assignments: int) -> Decimal:
+    """MTurk's commission: 20%, or 40% for HITs with 10 or more assignments."""
+    return Decimal("0.40") if max_assignments >= 10 else Decimal("0.20")
+
+
+class Store:
+    """All server state lives in the database, so a restarted server carries on where it was."""
+
+    def __init__(self, engine: Engine, access_key: str) -> None:
+        self.engine = engine
+        self.Session = sessionmaker(engine, expire_on_commit=False)
+        self.access_key = access_key
+        self.pg = engine.dialect.name == "postgresql"
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _hit(self, s: Session, hit_id: str, lock: bool = False) -> SandboxHit:
+        q = select(SandboxHit).where(SandboxHit.hit_id == str(hit_id))
+        if lock and self.pg:
+            q = q.with_for_update()
+        hit = s.scalars(q).first()
+        if hit is None:
+            raise MTurkError("AWS.MechanicalTurk.HITDoesNotExist", f"Hit {hit_id} does not exist.")
+        return hit
+
+    def _assignment(self, s: Session, aid: str, lock: bool = False) -> SandboxAssignment:
+        q = select(SandboxAssignment).where(SandboxAssignment.assignment_id == str(aid))
+        if lock and self.pg:
+            q = q.with_for_update()
+        a = s.scalars(q).first()
+        if a is None:
+            raise MTurkError(
+                "AWS.MechanicalTurk.AssignmentDoesNotExist", f"Assignment {aid} does not exist."
+            )
+        return a
+
+    def _counts(self, s: Session, hit_ids: Iterable[str], now: float) -> dict[str, dict[str, int]]:
+        ids = list(hit_ids)
+        out: dict[str, dict[str, int]] = {h: {} for h in ids}
+        if not ids:
+            return out
+        A = SandboxAssignment
+        # One inlined literal (a float, safe) so SELECT and GROUP BY carry the same expression.
+        live = A.deadline > literal_column(repr(float(now)))
+        for i in range(0, len(ids), 500):
+            rows = s.execute(
+                select(A.hit_id, A.status, live.label("live"), func.count())
+                .where(A.hit_id.in_(ids[i : i + 500]))
+                .group_by(A.hit_id, A.status, live)
+            )
+            for hit_id, status, live, n in rows:
+                key = "Pending" if status == "Accepted" and live else status
+                out[hit_id][key] = out[hit_id].get(key, 0) + n
+        return out
+
+    @staticmethod
+    def _status(hit: SandboxHit, c: dict[str, int], now: float) -> tuple[str, int, int, int]:
+        pending = c.get("Pending", 0)
+        done = sum(c.get(k, 0) for k in DONE)
+        available = max(0, hit.max_assignments - pending - done)
+        if hit.status in ("Disposed", "Reviewing"):
+            return hit.status, pending, 0, done
+        if done >= hit.max_assignments:
+            return "Reviewable", pending, 0, done
+        if hit.expiration <= now:
+            return ("Unassignable" if pending else "Reviewable"), pending, 0, done
+        if available == 0:
+            return "Unassignable", pending, 0, done
+        return "Assignable", pending, available, done
+
+    def _hit_dict(self, s: Session, hit: SandboxHit, c: dict[str, int], now: float) -> dict:
+        ht = s.get(SandboxHitType, hit.hit_type_id)
+        assert ht is not None
+        status, pending, available, _done = self._status(hit, c, now)
+        d: dict[str, Any] = {
+            "HITId": hit.hit_id,
+            "HITTypeId": hit.hit_type_id,
+            "HITGroupId": hit.hit_type_id,
+            "CreationTime": hit.created_at,
+            "Title": ht.title,
+            "Description": ht.description,
+            "Question": hit.question,
+            "HITStatus": status,
+            "MaxAssignments": hit.max_assignments,
+            "Reward": ht.reward,
+            "AutoApprovalDelayInSeconds": ht.auto_approval_delay,
+            "Expiration": hit.expiration,
+            "AssignmentDurationInSeconds": ht.assignment_duration,
+            "QualificationRequirements": ht.qualification_requirements or [],
+            "HITReviewStatus": hit.review_status,
+            "NumberOfAssignmentsPending": pending,
+            "NumberOfAssignmentsAvailable": available,
+            "NumberOfAssignmentsCompleted": c.get("Approved", 0) + c.get("Rejected", 0),
+        }
+        if ht.keywords:
+            d["Keywords"] = ht.keywords
+        if hit.requester_annotation:
+            d["RequesterAnnotation"] = hit.requester_annotation
+        return d
+
+    @staticmethod
+    def _assignment_dict(a: SandboxAssignment) -> dict:
+        d: dict[str, Any] = {
+            "AssignmentId": a.assignment_id,
+            "WorkerId": a.worker_id,
+            "HITId": a.hit_id,
+            "AssignmentStatus": a.status,
+            "AcceptTime": a.accept_time,
+            "Deadline": a.deadline,
+        }
+        for key, val in (
+            ("SubmitTime", a.submit_time),
+            ("AutoApprovalTime", a.auto_approval_time),
+            ("ApprovalTime", a.approval_time),
+            ("RejectionTime", a.rejection_time),
+            ("Answer", a.answer),
+            ("RequesterFeedback", a.requester_feedback),
+        ):
+            if val is not None:
+                d[key] = val
+        return d
+
+    def _auto_approve(self, s: Session, now: float, hit_id: str | None = None) -> None:
+        """MTurk approves a submitted assignment by itself once its auto-approval time passes."""
+        A = SandboxAssignment
+        q = update(A).where(A.status == "Submitted", A.auto_approval_time <= now)
+        if hit_id is not None:
+            q = q.where(A.hit_id == hit_id)
+        s.execute(q.values(status="Approved", approval_time=now))
+
+    def _token(self, s: Session, token: str | None, op: str) -> None:
+        if token is None:
+            return
+        if not (1 <= len(token) <= 64):
+            raise MTurkError("AWS.ParameterOutOfRange", "UniqueRequestToken must be 1-64 chars")
+        old = s.get(SandboxRequestToken, token)
+        if old is not None and old.created_at > time.time() - 24 * 3600:
+            if op in ("CreateHIT", "CreateHITWithHITType"):
+                raise MTurkError(
+                    "AWS.MechanicalTurk.HitAlreadyExists",
+                    f"There is already a HIT which exists with the same UniqueRequestToken: "
+                    f"{token} (HITId: {old.result_id})",
+                )
+            raise MTurkError(
+                "AWS.MechanicalTurk.DuplicateRequest",
+                f"The request with UniqueRequestToken {token} was already processed.",
+            )
+        if old is not None:
+            s.delete(old)
+            s.flush()
+
+    def _remember(self, s: Session, token: str | None, op: str, result: str) -> None:
+        if token is not None:
+            s.add(SandboxRequestToken(token=token, operation=op, result_id=result))
+
+    def _account(self, s: Session) -> SandboxAccount:
+        acc = s.get(SandboxAccount, self.access_key)
+        if acc is None:
+            acc = SandboxAccount(access_key=self.access_key, available_balance="10000.00")
+            s.add(acc)
+            s.flush()
+        return acc
+
+    def _charge(self, s: Session, amount: Decimal) -> None:
+        acc = self._account(s)
+        bal = Decimal(acc.available_balance)
+        if amount > bal:
+            raise MTurkError(
+                "AWS.MechanicalTurk.InsufficientFunds",
+                f"This Requester has insufficient funds: {bal} available, {amount} needed.",
+            )
+        acc.available_balance = str((bal - amount).quantize(Decimal("0.01")))
+
+    def _commit(self, s: Session) -> None:
+        try:
+            s.commit()
+        except IntegrityError:
+            s.rollback()
+            # Two identical requests raced; the loser is told so rather than given a 500.
+            raise MTurkError(
+                "AWS.MechanicalTurk.DuplicateRequest", "A concurrent identical request won."
+            ) from None
+
+    # -- requester operations ---------------------------------------------------------------
+    def create_hit_type(self, p: dict) -> dict:
+        for key in ("AssignmentDurationInSeconds", "Reward", "Title", "Description"):
+            if key not in p:
+                raise MTurkError("AWS.MissingParameters", f"{key} is required")
+        _money(p["Reward"], "Reward")
+        duration = int(p["AssignmentDurationInSeconds"])
+        if not 30 <= duration <= 31536000:
+            raise MTurkError("AWS.ParameterOutOfRange", "AssignmentDurationInSeconds out of range")
+        quals = p.get("QualificationRequirements") or []
+        with self.Session() as s:
+            for q in quals:
+                qid = str(q.get("QualificationTypeId", ""))
+                if not _is_system_qual(qid) and s.get(SandboxQualificationType, qid) is None:
+                    raise MTurkError(
+                        "AWS.MechanicalTurk.QualificationTypeDoesNotExist",
+                        f"Qualification type {qid} does not exist.",
+                    )
+            # Same parameters -> same HIT type, as on MTurk.
+            import hashlib
+            import json
+
+            key = json.dumps(
+                [p["Title"], p["Description"], p.get("Keywords"), str(p["Reward"]), duration,
+                 int(p.get("AutoApprovalDelayInSeconds", 2592000)), quals],
+                sort_keys=True,
+            )
+            htid = "3" + hashlib.sha256(key.encode()).hexdigest().upper()[:29]
+            if s.get(SandboxHitType, htid) is None:
+                s.add(
+                    SandboxHitType(
+                        hit_type_id=htid,
+                        title=p["Title"],
+                        description=p["Description"],
+                        keywords=p.get("Keywords"),
+                        reward=str(p["Reward"]),
+                        assignment_duration=duration,
+                        auto_approval_delay=int(p.get("AutoApprovalDelayInSeconds", 2592000)),
+                        qualification_requirements=quals,
+                    )
+                )
+                try:
+                    s.commit()
+                except IntegrityError:
+                    s.rollback()
+        return {"HITTypeId": htid}
+
+    def create_hit(self, p: dict, op: str = "CreateHITWithHITType") -> dict:
+        if op == "CreateHIT":
+            p = {**p, **self.create_hit_type(p)}
+        if "HITTypeId" not in p or "LifetimeInSeconds" not in p:
+            raise MTurkError("AWS.MissingParameters", "HITTypeId and LifetimeInSeconds are required")
+        if not p.get("Question"):
+            raise MTurkError("AWS.MissingParameters", "Question is required (HITLayoutId unsupported)")
+        from mturk.layout import html_from_question
+
+        try:
+            html_from_question(str(p["Question"]))
+        except ValueError as e:
+            raise MTurkError("AWS.MechanicalTurk.XMLParseError", str(e)) from None
+        max_a = int(p.get("MaxAssignments", 1))
+        lifetime = int(p["LifetimeInSeconds"])
+        if not 1 <= max_a <= 1_000_000:
+            raise MTurkError("AWS.ParameterOutOfRange", "MaxAssignments must be 1..1000000")
+        if not 30 <= lifetime <= 31536000:
+            raise MTurkError("AWS.ParameterOutOfRange", "LifetimeInSeconds must be 30..31536000")
+        token = p.get("UniqueRequestToken")
+        now = time.time()
+        with self.Session() as s:
+            ht = s.get(SandboxHitType, str(p["HITTypeId"]))
+            if ht is None:
+                raise MTurkError(
+                    "AWS.MechanicalTurk.HITTypeDoesNotExist", f"HIT type {p['HITTypeId']} unknown"
+                )
+            self._token(s, token, op)
+            hit = SandboxHit(
+                hit_id=new_id(),
+                hit_type_id=ht.hit_type_id,
+                question=str(p["Question"]),
+                max_assignments=max_a,
+                expiration=now + lifetime,
+                requester_annotation=p.get("RequesterAnnotation"),
+                created_at=now,
+            )
+            s.add(hit)
+            self._remember(s, token, op, hit.hit_id)
+            try:
+                s.commit()
+            except IntegrityError:
+                s.rollback()
+                old = s.get(SandboxRequestToken, token) if token else None
+                raise MTurkError(
+                    "AWS.MechanicalTurk.HitAlreadyExists",
+                    f"There is already a HIT which exists with the same UniqueRequestToken: "
+                    f"{token} (HITId: {old.result_id if old else '?'})",
+                ) from None
+            return {"HIT": self._hit_dict(s, hit, {}, now)}
+
+    def get_hit(self, p: dict) -> dict:
+        now = time.time()
+        with self.Session() as s:
+            hit = self._hit(s, p.get("HITId", ""))
+            return {"HIT": self._hit_dict(s, hit, self._counts(s, [hit.hit_id], now)[hit.hit_id], now)}
+
+    def _page(self, p: dict, default: int = 10) -> tuple[int, int]:
+        try:
+            size = int(p.get("MaxResults", default))
+            offset = int(p.get("NextToken") or 0)
+        except ValueError:
+            raise MTurkError("AWS.ParameterOutOfRange", "bad NextToken or MaxResults") from None
+        if not 1 <= size <= 100 or offset < 0:
+            raise MTurkError("AWS.ParameterOutOfRange", "MaxResults must be 1..100")
+        return size, offset
+
+    def list_hits(self, p: dict, reviewable: bool = False) -> dict:
+        size, offset = self._page(p)
+        now = time.time()
+        with self.Session() as s:
+            q = select(SandboxHit).where(SandboxHit.status != "Disposed")
+            if p.get("HITTypeId"):
+                q = q.where(SandboxHit.hit_type_id == p["HITTypeId"])
+            if not reviewable:
+                hits = list(s.scalars(q.order_by(SandboxHit.created_at, SandboxHit.hit_id)
+                                      .offset(offset).limit(size)))
+                counts = self._counts(s, [h.hit_id for h in hits], now)
+                items = [self._hit_dict(s, h, counts[h.hit_id], now) for h in hits]
+                nxt = offset + size if len(hits) == size else None
+            else:
+                want = p.get("Status") or "Reviewable"
+                hits = list(s.scalars(q.order_by(SandboxHit.created_at, SandboxHit.hit_id)))
+                counts = self._counts(s, [h.hit_id for h in hits], now)
+                match = [h for h in hits if self._status(h, counts[h.hit_id], now)[0] == want]
+                page = match[offset : offset + size]
+                items = [self._hit_dict(s, h, counts[h.hit_id], now) for h in page]
+                nxt = offset + size if offset + size < len(match) else None
+        out: dict[str, Any] = {"NumResults": len(items), "HITs": items}
+        if nxt is not None:
+            out["NextToken"] = str(nxt)
+        return out
+
+    def list_assignments(self, p: dict) -> dict:
+        size, offset = self._page(p)
+        now = time.time()
+        statuses = p.get("AssignmentStatuses") or list(DONE)
+        with self.Session() as s:
+            hit = self._hit(s, p.get("HITId", ""))
+            self._auto_approve(s, now, hit.hit_id)
+            s.commit()
+            A = SandboxAssignment
+            rows = list(
+                s.scalars(
+                    select(A)
+                    .where(A.hit_id == hit.hit_id, A.status.in_(statuses))
+                    .order_by(A.submit_time, A.assignment_id)
+                    .offset(offset)
+                    .limit(size)
+                )
+            )
+        out: dict[str, Any] = {
+            "NumResults": len(rows),
+            "Assignments": [self._assignment_dict(a) for a in rows],
+        }
+        if len(rows) == size:
+            out["NextToken"] = str(offset + size)
+        return out
+
+    def get_assignment(self, p: dict) -> dict:
+        now = time.time()
+        with self.Session() as s:
+            a = self._assignment(s, p.get("AssignmentId", ""))
+            self._auto_approve(s, now, a.hit_id)
+            s.commit()
+            s.refresh(a)
+            hit = self._hit(s, a.hit_id)
+            c = self._counts(s, [hit.hit_id], now)[hit.hit_id]
+            return {"Assignment": self._assignment_dict(a), "HIT": self._hit_dict(s, hit, c, now)}
+
+    def review(self, p: dict, approve: bool) -> dict:
+        now = time.time()
+        feedback = p.get("RequesterFeedback")
+        if not approve and not feedback:
+            raise MTurkError("AWS.MissingParameters", "RequesterFeedback is required to reject")
+        if feedback is not None and len(feedback) > 1024:
+            raise MTurkError("AWS.ParameterOutOfRange", "RequesterFeedback is over 1024 chars")
+        with self.Session() as s:
+            a = self._assignment(s, p.get("AssignmentId", ""), lock=True)
+            override = approve and bool(p.get("OverrideRejection")) and a.status == "Rejected"
+            if a.status != "Submitted" and not override:
+                raise MTurkError(
+                    "AWS.MechanicalTurk.InvalidAssignmentState",
+                    f"This operation can be called with a status of: Submitted "
+                    f"(assignment {a.assignment_id} is {a.status})",
+                )
+            hit = self._hit(s, a.hit_id)
+            if approve:
+                ht = s.get(SandboxHitType, hit.hit_type_id)
+                assert ht is not None
+                reward = Decimal(ht.reward)
+                self._charge(s, reward + reward * fee_rate(hit.max_assignments))
+                a.status, a.approval_time = "Approved", now
+            else:
+                a.status, a.rejection_time = "Rejected", now
+            a.requester_feedback = feedback
+            s.commit()
+        return {}
+
+    def create_additional_assignments(self, p: dict) -> dict:
+        n = int(p.get("NumberOfAdditionalAssignments", 0))
+        if n < 1:
+            raise MTurkError("AWS.ParameterOutOfRange", "NumberOfAdditionalAssignments must be >= 1")
+        token = p.get("UniqueRequestToken")
+        with self.Session() as s:
+            hit = self._hit(s, p.get("HITId", ""), lock=True)
+            if hit.status == "Disposed":
+                raise MTurkError("AWS.MechanicalTurk.InvalidHITState", "The HIT was deleted.")
+            if hit.max_assignments < 10 <= hit.max_assignments + n:
+                raise MTurkError(
+                    "AWS.ParameterOutOfRange",
+                    "HITs created with fewer than 10 assignments cannot be extended to 10 or more.",
+                )
+            self._token(s, token, "CreateAdditionalAssignmentsForHIT")
+            hit.max_assignments += n
+            self._remember(s, token, "CreateAdditionalAssignmentsForHIT", hit.hit_id)
+            self._commit(s)
+        return {}
+
+    def update_expiration(self, p: dict) -> dict:
+        if "ExpireAt" not in p:
+            raise MTurkError("AWS.MissingParameters", "ExpireAt is required")
+        at = float(p["ExpireAt"])
+        now = time.time()
+        with self.Session() as s:
+            hit = self._hit(s, p.get("HITId", ""), lock=True)
+            if hit.status == "Disposed":
+                raise MTurkError("AWS.MechanicalTurk.InvalidHITState", "The HIT was deleted.")
+            # A time in the past expires the HIT now, as MTurk does.
+            hit.expiration = max(min(at, now + 31536000), now) if at > now else now
+            s.commit()
+        return {}
+
+    def delete_hit(self, p: dict) -> dict:
+        now = time.time()
+        with self.Session() as s:
+            hit = self._hit(s, p.get("HITId", ""), lock=True)
+            c = self._counts(s, [hit.hit_id], now)[hit.hit_id]
+            status = self._status(hit, c, now)[0]
+            if status == "Disposed":
+                return {}
+            if status not in ("Reviewable", "Reviewing") or c.get("Submitted") or c.get("Pending"):
+                raise MTurkError(
+                    "AWS.MechanicalTurk.InvalidHITState",
+                    f"This HIT is currently in the state '{status}' with "
+                    f"{c.get('Submitted', 0)} unreviewed assignment(s). This operation can be "
+                    "called with a status of: Reviewable, Reviewing (all assignments reviewed).",
+                )
+            hit.status = "Disposed"
+            s.commit()
+        return {}
+
+    def update_review_status(self, p: dict) -> dict:
+        with self.Session() as s:
+            hit = self._hit(s, p.get("HITId", ""), lock=True)
+            if hit.status != "Disposed":
+                hit.status = "Assignable" if p.get("Revert") else "Reviewing"
+            s.commit()
+        return {}
+
+    def account_balance(self, p: dict) -> dict:
+        with self.Session() as s:
+            acc = self._account(s)
+            s.commit()
+            return {"AvailableBalance": acc.available_balance, "OnHoldBalance": "0.00"}
+
+    def create_qualification_type(self, p: dict) -> dict:
+        for key in ("Name", "Description", "QualificationTypeStatus"):
+            if key not in p:
+                raise MTurkError("AWS.MissingParameters", f"{key} is required")
+        with self.Session() as s:
+            if s.scalars(
+                select(SandboxQualificationType).where(SandboxQualificationType.name == p["Name"])
+            ).first():
+                raise MTurkError(
+                    "AWS.MechanicalTurk.QualificationTypeAlreadyExists",
+                    f"You have already created a QualificationType with this name: {p['Name']}",
+                )
+            q = SandboxQualificationType(
+                qualification_type_id=new_id(),
+                name=p["Name"],
+                description=p["Description"],
+                keywords=p.get("Keywords"),
+                status=p["QualificationTypeStatus"],
+                auto_granted=bool(p.get("AutoGranted", False)),
+                auto_granted_value=p.get("AutoGrantedValue"),
+            )
+            s.add(q)
+            self._commit(s)
+            return {"QualificationType": _qual_dict(q)}
+
+    def list_qualification_types(self, p: dict) -> dict:
+        size, offset = self._page(p)
+        with self.Session() as s:
+            q = select(SandboxQualificationType).order_by(SandboxQualificationType.created_at)
+            if p.get("Query"):
+                q = q.where(SandboxQualificationType.name.contains(p["Query"]))
+            rows = list(s.scalars(q.offset(offset).limit(size)))
+        out: dict[str, Any] = {"NumResults": len(rows), "QualificationTypes": [_qual_dict(q) for q in rows]}
+        if len(rows) == size:
+            out["NextToken"] = str(offset + size)
+        return out
+
+    def associate_qualification(self, p: dict, grant: bool = True) -> dict:
+        qid, worker = str(p.get("QualificationTypeId", "")), str(p.get("WorkerId", ""))
+        if not worker:
+            raise MTurkError("AWS.MissingParameters", "WorkerId is required")
+        with self.Session() as s:
+            if s.get(SandboxQualificationType, qid) is None:
+                raise MTurkError(
+                    "AWS.MechanicalTurk.QualificationTypeDoesNotExist",
+                    f"Qualification type {qid} does not exist.",
+                )
+            wq = s.get(SandboxWorkerQualification, (qid, worker))
+            if wq is None:
+                if not grant:
+                    raise MTurkError(
+                        "AWS.MechanicalTurk.QualificationDoesNotExist",
+                        f"Worker {worker} does not have qualification {qid}.",
+                    )
+                wq = SandboxWorkerQualification(qualification_type_id=qid, worker_id=worker)
+                s.add(wq)
+            wq.integer_value = int(p.get("IntegerValue", 1))
+            wq.status = "Granted" if grant else "Revoked"
+            wq.grant_time = time.time()
+            self._commit(s)
+        return {}
+
+    def list_workers_with_qualification(self, p: dict) -> dict:
+        size, offset = self._page(p)
+        W = SandboxWorkerQualification
+        with self.Session() as s:
+            q = select(W).where(W.qualification_type_id == p.get("QualificationTypeId", ""))
+            if p.get("Status"):
+                q = q.where(W.status == p["Status"])
+            rows = list(s.scalars(q.order_by(W.worker_id).offset(offset).limit(size)))
+        out: dict[str, Any] = {
+            "NumResults": len(rows),
+            "Qualifications": [
+                {
+                    "QualificationTypeId": w.qualification_type_id,
+                    "WorkerId": w.worker_id,
+                    "GrantTime": w.grant_time,
+                    "IntegerValue": w.integer_value,
+                    "Status": w.status,
+                }
+                for w in rows
+            ],
+        }
+        if len(rows) == size:
+            out["NextToken"] = str(offset + size)
+        return out
+
+    def block_worker(self, p: dict, block: bool = True) -> dict:
+        worker = str(p.get("WorkerId", ""))
+        if not worker or (block and not p.get("Reason")):
+            raise MTurkError("AWS.MissingParameters", "WorkerId and Reason are required")
+        with self.Session() as s:
+            old = s.get(SandboxWorkerBlock, worker)
+            if block and old is None:
+                s.add(SandboxWorkerBlock(worker_id=worker, reason=str(p["Reason"])))
+            elif not block and old is not None:
+                s.delete(old)
+            self._commit(s)
+        return {}
+
+    def list_worker_blocks(self, p: dict) -> dict:
+        size, offset = self._page(p)
+        with self.Session() as s:
+            rows = list(
+                s.scalars(
+                    select(SandboxWorkerBlock)
+                    .order_by(SandboxWorkerBlock.worker_id)
+                    .offset(offset)
+                    .limit(size)
+                )
+            )
+        out: dict[str, Any] = {
+            "NumResults": len(rows),
+            "WorkerBlocks": [{"WorkerId": b.worker_id, "Reason": b.reason} for b in rows],
+        }
+        if len(rows) == size:
+            out["NextToken"] = str(offset + size)
+        return out
+
+    def send_bonus(self, p: dict) -> dict:
+        for key in ("WorkerId", "BonusAmount", "AssignmentId", "Reason"):
+            if not p.get(key):
+                raise MTurkError("AWS.MissingParameters", f"{key} is required")
+        amount = _money(p["BonusAmount"], "BonusAmount")
+        if amount <= 0:
+            raise MTurkError("AWS.ParameterOutOfRange", "BonusAmount must be positive")
+        token = p.get("UniqueRequestToken")
+        with self.Session() as s:
+            a = self._assignment(s, p["AssignmentId"])
+            if a.worker_id != p["WorkerId"]:
+                raise MTurkError(
+                    "AWS.ParameterOutOfRange",
+                    f"Assignment {a.assignment_id} was not done by worker {p['WorkerId']}.",
+                )
+            if a.status not in ("Approved", "Rejected", "Submitted"):
+                raise MTurkError(
+                    "AWS.MechanicalTurk.InvalidAssignmentState",
+                    f"Assignment {a.assignment_id} is {a.status}; bonuses need a submitted one.",
+                )
+            self._token(s, token, "SendBonus")
+            self._charge(s, amount + amount * Decimal("0.20"))
+            s.add(
+                SandboxBonus(
+                    worker_id=a.worker_id,
+                    assignment_id=a.assignment_id,
+                    amount=str(amount),
+                    reason=str(p["Reason"]),
+                )
+            )
+            self._remember(s, token, "SendBonus", a.assignment_id)
+            self._commit(s)
+        return {}
+
+    def list_bonus_payments(self, p: dict) -> dict:
+        size, offset = self._page(p)
+        B = SandboxBonus
+        with self.Session() as s:
+            q = select(B)
+            if p.get("AssignmentId"):
+                q = q.where(B.assignment_id == p["AssignmentId"])
+            elif p.get("HITId"):
+                ids = select(SandboxAssignment.assignment_id).where(
+                    SandboxAssignment.hit_id == p["HITId"]
+                )
+                q = q.where(B.assignment_id.in_(ids))
+            rows = list(s.scalars(q.order_by(B.id).offset(offset).limit(size)))
+        out: dict[str, Any] = {
+            "NumResults": len(rows),
+            "BonusPayments": [
+                {
+                    "WorkerId": b.worker_id,
+                    "BonusAmount": b.amount,
+                    "AssignmentId": b.assignment_id,
+                    "Reason": b.reason,
+                    "GrantTime": b.created_at,
+                }
+                for b in rows
+            ],
+        }
+        if len(rows) == size:
+            out["NextToken"] = str(offset + size)
+        return out
+
+    def notify_workers(self, p: dict) -> dict:
+        ids = p.get("WorkerIds") or []
+        if not p.get("Subject") or not p.get("MessageText") or not ids:
+            raise MTurkError("AWS.MissingParameters", "Subject, MessageText, WorkerIds required")
+        if len(ids) > 100:
+            raise MTurkError("AWS.ParameterOutOfRange", "at most 100 WorkerIds per call")
+        failures = []
+        with self.Session() as s:
+            known = set(
+                s.scalars(
+                    select(SandboxAssignment.worker_id).where(SandboxAssignment.worker_id.in_(ids))
+                )
+            )
+            for w in ids:
+                if w not in known:
+                    failures.append(
+                        {
+                            "NotifyWorkersFailureCode": "HardFailure",
+                            "NotifyWorkersFailureMessage": f"Worker {w} has never worked for you.",
+                            "WorkerId": w,
+                        }
+                    )
+                    continue
+                s.add(SandboxNotification(worker_id=w, subject=p["Subject"], message=p["MessageText"]))
+            s.commit()
+        return {"NotifyWorkersFailureStatuses": failures}
+
+
+def _is_system_qual(qid: str) -> bool:
+    # MTurk's built-in qualifications (approval rate, locale, Masters...) have fixed ids of zeros
+    # and digits; the sandbox server has no such statistics and treats them as satisfied.
+    return qid.startswith("00000000000000000") or qid.startswith("2F1QJWKUDD8XADTFD2Q0G6UTO95ALH")
+
+
+def _qual_dict(q: SandboxQualificationType) -> dict:
+    d: dict[str, Any] = {
+        "QualificationTypeId": q.qualification_type_id,
+        "CreationTime": q.created_at,
+        "Name": q.name,
+        "Description": q.description,
+        "QualificationTypeStatus": q.status,
+        "IsRequestable": False,
+        "AutoGranted": q.auto_granted,
+    }
+    if q.keywords:
+        d["Keywords"] = q.keywords
+    if q.auto_granted_value is not None:
+        d["AutoGrantedValue"] = q.auto_granted_value
+    return d

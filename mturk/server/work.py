@@ -1,0 +1,250 @@
+"""Worker-side operations of the self-hosted server: find HITs, accept, submit, return."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from db.models import (
+    SandboxAssignment,
+    SandboxHit,
+    SandboxHitType,
+    SandboxWorkerBlock,
+    SandboxWorkerQualification,
+)
+from mturk.server.store import DONE, MTurkError, Store, _is_system_qual, new_id
+
+_COMPARE = {
+    "LessThan": lambda v, xs: v < xs[0],
+    "LessThanOrEqualTo": lambda v, xs: v <= xs[0],
+    "GreaterThan": lambda v, xs: v > xs[0],
+    "GreaterThanOrEqualTo": lambda v, xs: v >= xs[0],
+    "EqualTo": lambda v, xs: v == xs[0],
+    "NotEqualTo": lambda v, xs: v != xs[0],
+    "In": lambda v, xs: v in xs,
+    "NotIn": lambda v, xs: v not in xs,
+}
+
+
+class WorkError(Exception):
+    """A refused worker action: HTTP status plus a one-line reason shown to the worker."""
+
+    def __init__(self, http: int, message: str) -> None:
+        super().__init__(message)
+        self.http = http
+        self.message = message
+
+
+class WorkerOps:
+    """What the worker site does; every check happens in the same transaction as the write."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._fields: OrderedDict[str, frozenset[str]] = OrderedDict()
+
+    def _quals_ok(self, s: Any, worker_id: str, reqs: list[dict] | None) -> bool:
+        for r in reqs or []:
+            qid = str(r.get("QualificationTypeId", ""))
+            if _is_system_qual(qid):
+                continue
+            wq = s.get(SandboxWorkerQualification, (qid, worker_id))
+            val = wq.integer_value if wq is not None and wq.status == "Granted" else None
+            comp = r.get("Comparator")
+            if comp == "Exists":
+                ok = val is not None
+            elif comp == "DoesNotExist":
+                ok = val is None
+            else:
+                xs = [int(x) for x in r.get("IntegerValues") or []]
+                ok = val is not None and bool(xs) and _COMPARE.get(comp, lambda v, x: False)(val, xs)
+            if not ok:
+                return False
+        return True
+
+    def available(self, worker_id: str, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
+        """HITs this worker may accept now, oldest first."""
+        now = time.time()
+        H, A, T = SandboxHit, SandboxAssignment, SandboxHitType
+        holding = or_(A.status.in_(DONE), and_(A.status == "Accepted", A.deadline > now))
+        used = (
+            select(func.count())
+            .where(A.hit_id == H.hit_id, holding)
+            .correlate(H)
+            .scalar_subquery()
+        )
+        mine = exists().where(A.hit_id == H.hit_id, A.worker_id == worker_id)
+        out: list[dict[str, Any]] = []
+        with self.store.Session() as s:
+            if s.get(SandboxWorkerBlock, worker_id) is not None:
+                return []
+            q = (
+                select(H, T, used)
+                .join(T, T.hit_type_id == H.hit_type_id)
+                .where(H.status == "Assignable", H.expiration > now, ~mine, used < H.max_assignments)
+                .order_by(H.created_at, H.hit_id)
+            )
+            skipped = 0
+            # Qualification checks are per HIT type, so read in chunks until the page is full.
+            for hit, ht, n_used in s.execute(q.limit(limit + offset + 200)):
+                if not self._quals_ok(s, worker_id, ht.qualification_requirements):
+                    continue
+                if skipped < offset:
+                    skipped += 1
+                    continue
+                out.append(
+                    {
+                        "hit_id": hit.hit_id,
+                        "title": ht.title,
+                        "description": ht.description,
+                        "reward": ht.reward,
+                        "available": hit.max_assignments - n_used,
+                        "expiration": hit.expiration,
+                        "duration": ht.assignment_duration,
+                    }
+                )
+                if len(out) >= limit:
+                    break
+        return out
+
+    def hit_summary(self, hit_id: str) -> dict[str, Any]:
+        with self.store.Session() as s:
+            hit = self.store._hit(s, hit_id)
+            ht = s.get(SandboxHitType, hit.hit_type_id)
+            assert ht is not None
+            return {
+                "hit_id": hit.hit_id,
+                "title": ht.title,
+                "description": ht.description,
+                "reward": ht.reward,
+                "status": hit.status,
+                "expiration": hit.expiration,
+                "duration": ht.assignment_duration,
+            }
+
+    def accept(self, hit_id: str, worker_id: str) -> dict[str, Any]:
+        now = time.time()
+        with self.store.Session() as s:
+            try:
+                hit = self.store._hit(s, hit_id, lock=True)
+            except MTurkError as e:
+                raise WorkError(404, e.message) from None
+            ht = s.get(SandboxHitType, hit.hit_type_id)
+            assert ht is not None
+            if s.get(SandboxWorkerBlock, worker_id) is not None:
+                raise WorkError(403, "You are blocked from working on this requester's HITs.")
+            if hit.status != "Assignable" or hit.expiration <= now:
+                raise WorkError(410, "This HIT is no longer available (expired or withdrawn).")
+            if not self._quals_ok(s, worker_id, ht.qualification_requirements):
+                raise WorkError(403, "You do not meet the qualification requirements of this HIT.")
+            c = self.store._counts(s, [hit.hit_id], now)[hit.hit_id]
+            mine = s.scalars(
+                select(SandboxAssignment).where(
+                    SandboxAssignment.hit_id == hit.hit_id, SandboxAssignment.worker_id == worker_id
+                )
+            ).first()
+            if mine is not None:
+                raise WorkError(409, f"You already have assignment {mine.assignment_id} ({mine.status}).")
+            if c.get("Pending", 0) + sum(c.get(k, 0) for k in DONE) >= hit.max_assignments:
+                raise WorkError(409, "All assignments of this HIT are taken.")
+            # Slots freed by abandoned or returned assignments are reused: those rows stay, so the
+            # worker unique key (hit, worker) still says who held them.
+            a = SandboxAssignment(
+                assignment_id=new_id(),
+                hit_id=hit.hit_id,
+                worker_id=worker_id,
+                status="Accepted",
+                accept_time=now,
+                deadline=min(now + ht.assignment_duration, hit.expiration + ht.assignment_duration),
+            )
+            s.add(a)
+            try:
+                s.commit()
+            except IntegrityError:
+                s.rollback()
+                raise WorkError(409, "You already accepted this HIT.") from None
+            return {"assignment_id": a.assignment_id, "hit_id": hit.hit_id, "deadline": a.deadline}
+
+    def assignment(self, assignment_id: str, worker_id: str) -> dict[str, Any]:
+        with self.store.Session() as s:
+            a = s.get(SandboxAssignment, assignment_id)
+            if a is None:
+                raise WorkError(404, f"Unknown assignment {assignment_id}.")
+            if a.worker_id != worker_id:
+                raise WorkError(403, "This assignment belongs to another worker.")
+            return {
+                "assignment_id": a.assignment_id,
+                "hit_id": a.hit_id,
+                "status": a.status,
+                "deadline": a.deadline,
+            }
+
+    def form_fields(self, hit_id: str, question: str) -> frozenset[str]:
+        from mturk.layout import form_field_names, html_from_question
+
+        got = self._fields.get(hit_id)
+        if got is None:
+            got = frozenset(form_field_names(html_from_question(question)))
+            self._fields[hit_id] = got
+            if len(self._fields) > 2048:
+                self._fields.popitem(last=False)
+        return got
+
+    def submit(
+        self, assignment_id: str, worker_id: str, fields: Sequence[tuple[str, str]]
+    ) -> dict[str, Any]:
+        """Store the answer as QuestionFormAnswers XML; refuse anything MTurk would not accept."""
+        from mturk.answers import answers_xml
+
+        now = time.time()
+        if assignment_id == "ASSIGNMENT_ID_NOT_AVAILABLE":
+            raise WorkError(400, "This is a preview: accept the HIT before submitting.")
+        with self.store.Session() as s:
+            a = s.get(SandboxAssignment, assignment_id)
+            if a is None:
+                raise WorkError(404, f"Unknown assignment {assignment_id[:64]!r}.")
+            if self.store.pg:
+                s.refresh(a, with_for_update=True)
+            if a.worker_id != worker_id:
+                raise WorkError(403, "This assignment belongs to another worker.")
+            if a.status != "Accepted":
+                raise WorkError(409, f"This assignment was already {a.status.lower()}.")
+            if now > a.deadline:
+                raise WorkError(
+                    409, "The time allotted for this assignment has passed; it was not submitted."
+                )
+            hit = s.get(SandboxHit, a.hit_id)
+            assert hit is not None
+            if hit.status == "Disposed":
+                raise WorkError(410, "This HIT was deleted by the requester.")
+            allowed = self.form_fields(hit.hit_id, hit.question) - {"assignmentId"}
+            names = [n for n, _v in fields]
+            unknown = sorted({n for n in names if n not in allowed})
+            if unknown:
+                shown = ", ".join(repr(u[:40]) for u in unknown[:5])
+                raise WorkError(400, f"The answer names fields this HIT does not have: {shown}.")
+            for n, v in fields:
+                if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in n + v):
+                    raise WorkError(400, "The answer contains control characters.")
+            ht = s.get(SandboxHitType, hit.hit_type_id)
+            assert ht is not None
+            a.answer = answers_xml(fields)
+            a.status = "Submitted"
+            a.submit_time = now
+            a.auto_approval_time = now + ht.auto_approval_delay
+            s.commit()
+            return {"assignment_id": a.assignment_id, "hit_id": a.hit_id}
+
+    def give_back(self, assignment_id: str, worker_id: str) -> None:
+        with self.store.Session() as s:
+            a = s.get(SandboxAssignment, assignment_id)
+            if a is None or a.worker_id != worker_id:
+                raise WorkError(404, "No such assignment of yours.")
+            if a.status != "Accepted":
+                raise WorkError(409, f"This assignment was already {a.status.lower()}.")
+            a.status = "Returned"
+            s.commit()

@@ -1,0 +1,145 @@
+"""Headless Chromium for tests: --dump-dom, --screenshot, and a tiny DevTools-protocol client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+
+def _run(args: list[str], timeout: float = 90) -> str:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
+        res = subprocess.run(
+            [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    if res.returncode != 0:
+        raise RuntimeError(f"chromium failed ({res.returncode}): {res.stderr[-2000:]}")
+    return res.stdout
+
+
+def dump_dom(url: str) -> str:
+    return _run(["--dump-dom", url])
+
+
+def screenshot(url: str, path: Path, size: str = "1280,2000") -> Path:
+    _run([f"--screenshot={path}", f"--window-size={size}", "--hide-scrollbars", url])
+    return path
+
+
+class Browser:
+    """A Chromium process driven through the DevTools protocol over its websocket."""
+
+    def __init__(self) -> None:
+        self._profile = tempfile.TemporaryDirectory(ignore_cleanup_errors=True)
+        self.proc = subprocess.Popen(
+            [
+                CHROMIUM,
+                *FLAGS,
+                f"--user-data-dir={self._profile.name}",
+                "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.port = self._wait_port()
+        self._id = 0
+        self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    def _wait_port(self) -> int:
+        assert self.proc.stderr is not None
+        for _ in range(200):  # bounded: Chromium prints the line within its first output
+            line = self.proc.stderr.readline()
+            if not line:
+                break
+            m = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
+            if m:
+                return int(m.group(1))
+        self.close()
+        raise RuntimeError("chromium did not report its DevTools port")
+
+    async def connect(self) -> None:
+        self.http = aiohttp.ClientSession()
+        async with self.http.get(f"http://127.0.0.1:{self.port}/json/list") as r:
+            targets = await r.json()
+        page = next(t for t in targets if t["type"] == "page")
+        self.ws = await self.http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0)
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = getattr(self, "_pending", {})
+        async for msg in self.ws:
+            data = json.loads(msg.data)
+            if "id" in data and data["id"] in self._pending:
+                self._pending.pop(data["id"]).set_result(data)
+            elif "method" in data:
+                await self._events.put(data)
+
+    async def send(self, method: str, **params: Any) -> dict[str, Any]:
+        self._id += 1
+        self._pending = getattr(self, "_pending", {})
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[self._id] = fut
+        await self.ws.send_json({"id": self._id, "method": method, "params": params})
+        res = await asyncio.wait_for(fut, 30)
+        if "error" in res:
+            raise RuntimeError(f"{method}: {res['error']}")
+        return res.get("result", {})
+
+    async def wait_event(self, method: str, timeout: float = 30) -> dict[str, Any]:
+        async def loop() -> dict[str, Any]:
+            while True:
+                ev = await self._events.get()
+                if ev["method"] == method:
+                    return ev
+
+        return await asyncio.wait_for(loop(), timeout)
+
+    async def evaluate(self, expression: str) -> Any:
+        res = await self.send("Runtime.evaluate", expression=expression, returnByValue=True)
+        return res["result"].get("value")
+
+    async def aclose(self) -> None:
+        if getattr(self, "_reader", None):
+            self._reader.cancel()
+        if getattr(self, "ws", None):
+            await self.ws.close()
+        if getattr(self, "http", None):
+            await self.http.close()
+        self.close()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        self._profile.cleanup()

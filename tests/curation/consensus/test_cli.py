@@ -1,0 +1,66 @@
+"""`imnet consensus run|needs|table` and `imnet review --help` through the real command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import dbrows  # noqa: E402
+
+from imnet.cli import main  # noqa: E402
+
+
+def _argv(app) -> list[str]:  # type: ignore[no-untyped-def]
+    s = app.settings
+    return ["--data-dir", s.data_dir, "--database-url", s.resolved_database_url()]
+
+
+def test_consensus_commands(app, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("IMNET_CONSENSUS_INITIAL_SUBSET", "2")
+    with app.Session() as s:
+        dbrows.add_synset(s, "n00000007", "dog")
+        ids = dbrows.add_candidates(s, "n00000007", 5)
+        s.commit()
+    assert main([*_argv(app), "consensus", "needs", "--json"]) == 0
+    calib = sorted(int(c) for c in json.loads(capsys.readouterr().out))
+    assert len(calib) == 2
+    with app.Session() as s:
+        rows = [(c, f"w{k}", i == 0) for i, c in enumerate(calib) for k in range(10)]
+        dbrows.add_votes(s, "n00000007", rows)
+        s.commit()
+    assert main([*_argv(app), "consensus", "run", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["algorithm"] == "dynamic"
+    per = report["per_wnid"]["n00000007"]
+    assert (per["accept"], per["reject"], per["items"], per["votes"]) == (1, 1, 5, 20)
+
+    assert main([*_argv(app), "consensus", "run", "--algorithm", "majority"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("majority: 1 accepted, 1 rejected")
+
+    assert main([*_argv(app), "consensus", "needs", "--json"]) == 0
+    needs = json.loads(capsys.readouterr().out)
+    assert needs and all(1 <= v <= 3 for v in needs.values())
+    assert set(needs) == {str(c) for c in ids if c not in calib}
+    assert main([*_argv(app), "consensus", "needs"]) == 0
+    assert "n00000007: " in capsys.readouterr().out
+
+    assert main([*_argv(app), "consensus", "table", "--wnid", "n00000007", "--max", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("n00000007: 2 calibration items") and len(out) == 6
+
+    assert main([*_argv(app), "consensus", "table", "--wnid", "n09999999"]) == 2
+    assert "no eligible candidates" in capsys.readouterr().err
+
+
+def test_help_texts(capsys) -> None:  # type: ignore[no-untyped-def]
+    for argv in (["consensus", "run", "--help"], ["review", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 0
+        assert "--" in capsys.readouterr().out

@@ -1,0 +1,110 @@
+"""Small real images (skimage photos, tiles, smooth random fields) and database rows for them."""
+
+from __future__ import annotations
+
+import io
+import itertools
+from typing import Any
+
+import numpy as np
+from PIL import Image as PILImage
+
+from db.models import Candidate, Image, Label, Synset
+
+_ids = itertools.count(1)
+
+PHOTOS = (
+    "astronaut", "brick", "camera", "cell", "chelsea", "clock", "coffee", "coins", "colorwheel",
+    "grass", "gravel", "hubble_deep_field", "immunohistochemistry", "moon", "page", "rocket",
+    "text", "retina",
+)  # fmt: skip
+
+
+def photo(name: str) -> PILImage.Image:
+    """A real photograph bundled with scikit-image, as RGB."""
+    import skimage.data
+
+    arr = getattr(skimage.data, name)()
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, axis=-1)
+    return PILImage.fromarray(arr[..., :3].astype(np.uint8)).convert("RGB")
+
+
+def photos(limit: int | None = None) -> list[PILImage.Image]:
+    """Distinct real photos, at most 400 px a side (tests stay fast)."""
+    out = []
+    for name in PHOTOS[:limit]:
+        im = photo(name)
+        im.thumbnail((400, 400))
+        out.append(im)
+    return out
+
+
+def smooth_image(seed: int, size: tuple[int, int] = (120, 96)) -> PILImage.Image:
+    """A distinct natural-looking picture: a random 6x6 colour field, bicubically enlarged."""
+    rng = np.random.default_rng(seed)
+    low = rng.integers(0, 256, size=(6, 6, 3), dtype=np.uint8)
+    return PILImage.fromarray(low, "RGB").resize(size, PILImage.Resampling.BICUBIC)
+
+
+def encode(im: PILImage.Image, fmt: str = "JPEG", **kw: Any) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+# -- variants a near-duplicate detector should (or should not) match ---------------------------
+def variants(im: PILImage.Image) -> dict[str, PILImage.Image | bytes]:
+    w, h = im.size
+    cw, ch = max(1, round(w * 0.04)), max(1, round(h * 0.04))
+    return {
+        "resized_50": im.resize((w // 2, h // 2), PILImage.Resampling.LANCZOS),
+        "resized_75": im.resize((w * 3 // 4, h * 3 // 4), PILImage.Resampling.BILINEAR),
+        "jpeg_q30": encode(im, "JPEG", quality=30),
+        "jpeg_q60": encode(im, "JPEG", quality=60),
+        "png": encode(im, "PNG"),
+        "crop_4pct": im.crop((cw, ch, w - cw, h - ch)),
+        "flipped": im.transpose(PILImage.Transpose.FLIP_LEFT_RIGHT),
+    }
+
+
+# -- database rows ------------------------------------------------------------------------------
+def add_synset(session: Any, wnid: str, lemmas: list[str] | None = None, parent: str | None = None) -> None:
+    if session.get(Synset, wnid) is None:
+        session.add(Synset(wnid=wnid, lemmas=lemmas or [wnid], gloss=f"gloss of {wnid}", parent_wnid=parent))
+        session.flush()
+
+
+def add_image(session: Any, blobs: Any, data: bytes) -> str:
+    """Store the bytes and an image row (idempotent); returns the sha256."""
+    sha = blobs.put(data)
+    if session.get(Image, sha) is None:
+        try:
+            with PILImage.open(io.BytesIO(data)) as im:
+                w, h, fmt = im.width, im.height, im.format or "?"
+        except OSError:
+            w, h, fmt = 0, 0, "?"
+        session.add(
+            Image(sha256=sha, blob_key=f"{sha[:2]}/{sha[2:4]}/{sha}", width=w, height=h,
+                  format=fmt, bytes=len(data))
+        )
+        session.flush()
+    return sha
+
+
+def add_candidate(
+    session: Any, blobs: Any, wnid: str, data: bytes, decision: str | None = "accept",
+    posterior: float = 0.999, decided_by: str = "dynamic", status: str = "fetched",
+) -> int:
+    """A fetched candidate of wnid for these bytes, with a label when decision is given."""
+    add_synset(session, wnid)
+    sha = add_image(session, blobs, data)
+    c = Candidate(wnid=wnid, url=f"http://127.0.0.1/{wnid}/{next(_ids)}.jpg", status=status,
+                  image_sha256=sha)
+    session.add(c)
+    session.flush()
+    if decision is not None:
+        session.add(Label(candidate_id=c.id, wnid=wnid, votes_yes=3, votes_no=0, posterior=posterior,
+                          decision=decision, decided_by=decided_by, overridden=decided_by == "manual"))
+        session.flush()
+    return c.id

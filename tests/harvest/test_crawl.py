@@ -1,0 +1,243 @@
+"""The crawler against a loopback web of good images and hostile responses, on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from aiohttp import web
+from loopweb import LoopWeb, body, bomb_png, encode, jpeg, sequence
+from sqlalchemy import select
+
+from db.models import Candidate, Image
+from harvest.crawl import crawl
+from harvest.synsets import add_synsets
+from imnet.app import App
+
+W1, W2 = "n01440764", "n01443537"
+
+
+async def _endless(request: web.Request) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
+    await resp.prepare(request)
+    chunk = b"\xff\xd8\xff\xe0" + b"\0" * 65532
+    try:
+        for _ in range(2000):  # bounded: 128 MB at most, the client gives up long before
+            await resp.write(chunk)
+    except ConnectionError:
+        pass  # the crawler hung up at its byte cap, as it should
+    return resp
+
+
+async def _slow(request: web.Request) -> web.StreamResponse:
+    await asyncio.sleep(5)
+    return web.Response(body=b"late")
+
+
+def _redirect(to: str):  # type: ignore[no-untyped-def]
+    async def h(_: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(to)
+
+    return h
+
+
+def hostile_routes(good: bytes) -> dict:
+    trunc = jpeg(400, 300, seed=3)
+    return {
+        "/robots.txt": body(b"User-agent: *\nDisallow: /private/\n", "text/plain"),
+        "/good.jpg": body(good),
+        "/copy.jpg": body(good),
+        "/good.png": body(encode("PNG", 120, 90), "image/png"),
+        "/good.webp": body(encode("WEBP", 120, 90), "image/webp"),
+        "/missing.jpg": body(b"no", "text/plain", status=404),
+        "/flaky.jpg": sequence(body(b"oops", "text/plain", status=500), body(jpeg(200, 150, 7))),
+        "/slow.jpg": _slow,
+        "/truncated.jpg": body(trunc[: len(trunc) // 2]),
+        "/html.jpg": body(b"<!doctype html><html><body>hi</body></html>" * 10),
+        "/tiny.gif": body(encode("GIF", 1, 1), "image/gif"),
+        "/bomb.png": body(bomb_png(), "image/png"),
+        "/endless.jpg": _endless,
+        "/loop-a": _redirect("/loop-b"),
+        "/loop-b": _redirect("/loop-a"),
+        "/to-private": _redirect("http://10.11.12.13/secret.jpg"),
+        "/to-good": _redirect("/elsewhere/other.png"),
+        "/elsewhere/other.png": body(encode("PNG", 100, 100), "image/png"),
+        "/private/x.jpg": body(jpeg(200, 150, 9)),
+        "/noai.jpg": body(jpeg(200, 150, 11), headers={"X-Robots-Tag": "noai, noimageai"}),
+    }
+
+
+EXPECTED = {
+    "/good.jpg": ("fetched", None),
+    "/good.png": ("fetched", None),
+    "/good.webp": ("fetched", None),
+    "/copy.jpg": ("duplicate", "same_content"),
+    "/missing.jpg": ("failed", "http_404"),
+    "/flaky.jpg": ("fetched", None),
+    "/slow.jpg": ("failed", "timeout"),
+    "/truncated.jpg": ("rejected", "decode_error"),
+    "/html.jpg": ("rejected", "not_image"),
+    "/tiny.gif": ("rejected", "too_small"),
+    "/bomb.png": ("rejected", "bomb"),
+    "/endless.jpg": ("rejected", "too_large"),
+    "/loop-a": ("failed", "redirect_loop"),
+    "/to-private": ("rejected", "private_address"),
+    "/to-good": ("fetched", None),
+    "/private/x.jpg": ("rejected", "robots"),
+    "/noai.jpg": ("rejected", "noai"),
+}
+
+
+def _add(app: App, rows: list[tuple[str, str]]) -> None:
+    with app.Session() as s, s.begin():
+        for wnid, url in rows:
+            s.add(Candidate(wnid=wnid, url=url, source="urllist", status="pending"))
+
+
+def test_hostile_web_every_candidate_final(app: App, tmp_path: Path) -> None:
+    # Loopback is the only network here, so allow exactly it and refuse all other private ranges.
+    app.settings = app.settings.replace(
+        allow_private_hosts=False, crawl_allowed_networks="127.0.0.1/32",
+        crawl_read_timeout=0.5, crawl_retries=1, crawl_max_bytes=2_000_000, crawl_concurrency=8)
+    add_synsets(app, wnids=[W1, W2])
+    good = jpeg(320, 240, seed=1)
+    with LoopWeb(hostile_routes(good)) as webx:
+        rows = [(W1, webx.url(p)) for p in EXPECTED]
+        rows.append((W2, webx.url("/copy.jpg")))  # same content, other wnid: stays fetched
+        rows.append((W1, f"http://127.0.0.2:{webx.port}/good.jpg"))  # loopback, not allowed
+        _add(app, rows)
+        summary = crawl(app, processes=1, stats_json=str(tmp_path / "s.json"), progress=False)
+        robots_fetches = webx.hits["/robots.txt"]
+    with app.Session() as s:
+        cands = {(c.wnid, c.url): c for c in s.scalars(select(Candidate))}
+        images = {i.sha256: i for i in s.scalars(select(Image))}
+    for path, (status, code) in EXPECTED.items():
+        c = cands[(W1, webx.url(path))]
+        assert c.status == status, (path, c.status, c.error)
+        if code is None:
+            assert c.error is None, (path, c.error)
+        else:
+            assert c.error and c.error.split(":")[0] == code, (path, c.error)
+    good_c = cands[(W1, webx.url("/good.jpg"))]
+    assert cands[(W1, webx.url("/copy.jpg"))].error == f"same_content: {good_c.id}"
+    assert cands[(W2, webx.url("/copy.jpg"))].status == "fetched"
+    bad_lo = cands[(W1, f"http://127.0.0.2:{webx.port}/good.jpg")]
+    assert (bad_lo.status, bad_lo.error.split(":")[0]) == ("rejected", "private_address")
+    img = images[good_c.image_sha256]
+    assert (img.width, img.height, img.format, img.bytes) == (320, 240, "jpeg", len(good))
+    assert app.blobs.get(img.sha256) == good  # the original bytes, keyed by sha256
+    assert cands[(W1, webx.url("/good.webp"))].image_sha256 in images
+    assert robots_fetches == 1  # cached per host
+    assert summary["candidates"] == len(rows)
+    assert summary["status"]["fetched"] == 6
+    assert summary["reasons"]["timeout"] == 1
+    assert json.loads((tmp_path / "s.json").read_text()) == summary
+
+
+def test_crawl_twice_fetches_nothing_new(app: App) -> None:
+    add_synsets(app, wnids=[W1])
+    with LoopWeb({f"/{i}.jpg": body(jpeg(160, 120, seed=i)) for i in range(6)}) as webx:
+        _add(app, [(W1, webx.url(f"/{i}.jpg")) for i in range(6)])
+        first = crawl(app, progress=False, limit=4)
+        second = crawl(app, progress=False)
+        third = crawl(app, progress=False)
+        hits = dict(webx.hits)
+    assert (first["candidates"], second["candidates"], third["candidates"]) == (4, 2, 0)
+    assert all(hits[f"/{i}.jpg"] == 1 for i in range(6))
+
+
+def _final_counts(url: str) -> dict[str, int]:
+    from sqlalchemy import func
+
+    from db.session import make_engine
+
+    eng = make_engine(url)
+    try:
+        with eng.connect() as conn:
+            return dict(conn.execute(select(Candidate.status, func.count()).group_by(
+                Candidate.status)).all())
+    finally:
+        eng.dispose()
+
+
+def test_sigkill_mid_crawl_then_resume(tmp_path: Path, sqlite_url: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from loopweb import unique
+
+    from imnet.settings import Settings
+
+    data_dir = tmp_path / "data"
+    app = App(Settings(data_dir=str(data_dir), database_url=sqlite_url, allow_private_hosts=True))
+    add_synsets(app, wnids=[W1])
+    base = jpeg(300, 200, seed=2)
+    n = 240
+    routes = {f"/img/{i}.jpg": body(unique(base, i)) for i in range(n)}
+    routes["/bad.jpg"] = body(b"<html>nope</html>" * 4)
+    env = dict(os.environ, IMNET_ALLOW_PRIVATE_HOSTS="1", IMNET_CRAWL_CONCURRENCY="8",
+               IMNET_CRAWL_LEASE_SECONDS="2", IMNET_CRAWL_BATCH="16")
+    cmd = [sys.executable, "-m", "imnet", "--data-dir", str(data_dir), "--database-url", sqlite_url,
+           "harvest", "crawl", "--no-progress"]
+    with LoopWeb(routes, latency=0.05) as webx:
+        _add(app, [(W1, webx.url(f"/img/{i}.jpg")) for i in range(n)] + [(W1, webx.url("/bad.jpg"))])
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 90
+        # Wait (bounded) until part of the work is recorded, then kill without warning.
+        while time.time() < deadline and proc.poll() is None:
+            c = _final_counts(sqlite_url)
+            if sum(v for k, v in c.items() if k not in {"pending", "fetching"}) >= 40:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, "crawl finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        with app.Session() as s:
+            done_before = {c.url for c in s.scalars(select(Candidate).where(
+                Candidate.status.in_(["fetched", "failed", "rejected", "duplicate"])))}
+            left = s.query(Candidate).filter(Candidate.status.in_(["pending", "fetching"])).count()
+        assert 40 <= len(done_before) and left > 0
+        hits_before = dict(webx.hits)
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stderr[-2000:]
+        hits_after = dict(webx.hits)
+    with app.Session() as s:
+        cands = list(s.scalars(select(Candidate)))
+        images = {i.sha256 for i in s.scalars(select(Image))}
+    assert {c.status for c in cands} <= {"fetched", "rejected"}
+    assert sum(c.status == "fetched" for c in cands) == n
+    bad = next(c for c in cands if c.url.endswith("/bad.jpg"))
+    assert bad.error.startswith("not_image")
+    for url in done_before:  # finished work is never fetched again
+        path = url.split(str(webx.port), 1)[1]
+        assert hits_after[path] == hits_before[path], url
+    assert set(app.blobs.iter()) == images  # no blob without its row, no row without its blob
+    assert all(c.image_sha256 in images for c in cands if c.status == "fetched")
+    app.close()
+
+
+def test_two_processes_share_one_postgres_queue(pg_url: str, tmp_path: Path) -> None:
+    from loopweb import unique
+
+    from imnet.settings import Settings
+
+    settings = Settings(data_dir=str(tmp_path / "data"), database_url=pg_url,
+                        allow_private_hosts=True, crawl_concurrency=8, crawl_batch=8)
+    app = App(settings)
+    add_synsets(app, wnids=[W1, W2])
+    base = jpeg(256, 192, seed=4)
+    n = 120
+    with LoopWeb({f"/p/{i}.jpg": body(unique(base, i)) for i in range(n)}, latency=0.05) as webx:
+        _add(app, [(W1 if i % 2 else W2, webx.url(f"/p/{i}.jpg")) for i in range(n)])
+        summary = crawl(app, processes=2, progress=False)
+        hits = dict(webx.hits)
+    assert summary["status"] == {"fetched": n}
+    assert len(summary["per_process"]) == 2 and min(summary["per_process"]) > 0
+    assert all(hits[f"/p/{i}.jpg"] == 1 for i in range(n))  # nothing fetched twice
+    with app.Session() as s:
+        assert {c.attempts for c in s.scalars(select(Candidate))} == {1}
+    app.close()

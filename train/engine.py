@@ -1,0 +1,515 @@
+"""Training and evaluation loop shaped like torchvision's references/classification (train.py).
+
+Single process:  python -m train.engine --data-path EXPORT --output-dir RUN
+Data parallel:   torchrun --nproc-per-node N -m train.engine --data-path EXPORT ...
+(gloo on CPU, NCCL on CUDA); `imnet train` takes the same flags."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from train import checkpoint as ckpt
+from train.alexnet import ABLATIONS, ARCHS, AlexNetConfig, build_model
+from train.data import (
+    DevicePrep,
+    EpochSampler,
+    GpuJpegDecoder,
+    ImageDataset,
+    collate_encoded,
+    load_samples,
+    ten_crop,
+)
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Train the 2012 AlexNet on an imnet export", add_help=add_help
+    )
+    p.add_argument("--data-path", required=True, help="export directory (ilsvrc or webdataset)")
+    p.add_argument("--format", default="ilsvrc", choices=["ilsvrc", "webdataset"])
+    p.add_argument(
+        "--arch",
+        default="alexnet2012",
+        choices=ARCHS,
+        help="alexnet2012 (grouped), alexnet-towers (two devices), alexnet-tv",
+    )
+    p.add_argument(
+        "--ablate", default="none", choices=ABLATIONS, help="remove layers (seed ablations)"
+    )
+    p.add_argument("--no-lrn", action="store_true", help="drop local response normalisation")
+    p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--fc-dim", type=int, default=4096, help="hidden FC width (4096 in the paper)")
+    p.add_argument("--group-impl", default="groups", choices=["groups", "split"])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--devices", default="", help="two-tower placement, e.g. cuda:0,cuda:1")
+    p.add_argument("-b", "--batch-size", type=int, default=128, help="images per process per step")
+    p.add_argument("--epochs", type=int, default=90)
+    p.add_argument("-j", "--workers", type=int, default=8, help="data loader processes")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument(
+        "--wd",
+        "--weight-decay",
+        dest="weight_decay",
+        type=float,
+        default=5e-4,
+        help="weight decay (on weights, not biases, as the 2012 code)",
+    )
+    p.add_argument(
+        "--lr-schedule",
+        default="plateau",
+        choices=["plateau", "step"],
+        help="plateau: /10 when val error stops improving; step: /10 every N epochs",
+    )
+    p.add_argument("--lr-patience", type=int, default=3, help="plateau epochs before a drop")
+    p.add_argument("--lr-step-size", type=int, default=30)
+    p.add_argument("--lr-gamma", type=float, default=0.1)
+    p.add_argument("--crop-size", type=int, default=224, help="224 (padded to 227) or 227")
+    p.add_argument("--resize-size", type=int, default=256, help="shorter side, then centre square")
+    p.add_argument(
+        "--normalize",
+        default="paper",
+        choices=["paper", "std"],
+        help="paper: pixels minus mean; std: also divide by ImageNet's std",
+    )
+    p.add_argument("--no-lighting", action="store_true", help="skip PCA colour lighting")
+    p.add_argument("--init-std", type=float, default=0.01, help="std of N(0, std) weights")
+    p.add_argument("--init", default="paper", choices=["paper", "released"],
+                   help="released: the 2012 code's N(0, 0.03) for conv3-5")
+    p.add_argument(
+        "--decode",
+        default="auto",
+        choices=["auto", "cpu", "gpu"],
+        help="gpu: nvJPEG via torchvision on CUDA; auto picks it when available",
+    )
+    p.add_argument("--amp", action="store_true", help="bf16 autocast")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--ten-crop", action="store_true", help="also evaluate on 10 crops")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", default="", help="checkpoint to continue from (or to evaluate)")
+    p.add_argument("--test-only", action="store_true", help="only evaluate --resume")
+    p.add_argument("--output-dir", default="", help="run directory (nothing saved when empty)")
+    p.add_argument("--print-freq", type=int, default=0, help="unused; tqdm shows progress")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    return p
+
+
+def setup_distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; 1 process without it."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return 0, 1, 0
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    return rank, world, local
+
+
+def model_config(
+    args: argparse.Namespace, num_classes: int, devices: tuple[str, ...]
+) -> AlexNetConfig:
+    return AlexNetConfig(
+        num_classes=num_classes,
+        input_size=args.crop_size,
+        arch=args.arch,
+        ablate=args.ablate,
+        lrn=not args.no_lrn,
+        dropout=args.dropout,
+        fc_dim=args.fc_dim,
+        init_std=args.init_std, init=args.init,
+        group_impl=args.group_impl,
+        devices=devices,
+    )
+
+
+def _tower_devices(args: argparse.Namespace, local_rank: int) -> tuple[str, ...]:
+    if not args.devices:
+        return ()
+    devs = [d.strip() for d in args.devices.split(",")]
+    if len(devs) != 2:
+        raise ValueError("--devices takes two devices, e.g. cuda:0,cuda:1")
+    out = []
+    for d in devs:  # each torchrun process takes the next pair of GPUs
+        t = torch.device(d)
+        out.append(f"cuda:{(t.index or 0) + 2 * local_rank}" if t.type == "cuda" else d)
+    return tuple(out)
+
+
+def accuracy_counts(logits: Tensor, target: Tensor) -> tuple[int, int]:
+    """(top-1 correct, top-5 correct) in the batch."""
+    k = min(5, logits.shape[1])
+    top = logits.topk(k, 1).indices
+    hit = top.eq(target[:, None])
+    return int(hit[:, :1].sum()), int(hit.any(1).sum())
+
+
+def _all_sum(values: list[float], device: torch.device) -> list[float]:
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _progress(loader, total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="img",
+        unit_scale=True,
+        disable=not enabled,
+        dynamic_ncols=True,
+        leave=False,
+    )
+
+
+def _batches(loader, prep: DevicePrep, decoder: GpuJpegDecoder | None):
+    """Yields (model input, target) on the device from either loader kind."""
+    for batch in loader:
+        if decoder is not None:
+            data, lengths, target, alpha, params = batch
+            images = decoder(data, lengths, params)
+        else:
+            images, target, alpha = batch
+        yield prep(images, alpha), target
+
+
+def train_one_epoch(
+    model: nn.Module,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader,
+    prep: DevicePrep,
+    device: torch.device,
+    epoch: int,
+    args: argparse.Namespace,
+    decoder: GpuJpegDecoder | None = None,
+    show: bool = True,
+) -> dict:
+    model.train()
+    loss_sum, c1, c5, n = 0.0, 0, 0, 0
+    total = len(loader.sampler) * (dist.get_world_size() if dist.is_initialized() else 1)
+    bar = _progress(loader, total, f"epoch {epoch}", show and not args.no_progress)
+    start = time.perf_counter()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp)
+    for x, target in _batches(loader, prep, decoder):
+        target = target.to(device, non_blocking=True)
+        with autocast:
+            out = model(x)
+            loss = criterion(out.float(), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        b = target.shape[0]
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"loss is {float(loss)} at epoch {epoch}; lower --lr")
+        a1, a5 = accuracy_counts(out.detach(), target)
+        loss_sum, c1, c5, n = loss_sum + float(loss) * b, c1 + a1, c5 + a5, n + b
+        world = dist.get_world_size() if dist.is_initialized() else 1
+        bar.update(b * world)
+        bar.set_postfix(
+            loss=f"{float(loss):.3f}", img_s=f"{n * world / (time.perf_counter() - start):.0f}"
+        )
+    bar.close()
+    loss_sum, c1, c5, n = _all_sum([loss_sum, c1, c5, n], device)
+    elapsed = time.perf_counter() - start
+    return {
+        "train_loss": loss_sum / max(n, 1),
+        "train_top1_err": 1 - c1 / max(n, 1),
+        "train_top5_err": 1 - c5 / max(n, 1),
+        "images_per_s": n / elapsed,
+        "epoch_s": elapsed,
+    }
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader,
+    prep: DevicePrep,
+    device: torch.device,
+    args: argparse.Namespace,
+    ten: bool = False,
+    decoder: GpuJpegDecoder | None = None,
+    show: bool = True,
+) -> dict:
+    """Top-1/top-5 error on the centre crop, or with `ten` on 10 crops (softmax averaged)."""
+    model.eval()
+    criterion = nn.CrossEntropyLoss(reduction="sum")
+    loss_sum, c1, c5, n = 0.0, 0, 0, 0
+    bar = _progress(
+        loader,
+        len(loader.dataset),
+        "eval 10-crop" if ten else "eval",
+        show and not args.no_progress,
+    )
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp)
+    for x, target in _batches(loader, prep, decoder):
+        target = target.to(device, non_blocking=True)
+        with autocast:
+            if ten:
+                probs = model(ten_crop(x, args.crop_size)).float().softmax(1)
+                probs = probs.view(target.shape[0], 10, -1).mean(1)
+                out = probs.log()
+            else:
+                out = model(x).float()
+        loss_sum += float(criterion(out, target))
+        a1, a5 = accuracy_counts(out, target)
+        c1, c5, n = c1 + a1, c5 + a5, n + target.shape[0]
+        bar.update(target.shape[0] * (dist.get_world_size() if dist.is_initialized() else 1))
+    bar.close()
+    loss_sum, c1, c5, n = _all_sum([loss_sum, c1, c5, n], device)
+    pre = "val10_" if ten else "val_"
+    return {
+        pre + "loss": loss_sum / max(n, 1),
+        pre + "top1_err": 1 - c1 / max(n, 1),
+        pre + "top5_err": 1 - c5 / max(n, 1),
+        pre + "n": int(n),
+    }
+
+
+class ShardSampler(torch.utils.data.Sampler):
+    """Evaluation split over processes without padding, so every image counts exactly once."""
+
+    def __init__(self, n: int, rank: int, world: int):
+        self.idx = list(range(rank, n, world))
+
+    def __iter__(self):
+        return ((i, 0) for i in self.idx)
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+
+def _loader(ds, sampler, args, device: torch.device, encoded: bool):
+    workers = args.workers
+    return torch.utils.data.DataLoader(
+        ds,
+        batch_size=args.batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        collate_fn=collate_encoded if encoded else None,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+        drop_last=False,
+    )
+
+
+def _want_gpu_decode(args: argparse.Namespace, device: torch.device) -> bool:
+    if args.decode == "cpu" or device.type != "cuda":
+        if args.decode == "gpu":
+            raise ValueError("--decode gpu needs a CUDA --device")
+        return False
+    try:
+        import torchvision.io  # noqa: F401
+    except ImportError:
+        if args.decode == "gpu":
+            raise ValueError("--decode gpu needs torchvision") from None
+        return False
+    return True
+
+
+def main(args_list: list[str] | None = None) -> dict:
+    """Run training (or `--test-only` evaluation); returns the final metrics, the run directory and
+    the last checkpoint path."""
+    args = get_args_parser().parse_args(args_list)
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> dict:
+    rank, world, local = setup_distributed()
+    is_main = rank == 0
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        device = torch.device("cuda", local if device.index is None else device.index + local)
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+    towers = _tower_devices(args, local)
+    if towers:
+        args.arch = "alexnet-towers"
+        device = torch.device(towers[0])
+    torch.manual_seed(args.seed)
+
+    train_samples, num_classes = (
+        ([], 0) if args.test_only else load_samples(args.data_path, args.format, "train")
+    )
+    val_samples, n_val_classes = load_samples(args.data_path, args.format, "val")
+    num_classes = max(num_classes, n_val_classes)
+    resume = ckpt.load(args.resume) if args.resume else None
+    if resume is not None and args.test_only:
+        num_classes = resume["num_classes"]
+    cfg = model_config(args, num_classes, towers)
+    model = build_model(cfg)
+    if not towers:
+        model.to(device)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+    decay = [p for p in model.parameters() if p.dim() > 1]
+    no_decay = [p for p in model.parameters() if p.dim() <= 1]
+    optimizer = torch.optim.SGD(
+        [
+            {"params": decay, "weight_decay": args.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=args.lr,
+        momentum=args.momentum,
+    )
+    if args.lr_schedule == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=args.lr_gamma, patience=args.lr_patience
+        )
+    else:
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, args.lr_step_size, args.lr_gamma)
+    start_epoch = 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        if not args.test_only:
+            optimizer.load_state_dict(resume["optimizer"])
+            scheduler.load_state_dict(resume["lr_scheduler"])
+            start_epoch = resume["epoch"] + 1
+    run_model: nn.Module = model
+    if world > 1 and not args.test_only:
+        ids = [device.index] if device.type == "cuda" and not towers else None
+        run_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if args.compile:
+        run_model = torch.compile(run_model)
+    eval_model = torch.compile(model) if args.compile else model
+
+    gpu_decode = _want_gpu_decode(args, device)
+    decoder = GpuJpegDecoder(device, args.resize_size, args.crop_size) if gpu_decode else None
+    dtype = torch.bfloat16 if args.amp and device.type == "cuda" else torch.float32
+    prep = DevicePrep(device, dtype, args.normalize, args.channels_last, not args.no_lighting)
+    val_ds = ImageDataset(
+        val_samples, False, args.resize_size, args.crop_size, args.seed, encoded=gpu_decode
+    )
+    val_loader = _loader(val_ds, ShardSampler(len(val_ds), rank, world), args, device, gpu_decode)
+    ten_loader = None
+    if args.ten_crop:
+        ten_ds = ImageDataset(
+            val_samples, False, args.resize_size, args.crop_size, full=True, encoded=gpu_decode
+        )
+        ten_loader = _loader(
+            ten_ds, ShardSampler(len(ten_ds), rank, world), args, device, gpu_decode
+        )
+
+    out_dir = Path(args.output_dir) if args.output_dir else None
+    if out_dir is not None and is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.write_config(
+            out_dir, args, cfg, world, num_classes, len(train_samples), len(val_samples)
+        )
+
+    def run_eval() -> dict:
+        m = evaluate(eval_model, val_loader, prep, device, args, decoder=decoder, show=is_main)
+        if ten_loader is not None:
+            m.update(
+                evaluate(
+                    eval_model,
+                    ten_loader,
+                    prep,
+                    device,
+                    args,
+                    ten=True,
+                    decoder=decoder,
+                    show=is_main,
+                )
+            )
+        return m
+
+    result: dict = {
+        "run_dir": str(out_dir) if out_dir else "",
+        "checkpoint": "",
+        "epochs": 0,
+        "num_classes": num_classes,
+        "model_config": cfg.to_dict(),
+    }
+    if args.test_only:
+        result.update(run_eval())
+        _finish(world)
+        return _final(result)
+
+    train_ds = ImageDataset(
+        train_samples, True, args.resize_size, args.crop_size, args.seed, encoded=gpu_decode
+    )
+    sampler = EpochSampler(len(train_ds), True, args.seed, rank, world)
+    train_loader = _loader(train_ds, sampler, args, device, gpu_decode)
+    criterion = nn.CrossEntropyLoss()
+    if resume is not None:
+        ckpt.restore_rng(resume, rank)
+    for epoch in range(start_epoch, args.epochs):
+        sampler.set_epoch(epoch)
+        stats = train_one_epoch(
+            run_model,
+            criterion,
+            optimizer,
+            train_loader,
+            prep,
+            device,
+            epoch,
+            args,
+            decoder,
+            show=is_main,
+        )
+        stats.update(run_eval())
+        stats["lr"] = optimizer.param_groups[0]["lr"]
+        if args.lr_schedule == "plateau":
+            scheduler.step(stats["val_top1_err"])
+        else:
+            scheduler.step()
+        rng = ckpt.gather_rng(world)
+        if is_main:
+            print(
+                f"epoch {epoch}: "
+                + ", ".join(f"{k}={v:.4g}" for k, v in stats.items() if isinstance(v, float)),
+                file=sys.stderr,
+            )
+        if out_dir is not None and is_main:
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "lr_scheduler": scheduler.state_dict(),
+                "epoch": epoch,
+                "args": vars(args),
+                "model_config": cfg.to_dict(),
+                "num_classes": num_classes,
+                "rng": rng,
+                "sampler": sampler.state_dict(),
+                "world_size": world,
+            }
+            result["checkpoint"] = ckpt.save(out_dir, state, epoch)
+            ckpt.append_summary(out_dir, epoch, stats)
+        result.update(stats)
+        result["epochs"] = epoch + 1
+    _finish(world)
+    return _final(result)
+
+
+def _final(result: dict) -> dict:
+    if "val_top1_err" in result:
+        result["top1_err"], result["top5_err"] = result["val_top1_err"], result["val_top5_err"]
+    return result
+
+
+def _finish(world: int) -> None:
+    if world > 1 and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    res = main(sys.argv[1:])
+    print({k: v for k, v in res.items() if k != "model_config"})
