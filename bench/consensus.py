@@ -38,19 +38,27 @@ from curation.consensus.dawid_skene import DawidSkene  # noqa: E402
 from curation.consensus.dynamic import DynamicConsensus, choose_calibration  # noqa: E402
 from curation.consensus.majority import MajorityVote  # noqa: E402
 from curation.consensus.worker_aware import WorkerAwareConsensus  # noqa: E402
+from imnet.settings import Settings  # noqa: E402
 
 VENV = ROOT / ".venv-bench-consensus"
 SYNSETS = (("easy", 0.0), ("medium", 0.05), ("hard", 0.1), ("harder", 0.2))
 MIX = (("good", 0.70, 0.9), ("mediocre", 0.20, 0.7), ("random", 0.06, None), ("yes", 0.04, None))
 N_WORKERS = 50
 POSITIVE_SHARE = 0.25
-STREAM = 10  # votes per item stream = calibration votes = vote cap (--cap)
-REJECT_BELOW: float | None = None  # None = 1 - THRESHOLD (--reject-below)
-GOLD_RATE = 2 / 24
-THRESHOLD = 0.997
-CALIBRATION_ITEMS = 100
-CALIBRATION_VOTES = 10
 FIXED_K = (3, 5, 10)
+# The adaptive methods run with imnet's default settings (flags below override some).
+DEFAULTS = Settings()
+THRESHOLD = DEFAULTS.consensus_threshold
+CAP = DEFAULTS.consensus_max_votes
+REJECT_BELOW = DEFAULTS.consensus_reject_below
+BATCH = DEFAULTS.consensus_batch_votes
+CALIBRATION_ITEMS = DEFAULTS.consensus_initial_subset
+CALIBRATION_VOTES = DEFAULTS.consensus_initial_votes
+GOLD_RATE = DEFAULTS.mturk_gold_per_hit / DEFAULTS.mturk_images_per_hit
+QUALIFICATION = 10  # gold questions each worker answers before its first HIT (worker-aware)
+STREAM = max(CAP, CALIBRATION_VOTES, *FIXED_K)  # votes drawn per item (set again by --cap)
+# "worker-aware" models ambiguous images (two difficulty levels); "two-coin" is the same without.
+ADAPTIVE = ("dynamic", "worker-aware", "worker-aware two-coin")
 
 CROWDKIT_SCRIPT = r"""
 import json, sys, time
@@ -64,7 +72,7 @@ for key in keys:
                        "label": data[key + "/label"]})
     n = int(data[key + "/n"])
     t = time.perf_counter()
-    mv = MajorityVote(seed=0).fit_predict(df)
+    mv = MajorityVote().fit_predict(df)
     secs["mv"] += time.perf_counter() - t
     t = time.perf_counter()
     ds = DawidSkene(n_iter=100).fit_predict(df)
@@ -165,8 +173,9 @@ def run_adaptive(
             model = DynamicConsensus(
                 threshold=THRESHOLD,
                 calibration_votes=CALIBRATION_VOTES,
-                max_votes=STREAM,
+                max_votes=CAP,
                 reject_below=REJECT_BELOW,
+                batch=BATCH,
             ).fit(votes, calibration=calibration)
         else:
             per_worker = np.bincount(votes.worker, minlength=N_WORKERS)
@@ -177,7 +186,11 @@ def run_adaptive(
             )
             gold_cost = float(here.sum())
             model = WorkerAwareConsensus(
-                threshold=THRESHOLD, max_votes=STREAM, reject_below=REJECT_BELOW
+                threshold=THRESHOLD,
+                max_votes=CAP,
+                reject_below=REJECT_BELOW,
+                batch=BATCH,
+                difficulty=method == "worker-aware",
             ).fit(votes, gold_seen=seen, gold_correct=ok)
         need = np.minimum(model.needs_, STREAM - lengths)
         if not need.any():
@@ -216,18 +229,19 @@ def run_crowdkit(tables: dict[str, Votes]) -> tuple[dict[str, np.ndarray], dict[
         script.write_text(CROWDKIT_SCRIPT)
         res = subprocess.run(
             [str(py), str(script), str(src), str(dst)],
-            check=True,
             capture_output=True,
             text=True,
             timeout=3600,
         )
+        if res.returncode != 0:
+            raise SystemExit(f"crowd-kit subprocess failed:\n{res.stderr[-3000:]}")
         secs = json.loads(res.stdout.strip().splitlines()[-1])
         with np.load(dst) as d:
             return {k: d[k] for k in d.files}, secs
 
 
 def main() -> int:
-    global STREAM, REJECT_BELOW
+    global STREAM, CAP, REJECT_BELOW, THRESHOLD
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -235,16 +249,20 @@ def main() -> int:
     ap.add_argument("--items", type=int, default=2000, help="candidates per synset (default 2000)")
     ap.add_argument("--no-crowdkit", action="store_true", help="skip the crowd-kit peer")
     ap.add_argument("--json", help="also write the results to this JSON file")
-    ap.add_argument("--cap", type=int, default=STREAM, help="vote cap = stream length (10)")
+    ap.add_argument("--cap", type=int, default=CAP, help=f"vote cap (default {CAP})")
     ap.add_argument(
         "--reject-below",
         type=float,
-        default=None,
-        help="stop negatives at P <= this (default 1 - threshold)",
+        default=REJECT_BELOW,
+        help=f"stop negatives at P <= this (default {REJECT_BELOW})",
     )
     ap.add_argument("--adaptive-only", action="store_true", help="only the adaptive methods")
+    ap.add_argument(
+        "--threshold", type=float, default=THRESHOLD, help=f"accept at P >= this (default {THRESHOLD})"
+    )
     args = ap.parse_args()
-    STREAM, REJECT_BELOW = args.cap, args.reject_below
+    CAP, REJECT_BELOW, THRESHOLD = args.cap, args.reject_below, args.threshold
+    STREAM = max(CAP, CALIBRATION_VOTES, *FIXED_K)
 
     # tallies[method][synset] = [true positives, accepted, positives, votes, items]
     tallies: dict[str, dict[str, list[float]]] = {}
@@ -268,7 +286,11 @@ def main() -> int:
         return out
 
     for seed in range(args.seeds):
-        gold = {m: np.zeros(N_WORKERS, dtype=np.int64) for m in ("dynamic", "worker-aware")}
+        # Worker-aware: each worker first passes a qualification of QUALIFICATION gold questions
+        # (MTurk's usual practice), then keeps its gold record across synsets.
+        gold = {m: np.full(N_WORKERS, QUALIFICATION, dtype=np.int64) for m in ADAPTIVE}
+        gold["dynamic"][:] = 0
+        qual_cost = QUALIFICATION * N_WORKERS / (len(SYNSETS) * args.items)
         for syn in simulate(seed, args.items):
             truth, name = syn["truth"], syn["name"]
             for k in () if args.adaptive_only else FIXED_K:
@@ -279,12 +301,14 @@ def main() -> int:
                 add(f"imnet dawid-skene k={k}", name, ds == 1, truth, k)
                 key = f"{seed}/{name}/{k}"
                 ck_tables[key], ck_truth[key] = v, (name, truth)
-            for method in ("dynamic", "worker-aware"):
+            for method in ADAPTIVE:
                 acc, cost, seen = timed(
                     f"imnet {method}",
-                    lambda m=method, sy=syn, sd=seed: run_adaptive(sy, m, sd, gold[m]),
+                    lambda m=method, sy=syn, sd=seed, g=gold: run_adaptive(sy, m, sd, g[m]),
                 )
                 gold[method] = seen
+                if method != "dynamic":
+                    cost += qual_cost
                 add(f"imnet {method}", name, acc, truth, cost)
         print(f"seed {seed} done", file=sys.stderr)
 

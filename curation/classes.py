@@ -76,15 +76,16 @@ def accepted_counts(session: Any, wnids: Iterable[str] | None = None) -> dict[st
     return {w: int(n) for w, n in session.execute(q)}
 
 
-def _write_set(session: Any, set_name: str, wnids: Sequence[str]) -> None:
-    """Replace the set; class_index = position in wnid order (ImageFolder and ILSVRC order)."""
+def _write_set(session: Any, set_name: str, wnids: Sequence[str], ordered: bool = False) -> None:
+    """Replace the set; class_index = position in wnid order (ImageFolder and ILSVRC order), or
+    in the given order when `ordered` (an official list)."""
     from sqlalchemy import delete
 
     from db.models import ClassChoice
 
     session.execute(delete(ClassChoice).where(ClassChoice.set_name == set_name))
     session.flush()
-    for i, w in enumerate(sorted(wnids)):
+    for i, w in enumerate(wnids if ordered else sorted(wnids)):
         session.add(ClassChoice(set_name=set_name, wnid=w, class_index=i))
 
 
@@ -101,7 +102,7 @@ def import_ilsvrc2012(app: Any, set_name: str = "ilsvrc2012") -> int:
     if bad or len(set(wnids)) != len(wnids) or not wnids:
         raise ClassError(f"the ILSVRC-2012 list is malformed ({len(wnids)} wnids, bad: {bad[:3]})")
     with app.Session.begin() as s:
-        _write_set(s, set_name, wnids)
+        _write_set(s, set_name, wnids, ordered=True)
     return len(wnids)
 
 

@@ -32,6 +32,12 @@ def _bands(m: int) -> list[tuple[int, int]]:
     return out
 
 
+def probe_count(m: int, radius: int) -> int:
+    """Probes per band (bit-flip variants of the query's band value) with m bands."""
+    width = max(w for _, w in _bands(m))
+    return sum(math.comb(width, k) for k in range(radius // m + 1))
+
+
 def choose_bands(n: int, radius: int) -> int:
     """The number of bands with the lowest modelled cost for n indexed hashes."""
     best_m, best_cost = radius + 1, math.inf
@@ -69,6 +75,9 @@ class MIHIndex:
         self.radius = radius
         self.m = bands or choose_bands(len(self.hashes), radius)
         self.sub_radius = radius // self.m
+        self.n_masks = probe_count(self.m, radius)
+        if self.n_masks > 2_000_000:
+            raise ValueError(f"{self.m} bands at radius {radius} need {self.n_masks} probes; use more")
         self.tables: list[
             tuple[int, int, np.ndarray, np.ndarray, list[int], np.ndarray | None]
         ] = []

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from imnet.app import App
+from imnet.demo_report import format_footer, format_report, format_section
 from imnet.settings import Settings
 
 DEFAULT_SCALE = 1
@@ -30,11 +30,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "blobs under WORKDIR unless IMNET_DATABASE_URL / IMNET_BLOB_URL (or the global flags) "
         "point elsewhere.",
     )
-    p.add_argument("--scale", type=int, default=DEFAULT_SCALE, metavar="N",
-                   help=f"fixture size multiplier: 16*N true images per synset (default "
-                   f"{DEFAULT_SCALE})")
-    p.add_argument("--workdir", default=None, metavar="DIR",
-                   help="where the demo keeps everything (default: <data_dir>/demo)")
+    p.add_argument(
+        "--scale",
+        type=int,
+        default=DEFAULT_SCALE,
+        metavar="N",
+        help=f"fixture size multiplier: 16*N true images per synset (default {DEFAULT_SCALE})",
+    )
+    p.add_argument(
+        "--workdir",
+        default=None,
+        metavar="DIR",
+        help="where the demo keeps everything (default: <data_dir>/demo)",
+    )
     p.add_argument("--epochs", type=int, default=1, metavar="N", help="AlexNet epochs (default 1)")
     p.add_argument("--seed", type=int, default=0, help="fixture and split seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="print only the final report")
@@ -48,8 +56,14 @@ def _cmd(args: argparse.Namespace, app: App) -> int:
         raise UserError("--scale and --epochs must be at least 1")
     workdir = Path(args.workdir or Path(app.settings.data_dir) / "demo")
     try:
-        report = run_demo(app.settings, workdir, scale=args.scale, epochs=args.epochs,
-                          seed=args.seed, verbose=not args.quiet)
+        report = run_demo(
+            app.settings,
+            workdir,
+            scale=args.scale,
+            epochs=args.epochs,
+            seed=args.seed,
+            verbose=not args.quiet,
+        )
     except DemoError as e:
         raise UserError(str(e)) from None
     if args.quiet:
@@ -73,8 +87,14 @@ def demo_settings(base: Settings, workdir: Path) -> Settings:
     )
 
 
-def run_demo(base: Settings, workdir: Path, scale: int = DEFAULT_SCALE, epochs: int = 1,
-             seed: int = 0, verbose: bool = True) -> dict[str, Any]:
+def run_demo(
+    base: Settings,
+    workdir: Path,
+    scale: int = DEFAULT_SCALE,
+    epochs: int = 1,
+    seed: int = 0,
+    verbose: bool = True,
+) -> dict[str, Any]:
     """Run (or resume) the demo in workdir; returns the report (also written to report.json)."""
     from imnet import demo_stages as st
     from imnet.fixtureweb import corpus_summary, start_fixture_web
@@ -93,16 +113,23 @@ def run_demo(base: Settings, workdir: Path, scale: int = DEFAULT_SCALE, epochs: 
     out = (lambda line: print(line, flush=True)) if verbose else (lambda line: None)
     web = start_fixture_web(workdir / "fixture", seed=seed, scale=scale)
     truth = json.loads(web.truth_path.read_text())["images"]
-    report: dict[str, Any] = {"workdir": str(workdir), "run": state["runs"], "scale": scale,
-                              "stages": {}, "ok": False}
+    report: dict[str, Any] = {
+        "workdir": str(workdir),
+        "run": state["runs"],
+        "scale": scale,
+        "stages": {},
+        "ok": False,
+    }
     app = None
     mturk = None
     try:
         settings = demo_settings(base, workdir).replace(
             source_openverse_url=f"{web.url}/v1/images/",
-            # Small splits: a class has ~16*scale true images.
-            val_per_class=max(2, 3 * scale),
-            test_per_class=max(2, 2 * scale),
+            # Small splits in ILSVRC-like proportions: a class has ~16*scale true images, and
+            # the hash-based split puts an image in val with odds val / (val + test + train max).
+            val_per_class=3 * scale,
+            test_per_class=2 * scale,
+            train_max_per_class=12 * scale,
             consensus_initial_subset=10 * scale,
             export_resize=256,
         )
@@ -112,9 +139,19 @@ def run_demo(base: Settings, workdir: Path, scale: int = DEFAULT_SCALE, epochs: 
         settings = settings.replace(mturk_endpoint_url=mturk.url)
         app = App(settings)
         _prepare_blobs(app)
-        ctx = st.Ctx(app=app, settings=settings, workdir=workdir, truth=truth,
-                     synsets=list(web.synsets), roots=list(web.roots), scale=scale, epochs=epochs,
-                     seed=seed, state=state, mturk_url=mturk.url)
+        ctx = st.Ctx(
+            app=app,
+            settings=settings,
+            workdir=workdir,
+            truth=truth,
+            synsets=list(web.synsets),
+            roots=list(web.roots),
+            scale=scale,
+            epochs=epochs,
+            seed=seed,
+            state=state,
+            mturk_url=mturk.url,
+        )
         report["database"] = settings.masked()["database_url"]
         report["blobs"] = settings.resolved_blob_url()
         report["fixture"] = {"url": web.url, **corpus_summary(workdir / "fixture")}
@@ -159,7 +196,12 @@ def _stages() -> list[tuple[str, Callable[..., dict[str, Any]]]]:
         ("crawl", st.stage_crawl),
         ("curate", st.stage_curate),
         ("gold", st.stage_gold),
+        ("verify", ver.stage_verify),
         ("consensus", ver.stage_consensus),
+        ("classes", st.stage_classes),
+        ("export", st.stage_export),
+        ("train", st.stage_train),
+        ("evaluate", st.stage_evaluate),
     ]
 
 
@@ -174,10 +216,3 @@ def _save(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
     tmp.replace(path)
-
-
-from imnet.demo_report import format_footer, format_report, format_section  # noqa: E402
-
-__all__ = ["DemoError", "demo_settings", "register", "run_demo", "format_report"]
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("run `imnet demo`")

@@ -10,17 +10,28 @@ HEADLINES: dict[str, list[str]] = {
     "synsets+queries": ["synsets", "roots", "queries", "queries_new"],
     "search": ["candidates_added", "pages", "queries_done"],
     "crawl": ["this_run.candidates", "this_run.images", "candidates", "reasons"],
-    "curate": ["dedup", "rejected_by_reason", "totals.images_by_quality",
-               "totals.near_duplicates"],
+    "curate": ["dedup", "rejected_by_reason", "totals.images_by_quality", "totals.near_duplicates"],
     "gold": ["gold_added", "gold_total"],
     "verify": ["rounds", "hits", "assignments", "votes", "cost_estimate", "workers"],
     "consensus": ["totals", "precision", "recall", "undecided", "eligible"],
     "classes": ["chosen_count", "chosen", "rejected_reasons"],
-    "export": ["ilsvrc.path", "ilsvrc.files", "ilsvrc.splits", "ilsvrc.manifest_verified",
-               "webdataset.path", "webdataset.shards"],
+    "export": [
+        "ilsvrc.path",
+        "ilsvrc.files",
+        "ilsvrc.splits",
+        "ilsvrc.manifest_verified",
+        "webdataset.path",
+        "webdataset.shards",
+    ],
     "train": ["run_dir", "checkpoint", "epochs", "train_images", "top1_err", "top5_err"],
-    "evaluate": ["top1_err", "top5_err", "ten_crop_top1_err", "ten_crop_top5_err", "images",
-                 "chance_top1_err"],
+    "evaluate": [
+        "top1_err",
+        "top5_err",
+        "ten_crop_top1_err",
+        "ten_crop_top5_err",
+        "images",
+        "chance_top1_err",
+    ],
 }
 
 
@@ -59,16 +70,22 @@ def format_footer(report: dict[str, Any]) -> str:
     st = report.get("stages", {})
     lines = ["", "== summary"]
     fx = report.get("fixture_requests", {})
-    lines.append(f"  fixture web this run: {fx.get('search_requests', 0)} searches, "
-                 f"{fx.get('image_requests', 0)} image fetches")
+    lines.append(
+        f"  fixture web this run: {fx.get('search_requests', 0)} searches, "
+        f"{fx.get('image_requests', 0)} image fetches"
+    )
     c = st.get("consensus", {})
     if c:
-        lines.append(f"  consensus vs fixture truth: precision {c.get('precision')}, "
-                     f"recall {c.get('recall')}")
+        lines.append(
+            f"  consensus vs fixture truth: precision {c.get('precision')}, "
+            f"recall {c.get('recall')}"
+        )
     e = st.get("evaluate", {}) or st.get("train", {})
     if e.get("top1_err") is not None:
-        lines.append(f"  AlexNet: top-1 error {e['top1_err']:.3f}, top-5 error "
-                     f"{e.get('top5_err', float('nan')):.3f}")
+        lines.append(
+            f"  AlexNet: top-1 error {e['top1_err']:.3f}, top-5 error "
+            f"{e.get('top5_err', float('nan')):.3f}"
+        )
     x = st.get("export", {})
     for fmt in ("ilsvrc", "webdataset"):
         if _get(x, f"{fmt}.path"):

@@ -10,6 +10,9 @@ from imnet.settings import Settings
 
 log = logging.getLogger("imnet.demo")
 
+MAX_VOTE_ROUNDS = 12
+N_WORKERS = 20
+
 
 def start_mturk(settings: Settings, workdir: Path):  # type: ignore[no-untyped-def]
     """The self-hosted MTurk server in this process, on the port the last run used if it is free."""
@@ -30,7 +33,89 @@ def start_mturk(settings: Settings, workdir: Path):  # type: ignore[no-untyped-d
 
 
 def stage_verify(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    raise NotImplementedError("mturk publish/simulate/collect API not available yet")
+    """Rounds of publish -> simulated workers -> collect -> consensus until no item needs votes."""
+    from decimal import Decimal
+
+    from curation.consensus.plan import run_consensus
+    from mturk.collect import collect
+    from mturk.publish import needs_from_consensus, open_items, publish
+    from mturk.simulate import run_workers
+
+    app, s = ctx.app, ctx.settings
+    quiet = log.info
+    rounds: list[dict[str, Any]] = []
+    cost = Decimal(0)
+    workers: dict[str, int] = {}
+    for rnd in range(MAX_VOTE_ROUNDS):
+        needs = needs_from_consensus(app, ctx.synsets)
+        with app.Session() as sess:
+            busy = open_items(sess)
+        if not needs and not busy:
+            break
+        pub = publish(app, ctx.synsets, yes=True, needs=needs, out=quiet)
+        cost += Decimal(pub["cost"]["total"]) if pub.get("created") else Decimal(0)
+        sim = run_workers(
+            ctx.mturk_url,
+            ctx.truth,
+            n_workers=N_WORKERS,
+            seed=ctx.seed * 1000 + ctx.state.get("runs", 1) * 100 + rnd,
+            max_seconds=240.0,
+        )
+        for kind, n in sim["kinds"].items():
+            workers[kind] = max(workers.get(kind, 0), n)
+        col = collect(app, more=False, out=quiet)
+        with app.Session() as sess:
+            cons = run_consensus(sess, "dynamic", ctx.synsets, settings=s)
+        rounds.append(
+            {
+                "needed": len(needs),
+                "hits_created": pub.get("created", 0),
+                "cost": pub["cost"]["total"] if pub.get("created") else "0.00",
+                "submitted": sim["submitted"],
+                "sim_errors": sim["errors"][:3],
+                "collected": col["assignments_new"],
+                "approved": col.get("approved", 0),
+                "rejected": col.get("rejected", 0),
+                "excluded_workers": len(col.get("excluded_workers", [])),
+                "undecided": cons["totals"]["undecided"],
+                "still_needing": cons["totals"]["needs_votes"],
+            }
+        )
+        if sim["submitted"] == 0 and not pub.get("created"):
+            break  # nothing was done this round: more rounds would not change anything
+    totals = _mturk_totals(app)
+    return {
+        "rounds": len(rounds),
+        "per_round": rounds,
+        "cost_estimate": f"${cost:.2f}",
+        "reward_per_assignment": f"${s.mturk_reward}",
+        "workers": workers,
+        **totals,
+        "still_needing_votes": len(needs_from_consensus(app, ctx.synsets)),
+    }
+
+
+def _mturk_totals(app) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    from sqlalchemy import func, select
+
+    from db.models import Assignment, Hit, Vote, Worker
+
+    with app.Session() as s:
+        by_status = {
+            k: n
+            for k, n in s.execute(
+                select(Assignment.status, func.count()).group_by(Assignment.status)
+            )
+        }
+        return {
+            "hits": s.scalar(select(func.count()).select_from(Hit)) or 0,
+            "assignments": by_status,
+            "votes": s.scalar(select(func.count()).select_from(Vote)) or 0,
+            "workers_blocked": s.scalar(
+                select(func.count()).select_from(Worker).where(Worker.blocked)
+            )
+            or 0,
+        }
 
 
 def stage_consensus(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -56,8 +141,12 @@ def score(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     with ctx.app.Session() as s:
         elig = eligible_candidates(s, ctx.synsets)
         ids = [c for cids in elig.values() for c in cids]
-        shas = {cid: sha for cid, sha in s.execute(
-            select(Candidate.id, Candidate.image_sha256).where(Candidate.id.in_(ids)))}
+        shas = {
+            cid: sha
+            for cid, sha in s.execute(
+                select(Candidate.id, Candidate.image_sha256).where(Candidate.id.in_(ids))
+            )
+        }
         labels = {lab.candidate_id: lab for lab in s.scalars(select(Label))}
     tp = fp = fn = tn = undecided = manual = 0
     per: dict[str, dict[str, int]] = {}

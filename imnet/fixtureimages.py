@@ -27,13 +27,23 @@ SYNSETS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "n02676566": ("n03800933", ("acoustic guitar",), "sklearn:china.jpg"),
     "n03272010": ("n03800933", ("electric guitar",), "sklearn:flower.jpg"),
     "n02787622": ("n03800933", ("banjo",), "skimage:hubble_deep_field"),
-    "n03494278": ("n03800933", ("harmonica", "mouth organ", "harp", "mouth harp"), "skimage:retina"),
+    "n03494278": (
+        "n03800933",
+        ("harmonica", "mouth organ", "harp", "mouth harp"),
+        "skimage:retina",
+    ),
     "n02672831": ("n03800933", ("accordion", "piano accordion", "squeeze box"), "skimage:brick"),
     "n04141076": ("n03800933", ("sax", "saxophone"), "skimage:stereo_motorcycle"),
 }
 # Photographs of nothing we search for: the "unrelated" images every real query also returns.
-DISTRACTOR_PHOTOS = ("skimage:gravel", "skimage:grass", "skimage:moon", "skimage:coins",
-                     "skimage:cell", "skimage:clock")
+DISTRACTOR_PHOTOS = (
+    "skimage:gravel",
+    "skimage:grass",
+    "skimage:moon",
+    "skimage:coins",
+    "skimage:cell",
+    "skimage:clock",
+)
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 TRUE_PER_SYNSET = 16  # times scale
 
@@ -130,8 +140,17 @@ class _Builder:
     def __init__(self, out: Path, corpus: Corpus) -> None:
         self.out, self.corpus, self.n = out, corpus, 0
 
-    def add(self, kind: str, truth: str | None, body: bytes | None, *, status: int = 200,
-            ctype: str = "image/jpeg", ext: str = "jpg", size: tuple[int, int] = (0, 0)) -> str:
+    def add(
+        self,
+        kind: str,
+        truth: str | None,
+        body: bytes | None,
+        *,
+        status: int = 200,
+        ctype: str = "image/jpeg",
+        ext: str = "jpg",
+        size: tuple[int, int] = (0, 0),
+    ) -> str:
         self.n += 1
         name = f"{self.n:06d}-{hashlib.sha1(f'{self.corpus.seed}:{self.n}'.encode()).hexdigest()[:10]}.{ext}"
         file = None
@@ -143,8 +162,9 @@ class _Builder:
 
     def image(self, kind: str, truth: str | None, img, rng: random.Random) -> str:  # type: ignore[no-untyped-def]
         if rng.random() < 0.08:  # a few PNGs: the web is not all JPEG
-            return self.add(kind, truth, _encode(img, "PNG"), ctype="image/png", ext="png",
-                            size=img.size)
+            return self.add(
+                kind, truth, _encode(img, "PNG"), ctype="image/png", ext="png", size=img.size
+            )
         return self.add(kind, truth, _encode(img, quality=rng.randint(80, 95)), size=img.size)
 
 
@@ -178,7 +198,7 @@ def build_corpus(out: Path, seed: int = 0, scale: int = 1) -> Corpus:
 
     for wnid, (root, _lemmas, _spec) in SYNSETS.items():
         res = [name for name, _ in true_imgs[wnid]]
-        for name, img in rng.sample(true_imgs[wnid], max(1, n_true // 6)):
+        for _name, img in rng.sample(true_imgs[wnid], max(1, n_true // 6)):
             # Near-duplicates: the same photo re-encoded harder and/or rescaled.
             small = img.resize((round(img.width * 0.8), round(img.height * 0.8)), Image.BICUBIC)
             alt = rng.choice([img, small])
@@ -186,8 +206,16 @@ def build_corpus(out: Path, seed: int = 0, scale: int = 1) -> Corpus:
         for name, _ in rng.sample(true_imgs[wnid], max(1, n_true // 8)):
             item = corpus.items[name]  # exact duplicate: same bytes under another URL
             body = (out / name).read_bytes()
-            res.append(b.add("dup", wnid, body, ctype=item.content_type, ext=name.rsplit(".", 1)[1],
-                             size=(item.width, item.height)))
+            res.append(
+                b.add(
+                    "dup",
+                    wnid,
+                    body,
+                    ctype=item.content_type,
+                    ext=name.rsplit(".", 1)[1],
+                    size=(item.width, item.height),
+                )
+            )
         siblings = [w for w, v in SYNSETS.items() if v[0] == root and w != wnid]
         others = [w for w, v in SYNSETS.items() if v[0] != root]
         for _ in range(n_true * 4 // 5):  # related synsets: the commonest wrong answer
@@ -210,8 +238,16 @@ def build_corpus(out: Path, seed: int = 0, scale: int = 1) -> Corpus:
                 res.append(b.add("broken_html", None, html + f"<!-- {i} {wnid} -->".encode()))
             else:
                 icon = Image.new("RGB", (16, 16), (rng.randrange(256), 90, 40))
-                res.append(b.add("broken_tiny", None, _encode(icon, "PNG"), ctype="image/png",
-                                 ext="png", size=(16, 16)))
+                res.append(
+                    b.add(
+                        "broken_tiny",
+                        None,
+                        _encode(icon, "PNG"),
+                        ctype="image/png",
+                        ext="png",
+                        size=(16, 16),
+                    )
+                )
         # Search engines rank true hits higher on average, but the order is mixed.
         res = list(dict.fromkeys(res))
         rng.shuffle(res)
@@ -245,8 +281,16 @@ def load_or_build(root: Path, seed: int, scale: int) -> Corpus:
                 return c
     corpus = build_corpus(out, seed, scale)
     tmp = index.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"seed": seed, "scale": scale, "results": corpus.results,
-                               "noise": corpus.noise,
-                               "items": {k: asdict(v) for k, v in corpus.items.items()}}))
+    tmp.write_text(
+        json.dumps(
+            {
+                "seed": seed,
+                "scale": scale,
+                "results": corpus.results,
+                "noise": corpus.noise,
+                "items": {k: asdict(v) for k, v in corpus.items.items()},
+            }
+        )
+    )
     tmp.replace(index)
     return corpus

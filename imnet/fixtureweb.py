@@ -130,14 +130,16 @@ def _make_app(web: FixtureWeb, corpus: Corpus, corpus_dir: Path):  # type: ignor
             return aw.json_response({"detail": "Invalid page."}, status=400)
         base = f"{request.scheme}://{request.host}"
         chunk = names[(page - 1) * page_size : page * page_size]
-        return aw.json_response({
-            "result_count": len(names),
-            "page_count": page_count,
-            "page_size": page_size,
-            "page": page,
-            "results": [_result(base, corpus, n) for n in chunk],
-            "warnings": [],
-        })
+        return aw.json_response(
+            {
+                "result_count": len(names),
+                "page_count": page_count,
+                "page_size": page_size,
+                "page": page,
+                "results": [_result(base, corpus, n) for n in chunk],
+                "warnings": [],
+            }
+        )
 
     async def image(request: aw.Request) -> aw.StreamResponse:
         name = request.match_info["name"]
@@ -151,8 +153,9 @@ def _make_app(web: FixtureWeb, corpus: Corpus, corpus_dir: Path):  # type: ignor
 
     async def landing(request: aw.Request) -> aw.Response:
         name = request.match_info["name"]
-        return aw.Response(text=f"<html><body><img src='/img/{name}'></body></html>",
-                           content_type="text/html")
+        return aw.Response(
+            text=f"<html><body><img src='/img/{name}'></body></html>", content_type="text/html"
+        )
 
     async def robots(_request: aw.Request) -> aw.Response:
         return aw.Response(text="User-agent: *\nAllow: /\n", content_type="text/plain")
@@ -166,8 +169,9 @@ def _make_app(web: FixtureWeb, corpus: Corpus, corpus_dir: Path):  # type: ignor
     return app
 
 
-def start_fixture_web(root_dir: str | Path, seed: int = 0, scale: int = 1,
-                      port: int | None = None) -> FixtureWeb:
+def start_fixture_web(
+    root_dir: str | Path, seed: int = 0, scale: int = 1, port: int | None = None
+) -> FixtureWeb:
     """Build (or reuse) the corpus under root_dir, write truth.json, serve it on 127.0.0.1.
 
     The port is remembered in root_dir/port so a rerun serves the same URLs (candidates already in
@@ -179,17 +183,20 @@ def start_fixture_web(root_dir: str | Path, seed: int = 0, scale: int = 1,
     root.mkdir(parents=True, exist_ok=True)
     corpus = load_or_build(root, seed, scale)
     truth_path = root / "truth.json"
-    truth = {"images": truth_map(root / "corpus", corpus),
-             "synsets": {w: {"root": v[0], "lemmas": list(v[1])} for w, v in SYNSETS.items()},
-             "roots": ROOTS}
+    truth = {
+        "images": truth_map(root / "corpus", corpus),
+        "synsets": {w: {"root": v[0], "lemmas": list(v[1])} for w, v in SYNSETS.items()},
+        "roots": ROOTS,
+    }
     tmp = truth_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(truth, indent=0, sort_keys=True))
     tmp.replace(truth_path)
 
     port_file = root / "port"
     wanted = port if port is not None else (int(port_file.read_text()) if port_file.exists() else 0)
-    web = FixtureWeb(url="", truth_path=truth_path, root=root, synsets=list(SYNSETS),
-                     roots=dict(ROOTS))
+    web = FixtureWeb(
+        url="", truth_path=truth_path, root=root, synsets=list(SYNSETS), roots=dict(ROOTS)
+    )
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     box: dict[str, object] = {}
@@ -249,6 +256,9 @@ def corpus_summary(root_dir: str | Path) -> dict[str, int]:
                 results["related_synset"] += 1
             else:
                 results["other_root_synset"] += 1
-    return {"urls": len(data["items"]), **dict(sorted(kinds.items())),
-            "search_results": sum(results.values()),
-            **{f"results_{k}": v for k, v in sorted(results.items())}}
+    return {
+        "urls": len(data["items"]),
+        **dict(sorted(kinds.items())),
+        "search_results": sum(results.values()),
+        **{f"results_{k}": v for k, v in sorted(results.items())},
+    }

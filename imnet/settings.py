@@ -95,7 +95,13 @@ class Settings:
     consensus_threshold: float = 0.997
     consensus_initial_subset: int = 100
     consensus_initial_votes: int = 10
-    consensus_max_votes: int = 10
+    # Vote cap per item (calibration items get consensus_initial_votes even if that is more).
+    consensus_max_votes: int = 15
+    # Stop asking about an item once P(shows the synset) <= this (reject); 1 - threshold is the
+    # symmetric rule, a looser one saves votes on the many negatives (bench/consensus.py).
+    consensus_reject_below: float = 0.01
+    # At most this many new votes per item per round (MTurk's default 3 assignments per HIT).
+    consensus_batch_votes: int = 3
     # Policy needs_votes follows: dynamic | worker-aware | majority | dawid-skene.
     consensus_algorithm: str = "dynamic"
     # Votes per item for the fixed-budget algorithms (majority, dawid-skene).

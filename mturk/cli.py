@@ -24,56 +24,86 @@ def register(sub: argparse._SubParsersAction) -> None:
         "mturk_endpoint_url (empty: the AWS sandbox; production only with --live).",
     )
     p.add_argument("--endpoint-url", help="requester API URL (overrides mturk_endpoint_url)")
-    p.add_argument("--live", action="store_true",
-                   help="use the AWS production endpoint when no endpoint URL is set (spends money)")
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="use the AWS production endpoint when no endpoint URL is set (spends money)",
+    )
     p.set_defaults(settings_overrides=_overrides)
     m = p.add_subparsers(dest="mturk_command", metavar="ACTION", required=True)
 
-    pub = m.add_parser("publish", help="create HITs for items that still need votes",
-                       description="Ask consensus which items need more votes, group them into "
-                       "HITs with hidden check images, print the cost with MTurk's fees, then "
-                       "create the HITs (each with a deterministic UniqueRequestToken, so a "
-                       "rerun never creates one twice).")
-    pub.add_argument("--wnid", action="append", dest="wnids", metavar="WNID",
-                     help="only these synsets (repeatable)")
+    pub = m.add_parser(
+        "publish",
+        help="create HITs for items that still need votes",
+        description="Ask consensus which items need more votes, group them into "
+        "HITs with hidden check images, print the cost with MTurk's fees, then "
+        "create the HITs (each with a deterministic UniqueRequestToken, so a "
+        "rerun never creates one twice).",
+    )
+    pub.add_argument(
+        "--wnid",
+        action="append",
+        dest="wnids",
+        metavar="WNID",
+        help="only these synsets (repeatable)",
+    )
     pub.add_argument("--yes", action="store_true", help="do not ask before spending")
     pub.set_defaults(func=_publish)
 
-    col = m.add_parser("collect", help="fetch, store and review submitted assignments",
-                       description="Fetch submitted assignments (paginated), store the votes, "
-                       "approve or reject by the policy in mturk/collect.py, exclude low-accuracy "
-                       "workers, then ask for more votes where consensus is still undecided. "
-                       "Safe to rerun.")
+    col = m.add_parser(
+        "collect",
+        help="fetch, store and review submitted assignments",
+        description="Fetch submitted assignments (paginated), store the votes, "
+        "approve or reject by the policy in mturk/collect.py, exclude low-accuracy "
+        "workers, then ask for more votes where consensus is still undecided. "
+        "Safe to rerun.",
+    )
     col.add_argument("--no-more", action="store_true", help="do not request further votes")
-    col.add_argument("--yes", action="store_true",
-                     help="request further votes without asking (else only the estimate is shown)")
+    col.add_argument(
+        "--yes",
+        action="store_true",
+        help="request further votes without asking (else only the estimate is shown)",
+    )
     col.set_defaults(func=_collect)
 
-    st = m.add_parser("status", help="local HIT, assignment and worker counts (and the balance)",
-                      description="Counts from the database, plus the account balance when the "
-                      "endpoint answers.")
+    st = m.add_parser(
+        "status",
+        help="local HIT, assignment and worker counts (and the balance)",
+        description="Counts from the database, plus the account balance when the endpoint answers.",
+    )
     st.add_argument("--json", action="store_true", help="machine-readable output")
     st.set_defaults(func=_status)
 
-    sv = m.add_parser("serve", help="run the self-hosted MTurk-compatible server",
-                      description="Serve the MTurk requester API (JSON 1.1, SigV4 keys from "
-                      "settings) at / and the worker site at /worker, with state in the database. "
-                      "Point mturk_endpoint_url at it.")
+    sv = m.add_parser(
+        "serve",
+        help="run the self-hosted MTurk-compatible server",
+        description="Serve the MTurk requester API (JSON 1.1, SigV4 keys from "
+        "settings) at / and the worker site at /worker, with state in the database. "
+        "Point mturk_endpoint_url at it.",
+    )
     sv.add_argument("--host", help="listen address (default: setting mturk_host)")
     sv.add_argument("--port", type=int, help="port (default: setting mturk_port)")
     sv.set_defaults(func=_serve)
 
-    sim = m.add_parser("simulate", help="simulated workers do HITs on the worker site",
-                       description="Bots sign in to the self-hosted worker site and do HITs, "
-                       "answering from a ground-truth file {\"images\": {sha256: wnid|null}}.")
+    sim = m.add_parser(
+        "simulate",
+        help="simulated workers do HITs on the worker site",
+        description="Bots sign in to the self-hosted worker site and do HITs, "
+        'answering from a ground-truth file {"images": {sha256: wnid|null}}.',
+    )
     sim.add_argument("--truth", required=True, help="ground-truth JSON file")
     sim.add_argument("--workers", type=int, default=20, help="number of bots (default 20)")
-    sim.add_argument("--mix", default=None,
-                     help="kind shares, default good=0.7,mediocre=0.2,random=0.06,yes=0.04")
+    sim.add_argument(
+        "--mix",
+        default=None,
+        help="kind shares, default good=0.7,mediocre=0.2,random=0.06,yes=0.04",
+    )
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--max-seconds", type=float, default=600.0, help="stop after this long")
-    sim.add_argument("--url", help="worker site base URL (default: the endpoint URL, else "
-                     "http://mturk_host:mturk_port)")
+    sim.add_argument(
+        "--url",
+        help="worker site base URL (default: the endpoint URL, else http://mturk_host:mturk_port)",
+    )
     sim.set_defaults(func=_simulate)
 
 
@@ -134,7 +164,8 @@ def _status(args: argparse.Namespace, app: Any) -> int:
             "workers": s.scalar(select(func.count()).select_from(Worker)) or 0,
             "workers_blocked": s.scalar(
                 select(func.count()).select_from(Worker).where(Worker.blocked.is_(True))
-            ) or 0,
+            )
+            or 0,
         }
     try:
         data["balance"] = make_client(app.settings).get_account_balance()["AvailableBalance"]
@@ -167,8 +198,14 @@ def _simulate(args: argparse.Namespace, app: Any) -> int:
     if args.workers < 1:
         raise UserError("--workers must be at least 1")
     try:
-        report = run_workers(url, args.truth, n_workers=args.workers, mix=args.mix,
-                             seed=args.seed, max_seconds=args.max_seconds)
+        report = run_workers(
+            url,
+            args.truth,
+            n_workers=args.workers,
+            mix=args.mix,
+            seed=args.seed,
+            max_seconds=args.max_seconds,
+        )
     except (OSError, ValueError) as e:
         raise UserError(f"simulate: {e}") from None
     report.pop("per_worker", None)

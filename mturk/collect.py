@@ -35,17 +35,34 @@ def _review(item: dict[str, Any], gold: dict[int, bool], positions: list[int], s
     try:
         ans = parse_grid_answer(item.get("Answer"), positions)
     except AnswerError as e:
-        return {"status": "Invalid", "reason": str(e), "ticked": None, "seen": 0, "correct": 0,
-                "feedback": f"Your answer could not be read ({str(e)[:200]}); it was rejected."}
+        return {
+            "status": "Invalid",
+            "reason": str(e),
+            "ticked": None,
+            "seen": 0,
+            "correct": 0,
+            "feedback": f"Your answer could not be read ({str(e)[:200]}); it was rejected.",
+        }
     seen = len(gold)
     correct = sum(1 for p, want in gold.items() if ans.ticked.get(p) == want)
     if seen and correct / seen < s.mturk_min_assignment_gold:
-        return {"status": "Rejected", "reason": f"gold: {correct}/{seen} check images right",
-                "ticked": ans.ticked, "seen": seen, "correct": correct,
-                "feedback": f"Rejected: {seen - correct} of {seen} check images with known "
-                "answers were marked wrongly."}
-    return {"status": "Approved", "reason": None, "ticked": ans.ticked, "seen": seen,
-            "correct": correct, "feedback": "Thank you."}
+        return {
+            "status": "Rejected",
+            "reason": f"gold: {correct}/{seen} check images right",
+            "ticked": ans.ticked,
+            "seen": seen,
+            "correct": correct,
+            "feedback": f"Rejected: {seen - correct} of {seen} check images with known "
+            "answers were marked wrongly.",
+        }
+    return {
+        "status": "Approved",
+        "reason": None,
+        "ticked": ans.ticked,
+        "seen": seen,
+        "correct": correct,
+        "feedback": "Thank you.",
+    }
 
 
 def _store(app: Any, hit: Hit, item: dict[str, Any], items: list[HitItem]) -> bool:
@@ -85,8 +102,14 @@ def _store(app: Any, hit: Hit, item: dict[str, Any], items: list[HitItem]) -> bo
                     )
         w = session.get(Worker, item["WorkerId"])
         if w is None:
-            w = Worker(worker_id=item["WorkerId"], gold_seen=0, gold_correct=0, approved=0,
-                       rejected=0, blocked=False)
+            w = Worker(
+                worker_id=item["WorkerId"],
+                gold_seen=0,
+                gold_correct=0,
+                approved=0,
+                rejected=0,
+                blocked=False,
+            )
             session.add(w)
         w.gold_seen += d["seen"]
         w.gold_correct += d["correct"]
@@ -112,12 +135,15 @@ def _send_reviews(app: Any, client: Any, server_status: dict[str, str]) -> dict[
         try:
             if server_status.get(a.assignment_id, "Submitted") == "Submitted":
                 if approve:
-                    client.approve_assignment(AssignmentId=a.assignment_id,
-                                              RequesterFeedback="Thank you.")
+                    client.approve_assignment(
+                        AssignmentId=a.assignment_id, RequesterFeedback="Thank you."
+                    )
                 else:
                     client.reject_assignment(
                         AssignmentId=a.assignment_id,
-                        RequesterFeedback=(a.reject_reason or "Rejected by the review policy.")[:1000],
+                        RequesterFeedback=(a.reject_reason or "Rejected by the review policy.")[
+                            :1000
+                        ],
                     )
                 done["approved" if approve else "rejected"] += 1
             else:
@@ -162,8 +188,9 @@ def exclude_workers(app: Any, client: Any) -> list[str]:
     return bad
 
 
-def collect(app: Any, *, client: Any = None, more: bool = True, yes: bool = True,
-            out: Any = print) -> dict[str, Any]:
+def collect(
+    app: Any, *, client: Any = None, more: bool = True, yes: bool = True, out: Any = print
+) -> dict[str, Any]:
     """Collect every known HIT's submitted assignments; then ask for votes still needed."""
     client = client or make_client(app.settings)
     with app.Session() as session:
@@ -181,8 +208,12 @@ def collect(app: Any, *, client: Any = None, more: bool = True, yes: bool = True
         with app.Session() as session:
             items = list(session.scalars(select(HitItem).where(HitItem.hit_id == hit_id)))
         n_new = 0
-        for a in paginate(client.list_assignments_for_hit, "Assignments", HITId=hit_id,
-                          AssignmentStatuses=["Submitted", "Approved", "Rejected"]):
+        for a in paginate(
+            client.list_assignments_for_hit,
+            "Assignments",
+            HITId=hit_id,
+            AssignmentStatuses=["Submitted", "Approved", "Rejected"],
+        ):
             server_status[a["AssignmentId"]] = a["AssignmentStatus"]
             if _store(app, hit, a, items):
                 n_new += 1
@@ -202,31 +233,60 @@ def collect(app: Any, *, client: Any = None, more: bool = True, yes: bool = True
     report.update(reviews)
     report["excluded_workers"] = exclude_workers(app, client)
     with app.Session() as session:
-        report["invalid"] = len(list(session.scalars(
-            select(Assignment.assignment_id).where(Assignment.status == "Invalid"))))
+        report["invalid"] = len(
+            list(
+                session.scalars(
+                    select(Assignment.assignment_id).where(Assignment.status == "Invalid")
+                )
+            )
+        )
     del report["server_status"]
     if more:
         report["more"] = request_more(app, client=client, yes=yes, out=out)
-    out(f"collected {report['assignments_new']} new assignments from {report['hits']} HITs: "
-        f"{reviews['approved']} approved, {reviews['rejected']} rejected")
+    out(
+        f"collected {report['assignments_new']} new assignments from {report['hits']} HITs: "
+        f"{reviews['approved']} approved, {reviews['rejected']} rejected"
+    )
     return report
 
 
-def request_more(app: Any, *, client: Any = None, yes: bool = True, out: Any = print) -> dict:
-    """Items consensus still leaves undecided: extend their finished HITs, else publish new ones."""
+def request_more(
+    app: Any,
+    *,
+    client: Any = None,
+    yes: bool = True,
+    out: Any = print,
+    needs: dict[int, int] | None = None,
+) -> dict:
+    """Items consensus still leaves undecided: extend their finished HITs, else publish new ones.
+
+    `needs` (candidate_id -> votes) defaults to consensus's `needs_votes`."""
     from mturk.publish import needs_from_consensus, publish
 
     client = client or make_client(app.settings)
-    needs = needs_from_consensus(app, None)
+    given = needs is not None
+    if needs is None:
+        needs = needs_from_consensus(app, None)
     extended = 0
     if needs:
         with app.Session() as session:
-            hits = list(session.scalars(select(Hit).where(
-                Hit.status == "Reviewable", Hit.expires_at > time.time() + 600)))
+            hits = list(
+                session.scalars(
+                    select(Hit).where(
+                        Hit.status == "Reviewable", Hit.expires_at > time.time() + 600
+                    )
+                )
+            )
             items = {}
             for h in hits:
-                items[h.hit_id] = [i.candidate_id for i in session.scalars(
-                    select(HitItem).where(HitItem.hit_id == h.hit_id, HitItem.gold_label.is_(None)))]
+                items[h.hit_id] = [
+                    i.candidate_id
+                    for i in session.scalars(
+                        select(HitItem).where(
+                            HitItem.hit_id == h.hit_id, HitItem.gold_label.is_(None)
+                        )
+                    )
+                ]
         for h in hits:
             want = [needs[c] for c in items[h.hit_id] if c in needs]
             # Extend only when most of the HIT still needs votes; otherwise a new HIT wastes less.
@@ -236,11 +296,14 @@ def request_more(app: Any, *, client: Any = None, yes: bool = True, out: Any = p
             if k < 1 or not yes:
                 continue
             # One extension per (HIT, size): a rerun after a crash repeats the same token.
-            token = "imnet-more-" + hashlib.sha256(
-                f"{h.hit_id}|{h.max_assignments}".encode()).hexdigest()[:50]
+            token = (
+                "imnet-more-"
+                + hashlib.sha256(f"{h.hit_id}|{h.max_assignments}".encode()).hexdigest()[:50]
+            )
             try:
                 client.create_additional_assignments_for_hit(
-                    HITId=h.hit_id, NumberOfAdditionalAssignments=k, UniqueRequestToken=token)
+                    HITId=h.hit_id, NumberOfAdditionalAssignments=k, UniqueRequestToken=token
+                )
                 new_max = h.max_assignments + k
             except client.exceptions.RequestError as e:
                 if "DuplicateRequest" not in error_code(e):
@@ -256,6 +319,13 @@ def request_more(app: Any, *, client: Any = None, yes: bool = True, out: Any = p
             extended += 1
     if extended:
         out(f"asked for more assignments on {extended} HITs")
-    result = publish(app, None, yes=yes, client=client, out=out,
-                     confirm=(lambda _p: False) if not yes else None)
+    result = publish(
+        app,
+        None,
+        yes=yes,
+        client=client,
+        out=out,
+        needs=needs if given else None,
+        confirm=(lambda _p: False) if not yes else None,
+    )
     return {"extended_hits": extended, "published": result}

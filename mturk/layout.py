@@ -180,4 +180,3 @@ def parse_tiles(document: str) -> list[dict[str, str]]:
     p.feed(document)
     p.close()
     return tiles
-

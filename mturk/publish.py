@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 
-from db.models import Candidate, Hit, HitItem, Image, Label, Synset
+from db.models import Candidate, Hit, HitItem, Label, Synset
 from mturk.client import (
     endpoint_url,
     error_code,
@@ -73,8 +73,14 @@ def estimate_cost(plan: list[PlannedHit], reward: str) -> dict[str, Any]:
 def gold_pool(session: Any, wnids: list[str]) -> dict[str, list[tuple[int, bool]]]:
     """wnid -> [(candidate_id, answer)]: hand labels first, then near-certain consensus labels."""
     q = (
-        select(Label.candidate_id, Label.wnid, Label.decision, Label.posterior, Label.overridden,
-               Label.decided_by)
+        select(
+            Label.candidate_id,
+            Label.wnid,
+            Label.decision,
+            Label.posterior,
+            Label.overridden,
+            Label.decided_by,
+        )
         .join(Candidate, Candidate.id == Label.candidate_id)
         .where(
             Label.wnid.in_(wnids),
@@ -113,9 +119,7 @@ def _pick_gold(pool: list[tuple[int, bool]], k: int, rng: random.Random) -> list
     return out
 
 
-def plan_hits(
-    session: Any, needs: dict[int, int], settings: Any
-) -> list[PlannedHit]:
+def plan_hits(session: Any, needs: dict[int, int], settings: Any) -> list[PlannedHit]:
     """Group items per synset and per votes-needed level (1..9) into HITs with gold mixed in."""
     if not needs:
         return []
@@ -199,8 +203,11 @@ def exclusion_qualification(client: Any) -> str:
         if "AlreadyExists" not in error_code(e) and "already" not in str(e).lower():
             raise
     for q in paginate(
-        client.list_qualification_types, "QualificationTypes",
-        Query=EXCLUSION_QUAL_NAME, MustBeRequestable=False, MustBeOwnedByCaller=True,
+        client.list_qualification_types,
+        "QualificationTypes",
+        Query=EXCLUSION_QUAL_NAME,
+        MustBeRequestable=False,
+        MustBeOwnedByCaller=True,
     ):
         if q["Name"] == EXCLUSION_QUAL_NAME:
             return q["QualificationTypeId"]
@@ -236,9 +243,7 @@ def _find_hit_by_token(client: Any, token: str, message: str) -> str | None:
     return None
 
 
-def create_planned(
-    app: Any, client: Any, plan: list[PlannedHit], type_id: str
-) -> dict[str, int]:
+def create_planned(app: Any, client: Any, plan: list[PlannedHit], type_id: str) -> dict[str, int]:
     """Create each planned HIT once; a retried or repeated run finds the HIT it already made."""
     s = app.settings
     counts = {"created": 0, "existing": 0}
@@ -333,14 +338,32 @@ def publish(
     if needs is None:
         needs = needs_from_consensus(app, wnids)
     with app.Session() as session:
+        # An item with an open HIT waits for it: a second HIT for the same item could let one
+        # worker vote on it twice (needs over 9 votes are asked for in rounds).
+        busy = open_items(session)
+        deferred = sorted(c for c in needs if c in busy)
+        needs = {c: n for c, n in needs.items() if c not in busy}
         plan = plan_hits(session, needs, app.settings)
         assign_tokens(session, plan)
-        fresh = [h for h in plan if not session.scalar(select(Hit.hit_id).where(Hit.request_token == h.token))]
+        fresh = [
+            h
+            for h in plan
+            if not session.scalar(select(Hit.hit_id).where(Hit.request_token == h.token))
+        ]
     cost = estimate_cost(fresh, app.settings.mturk_reward)
-    report: dict[str, Any] = {"items": len(needs), "planned": len(plan), "cost": cost,
-                              "created": 0, "existing": len(plan) - len(fresh)}
+    report: dict[str, Any] = {
+        "items": len(needs),
+        "deferred": len(deferred),
+        "planned": len(plan),
+        "cost": cost,
+        "created": 0,
+        "existing": len(plan) - len(fresh),
+    }
     if not fresh:
-        out(f"nothing to publish ({len(needs)} items need votes; their HITs exist)")
+        out(
+            f"nothing to publish ({len(needs)} items without an open HIT need votes, "
+            f"{len(deferred)} wait for their open HITs)"
+        )
         return report
     client = client or make_client(app.settings)
     balance = client.get_account_balance().get("AvailableBalance", "?")
@@ -365,21 +388,24 @@ def publish(
     return report
 
 
+def open_items(session: Any) -> set[int]:
+    """Non-gold items of this requester's HITs that can still get assignments."""
+    return set(
+        session.scalars(
+            select(HitItem.candidate_id)
+            .join(Hit, Hit.hit_id == HitItem.hit_id)
+            .where(
+                HitItem.gold_label.is_(None),
+                Hit.status.in_(("Assignable", "Unassignable")),
+                or_(Hit.expires_at.is_(None), Hit.expires_at > time.time()),
+            )
+        )
+    )
+
+
 def _ask_terminal(prompt: str) -> bool:
     import sys
 
     if not sys.stdin.isatty():
         raise PublishError("not a terminal: rerun with --yes to confirm the cost")
     return input(prompt).strip().lower() in {"y", "yes"}
-
-
-def eligible_count(session: Any) -> int:
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(Candidate)
-            .join(Image, Image.sha256 == Candidate.image_sha256)
-            .where(Candidate.status == "fetched")
-        )
-        or 0
-    )

@@ -23,7 +23,7 @@ _IFRAME_RE = re.compile(r'<iframe[^>]*\bid="task"[^>]*\bsrc="([^"]+)"')
 
 
 def parse_mix(text: str | None) -> dict[str, float]:
-    """"good=0.7,mediocre=0.2,random=0.06,yes=0.04" -> shares (normalised to sum 1)."""
+    """ "good=0.7,mediocre=0.2,random=0.06,yes=0.04" -> shares (normalised to sum 1)."""
     if not text:
         return dict(DEFAULT_MIX)
     mix: dict[str, float] = {}
@@ -45,7 +45,9 @@ def allot(n: int, mix: dict[str, float]) -> list[str]:
     """Deterministic kinds for n workers by largest remainder."""
     raw = {k: n * v for k, v in mix.items()}
     counts = {k: int(v) for k, v in raw.items()}
-    for k in sorted(raw, key=lambda k: raw[k] - counts[k], reverse=True)[: n - sum(counts.values())]:
+    for k in sorted(raw, key=lambda k: raw[k] - counts[k], reverse=True)[
+        : n - sum(counts.values())
+    ]:
         counts[k] += 1
     return [k for k in KINDS if k in counts for _ in range(counts[k])]
 
@@ -54,7 +56,7 @@ def load_truth(path: str | Path) -> dict[str, str | None]:
     data = json.loads(Path(path).read_text())
     images = data.get("images") if isinstance(data, dict) else None
     if not isinstance(images, dict):
-        raise ValueError(f"{path}: expected {{\"images\": {{sha256: wnid | null}}}}")
+        raise ValueError(f'{path}: expected {{"images": {{sha256: wnid | null}}}}')
     return images
 
 
@@ -99,8 +101,16 @@ def answer(kind: str, truth: bool, rng: random.Random) -> bool:
     return truth if rng.random() < (KINDS[kind] or 0.5) else not truth
 
 
-def _bot(base: str, stats: BotStats, truth: dict[str, str | None], seed: int,
-         deadline: float, stop: threading.Event, budget: list[int], lock: threading.Lock) -> None:
+def _bot(
+    base: str,
+    stats: BotStats,
+    truth: dict[str, str | None],
+    seed: int,
+    deadline: float,
+    stop: threading.Event,
+    budget: list[int],
+    lock: threading.Lock,
+) -> None:
     import requests
 
     rng = random.Random(f"{seed}:{stats.worker_id}")
@@ -110,8 +120,9 @@ def _bot(base: str, stats: BotStats, truth: dict[str, str | None], seed: int,
     r.raise_for_status()
     empty_polls = 0
     while time.time() < deadline and not stop.is_set():
-        hits = http.get(f"{base}/worker/hits", params={"format": "json", "limit": 50},
-                        timeout=30).json()["hits"]
+        hits = http.get(
+            f"{base}/worker/hits", params={"format": "json", "limit": 50}, timeout=30
+        ).json()["hits"]
         if not hits:
             # Other bots may still return or abandon work; look twice more, then stop.
             empty_polls += 1
@@ -120,8 +131,12 @@ def _bot(base: str, stats: BotStats, truth: dict[str, str | None], seed: int,
             continue
         empty_polls = 0
         hit = rng.choice(hits)
-        r = http.post(f"{base}/worker/hits/{hit['hit_id']}/accept", allow_redirects=False,
-                      timeout=30, headers={"Accept": "application/json"})
+        r = http.post(
+            f"{base}/worker/hits/{hit['hit_id']}/accept",
+            allow_redirects=False,
+            timeout=30,
+            headers={"Accept": "application/json"},
+        )
         if r.status_code != 303:
             stats.conflicts += 1
             continue
@@ -145,8 +160,12 @@ def _bot(base: str, stats: BotStats, truth: dict[str, str | None], seed: int,
                 stop.set()
                 return
             budget[0] -= 1
-        r = http.post(q["turkSubmitTo"][0].rstrip("/") + "/mturk/externalSubmit", data=fields,
-                      timeout=30, headers={"Accept": "application/json"})
+        r = http.post(
+            q["turkSubmitTo"][0].rstrip("/") + "/mturk/externalSubmit",
+            data=fields,
+            timeout=30,
+            headers={"Accept": "application/json"},
+        )
         if r.status_code == 200:
             stats.submitted += 1
             stats.assignment_ids.append(fields["assignmentId"])
@@ -166,8 +185,11 @@ def run_workers(
     """Run n_workers bots concurrently until no HIT is left, time is up or the budget is used."""
     if not isinstance(truth, dict):
         truth = load_truth(truth)
-    shares = parse_mix(mix) if not isinstance(mix, dict) else parse_mix(
-        ",".join(f"{k}={v}" for k, v in mix.items()))
+    shares = (
+        parse_mix(mix)
+        if not isinstance(mix, dict)
+        else parse_mix(",".join(f"{k}={v}" for k, v in mix.items()))
+    )
     kinds = allot(n_workers, shares)
     bots = [BotStats(worker_id=f"SIM{k.upper()}{i:04d}", kind=k) for i, k in enumerate(kinds)]
     base = base_url.rstrip("/")

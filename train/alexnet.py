@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ABLATIONS = ("none", "no-fc7", "no-fc6-fc7", "no-conv3-conv4", "no-conv3-conv4-fc6-fc7")
-ARCHS = ("alexnet2012", "alexnet-towers", "alexnet-tv")
+from train.args import ABLATIONS, ARCHS
+
+__all__ = ["ABLATIONS", "ARCHS", "AlexNetConfig", "build_model", "copy_weights"]
 
 
 @dataclass

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import queue
 import tarfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,7 +151,7 @@ def decode_square(data: bytes, resize: int) -> np.ndarray:
             im = im.resize((nw, nh), Image.BILINEAR, reducing_gap=None)
         left, top = (nw - resize) // 2, (nh - resize) // 2
         im = im.crop((left, top, left + resize, top + resize))
-        return np.asarray(im, dtype=np.uint8)
+        return np.array(im, dtype=np.uint8)  # writable: torch.from_numpy warns on read-only
 
 
 def augment_params(seed: int, epoch: int, index: int, span: int) -> tuple[int, int, bool, Tensor]:
@@ -346,3 +348,55 @@ class GpuJpegDecoder:
         n = torch.arange(x.shape[0], device=self.device)[:, None, None]
         x = x.permute(0, 2, 3, 1)  # N, S, S, 3
         return x[n, rows[:, :, None], cols[:, None, :]]  # N, crop, crop, 3
+
+
+class DevicePrefetcher:
+    """Runs `convert` (decode, crop, normalise) for upcoming batches in a thread on a side CUDA
+    stream, so data preparation overlaps the model step instead of alternating with it."""
+
+    def __init__(self, loader, convert, device: torch.device, depth: int = 3):
+        self.loader, self.convert, self.device, self.depth = loader, convert, device, depth
+
+    def __iter__(self):
+        q: queue.Queue = queue.Queue(maxsize=self.depth)
+        stream = torch.cuda.Stream(self.device)
+        stop = threading.Event()
+
+        def work() -> None:
+            try:
+                with torch.cuda.device(self.device), torch.cuda.stream(stream):
+                    for batch in self.loader:
+                        if stop.is_set():
+                            break
+                        x, t = self.convert(batch)
+                        ev = torch.cuda.Event()
+                        ev.record(stream)
+                        q.put((x, t, ev))
+                q.put(None)
+            except BaseException as e:  # handed to the consumer, raised there
+                q.put(e)
+
+        th = threading.Thread(target=work, name="imnet-prefetch", daemon=True)
+        th.start()
+        try:
+            while True:
+                item = q.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                x, t, ev = item
+                cur = torch.cuda.current_stream(self.device)
+                cur.wait_event(ev)
+                # the tensors were made on the side stream: keep them alive for this one too
+                x.record_stream(cur)
+                t.record_stream(cur)
+                yield x, t
+        finally:
+            stop.set()
+            while th.is_alive():
+                try:
+                    q.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            th.join()

@@ -18,8 +18,10 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from train import checkpoint as ckpt
-from train.alexnet import ABLATIONS, ARCHS, AlexNetConfig, build_model
+from train.alexnet import AlexNetConfig, build_model
+from train.args import get_args_parser
 from train.data import (
+    DevicePrefetcher,
     DevicePrep,
     EpochSampler,
     GpuJpegDecoder,
@@ -28,80 +30,6 @@ from train.data import (
     load_samples,
     ten_crop,
 )
-
-
-def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description="Train the 2012 AlexNet on an imnet export", add_help=add_help
-    )
-    p.add_argument("--data-path", required=True, help="export directory (ilsvrc or webdataset)")
-    p.add_argument("--format", default="ilsvrc", choices=["ilsvrc", "webdataset"])
-    p.add_argument(
-        "--arch",
-        default="alexnet2012",
-        choices=ARCHS,
-        help="alexnet2012 (grouped), alexnet-towers (two devices), alexnet-tv",
-    )
-    p.add_argument(
-        "--ablate", default="none", choices=ABLATIONS, help="remove layers (seed ablations)"
-    )
-    p.add_argument("--no-lrn", action="store_true", help="drop local response normalisation")
-    p.add_argument("--dropout", type=float, default=0.5)
-    p.add_argument("--fc-dim", type=int, default=4096, help="hidden FC width (4096 in the paper)")
-    p.add_argument("--group-impl", default="groups", choices=["groups", "split"])
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--devices", default="", help="two-tower placement, e.g. cuda:0,cuda:1")
-    p.add_argument("-b", "--batch-size", type=int, default=128, help="images per process per step")
-    p.add_argument("--epochs", type=int, default=90)
-    p.add_argument("-j", "--workers", type=int, default=8, help="data loader processes")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument(
-        "--wd",
-        "--weight-decay",
-        dest="weight_decay",
-        type=float,
-        default=5e-4,
-        help="weight decay (on weights, not biases, as the 2012 code)",
-    )
-    p.add_argument(
-        "--lr-schedule",
-        default="plateau",
-        choices=["plateau", "step"],
-        help="plateau: /10 when val error stops improving; step: /10 every N epochs",
-    )
-    p.add_argument("--lr-patience", type=int, default=3, help="plateau epochs before a drop")
-    p.add_argument("--lr-step-size", type=int, default=30)
-    p.add_argument("--lr-gamma", type=float, default=0.1)
-    p.add_argument("--crop-size", type=int, default=224, help="224 (padded to 227) or 227")
-    p.add_argument("--resize-size", type=int, default=256, help="shorter side, then centre square")
-    p.add_argument(
-        "--normalize",
-        default="paper",
-        choices=["paper", "std"],
-        help="paper: pixels minus mean; std: also divide by ImageNet's std",
-    )
-    p.add_argument("--no-lighting", action="store_true", help="skip PCA colour lighting")
-    p.add_argument("--init-std", type=float, default=0.01, help="std of N(0, std) weights")
-    p.add_argument("--init", default="paper", choices=["paper", "released"],
-                   help="released: the 2012 code's N(0, 0.03) for conv3-5")
-    p.add_argument(
-        "--decode",
-        default="auto",
-        choices=["auto", "cpu", "gpu"],
-        help="gpu: nvJPEG via torchvision on CUDA; auto picks it when available",
-    )
-    p.add_argument("--amp", action="store_true", help="bf16 autocast")
-    p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--ten-crop", action="store_true", help="also evaluate on 10 crops")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", default="", help="checkpoint to continue from (or to evaluate)")
-    p.add_argument("--test-only", action="store_true", help="only evaluate --resume")
-    p.add_argument("--output-dir", default="", help="run directory (nothing saved when empty)")
-    p.add_argument("--print-freq", type=int, default=0, help="unused; tqdm shows progress")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
-    return p
 
 
 def setup_distributed() -> tuple[int, int, int]:
@@ -127,7 +55,8 @@ def model_config(
         lrn=not args.no_lrn,
         dropout=args.dropout,
         fc_dim=args.fc_dim,
-        init_std=args.init_std, init=args.init,
+        init_std=args.init_std,
+        init=args.init,
         group_impl=args.group_impl,
         devices=devices,
     )
@@ -176,15 +105,22 @@ def _progress(loader, total: int, desc: str, enabled: bool):
     )
 
 
-def _batches(loader, prep: DevicePrep, decoder: GpuJpegDecoder | None):
-    """Yields (model input, target) on the device from either loader kind."""
-    for batch in loader:
+def _batches(loader, prep: DevicePrep, decoder: GpuJpegDecoder | None, prefetch: bool = False):
+    """Yields (model input, target) on the device from either loader kind; with `prefetch` (CUDA)
+    a thread decodes and prepares the next batches on a side stream during the model step."""
+
+    def convert(batch):
         if decoder is not None:
             data, lengths, target, alpha, params = batch
             images = decoder(data, lengths, params)
         else:
             images, target, alpha = batch
-        yield prep(images, alpha), target
+        return prep(images, alpha), target.to(prep.device, non_blocking=True)
+
+    if prefetch and prep.device.type == "cuda":
+        yield from DevicePrefetcher(loader, convert, prep.device)
+    else:
+        yield from (convert(b) for b in loader)
 
 
 def train_one_epoch(
@@ -198,15 +134,20 @@ def train_one_epoch(
     args: argparse.Namespace,
     decoder: GpuJpegDecoder | None = None,
     show: bool = True,
+    max_steps: int | None = None,
 ) -> dict:
+    """One pass over `loader`. Metrics accumulate on the device and are read every
+    `SYNC_EVERY` steps only, so the host keeps queueing work ahead of the GPU."""
     model.train()
-    loss_sum, c1, c5, n = 0.0, 0, 0, 0
-    total = len(loader.sampler) * (dist.get_world_size() if dist.is_initialized() else 1)
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss*b, top1, top5 correct
+    n = 0
+    total = len(loader.sampler) * world
     bar = _progress(loader, total, f"epoch {epoch}", show and not args.no_progress)
     start = time.perf_counter()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp)
-    for x, target in _batches(loader, prep, decoder):
-        target = target.to(device, non_blocking=True)
+    prefetch = not getattr(args, "no_prefetch", False)
+    for step, (x, target) in enumerate(_batches(loader, prep, decoder, prefetch)):
         with autocast:
             out = model(x)
             loss = criterion(out.float(), target)
@@ -214,18 +155,25 @@ def train_one_epoch(
         loss.backward()
         optimizer.step()
         b = target.shape[0]
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"loss is {float(loss)} at epoch {epoch}; lower --lr")
-        a1, a5 = accuracy_counts(out.detach(), target)
-        loss_sum, c1, c5, n = loss_sum + float(loss) * b, c1 + a1, c5 + a5, n + b
-        world = dist.get_world_size() if dist.is_initialized() else 1
+        with torch.no_grad():
+            sums += torch.stack([loss.detach().double() * b, *_correct(out.detach(), target)])
+        n += b
         bar.update(b * world)
-        bar.set_postfix(
-            loss=f"{float(loss):.3f}", img_s=f"{n * world / (time.perf_counter() - start):.0f}"
-        )
-    bar.close()
-    loss_sum, c1, c5, n = _all_sum([loss_sum, c1, c5, n], device)
+        if step % SYNC_EVERY == 0:
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}; lower --lr")
+            bar.set_postfix(
+                loss=f"{loss.item():.3f}",
+                img_s=f"{n * world / (time.perf_counter() - start):.0f}",
+            )
+        if max_steps is not None and step + 1 >= max_steps:
+            break
+    loss_sum, c1, c5 = sums.tolist()
     elapsed = time.perf_counter() - start
+    bar.close()
+    if not math.isfinite(loss_sum):
+        raise FloatingPointError(f"loss is {loss_sum} at epoch {epoch}; lower --lr")
+    loss_sum, c1, c5, n = _all_sum([loss_sum, c1, c5, n], device)
     return {
         "train_loss": loss_sum / max(n, 1),
         "train_top1_err": 1 - c1 / max(n, 1),
@@ -233,6 +181,15 @@ def train_one_epoch(
         "images_per_s": n / elapsed,
         "epoch_s": elapsed,
     }
+
+
+SYNC_EVERY = 50
+
+
+def _correct(logits: Tensor, target: Tensor) -> list[Tensor]:
+    k = min(5, logits.shape[1])
+    hit = logits.topk(k, 1).indices.eq(target[:, None])
+    return [hit[:, :1].sum().double(), hit.any(1).sum().double()]
 
 
 @torch.no_grad()
@@ -258,7 +215,6 @@ def evaluate(
     )
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp)
     for x, target in _batches(loader, prep, decoder):
-        target = target.to(device, non_blocking=True)
         with autocast:
             if ten:
                 probs = model(ten_crop(x, args.crop_size)).float().softmax(1)
@@ -306,6 +262,9 @@ def _loader(ds, sampler, args, device: torch.device, encoded: bool):
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
         drop_last=False,
+        # Its own generator: creating an iterator must not advance the global RNG (dropout),
+        # or a resumed run would diverge from an uninterrupted one.
+        generator=torch.Generator().manual_seed(args.seed),
     )
 
 
@@ -333,6 +292,8 @@ def main(args_list: list[str] | None = None) -> dict:
 def run(args: argparse.Namespace) -> dict:
     rank, world, local = setup_distributed()
     is_main = rank == 0
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
     if device.type == "cuda":
         device = torch.device("cuda", local if device.index is None else device.index + local)
@@ -350,9 +311,17 @@ def run(args: argparse.Namespace) -> dict:
     val_samples, n_val_classes = load_samples(args.data_path, args.format, "val")
     num_classes = max(num_classes, n_val_classes)
     resume = ckpt.load(args.resume) if args.resume else None
-    if resume is not None and args.test_only:
-        num_classes = resume["num_classes"]
     cfg = model_config(args, num_classes, towers)
+    if resume is not None and args.test_only:
+        # evaluation rebuilds the trained net and its input geometry from the checkpoint
+        num_classes = resume["num_classes"]
+        cfg = ckpt.config_from_checkpoint(resume)
+        cfg.devices = towers
+        cfg.arch = "alexnet-towers" if towers else cfg.arch
+        if cfg.arch == "alexnet-towers" and not towers:
+            raise ValueError("this checkpoint holds two towers: pass --devices DEV0,DEV1")
+        for key in ("crop_size", "resize_size", "normalize"):
+            setattr(args, key, resume["args"].get(key, getattr(args, key)))
     model = build_model(cfg)
     if not towers:
         model.to(device)

@@ -130,8 +130,7 @@ def cmd_needs(args: argparse.Namespace, app: Any) -> int:
 
 
 def cmd_table(args: argparse.Namespace, app: Any) -> int:
-    from curation.consensus.dynamic import DynamicConsensus
-    from curation.consensus.plan import load_votes
+    from curation.consensus.plan import dynamic_model, load_votes
     from imnet.cli import UserError
 
     s = app.settings
@@ -140,12 +139,7 @@ def cmd_table(args: argparse.Namespace, app: Any) -> int:
     if not data:
         raise UserError(f"synset {args.wnid} has no eligible candidates")
     d = data[0]
-    m = DynamicConsensus(
-        threshold=s.consensus_threshold,
-        calibration_votes=s.consensus_initial_votes,
-        max_votes=s.consensus_max_votes,
-        smoothing=s.consensus_smoothing,
-    ).fit(d.votes, calibration=d.calibration, known=d.known)
+    m = dynamic_model(s).fit(d.votes, calibration=d.calibration, known=d.known)
     k = max(1, args.max)
     print(
         f"{args.wnid}: {m.n_calibration_} calibration items; prior {m.prior_:.3f}, "

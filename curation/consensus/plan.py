@@ -166,6 +166,21 @@ def _pending_asks(session: Session, wnids: list[str]) -> dict[int, int]:
     return dict(out)
 
 
+def dynamic_model(settings: Any = None) -> Any:
+    """The DynamicConsensus the settings describe (also used by `imnet consensus table`)."""
+    from curation.consensus.dynamic import DynamicConsensus
+
+    s = _settings(settings)
+    return DynamicConsensus(
+        threshold=s.consensus_threshold,
+        calibration_votes=s.consensus_initial_votes,
+        max_votes=s.consensus_max_votes,
+        smoothing=s.consensus_smoothing,
+        batch=s.consensus_batch_votes,
+        reject_below=s.consensus_reject_below,
+    )
+
+
 def decide(data: SynsetVotes, algorithm: str, settings: Any = None) -> SynsetResult:
     """Run one algorithm on one synset's votes."""
     s = _settings(settings)
@@ -175,14 +190,7 @@ def decide(data: SynsetVotes, algorithm: str, settings: Any = None) -> SynsetRes
     thr = s.consensus_threshold
     extra: dict[str, Any] = {}
     if algorithm == "dynamic":
-        from curation.consensus.dynamic import DynamicConsensus
-
-        m = DynamicConsensus(
-            threshold=thr,
-            calibration_votes=s.consensus_initial_votes,
-            max_votes=s.consensus_max_votes,
-            smoothing=s.consensus_smoothing,
-        ).fit(data.votes, calibration=data.calibration, known=data.known)
+        m = dynamic_model(s).fit(data.votes, calibration=data.calibration, known=data.known)
         p, dec, needs = m.p_yes_, m.decisions_, m.needs_
         extra = {
             "calibration_items": m.n_calibration_,
@@ -193,11 +201,18 @@ def decide(data: SynsetVotes, algorithm: str, settings: Any = None) -> SynsetRes
     elif algorithm == "worker-aware":
         from curation.consensus.worker_aware import WorkerAwareConsensus
 
-        m = WorkerAwareConsensus(threshold=thr, max_votes=s.consensus_max_votes).fit(
-            data.votes, data.gold_seen, data.gold_correct, known=data.known
-        )
+        m = WorkerAwareConsensus(
+            threshold=thr,
+            max_votes=s.consensus_max_votes,
+            reject_below=s.consensus_reject_below,
+            batch=s.consensus_batch_votes,
+        ).fit(data.votes, data.gold_seen, data.gold_correct, known=data.known)
         p, dec, needs = m.p_yes_, m.decisions_, m.needs_
-        extra = {"prior": round(m.prior_, 4)}
+        extra = {
+            "prior": round(m.prior_, 4),
+            "ambiguous_share": round(m.hard_share_, 4),
+            "ambiguous_shrink": round(m.hard_shrink_, 4),
+        }
     elif algorithm in ("majority", "dawid-skene"):
         if algorithm == "majority":
             from curation.consensus.majority import MajorityVote

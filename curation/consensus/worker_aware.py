@@ -2,41 +2,38 @@
 
 Model: a binary Dawid-Skene model (Dawid & Skene, Applied Statistics 1979) in its "two-coin" form
 (Raykar et al., "Learning From Crowds", JMLR 11, 2010): worker w says yes to a good image with
-probability sens_w and no to a bad one with probability spec_w; an item's posterior log-odds is
-logit(pi) + sum over its votes of log(sens/(1-spec)) for a yes and log((1-sens)/spec) for a no.
-Gold questions (MTurk's standard quality control; Snow et al., EMNLP 2008; Oleson et al., HCOMP
-2011 "programmatic gold") give each worker a Beta prior on both coins: gold_correct of gold_seen
-answers correct, split evenly between the two coins because `worker` only keeps the totals. EM
-then refines the coins on all votes (MAP with those priors), so a worker who always says yes
-drifts to sens ~ 1, spec ~ 0 and a weight of ~ 0, whatever their gold score said.
+probability sens_w and no to a bad one with probability spec_w. Gold questions (MTurk's standard
+quality control; Snow et al., EMNLP 2008; Oleson et al., HCOMP 2011 "programmatic gold") seed each
+worker: gold_correct of gold_seen right become Beta pseudo-counts on both coins (the `worker` table
+keeps one accuracy, so gold acts as a one-coin prior, `gold_weight` per answer), on top of a weak
+population prior. EM then refines the coins on all votes (MAP), so a worker who always says yes
+drifts to sens ~ 1, spec ~ 0, i.e. a weight of ~ 0, whatever their gold score said.
 
-Decisions and stopping are as the dynamic consensus (Deng et al., CVPR 2009): accept at posterior
->= threshold, reject at <= 1 - threshold, an item stops getting votes at either or at `max_votes`.
-`needs_` is the fewest further votes from a typical worker (the vote-weighted median coin) that
-could end the item, at most `batch` per round.
+Item difficulty (`difficulty=True`, in the spirit of GLAD, Whitehill et al., NIPS 2009, with two
+levels instead of a continuous one): a share eta of images is ambiguous, and on those every
+worker's coins are pulled toward a coin flip, 0.5 + lam * (coin - 0.5). eta and lam are fitted by
+EM per synset (lam on a grid); an easy synset fits eta ~ 0 and the model is plain two-coin. Without
+it, a run of yes votes on an ambiguous negative looks as convincing as on a clear positive, and
+precision falls below the threshold it claims.
+
+Decisions and stopping follow the dynamic consensus (Deng et al., CVPR 2009): accept at posterior
+>= threshold, reject at <= `reject_below`, stop at either or at `max_votes`. `needs_` is the fewest
+further unanimous votes from a typical worker (the vote-weighted median coins) that could end the
+item, at most `batch` per round; 0 if no such run fits under the cap.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from curation.consensus.base import (
-    ACCEPT,
-    REJECT,
-    UNDECIDED,
-    YES,
-    Aggregator,
-    Votes,
-    logit,
-    sigmoid,
-)
+from curation.consensus.base import ACCEPT, REJECT, UNDECIDED, YES, Aggregator, Votes
+
+LAMBDA_GRID = np.linspace(0.0, 0.95, 20)
 
 
 class WorkerAwareConsensus(Aggregator):
-    """After fit: `sens_`, `spec_`, `skills_` (balanced accuracy) per worker; `prior_`; `p_yes_`;
-    `decisions_`; `needs_`; `labels_`, `probas_`."""
+    """After fit: `sens_`, `spec_`, `skills_` (balanced accuracy) per worker; `prior_`,
+    `hard_share_`, `hard_shrink_`; `p_yes_`; `decisions_`; `needs_`; `labels_`, `probas_`."""
 
     def __init__(
         self,
@@ -46,9 +43,11 @@ class WorkerAwareConsensus(Aggregator):
         base_accuracy: float = 0.75,
         base_strength: float = 4.0,
         n_iter: int = 100,
-        tol: float = 1e-6,
+        tol: float = 1e-4,
         batch: int = 3,
         reject_below: float | None = None,
+        gold_weight: float = 1.0,
+        difficulty: bool = True,
     ) -> None:
         self.threshold = threshold
         self.max_votes = max_votes
@@ -58,6 +57,8 @@ class WorkerAwareConsensus(Aggregator):
         self.n_iter = n_iter
         self.tol = tol
         self.batch = batch
+        self.gold_weight = gold_weight
+        self.difficulty = difficulty
         # Stop negatives at P <= reject_below (default 1 - threshold, the symmetric rule).
         self.reject_below = 1.0 - threshold if reject_below is None else reject_below
 
@@ -76,90 +77,154 @@ class WorkerAwareConsensus(Aggregator):
         corr = np.zeros(nw) if gold_correct is None else np.asarray(gold_correct, float)
         corr = np.minimum(corr, seen)
         known = np.full(ni, -1) if known is None else np.asarray(known)
-        fixed = known >= 0
-        # Beta prior pseudo-counts for each coin: population base + half of the gold evidence.
-        a0 = self.base_strength * self.base_accuracy + corr / 2
-        b0 = self.base_strength * (1 - self.base_accuracy) + (seen - corr) / 2
+        a0 = self.base_strength * self.base_accuracy + self.gold_weight * corr
+        b0 = self.base_strength * (1 - self.base_accuracy) + self.gold_weight * (seen - corr)
         yes = votes.label == YES
         w, it = votes.worker, votes.item
+        total = np.bincount(it, minlength=ni)
+        voted = total > 0
         sens = a0 / (a0 + b0)
         spec = sens.copy()
-        pi = self.prior
+        pi, eta, lam = self.prior, (0.1 if self.difficulty else 0.0), 0.5
         for _ in range(self.n_iter):
-            lo = self._log_odds(votes, sens, spec, pi)
-            r = sigmoid(lo)
-            r[fixed] = known[fixed]
-            rv = r[it]
-            s_num = np.bincount(w, weights=rv * yes, minlength=nw) + a0
-            s_den = np.bincount(w, weights=rv, minlength=nw) + a0 + b0
-            p_num = np.bincount(w, weights=(1 - rv) * ~yes, minlength=nw) + a0
-            p_den = np.bincount(w, weights=1 - rv, minlength=nw) + a0 + b0
-            new_sens = np.clip(s_num / s_den, 1e-4, 1 - 1e-4)
-            new_spec = np.clip(p_num / p_den, 1e-4, 1 - 1e-4)
-            change = max(
-                np.abs(new_sens - sens).max(initial=0), np.abs(new_spec - spec).max(initial=0)
-            )
+            resp = self._responsibilities(votes, sens, spec, pi, eta, lam, known)
+            # Coins from the clear (easy) items; ambiguous ones carry little about a worker.
+            r1 = resp[:, 1, 0][it]
+            r0 = resp[:, 0, 0][it]
+            new_sens = (np.bincount(w, r1 * yes, nw) + a0) / (np.bincount(w, r1, nw) + a0 + b0)
+            new_spec = (np.bincount(w, r0 * ~yes, nw) + a0) / (np.bincount(w, r0, nw) + a0 + b0)
+            new_sens = np.clip(new_sens, 1e-4, 1 - 1e-4)
+            new_spec = np.clip(new_spec, 1e-4, 1 - 1e-4)
+            change = max(np.abs(new_sens - sens).max(initial=0), np.abs(new_spec - spec).max(initial=0))
             sens, spec = new_sens, new_spec
-            voted = np.bincount(it, minlength=ni) > 0
-            pi = float(np.clip((r[voted].sum() + 2 * self.prior) / (voted.sum() + 2), 1e-4, 0.9999))
+            p1 = resp[:, 1, :].sum(axis=1)
+            pi = float(np.clip((p1[voted].sum() + 2 * self.prior) / (voted.sum() + 2), 1e-4, 1 - 1e-4))
+            if self.difficulty:
+                hard = resp[:, :, 1].sum(axis=1)
+                # Beta(1, 9) prior: a synset is mostly clear unless its votes say otherwise.
+                new_eta = float(np.clip((hard[voted].sum() + 1) / (voted.sum() + 10), 1e-4, 0.9))
+                new_lam = self._fit_lambda(votes, resp, sens, spec)
+                change = max(change, abs(new_eta - eta), abs(new_lam - lam))
+                eta, lam = new_eta, new_lam
             if change < self.tol:
                 break
         self.sens_, self.spec_, self.prior_ = sens, spec, pi
-        lo = self._log_odds(votes, sens, spec, pi)
-        p = sigmoid(lo)
-        p[fixed] = known[fixed]
-        self.log_odds_ = lo
+        self.hard_share_, self.hard_shrink_ = eta, lam
+        comp = self._components(votes, sens, spec, pi, eta, lam)
+        self._comp = comp
+        resp = _normalise(comp, known)
+        p = resp[:, 1, :].sum(axis=1)
         self.p_yes_ = p
         self.probas_ = np.column_stack([1 - p, p])
         self.labels_ = (p >= 0.5).astype(np.int64)
         self.skills_ = (sens + spec) / 2
-        total = np.bincount(it, minlength=ni)
         dec = np.full(ni, UNDECIDED, dtype=object)
-        dec[(total > 0) & (p >= self.threshold)] = ACCEPT
-        dec[(total > 0) & (p <= self.reject_below)] = REJECT
+        dec[voted & (p >= self.threshold)] = ACCEPT
+        dec[voted & (p <= self.reject_below)] = REJECT
         dec[known == 1] = ACCEPT
         dec[known == 0] = REJECT
         self.decisions_ = dec
-        self.needs_ = self._needs(votes, lo, total, dec, known)
+        self.needs_ = self._needs(votes, comp, total, dec, known)
         return self
 
     @staticmethod
-    def _log_odds(votes: Votes, sens: np.ndarray, spec: np.ndarray, pi: float) -> np.ndarray:
-        llr_yes = np.log(sens) - np.log1p(-spec)
-        llr_no = np.log1p(-sens) - np.log(spec)
-        contrib = np.where(votes.label == YES, llr_yes[votes.worker], llr_no[votes.worker])
-        return float(logit(pi)) + np.bincount(votes.item, weights=contrib, minlength=votes.n_items)
+    def _coins(sens: np.ndarray, spec: np.ndarray, lam: float) -> list[tuple[np.ndarray, ...]]:
+        """[(P(yes | good), P(yes | bad)) for easy, hard] per worker."""
+        hs, hp = 0.5 + lam * (sens - 0.5), 0.5 + lam * (spec - 0.5)
+        return [(sens, 1 - spec), (hs, 1 - hp)]
+
+    def _components(
+        self,
+        votes: Votes,
+        sens: np.ndarray,
+        spec: np.ndarray,
+        pi: float,
+        eta: float,
+        lam: float,
+    ) -> np.ndarray:
+        """log P(item's votes, class c, difficulty d) as an (n_items, 2, 2) array."""
+        ni = votes.n_items
+        yes = votes.label == YES
+        out = np.empty((ni, 2, 2))
+        share = (1 - eta, eta)
+        for d, (p_good, p_bad) in enumerate(self._coins(sens, spec, lam)):
+            for c, p in ((1, p_good), (0, p_bad)):
+                pv = p[votes.worker]
+                ll = np.where(yes, np.log(pv), np.log1p(-pv))
+                out[:, c, d] = np.bincount(votes.item, ll, ni)
+                out[:, c, d] += np.log(pi if c else 1 - pi) + np.log(max(share[d], 1e-300))
+        return out
+
+    def _responsibilities(self, votes, sens, spec, pi, eta, lam, known):  # type: ignore[no-untyped-def]
+        return _normalise(self._components(votes, sens, spec, pi, eta, lam), known)
+
+    def _fit_lambda(
+        self, votes: Votes, resp: np.ndarray, sens: np.ndarray, spec: np.ndarray
+    ) -> float:
+        """The shrink factor maximising the expected log-likelihood of the ambiguous components."""
+        yes = votes.label == YES
+        r1 = resp[:, 1, 1][votes.item]
+        r0 = resp[:, 0, 1][votes.item]
+        s, p = sens[votes.worker], spec[votes.worker]
+        best, best_q = 0.5, -np.inf
+        for lam in LAMBDA_GRID:
+            hs, hp = 0.5 + lam * (s - 0.5), 0.5 + lam * (p - 0.5)
+            q = float(
+                (r1 * np.where(yes, np.log(hs), np.log1p(-hs))).sum()
+                + (r0 * np.where(yes, np.log1p(-hp), np.log(hp))).sum()
+            )
+            if q > best_q:
+                best, best_q = float(lam), q
+        return best
 
     def _needs(
         self,
         votes: Votes,
-        lo: np.ndarray,
+        comp: np.ndarray,
         total: np.ndarray,
         dec: np.ndarray,
         known: np.ndarray,
     ) -> np.ndarray:
-        llr_yes = np.log(self.sens_) - np.log1p(-self.spec_)
-        llr_no = np.log1p(-self.sens_) - np.log(self.spec_)
         share = np.bincount(votes.worker, minlength=votes.n_workers).astype(float)
         if share.sum() == 0:
             share[:] = 1.0
-        step_yes = _weighted_median(llr_yes, share)
-        step_no = _weighted_median(llr_no, share)
-        hi = float(logit(self.threshold))
-        lo_bound = float(logit(self.reject_below))
+        sens = _weighted_median(self.sens_, share)
+        spec = _weighted_median(self.spec_, share)
+        coins = self._coins(np.array([sens]), np.array([spec]), self.hard_shrink_)
+        # p_yes[c, d] = P(a typical worker says yes | class c, difficulty d).
+        p_yes = np.array([[coins[d][1][0] for d in (0, 1)], [coins[d][0][0] for d in (0, 1)]])
+        step_yes, step_no = np.log(p_yes), np.log1p(-p_yes)
         out = np.zeros(votes.n_items, dtype=np.int64)
-        for i in range(votes.n_items):
-            left = self.max_votes - int(total[i])
-            if known[i] >= 0 or dec[i] != UNDECIDED or left <= 0:
-                continue
-            ks = []
-            if step_yes > 0:
-                ks.append(math.ceil((hi - lo[i]) / step_yes - 1e-9))
-            if step_no < 0:
-                ks.append(math.ceil((lo_bound - lo[i]) / step_no - 1e-9))
-            k = min(ks) if ks else left
-            out[i] = min(k, self.batch) if k <= left else 0
+        open_ = (known < 0) & (dec == UNDECIDED) & (total < self.max_votes)
+        todo = np.flatnonzero(open_)
+        if not len(todo):
+            return out
+        found = np.zeros(len(todo), dtype=np.int64)
+        base = comp[todo]
+        for j in range(1, self.max_votes + 1):
+            left_ok = j <= self.max_votes - total[todo]
+            p_y = _posterior(base + j * step_yes)
+            p_n = _posterior(base + j * step_no)
+            hit = (found == 0) & left_ok & ((p_y >= self.threshold) | (p_n <= self.reject_below))
+            found[hit] = j
+        out[todo] = np.minimum(found, self.batch)
         return out
+
+
+def _normalise(comp: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Responsibilities over (class, difficulty) per item; hand-labelled items keep their class."""
+    comp = comp.copy()
+    comp[known == 1, 0, :] = -np.inf
+    comp[known == 0, 1, :] = -np.inf
+    m = comp.max(axis=(1, 2), keepdims=True)
+    e = np.exp(comp - m)
+    return e / e.sum(axis=(1, 2), keepdims=True)
+
+
+def _posterior(comp: np.ndarray) -> np.ndarray:
+    m = comp.max(axis=(1, 2), keepdims=True)
+    e = np.exp(comp - m)
+    return e[:, 1, :].sum(axis=1) / e.sum(axis=(1, 2))
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:

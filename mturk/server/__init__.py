@@ -77,11 +77,11 @@ def make_server_app(app: Any, *, mount_review: bool = True) -> web.Application:
 
     web_app.on_cleanup.append(_close)
     if mount_review:
-        _mount_review(web_app)
+        _mount_review(web_app, app)
     return web_app
 
 
-def _mount_review(web_app: web.Application) -> None:
+def _mount_review(web_app: web.Application, app: Any) -> None:
     """Mount the consensus stage's review page under /review when that module is there."""
     try:
         from curation.consensus.review import make_review_app  # type: ignore[import-not-found]
@@ -89,7 +89,7 @@ def _mount_review(web_app: web.Application) -> None:
         log.info("review page not mounted (%s)", e)
         return
     try:
-        sub = make_review_app(web_app)
+        sub = make_review_app(app)
         if isinstance(sub, web.Application):
             web_app.add_subapp("/review", sub)
     except Exception as e:  # the review page is optional for the MTurk server

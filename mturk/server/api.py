@@ -43,29 +43,45 @@ def check_sigv4(
     auth = headers.get("Authorization", "")
     m = _AUTH_RE.match(auth.strip())
     if not m:
-        raise AuthError("MissingAuthenticationTokenException", "Request is missing a valid SigV4 Authorization header.", 403)
+        raise AuthError(
+            "MissingAuthenticationTokenException",
+            "Request is missing a valid SigV4 Authorization header.",
+            403,
+        )
     akid, day, region, service, signed, signature = m.groups()
     secret = keys.get(akid)
     if secret is None:
-        raise AuthError("UnrecognizedClientException", "The security token included in the request is invalid.")
+        raise AuthError(
+            "UnrecognizedClientException", "The security token included in the request is invalid."
+        )
     if service != SERVICE:
-        raise AuthError("InvalidSignatureException", f"Credential should be scoped to service '{SERVICE}'.", 403)
+        raise AuthError(
+            "InvalidSignatureException", f"Credential should be scoped to service '{SERVICE}'.", 403
+        )
     amz_date = headers.get("X-Amz-Date", "")
     try:
         ts = calendar.timegm(time.strptime(amz_date, "%Y%m%dT%H%M%SZ"))
     except ValueError:
-        raise AuthError("IncompleteSignatureException", "X-Amz-Date is missing or malformed.") from None
+        raise AuthError(
+            "IncompleteSignatureException", "X-Amz-Date is missing or malformed."
+        ) from None
     if abs(ts - time.time()) > MAX_SKEW or not amz_date.startswith(day):
-        raise AuthError("InvalidSignatureException", "Signature expired or X-Amz-Date out of scope.", 403)
+        raise AuthError(
+            "InvalidSignatureException", "Signature expired or X-Amz-Date out of scope.", 403
+        )
     names = signed.split(";")
     if "host" not in names:
         raise AuthError("InvalidSignatureException", "The host header must be signed.", 403)
-    canon_headers = "".join(
-        f"{n}:{' '.join(headers.get(n, '').split())}\n" for n in names
-    )
+    canon_headers = "".join(f"{n}:{' '.join(headers.get(n, '').split())}\n" for n in names)
     canonical = "\n".join(
-        [method, path or "/", _canon_query(query), canon_headers, signed,
-         hashlib.sha256(body).hexdigest()]
+        [
+            method,
+            path or "/",
+            _canon_query(query),
+            canon_headers,
+            signed,
+            hashlib.sha256(body).hexdigest(),
+        ]
     )
     scope = f"{day}/{region}/{service}/aws4_request"
     to_sign = "\n".join(
@@ -112,7 +128,9 @@ def operations(store: Store) -> dict[str, Callable[[dict], dict]]:
         "CreateQualificationType": store.create_qualification_type,
         "ListQualificationTypes": store.list_qualification_types,
         "AssociateQualificationWithWorker": store.associate_qualification,
-        "DisassociateQualificationFromWorker": lambda p: store.associate_qualification(p, grant=False),
+        "DisassociateQualificationFromWorker": lambda p: store.associate_qualification(
+            p, grant=False
+        ),
         "ListWorkersWithQualificationType": store.list_workers_with_qualification,
         "CreateWorkerBlock": store.block_worker,
         "DeleteWorkerBlock": lambda p: store.block_worker(p, block=False),
@@ -141,17 +159,24 @@ def make_api_handler(
         target = request.headers.get("X-Amz-Target", "")
         if not target.startswith(TARGET_PREFIX):
             return _json_error("UnknownOperationException", f"Unknown target {target[:80]!r}", 400)
-        op = target[len(TARGET_PREFIX):]
+        op = target[len(TARGET_PREFIX) :]
         if request.content_length and request.content_length > MAX_BODY:
             return _json_error("SerializationException", "Request body too large", 413)
         body = await request.read()
         try:
-            check_sigv4(request.method, request.path, request.query_string, request.headers, body, keys)
+            check_sigv4(
+                request.method, request.path, request.query_string, request.headers, body, keys
+            )
         except AuthError as e:
             return _json_error(e.kind, e.message, e.http)
         fn = ops.get(op)
         if fn is None:
-            return _json_error("RequestError", f"Operation {op!r} is not supported by this server.", 400, "AWS.UnsupportedOperation")
+            return _json_error(
+                "RequestError",
+                f"Operation {op!r} is not supported by this server.",
+                400,
+                "AWS.UnsupportedOperation",
+            )
         try:
             params = json.loads(body or b"{}")
             if not isinstance(params, dict):
@@ -164,10 +189,14 @@ def make_api_handler(
         except MTurkError as e:
             return _json_error(e.kind, e.message, e.http, e.code)
         except (KeyError, TypeError, ValueError) as e:
-            return _json_error("RequestError", f"Invalid parameter: {e}", 400, "AWS.ParameterOutOfRange")
+            return _json_error(
+                "RequestError", f"Invalid parameter: {e}", 400, "AWS.ParameterOutOfRange"
+            )
         except Exception as e:  # a server bug must still answer as MTurk's ServiceFault does
             log.exception("ServiceFault in %s", op)
-            return _json_error("ServiceFault", f"Internal error: {type(e).__name__}", 500, "AWS.ServiceFault")
+            return _json_error(
+                "ServiceFault", f"Internal error: {type(e).__name__}", 500, "AWS.ServiceFault"
+            )
         return web.Response(text=json.dumps(result), content_type="application/x-amz-json-1.1")
 
     return handle

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from mturk.layout import PREVIEW_ASSIGNMENT_ID, esc, html_from_question
 from mturk.server.store import MTurkError
-from mturk.server.work import WorkError, WorkerOps
+from mturk.server.work import WorkerOps, WorkError
 
 COOKIE = "imnet_worker"
 WORKER_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -43,7 +43,9 @@ def _page(title: str, body: str, status: int = 200) -> web.Response:
 
 
 class WorkerSite:
-    def __init__(self, ops: WorkerOps, secret: bytes, executor: Executor, blobs: Any = None) -> None:
+    def __init__(
+        self, ops: WorkerOps, secret: bytes, executor: Executor, blobs: Any = None
+    ) -> None:
         self.ops = ops
         self.secret = secret
         self.executor = executor
@@ -83,8 +85,12 @@ class WorkerSite:
     def _refuse(self, request: web.Request, e: WorkError) -> web.Response:
         if self._wants_json(request):
             return web.json_response({"error": e.message}, status=e.http)
-        return _page("Refused", f'<p class="err">{esc(e.message)}</p><p><a href="/worker/hits" '
-                     'target="_top">Back to HITs</a></p>', e.http)
+        return _page(
+            "Refused",
+            f'<p class="err">{esc(e.message)}</p><p><a href="/worker/hits" '
+            'target="_top">Back to HITs</a></p>',
+            e.http,
+        )
 
     # -- pages ----------------------------------------------------------------------------
     async def home(self, request: web.Request) -> web.Response:
@@ -101,7 +107,9 @@ class WorkerSite:
         form = await request.post()
         wid = str(form.get("worker_id", "")).strip()
         if not WORKER_RE.match(wid):
-            return _page("Sign in", '<p class="err">A worker id is 1-64 letters, digits, - or _.</p>', 400)
+            return _page(
+                "Sign in", '<p class="err">A worker id is 1-64 letters, digits, - or _.</p>', 400
+            )
         resp = web.HTTPSeeOther("/worker/hits")
         resp.set_cookie(COOKIE, self.cookie_for(wid), httponly=True, samesite="Lax", path="/")
         raise resp
@@ -122,16 +130,19 @@ class WorkerSite:
         if self._wants_json(request):
             return web.json_response({"worker_id": wid, "hits": rows})
         trs = "".join(
-            f'<tr><td>{esc(r["title"])}</td><td>${esc(r["reward"])}</td><td>{r["available"]}</td>'
+            f"<tr><td>{esc(r['title'])}</td><td>${esc(r['reward'])}</td><td>{r['available']}</td>"
             f'<td><a class="preview" href="/worker/hits/{esc(r["hit_id"])}">Preview</a></td></tr>'
             for r in rows
         )
         body = (
-            f"<p>Signed in as <b id=\"me\">{esc(wid)}</b>. "
+            f'<p>Signed in as <b id="me">{esc(wid)}</b>. '
             '<form method="post" action="/worker/signout" style="display:inline">'
-            '<button>Sign out</button></form></p>'
-            + (f"<table><tr><th>HIT</th><th>Reward</th><th>Available</th><th></th></tr>{trs}</table>"
-               if rows else "<p id=\"none\">No HITs available right now.</p>")
+            "<button>Sign out</button></form></p>"
+            + (
+                f"<table><tr><th>HIT</th><th>Reward</th><th>Available</th><th></th></tr>{trs}</table>"
+                if rows
+                else '<p id="none">No HITs available right now.</p>'
+            )
         )
         return _page("Available HITs", body)
 
@@ -148,10 +159,11 @@ class WorkerSite:
         accept = (
             f'<form method="post" action="/worker/hits/{esc(hit_id)}/accept">'
             '<button type="submit" id="accept">Accept &amp; work</button></form>'
-            if self.worker_of(request) else '<p><a href="/worker/">Sign in</a> to accept.</p>'
+            if self.worker_of(request)
+            else '<p><a href="/worker/">Sign in</a> to accept.</p>'
         )
         body = (
-            f'<p>{esc(h["description"])} Reward ${esc(h["reward"])}.</p>{accept}'
+            f"<p>{esc(h['description'])} Reward ${esc(h['reward'])}.</p>{accept}"
             f'<iframe id="task" sandbox="{TASK_SANDBOX}" src="{esc(src)}"></iframe>'
         )
         return _page(f"Preview: {h['title']}", body)
@@ -179,7 +191,7 @@ class WorkerSite:
         body = (
             f'<p>Assignment <code id="assignment">{esc(aid)}</code> ({esc(a["status"])}).</p>'
             f'<form method="post" action="/worker/assignments/{esc(aid)}/return">'
-            '<button>Return HIT</button></form>'
+            "<button>Return HIT</button></form>"
             f'<iframe id="task" sandbox="{TASK_SANDBOX}" src="{esc(src)}"></iframe>'
         )
         return _page("Work on HIT", body)
@@ -230,7 +242,10 @@ class WorkerSite:
             if cookie_worker and worker and cookie_worker != worker:
                 worker = None
             if worker is None:
-                return self._refuse(request, WorkError(403, "This submission is not authorised for that assignment."))
+                return self._refuse(
+                    request,
+                    WorkError(403, "This submission is not authorised for that assignment."),
+                )
         else:
             worker = cookie_worker
             if worker is None:
@@ -270,8 +285,10 @@ class WorkerSite:
         return web.Response(
             body=data,
             content_type=ctype,
-            headers={"Cache-Control": "public, max-age=86400, immutable",
-                     "X-Content-Type-Options": "nosniff"},
+            headers={
+                "Cache-Control": "public, max-age=86400, immutable",
+                "X-Content-Type-Options": "nosniff",
+            },
         )
 
     def routes(self, app: web.Application) -> None:
@@ -288,4 +305,3 @@ class WorkerSite:
         app.router.add_post("/mturk/externalSubmit", self.external_submit)
         app.router.add_post("/submit/{key}/mturk/externalSubmit", self.external_submit)
         app.router.add_get("/images/{sha256}", self.image)
-

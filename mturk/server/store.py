@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import secrets
-import string
 import time
 from collections.abc import Iterable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine, func, literal_column, select, update
@@ -16,44 +14,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.models import (
     SandboxAccount,
     SandboxAssignment,
-    SandboxBonus,
     SandboxHit,
     SandboxHitType,
-    SandboxNotification,
     SandboxQualificationType,
     SandboxRequestToken,
-    SandboxWorkerBlock,
-    SandboxWorkerQualification,
 )
+from mturk.server.admin import WorkerAdminMixin
+from mturk.server.common import MTurkError, new_id, parse_money
 
-_ID_ALPHABET = string.ascii_uppercase + string.digits
 # Statuses that hold a slot of the HIT for good (Accepted holds one only until its deadline).
 DONE = ("Submitted", "Approved", "Rejected")
-
-
-class MTurkError(Exception):
-    """An error answered as MTurk does: `__type` RequestError (400) or ServiceFault (500)."""
-
-    def __init__(self, code: str, message: str, kind: str = "RequestError", http: int = 400):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.kind = kind
-        self.http = http
-
-
-def new_id(first: str = "3") -> str:
-    return first + "".join(secrets.choice(_ID_ALPHABET) for _ in range(29))
-
-
-def _money(value: Any, name: str) -> Decimal:
-    try:
-        d = Decimal(str(value))
-    except InvalidOperation:
-        raise MTurkError("AWS.ParameterOutOfRange", f"{name} {value!r} is not a number") from None
-    if d < 0 or d != d.quantize(Decimal("0.01")):
-        raise MTurkError("AWS.ParameterOutOfRange", f"{name} {value!r} must be >= 0 with cents")
-    return d
 
 
 def fee_rate(max_assignments: int) -> Decimal:
@@ -61,7 +31,7 @@ def fee_rate(max_assignments: int) -> Decimal:
     return Decimal("0.40") if max_assignments >= 10 else Decimal("0.20")
 
 
-class Store:
+class Store(WorkerAdminMixin):
     """All server state lives in the database, so a restarted server carries on where it was."""
 
     def __init__(self, engine: Engine, access_key: str) -> None:
@@ -243,7 +213,7 @@ class Store:
         for key in ("AssignmentDurationInSeconds", "Reward", "Title", "Description"):
             if key not in p:
                 raise MTurkError("AWS.MissingParameters", f"{key} is required")
-        _money(p["Reward"], "Reward")
+        parse_money(p["Reward"], "Reward")
         duration = int(p["AssignmentDurationInSeconds"])
         if not 30 <= duration <= 31536000:
             raise MTurkError("AWS.ParameterOutOfRange", "AssignmentDurationInSeconds out of range")
@@ -251,7 +221,7 @@ class Store:
         with self.Session() as s:
             for q in quals:
                 qid = str(q.get("QualificationTypeId", ""))
-                if not _is_system_qual(qid) and s.get(SandboxQualificationType, qid) is None:
+                if not is_system_qual(qid) and s.get(SandboxQualificationType, qid) is None:
                     raise MTurkError(
                         "AWS.MechanicalTurk.QualificationTypeDoesNotExist",
                         f"Qualification type {qid} does not exist.",
@@ -261,8 +231,15 @@ class Store:
             import json
 
             key = json.dumps(
-                [p["Title"], p["Description"], p.get("Keywords"), str(p["Reward"]), duration,
-                 int(p.get("AutoApprovalDelayInSeconds", 2592000)), quals],
+                [
+                    p["Title"],
+                    p["Description"],
+                    p.get("Keywords"),
+                    str(p["Reward"]),
+                    duration,
+                    int(p.get("AutoApprovalDelayInSeconds", 2592000)),
+                    quals,
+                ],
                 sort_keys=True,
             )
             htid = "3" + hashlib.sha256(key.encode()).hexdigest().upper()[:29]
@@ -289,9 +266,13 @@ class Store:
         if op == "CreateHIT":
             p = {**p, **self.create_hit_type(p)}
         if "HITTypeId" not in p or "LifetimeInSeconds" not in p:
-            raise MTurkError("AWS.MissingParameters", "HITTypeId and LifetimeInSeconds are required")
+            raise MTurkError(
+                "AWS.MissingParameters", "HITTypeId and LifetimeInSeconds are required"
+            )
         if not p.get("Question"):
-            raise MTurkError("AWS.MissingParameters", "Question is required (HITLayoutId unsupported)")
+            raise MTurkError(
+                "AWS.MissingParameters", "Question is required (HITLayoutId unsupported)"
+            )
         from mturk.layout import html_from_question
 
         try:
@@ -340,7 +321,9 @@ class Store:
         now = time.time()
         with self.Session() as s:
             hit = self._hit(s, p.get("HITId", ""))
-            return {"HIT": self._hit_dict(s, hit, self._counts(s, [hit.hit_id], now)[hit.hit_id], now)}
+            return {
+                "HIT": self._hit_dict(s, hit, self._counts(s, [hit.hit_id], now)[hit.hit_id], now)
+            }
 
     def _page(self, p: dict, default: int = 10) -> tuple[int, int]:
         try:
@@ -360,8 +343,13 @@ class Store:
             if p.get("HITTypeId"):
                 q = q.where(SandboxHit.hit_type_id == p["HITTypeId"])
             if not reviewable:
-                hits = list(s.scalars(q.order_by(SandboxHit.created_at, SandboxHit.hit_id)
-                                      .offset(offset).limit(size)))
+                hits = list(
+                    s.scalars(
+                        q.order_by(SandboxHit.created_at, SandboxHit.hit_id)
+                        .offset(offset)
+                        .limit(size)
+                    )
+                )
                 counts = self._counts(s, [h.hit_id for h in hits], now)
                 items = [self._hit_dict(s, h, counts[h.hit_id], now) for h in hits]
                 nxt = offset + size if len(hits) == size else None
@@ -447,7 +435,9 @@ class Store:
     def create_additional_assignments(self, p: dict) -> dict:
         n = int(p.get("NumberOfAdditionalAssignments", 0))
         if n < 1:
-            raise MTurkError("AWS.ParameterOutOfRange", "NumberOfAdditionalAssignments must be >= 1")
+            raise MTurkError(
+                "AWS.ParameterOutOfRange", "NumberOfAdditionalAssignments must be >= 1"
+            )
         token = p.get("UniqueRequestToken")
         with self.Session() as s:
             hit = self._hit(s, p.get("HITId", ""), lock=True)
@@ -511,235 +501,8 @@ class Store:
             s.commit()
             return {"AvailableBalance": acc.available_balance, "OnHoldBalance": "0.00"}
 
-    def create_qualification_type(self, p: dict) -> dict:
-        for key in ("Name", "Description", "QualificationTypeStatus"):
-            if key not in p:
-                raise MTurkError("AWS.MissingParameters", f"{key} is required")
-        with self.Session() as s:
-            if s.scalars(
-                select(SandboxQualificationType).where(SandboxQualificationType.name == p["Name"])
-            ).first():
-                raise MTurkError(
-                    "AWS.MechanicalTurk.QualificationTypeAlreadyExists",
-                    f"You have already created a QualificationType with this name: {p['Name']}",
-                )
-            q = SandboxQualificationType(
-                qualification_type_id=new_id(),
-                name=p["Name"],
-                description=p["Description"],
-                keywords=p.get("Keywords"),
-                status=p["QualificationTypeStatus"],
-                auto_granted=bool(p.get("AutoGranted", False)),
-                auto_granted_value=p.get("AutoGrantedValue"),
-            )
-            s.add(q)
-            self._commit(s)
-            return {"QualificationType": _qual_dict(q)}
 
-    def list_qualification_types(self, p: dict) -> dict:
-        size, offset = self._page(p)
-        with self.Session() as s:
-            q = select(SandboxQualificationType).order_by(SandboxQualificationType.created_at)
-            if p.get("Query"):
-                q = q.where(SandboxQualificationType.name.contains(p["Query"]))
-            rows = list(s.scalars(q.offset(offset).limit(size)))
-        out: dict[str, Any] = {"NumResults": len(rows), "QualificationTypes": [_qual_dict(q) for q in rows]}
-        if len(rows) == size:
-            out["NextToken"] = str(offset + size)
-        return out
-
-    def associate_qualification(self, p: dict, grant: bool = True) -> dict:
-        qid, worker = str(p.get("QualificationTypeId", "")), str(p.get("WorkerId", ""))
-        if not worker:
-            raise MTurkError("AWS.MissingParameters", "WorkerId is required")
-        with self.Session() as s:
-            if s.get(SandboxQualificationType, qid) is None:
-                raise MTurkError(
-                    "AWS.MechanicalTurk.QualificationTypeDoesNotExist",
-                    f"Qualification type {qid} does not exist.",
-                )
-            wq = s.get(SandboxWorkerQualification, (qid, worker))
-            if wq is None:
-                if not grant:
-                    raise MTurkError(
-                        "AWS.MechanicalTurk.QualificationDoesNotExist",
-                        f"Worker {worker} does not have qualification {qid}.",
-                    )
-                wq = SandboxWorkerQualification(qualification_type_id=qid, worker_id=worker)
-                s.add(wq)
-            wq.integer_value = int(p.get("IntegerValue", 1))
-            wq.status = "Granted" if grant else "Revoked"
-            wq.grant_time = time.time()
-            self._commit(s)
-        return {}
-
-    def list_workers_with_qualification(self, p: dict) -> dict:
-        size, offset = self._page(p)
-        W = SandboxWorkerQualification
-        with self.Session() as s:
-            q = select(W).where(W.qualification_type_id == p.get("QualificationTypeId", ""))
-            if p.get("Status"):
-                q = q.where(W.status == p["Status"])
-            rows = list(s.scalars(q.order_by(W.worker_id).offset(offset).limit(size)))
-        out: dict[str, Any] = {
-            "NumResults": len(rows),
-            "Qualifications": [
-                {
-                    "QualificationTypeId": w.qualification_type_id,
-                    "WorkerId": w.worker_id,
-                    "GrantTime": w.grant_time,
-                    "IntegerValue": w.integer_value,
-                    "Status": w.status,
-                }
-                for w in rows
-            ],
-        }
-        if len(rows) == size:
-            out["NextToken"] = str(offset + size)
-        return out
-
-    def block_worker(self, p: dict, block: bool = True) -> dict:
-        worker = str(p.get("WorkerId", ""))
-        if not worker or (block and not p.get("Reason")):
-            raise MTurkError("AWS.MissingParameters", "WorkerId and Reason are required")
-        with self.Session() as s:
-            old = s.get(SandboxWorkerBlock, worker)
-            if block and old is None:
-                s.add(SandboxWorkerBlock(worker_id=worker, reason=str(p["Reason"])))
-            elif not block and old is not None:
-                s.delete(old)
-            self._commit(s)
-        return {}
-
-    def list_worker_blocks(self, p: dict) -> dict:
-        size, offset = self._page(p)
-        with self.Session() as s:
-            rows = list(
-                s.scalars(
-                    select(SandboxWorkerBlock)
-                    .order_by(SandboxWorkerBlock.worker_id)
-                    .offset(offset)
-                    .limit(size)
-                )
-            )
-        out: dict[str, Any] = {
-            "NumResults": len(rows),
-            "WorkerBlocks": [{"WorkerId": b.worker_id, "Reason": b.reason} for b in rows],
-        }
-        if len(rows) == size:
-            out["NextToken"] = str(offset + size)
-        return out
-
-    def send_bonus(self, p: dict) -> dict:
-        for key in ("WorkerId", "BonusAmount", "AssignmentId", "Reason"):
-            if not p.get(key):
-                raise MTurkError("AWS.MissingParameters", f"{key} is required")
-        amount = _money(p["BonusAmount"], "BonusAmount")
-        if amount <= 0:
-            raise MTurkError("AWS.ParameterOutOfRange", "BonusAmount must be positive")
-        token = p.get("UniqueRequestToken")
-        with self.Session() as s:
-            a = self._assignment(s, p["AssignmentId"])
-            if a.worker_id != p["WorkerId"]:
-                raise MTurkError(
-                    "AWS.ParameterOutOfRange",
-                    f"Assignment {a.assignment_id} was not done by worker {p['WorkerId']}.",
-                )
-            if a.status not in ("Approved", "Rejected", "Submitted"):
-                raise MTurkError(
-                    "AWS.MechanicalTurk.InvalidAssignmentState",
-                    f"Assignment {a.assignment_id} is {a.status}; bonuses need a submitted one.",
-                )
-            self._token(s, token, "SendBonus")
-            self._charge(s, amount + amount * Decimal("0.20"))
-            s.add(
-                SandboxBonus(
-                    worker_id=a.worker_id,
-                    assignment_id=a.assignment_id,
-                    amount=str(amount),
-                    reason=str(p["Reason"]),
-                )
-            )
-            self._remember(s, token, "SendBonus", a.assignment_id)
-            self._commit(s)
-        return {}
-
-    def list_bonus_payments(self, p: dict) -> dict:
-        size, offset = self._page(p)
-        B = SandboxBonus
-        with self.Session() as s:
-            q = select(B)
-            if p.get("AssignmentId"):
-                q = q.where(B.assignment_id == p["AssignmentId"])
-            elif p.get("HITId"):
-                ids = select(SandboxAssignment.assignment_id).where(
-                    SandboxAssignment.hit_id == p["HITId"]
-                )
-                q = q.where(B.assignment_id.in_(ids))
-            rows = list(s.scalars(q.order_by(B.id).offset(offset).limit(size)))
-        out: dict[str, Any] = {
-            "NumResults": len(rows),
-            "BonusPayments": [
-                {
-                    "WorkerId": b.worker_id,
-                    "BonusAmount": b.amount,
-                    "AssignmentId": b.assignment_id,
-                    "Reason": b.reason,
-                    "GrantTime": b.created_at,
-                }
-                for b in rows
-            ],
-        }
-        if len(rows) == size:
-            out["NextToken"] = str(offset + size)
-        return out
-
-    def notify_workers(self, p: dict) -> dict:
-        ids = p.get("WorkerIds") or []
-        if not p.get("Subject") or not p.get("MessageText") or not ids:
-            raise MTurkError("AWS.MissingParameters", "Subject, MessageText, WorkerIds required")
-        if len(ids) > 100:
-            raise MTurkError("AWS.ParameterOutOfRange", "at most 100 WorkerIds per call")
-        failures = []
-        with self.Session() as s:
-            known = set(
-                s.scalars(
-                    select(SandboxAssignment.worker_id).where(SandboxAssignment.worker_id.in_(ids))
-                )
-            )
-            for w in ids:
-                if w not in known:
-                    failures.append(
-                        {
-                            "NotifyWorkersFailureCode": "HardFailure",
-                            "NotifyWorkersFailureMessage": f"Worker {w} has never worked for you.",
-                            "WorkerId": w,
-                        }
-                    )
-                    continue
-                s.add(SandboxNotification(worker_id=w, subject=p["Subject"], message=p["MessageText"]))
-            s.commit()
-        return {"NotifyWorkersFailureStatuses": failures}
-
-
-def _is_system_qual(qid: str) -> bool:
+def is_system_qual(qid: str) -> bool:
     # MTurk's built-in qualifications (approval rate, locale, Masters...) have fixed ids of zeros
     # and digits; the sandbox server has no such statistics and treats them as satisfied.
     return qid.startswith("00000000000000000") or qid.startswith("2F1QJWKUDD8XADTFD2Q0G6UTO95ALH")
-
-
-def _qual_dict(q: SandboxQualificationType) -> dict:
-    d: dict[str, Any] = {
-        "QualificationTypeId": q.qualification_type_id,
-        "CreationTime": q.created_at,
-        "Name": q.name,
-        "Description": q.description,
-        "QualificationTypeStatus": q.status,
-        "IsRequestable": False,
-        "AutoGranted": q.auto_granted,
-    }
-    if q.keywords:
-        d["Keywords"] = q.keywords
-    if q.auto_granted_value is not None:
-        d["AutoGrantedValue"] = q.auto_granted_value
-    return d

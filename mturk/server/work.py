@@ -17,7 +17,7 @@ from db.models import (
     SandboxWorkerBlock,
     SandboxWorkerQualification,
 )
-from mturk.server.store import DONE, MTurkError, Store, _is_system_qual, new_id
+from mturk.server.store import DONE, MTurkError, Store, is_system_qual, new_id
 
 _COMPARE = {
     "LessThan": lambda v, xs: v < xs[0],
@@ -50,7 +50,7 @@ class WorkerOps:
     def _quals_ok(self, s: Any, worker_id: str, reqs: list[dict] | None) -> bool:
         for r in reqs or []:
             qid = str(r.get("QualificationTypeId", ""))
-            if _is_system_qual(qid):
+            if is_system_qual(qid):
                 continue
             wq = s.get(SandboxWorkerQualification, (qid, worker_id))
             val = wq.integer_value if wq is not None and wq.status == "Granted" else None
@@ -61,50 +61,69 @@ class WorkerOps:
                 ok = val is None
             else:
                 xs = [int(x) for x in r.get("IntegerValues") or []]
-                ok = val is not None and bool(xs) and _COMPARE.get(comp, lambda v, x: False)(val, xs)
+                ok = (
+                    val is not None and bool(xs) and _COMPARE.get(comp, lambda v, x: False)(val, xs)
+                )
             if not ok:
                 return False
         return True
 
     def available(self, worker_id: str, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
-        """HITs this worker may accept now, oldest first."""
+        """HITs this worker may accept now, oldest first (one query; columns, not objects)."""
         now = time.time()
         H, A, T = SandboxHit, SandboxAssignment, SandboxHitType
         holding = or_(A.status.in_(DONE), and_(A.status == "Accepted", A.deadline > now))
         used = (
-            select(func.count())
-            .where(A.hit_id == H.hit_id, holding)
-            .correlate(H)
-            .scalar_subquery()
+            select(A.hit_id, func.count().label("n"))
+            .join(H, H.hit_id == A.hit_id)
+            .where(holding, H.status == "Assignable", H.expiration > now)
+            .group_by(A.hit_id)
+            .subquery()
         )
+        n_used = func.coalesce(used.c.n, 0)
         mine = exists().where(A.hit_id == H.hit_id, A.worker_id == worker_id)
+        q = (
+            select(
+                H.hit_id,
+                H.max_assignments,
+                H.expiration,
+                T.title,
+                T.description,
+                T.reward,
+                T.assignment_duration,
+                T.qualification_requirements,
+                n_used,
+            )
+            .join(T, T.hit_type_id == H.hit_type_id)
+            .outerjoin(used, used.c.hit_id == H.hit_id)
+            .where(H.status == "Assignable", H.expiration > now, ~mine, n_used < H.max_assignments)
+            .order_by(H.created_at, H.hit_id)
+        )
         out: list[dict[str, Any]] = []
         with self.store.Session() as s:
             if s.get(SandboxWorkerBlock, worker_id) is not None:
                 return []
-            q = (
-                select(H, T, used)
-                .join(T, T.hit_type_id == H.hit_type_id)
-                .where(H.status == "Assignable", H.expiration > now, ~mine, used < H.max_assignments)
-                .order_by(H.created_at, H.hit_id)
-            )
             skipped = 0
-            # Qualification checks are per HIT type, so read in chunks until the page is full.
-            for hit, ht, n_used in s.execute(q.limit(limit + offset + 200)):
-                if not self._quals_ok(s, worker_id, ht.qualification_requirements):
+            quals: dict[str, bool] = {}
+            # Qualification checks are per HIT type, so read ahead until the page is full.
+            for row in s.execute(q.limit(limit + offset + 200)):
+                key = repr(row.qualification_requirements)
+                if key not in quals:
+                    quals[key] = self._quals_ok(s, worker_id, row.qualification_requirements)
+                if not quals[key]:
                     continue
                 if skipped < offset:
                     skipped += 1
                     continue
                 out.append(
                     {
-                        "hit_id": hit.hit_id,
-                        "title": ht.title,
-                        "description": ht.description,
-                        "reward": ht.reward,
-                        "available": hit.max_assignments - n_used,
-                        "expiration": hit.expiration,
-                        "duration": ht.assignment_duration,
+                        "hit_id": row.hit_id,
+                        "title": row.title,
+                        "description": row.description,
+                        "reward": row.reward,
+                        "available": row.max_assignments - row[-1],
+                        "expiration": row.expiration,
+                        "duration": row.assignment_duration,
                     }
                 )
                 if len(out) >= limit:
@@ -148,7 +167,9 @@ class WorkerOps:
                 )
             ).first()
             if mine is not None:
-                raise WorkError(409, f"You already have assignment {mine.assignment_id} ({mine.status}).")
+                raise WorkError(
+                    409, f"You already have assignment {mine.assignment_id} ({mine.status})."
+                )
             if c.get("Pending", 0) + sum(c.get(k, 0) for k in DONE) >= hit.max_assignments:
                 raise WorkError(409, "All assignments of this HIT are taken.")
             # Slots freed by abandoned or returned assignments are reused: those rows stay, so the

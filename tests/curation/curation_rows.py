@@ -41,10 +41,21 @@ def photos(limit: int | None = None) -> list[PILImage.Image]:
 
 
 def smooth_image(seed: int, size: tuple[int, int] = (120, 96)) -> PILImage.Image:
-    """A distinct natural-looking picture: a random 6x6 colour field, bicubically enlarged."""
+    """A distinct generated picture: a random 12x16 colour field, bicubically enlarged."""
     rng = np.random.default_rng(seed)
-    low = rng.integers(0, 256, size=(6, 6, 3), dtype=np.uint8)
+    low = rng.integers(0, 256, size=(12, 16, 3), dtype=np.uint8)
     return PILImage.fromarray(low, "RGB").resize(size, PILImage.Resampling.BICUBIC)
+
+
+def photo_tiles() -> list[PILImage.Image]:
+    """The photos and their four quadrants: 90 distinct real pictures."""
+    out = []
+    for im in photos():
+        w, h = im.size
+        out.append(im)
+        out += [im.crop((i * w // 2, j * h // 2, (i + 1) * w // 2, (j + 1) * h // 2))
+                for i in range(2) for j in range(2)]
+    return out
 
 
 def encode(im: PILImage.Image, fmt: str = "JPEG", **kw: Any) -> bytes:
@@ -54,16 +65,23 @@ def encode(im: PILImage.Image, fmt: str = "JPEG", **kw: Any) -> bytes:
 
 
 # -- variants a near-duplicate detector should (or should not) match ---------------------------
+def crop(im: PILImage.Image, frac: float) -> PILImage.Image:
+    """Cut frac of the width and height off every side."""
+    w, h = im.size
+    cw, ch = max(1, round(w * frac)), max(1, round(h * frac))
+    return im.crop((cw, ch, w - cw, h - ch))
+
+
 def variants(im: PILImage.Image) -> dict[str, PILImage.Image | bytes]:
     w, h = im.size
-    cw, ch = max(1, round(w * 0.04)), max(1, round(h * 0.04))
     return {
         "resized_50": im.resize((w // 2, h // 2), PILImage.Resampling.LANCZOS),
         "resized_75": im.resize((w * 3 // 4, h * 3 // 4), PILImage.Resampling.BILINEAR),
         "jpeg_q30": encode(im, "JPEG", quality=30),
         "jpeg_q60": encode(im, "JPEG", quality=60),
         "png": encode(im, "PNG"),
-        "crop_4pct": im.crop((cw, ch, w - cw, h - ch)),
+        "crop_1pct": crop(im, 0.01),  # 2% of each dimension cut
+        "crop_2pct": crop(im, 0.02),  # 4% cut: reported, beyond what radius 6 promises
         "flipped": im.transpose(PILImage.Transpose.FLIP_LEFT_RIGHT),
     }
 

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from curation_rows import encode, photos, smooth_image, variants
+from curation_rows import encode, photo_tiles, variants
 
-from curation.neardup import MIHIndex, brute_force_pairs, choose_bands, cross_pairs, self_pairs
+from curation.neardup import (
+    MIHIndex,
+    brute_force_pairs,
+    choose_bands,
+    cross_pairs,
+    probe_count,
+    self_pairs,
+)
 from curation.phash import FLIP_MASK, phash_bytes
 
 
@@ -27,9 +34,9 @@ def planted(n: int, seed: int) -> np.ndarray:
 def test_mih_self_join_equals_brute_force(radius: int, bands: int | None) -> None:
     if bands is not None and bands > radius + 1:
         pytest.skip("more bands than radius + 1 would break the pigeonhole guarantee")
+    if bands is not None and probe_count(bands, radius) > 5000:
+        pytest.skip("this band count enumerates > 5000 probes per band: correct but too slow here")
     h = planted(1500, seed=radius * 7 + (bands or 0))
-    if bands == 1 and radius > 3:
-        h = h[:300]  # one 64-bit band enumerates every mask within the radius: keep it small
     got = self_pairs(h, radius, bands=bands)
     assert set(zip(got.q.tolist(), got.i.tolist(), strict=True)) == brute_force_pairs(h, radius)
     assert np.all(got.dist <= radius)
@@ -61,43 +68,48 @@ def test_band_choice_scales_with_size() -> None:
     assert idx.sub_radius == 2
 
 
+def _measure(h: np.ndarray, origin: np.ndarray, kind: list[str], r: int, flip: bool):  # type: ignore[no-untyped-def]
+    pairs = self_pairs(h, r, flip=flip)
+    found = np.zeros((len(h), len(h)), dtype=bool)
+    found[pairs.q, pairs.i] = True
+    found |= found.T
+    same = origin[:, None] == origin[None, :]
+    upper = np.triu(np.ones_like(found), k=1)
+    originals = np.array([k == "original" for k in kind])
+    recall = {}
+    for name in sorted(set(kind) - {"original"}):
+        sel = np.array([k == name for k in kind])
+        hits = found[np.ix_(originals, sel)] & same[np.ix_(originals, sel)]
+        recall[name] = hits.sum() / same[np.ix_(originals, sel)].sum()
+    diff = upper & ~same
+    return recall, int((found & diff).sum()), int(diff.sum())
+
+
 def test_near_duplicate_recall_and_false_positives() -> None:
-    """Variants of 18 real photos and 40 generated pictures; prints measured recall and FPR."""
-    sources = photos() + [smooth_image(s, (160, 120)) for s in range(40)]
+    """Variants of 90 real pictures (18 photos and their quadrants); prints recall and FPR."""
     hashes, origin, kind = [], [], []
-    for k, im in enumerate(sources):
+    for k, im in enumerate(photo_tiles()):
         hashes.append(phash_bytes(encode(im, "PNG")))
         origin.append(k)
         kind.append("original")
         for name, v in variants(im).items():
-            data = v if isinstance(v, bytes) else encode(v, "PNG")
-            hashes.append(phash_bytes(data))
+            hashes.append(phash_bytes(v if isinstance(v, bytes) else encode(v, "PNG")))
             origin.append(k)
             kind.append(name)
     h = np.array(hashes, dtype=np.uint64)
-    r = 6
-    report = {}
-    for flip in (False, True):
-        pairs = self_pairs(h, r, flip=flip)
-        found = set(zip(pairs.q.tolist(), pairs.i.tolist(), strict=True))
-        by_kind: dict[str, list[bool]] = {}
-        false_pos = 0
-        for a in range(len(h)):
-            for b in range(a + 1, len(h)):
-                same = origin[a] == origin[b]
-                if same and kind[a] == "original":
-                    by_kind.setdefault(kind[b], []).append((a, b) in found)
-                elif not same:
-                    false_pos += (a, b) in found
-        n_diff = sum(1 for a in range(len(h)) for b in range(a + 1, len(h)) if origin[a] != origin[b])
-        recall = {k: float(np.mean(v)) for k, v in by_kind.items()}
-        report[flip] = (recall, false_pos / n_diff)
-        print(f"\nradius {r}, flip={flip}: recall per variant "
+    org = np.array(origin)
+    results = {}
+    for r, flip in ((6, False), (6, True), (10, False)):
+        recall, fp, n_diff = _measure(h, org, kind, r, flip)
+        results[(r, flip)] = (recall, fp / n_diff)
+        print(f"\nradius {r}, flip={flip}: recall "
               + ", ".join(f"{k} {v:.3f}" for k, v in recall.items())
-              + f"; false-positive rate {false_pos}/{n_diff} = {false_pos / n_diff:.5f}")
-    plain, plain_fpr = report[False]
-    for k in ("resized_50", "resized_75", "jpeg_q30", "jpeg_q60", "png", "crop_4pct"):
-        assert plain[k] >= 0.9, (k, plain[k])
-    assert plain["flipped"] <= 0.1, "mirror images must not match unless asked"
-    assert report[True][0]["flipped"] >= 0.9
-    assert plain_fpr <= 0.005 and report[True][1] <= 0.01
+              + f"; false positives {fp}/{n_diff} = {fp / n_diff:.5f}")
+    plain, fpr = results[(6, False)]
+    for k in ("resized_50", "resized_75", "jpeg_q30", "jpeg_q60", "png"):
+        assert plain[k] >= 0.95, (k, plain[k])
+    assert plain["crop_1pct"] >= 0.85
+    assert plain["flipped"] <= 0.05, "mirror images must not match unless asked"
+    assert results[(6, True)][0]["flipped"] >= 0.95
+    assert results[(10, False)][0]["crop_2pct"] >= 0.85  # a larger radius buys crop tolerance
+    assert fpr <= 0.001 and results[(6, True)][1] <= 0.002 and results[(10, False)][1] <= 0.002

@@ -32,7 +32,10 @@ def _resolved() -> dict:
     if _compose_plugin_works():
         r = subprocess.run(
             ["docker", "compose", "-f", str(COMPOSE), "config", "--format", "json"],
-            capture_output=True, text=True, timeout=60, cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
             env={**os.environ, "COMPOSE_PROJECT_NAME": "imnet-test"},
         )
         assert r.returncode == 0, r.stderr
@@ -52,8 +55,9 @@ def _interpolate(obj: object, env: dict[str, str]) -> object:
     if isinstance(obj, list):
         return [_interpolate(v, env) for v in obj]
     if isinstance(obj, str):
-        return _VAR.sub(lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1)) or
-                        (m.group(2) or ""), obj)
+        return _VAR.sub(
+            lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1)) or (m.group(2) or ""), obj
+        )
     return obj
 
 
@@ -104,7 +108,8 @@ def test_dockerfile_installs_what_the_app_needs() -> None:
     import tomllib
 
     includes = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "packages"]["find"]["include"]
+        "packages"
+    ]["find"]["include"]
     for pattern in includes:
         pkg = pattern.rstrip("*")
         assert f"COPY {pkg} ./{pkg}" in text, pkg

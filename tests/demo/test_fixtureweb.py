@@ -24,8 +24,9 @@ def web(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-de
 def _all_results(url: str, q: str, page_size: int = 20) -> list[dict]:
     out, page = [], 1
     while True:
-        r = requests.get(f"{url}/v1/images/", params={"q": q, "page": page,
-                                                      "page_size": page_size}, timeout=10)
+        r = requests.get(
+            f"{url}/v1/images/", params={"q": q, "page": page, "page_size": page_size}, timeout=10
+        )
         assert r.status_code == 200
         data = r.json()
         assert {"result_count", "page_count", "page_size", "page", "results"} <= set(data)
@@ -55,13 +56,30 @@ def test_synsets_are_real_wordnet_leaves_under_two_roots() -> None:
 def test_openverse_wire_format_paging_and_errors(web) -> None:  # type: ignore[no-untyped-def]
     res = _all_results(web.url, "beagle hound", page_size=7)
     item = res[0]
-    for key in ("id", "title", "url", "thumbnail", "foreign_landing_url", "creator", "license",
-                "license_version", "provider", "source", "width", "height", "filesize",
-                "filetype"):
+    for key in (
+        "id",
+        "title",
+        "url",
+        "thumbnail",
+        "foreign_landing_url",
+        "creator",
+        "license",
+        "license_version",
+        "provider",
+        "source",
+        "width",
+        "height",
+        "filesize",
+        "filetype",
+    ):
         assert key in item
     assert len({r["url"] for r in res}) == len(res)
-    assert requests.get(f"{web.url}/v1/images/", params={"q": "beagle", "page": 99},
-                        timeout=10).status_code == 400
+    assert (
+        requests.get(
+            f"{web.url}/v1/images/", params={"q": "beagle", "page": 99}, timeout=10
+        ).status_code
+        == 400
+    )
     assert requests.get(f"{web.url}/v1/images/", params={"q": ""}, timeout=10).status_code == 400
     # A query that names no fixture synset still returns (unrelated) images, as search engines do.
     assert _all_results(web.url, "zebra crossing")

@@ -66,7 +66,9 @@ class Browser:
         self.ws = await self.http.ws_connect(ws_url, max_msg_size=0)
         self._reader = asyncio.create_task(self._read())
         target = await self.send("Target.createTarget", {"url": "about:blank"})
-        att = await self.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True})
+        att = await self.send(
+            "Target.attachToTarget", {"targetId": target["targetId"], "flatten": True}
+        )
         self.page_session = att["sessionId"]
         await self.send("Page.enable", session=self.page_session)
         await self.send("Runtime.enable", session=self.page_session)
@@ -146,7 +148,8 @@ class Browser:
             raise RuntimeError("no iframe yet")
         frame_id = children[0]["frame"]["id"]
         world = await self.send(
-            "Page.createIsolatedWorld", {"frameId": frame_id, "worldName": "imnet-test"},
+            "Page.createIsolatedWorld",
+            {"frameId": frame_id, "worldName": "imnet-test"},
             session=self.page_session,
         )
         return await self.eval(expr, context=world["executionContextId"])

@@ -14,8 +14,16 @@ from imnet.app import App
 from imnet.settings import Settings
 
 
-def seed(app: App, wnid: str, n: int, *, gloss: str = "a test concept", frac_yes: float = 0.5,
-         rng_seed: int = 0, lemmas: list[str] | None = None) -> dict[str, Any]:
+def seed(
+    app: App,
+    wnid: str,
+    n: int,
+    *,
+    gloss: str = "a test concept",
+    frac_yes: float = 0.5,
+    rng_seed: int = 0,
+    lemmas: list[str] | None = None,
+) -> dict[str, Any]:
     """A synset with n fetched candidates (tiny real PNGs in the blob store); returns the truth."""
     from PIL import Image as PILImage
 
@@ -35,11 +43,19 @@ def seed(app: App, wnid: str, n: int, *, gloss: str = "a test concept", frac_yes
             data = buf.getvalue() + f"{wnid}:{rng_seed}:{i}".encode()
             sha = app.blobs.put(data)
             if s.get(Image, sha) is None:
-                s.add(Image(sha256=sha, blob_key=sha, width=8, height=8, format="PNG",
-                            bytes=len(data)))
+                s.add(
+                    Image(
+                        sha256=sha, blob_key=sha, width=8, height=8, format="PNG", bytes=len(data)
+                    )
+                )
                 s.flush()
-            c = Candidate(wnid=wnid, url=f"http://127.0.0.1:9/{wnid}/{rng_seed}/{i}.png",
-                          status="fetched", image_sha256=sha, title=f"image {i}")
+            c = Candidate(
+                wnid=wnid,
+                url=f"http://127.0.0.1:9/{wnid}/{rng_seed}/{i}.png",
+                status="fetched",
+                image_sha256=sha,
+                title=f"image {i}",
+            )
             s.add(c)
             s.flush()
             ids.append(c.id)
@@ -57,8 +73,16 @@ def add_gold(app: App, wnid: str, ids: list[int], truth: dict[str, str | None]) 
             c = s.get(Candidate, cid)
             assert c is not None
             ok = truth[c.image_sha256] == wnid
-            s.add(Label(candidate_id=cid, wnid=wnid, decision="accept" if ok else "reject",
-                        decided_by="manual", overridden=True, posterior=1.0 if ok else 0.0))
+            s.add(
+                Label(
+                    candidate_id=cid,
+                    wnid=wnid,
+                    decision="accept" if ok else "reject",
+                    decided_by="manual",
+                    overridden=True,
+                    posterior=1.0 if ok else 0.0,
+                )
+            )
         s.commit()
 
 
@@ -73,8 +97,12 @@ def sqlite_app(tmp_path: Path) -> Iterator[App]:
 @pytest.fixture
 def any_app(tmp_path: Path, db_url: str) -> Iterator[App]:
     """Runs on SQLite and on PostgreSQL."""
-    st = Settings(data_dir=str(tmp_path / "data"), database_url=db_url,
-                  mturk_images_per_hit=6, mturk_gold_per_hit=2)
+    st = Settings(
+        data_dir=str(tmp_path / "data"),
+        database_url=db_url,
+        mturk_images_per_hit=6,
+        mturk_gold_per_hit=2,
+    )
     a = App(st)
     yield a
     a.close()

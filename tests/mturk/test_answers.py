@@ -9,17 +9,36 @@ from mturk.layout import html_from_question, html_question
 
 
 def test_answers_xml_round_trip() -> None:
-    xml = answers_xml([("n_items", "3"), ("item_0", "yes"), ("note", "café & <b>"),
-                       ("multi", "a"), ("multi", "b")])
+    xml = answers_xml(
+        [
+            ("n_items", "3"),
+            ("item_0", "yes"),
+            ("note", "café & <b>"),
+            ("multi", "a"),
+            ("multi", "b"),
+        ]
+    )
     assert xml.startswith('<?xml version="1.0" encoding="ASCII"?><QuestionFormAnswers xmlns=')
     assert ANSWERS_NS in xml and xml.isascii()
-    assert parse_fields(xml) == {"n_items": "3", "item_0": "yes", "note": "café & <b>",
-                                 "multi": "a|b"}
-    got = parse_grid_answer(xml.replace("<Answer><QuestionIdentifier>note</QuestionIdentifier>"
-                                        "<FreeText>caf&#233; &amp; &lt;b&gt;</FreeText></Answer>",
-                                        "").replace("<Answer><QuestionIdentifier>multi"
-                                                    "</QuestionIdentifier><FreeText>a|b</FreeText>"
-                                                    "</Answer>", ""), [0, 1, 2])
+    assert parse_fields(xml) == {
+        "n_items": "3",
+        "item_0": "yes",
+        "note": "café & <b>",
+        "multi": "a|b",
+    }
+    got = parse_grid_answer(
+        xml.replace(
+            "<Answer><QuestionIdentifier>note</QuestionIdentifier>"
+            "<FreeText>caf&#233; &amp; &lt;b&gt;</FreeText></Answer>",
+            "",
+        ).replace(
+            "<Answer><QuestionIdentifier>multi"
+            "</QuestionIdentifier><FreeText>a|b</FreeText>"
+            "</Answer>",
+            "",
+        ),
+        [0, 1, 2],
+    )
     assert got.ticked == {0: True, 1: False, 2: False}
 
 
@@ -31,12 +50,19 @@ def test_answers_xml_round_trip() -> None:
         ("<QuestionFormAnswers><Answer>", "malformed_xml"),
         ("<Other/>", "malformed_xml"),
         ('<!DOCTYPE x [<!ENTITY a "aaaa">]><QuestionFormAnswers/>', "malformed_xml"),
-        ("<QuestionFormAnswers><Answer><FreeText>x</FreeText></Answer></QuestionFormAnswers>",
-         "missing_field"),
+        (
+            "<QuestionFormAnswers><Answer><FreeText>x</FreeText></Answer></QuestionFormAnswers>",
+            "missing_field",
+        ),
         (answers_xml([("item_0", "yes")]), "missing_field: 'n_items'"),
-        (answers_xml([("n_items", "2"), ("item_0", "yes"), ("item_0", "yes")]).replace(
-            "yes|yes", "yes</FreeText></Answer><Answer><QuestionIdentifier>item_0"
-            "</QuestionIdentifier><FreeText>yes"), "duplicate_field"),
+        (
+            answers_xml([("n_items", "2"), ("item_0", "yes"), ("item_0", "yes")]).replace(
+                "yes|yes",
+                "yes</FreeText></Answer><Answer><QuestionIdentifier>item_0"
+                "</QuestionIdentifier><FreeText>yes",
+            ),
+            "duplicate_field",
+        ),
         (answers_xml([("n_items", "5")]), "bad_value: n_items=5"),
         (answers_xml([("n_items", "x")]), "bad_value"),
         (answers_xml([("n_items", "2"), ("item_7", "yes")]), "unknown_item"),

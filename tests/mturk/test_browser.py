@@ -31,7 +31,9 @@ def test_worker_in_browser_then_requester_collects(sqlite_app):  # type: ignore[
     handle = serve(app)
     try:
         mt = client_for(app)
-        rep = publish(app, yes=True, needs={c: 1 for c in data["ids"]}, client=mt, out=lambda s: None)
+        rep = publish(
+            app, yes=True, needs={c: 1 for c in data["ids"]}, client=mt, out=lambda s: None
+        )
         assert rep["created"] == 1
         with app.Session() as s:
             items = list(s.scalars(select(HitItem).order_by(HitItem.position)))
@@ -47,7 +49,9 @@ def test_worker_in_browser_then_requester_collects(sqlite_app):  # type: ignore[
         collect(app, client=mt, more=False, out=lambda s: None)
         with app.Session() as s:
             votes = {v.candidate_id: v.is_match for v in s.scalars(select(Vote))}
-        want = {i.candidate_id: i.position in ticked_positions for i in items if i.gold_label is None}
+        want = {
+            i.candidate_id: i.position in ticked_positions for i in items if i.gold_label is None
+        }
         assert votes == want
     finally:
         handle.stop()
@@ -62,7 +66,9 @@ async def _drive(base: str, hit_id: str) -> list[int]:
             "document.getElementById('worker_id').value='BROWSER1';"
             "document.getElementById('signin').click(); true"
         )
-        await b.wait_for("location.pathname === '/worker/hits' && document.readyState === 'complete'")
+        await b.wait_for(
+            "location.pathname === '/worker/hits' && document.readyState === 'complete'"
+        )
         assert await b.eval("document.getElementById('me').textContent") == "BROWSER1"
         await b.eval("document.querySelector('a.preview').click(); true")
         await b.wait_for(f"location.pathname === '/worker/hits/{hit_id}'")
@@ -108,4 +114,3 @@ async def _drive(base: str, hit_id: str) -> list[int]:
         return positions
     finally:
         await b.close()
-

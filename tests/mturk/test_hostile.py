@@ -68,8 +68,10 @@ def test_refusals_leave_stored_data_unchanged(sqlite_app):  # type: ignore[no-un
         r = alice.post(f"{a_to}/mturk/externalSubmit", data={**good, "<script>": "x"})
         assert r.status_code == 400 and "&lt;script&gt;" in r.text
         # The preview id is not an assignment.
-        r = alice.post(f"{a_to}/mturk/externalSubmit",
-                       data={**good, "assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE"})
+        r = alice.post(
+            f"{a_to}/mturk/externalSubmit",
+            data={**good, "assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE"},
+        )
         assert r.status_code == 400 and "preview" in r.text
         assert _rows(app) == before
 
@@ -86,8 +88,11 @@ def test_refusals_leave_stored_data_unchanged(sqlite_app):  # type: ignore[no-un
 
         # Bob's deadline passes (set in the database: tests do not sleep through 30 s).
         with app.Session() as s:
-            s.execute(update(SandboxAssignment).where(SandboxAssignment.assignment_id == b_aid)
-                      .values(deadline=1.0))
+            s.execute(
+                update(SandboxAssignment)
+                .where(SandboxAssignment.assignment_id == b_aid)
+                .values(deadline=1.0)
+            )
             s.commit()
         frozen = _rows(app)
         r = bob.post(f"{b_to}/mturk/externalSubmit", data={**good, "assignmentId": b_aid})

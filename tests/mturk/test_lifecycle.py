@@ -25,8 +25,9 @@ def _work(base: str, worker: str, hit_id: str, fields_for) -> requests.Response:
     r = http.post(f"{base}/worker/hits/{hit_id}/accept", allow_redirects=False)
     assert r.status_code == 303, r.text
     aid = r.headers["Location"].rsplit("/", 1)[1]
-    return http.post(f"{base}/mturk/externalSubmit", data=fields_for(aid),
-                     headers={"Accept": "application/json"})
+    return http.post(
+        f"{base}/mturk/externalSubmit", data=fields_for(aid), headers={"Accept": "application/json"}
+    )
 
 
 def test_full_lifecycle(any_app):  # type: ignore[no-untyped-def]
@@ -44,11 +45,13 @@ def test_full_lifecycle(any_app):  # type: ignore[no-untyped-def]
         assert rep["created"] == 3 and rep["cost"]["assignments"] == 9
         assert rep["cost"]["total"] == "1.08"  # 9 x $0.10 + 20% fee
         again = publish(app, yes=True, needs=needs, client=mt, out=lambda s: None)
-        assert again["created"] == 0 and again["existing"] == 3
+        # Items with an open HIT wait for it: a rerun asks for nothing.
+        assert again["created"] == 0 and again["deferred"] == 10
 
-        # A crash between CreateHIT and the local record: the rerun finds the HIT by its token.
+        # A crash between CreateHIT and the local record of the last HIT: the rerun makes the
+        # same plan for the unrecorded items, so the same token, and finds that HIT.
         with app.Session() as s:
-            lost = s.scalars(select(Hit).order_by(Hit.created_at)).first()
+            lost = s.scalars(select(Hit).order_by(Hit.created_at.desc())).first()
             lost_id, lost_token = lost.hit_id, lost.request_token
             for it in s.scalars(select(HitItem).where(HitItem.hit_id == lost_id)):
                 s.delete(it)
@@ -67,8 +70,12 @@ def test_full_lifecycle(any_app):  # type: ignore[no-untyped-def]
         # Retrying a creating call with the same token: HitAlreadyExists, as MTurk answers.
         with pytest.raises(mt.exceptions.RequestError) as ei:
             mt.create_hit_with_hit_type(
-                HITTypeId=server_hits[0]["HITTypeId"], MaxAssignments=1, LifetimeInSeconds=60,
-                Question=server_hits[0]["Question"], UniqueRequestToken=lost_token)
+                HITTypeId=server_hits[0]["HITTypeId"],
+                MaxAssignments=1,
+                LifetimeInSeconds=60,
+                Question=server_hits[0]["Question"],
+                UniqueRequestToken=lost_token,
+            )
         assert error_code(ei.value) == "AWS.MechanicalTurk.HitAlreadyExists"
 
         # Simulated workers do all 9 assignments through the worker site.
@@ -79,7 +86,9 @@ def test_full_lifecycle(any_app):  # type: ignore[no-untyped-def]
         extra = seed(app, "n00000001", 4, rng_seed=2)
         publish(app, yes=True, needs={c: 1 for c in extra["ids"]}, client=mt, out=lambda s: None)
         with app.Session() as s:
-            extra_hit = s.scalar(select(HitItem.hit_id).where(HitItem.candidate_id == extra["ids"][0]))
+            extra_hit = s.scalar(
+                select(HitItem.hit_id).where(HitItem.candidate_id == extra["ids"][0])
+            )
             items = list(s.scalars(select(HitItem).where(HitItem.hit_id == extra_hit)))
 
         def wrong(aid: str) -> dict[str, str]:
@@ -100,7 +109,9 @@ def test_full_lifecycle(any_app):  # type: ignore[no-untyped-def]
             n_votes = s.scalar(select(func.count()).select_from(Vote))
             assert n_votes == 3 * 10 + 4  # gold items never become votes
             assert s.get(Worker, "CARELESS1").blocked
-            careless = s.scalars(select(Assignment).where(Assignment.worker_id == "CARELESS1")).one()
+            careless = s.scalars(
+                select(Assignment).where(Assignment.worker_id == "CARELESS1")
+            ).one()
             assert careless.status == "Rejected" and careless.gold_correct == 0
         # Idempotent: a second collect records nothing twice.
         rep2 = collect(app, client=mt, more=False, out=lambda s: None)
@@ -122,31 +133,46 @@ def test_full_lifecycle(any_app):  # type: ignore[no-untyped-def]
         http.post(f"{handle.url}/worker/signin", data={"worker_id": "CARELESS1"})
         assert http.get(f"{handle.url}/worker/hits?format=json").json()["hits"] == []
         with app.Session() as s:
-            open_hit = s.scalar(select(HitItem.hit_id).where(HitItem.candidate_id == more["ids"][0]))
+            open_hit = s.scalar(
+                select(HitItem.hit_id).where(HitItem.candidate_id == more["ids"][0])
+            )
         r = http.post(f"{handle.url}/worker/hits/{open_hit}/accept", allow_redirects=False)
         assert r.status_code == 403
 
         # Bonus with a token: paid once, a retry is refused, the balance pays reward + fee.
         before = mt.get_account_balance()["AvailableBalance"]
         good = next(a for a in mt.list_assignments_for_hit(HITId=lost_id)["Assignments"])
-        mt.send_bonus(WorkerId=good["WorkerId"], BonusAmount="0.50", AssignmentId=good["AssignmentId"],
-                      Reason="careful work", UniqueRequestToken="bonus-1")
+        mt.send_bonus(
+            WorkerId=good["WorkerId"],
+            BonusAmount="0.50",
+            AssignmentId=good["AssignmentId"],
+            Reason="careful work",
+            UniqueRequestToken="bonus-1",
+        )
         with pytest.raises(mt.exceptions.RequestError):
-            mt.send_bonus(WorkerId=good["WorkerId"], BonusAmount="0.50",
-                          AssignmentId=good["AssignmentId"], Reason="careful work",
-                          UniqueRequestToken="bonus-1")
+            mt.send_bonus(
+                WorkerId=good["WorkerId"],
+                BonusAmount="0.50",
+                AssignmentId=good["AssignmentId"],
+                Reason="careful work",
+                UniqueRequestToken="bonus-1",
+            )
         assert len(mt.list_bonus_payments(AssignmentId=good["AssignmentId"])["BonusPayments"]) == 1
         after = mt.get_account_balance()["AvailableBalance"]
         assert float(before) - float(after) == pytest.approx(0.60)
 
         # Additional assignments with a token; a repeat is refused; 10+ is refused (fee rule).
-        mt.create_additional_assignments_for_hit(HITId=open_hit, NumberOfAdditionalAssignments=1,
-                                                 UniqueRequestToken="more-1")
+        mt.create_additional_assignments_for_hit(
+            HITId=open_hit, NumberOfAdditionalAssignments=1, UniqueRequestToken="more-1"
+        )
         with pytest.raises(mt.exceptions.RequestError):
-            mt.create_additional_assignments_for_hit(HITId=open_hit, NumberOfAdditionalAssignments=1,
-                                                     UniqueRequestToken="more-1")
+            mt.create_additional_assignments_for_hit(
+                HITId=open_hit, NumberOfAdditionalAssignments=1, UniqueRequestToken="more-1"
+            )
         with pytest.raises(mt.exceptions.RequestError):
-            mt.create_additional_assignments_for_hit(HITId=open_hit, NumberOfAdditionalAssignments=7)
+            mt.create_additional_assignments_for_hit(
+                HITId=open_hit, NumberOfAdditionalAssignments=7
+            )
         assert mt.get_hit(HITId=open_hit)["HIT"]["MaxAssignments"] == 3
 
         # Expire: nobody can accept any more.
@@ -155,8 +181,12 @@ def test_full_lifecycle(any_app):  # type: ignore[no-untyped-def]
         http2 = requests.Session()
         http2.trust_env = False
         http2.post(f"{handle.url}/worker/signin", data={"worker_id": "LATE1"})
-        assert http2.post(f"{handle.url}/worker/hits/{open_hit}/accept",
-                          allow_redirects=False).status_code == 410
+        assert (
+            http2.post(
+                f"{handle.url}/worker/hits/{open_hit}/accept", allow_redirects=False
+            ).status_code
+            == 410
+        )
 
         # Delete: refused while an assignment awaits review, allowed once all are reviewed.
         sub = _work(handle.url, "W-DEL", extra_hit_2 := _open_hit(app, mt), _all_no)
@@ -170,7 +200,9 @@ def test_full_lifecycle(any_app):  # type: ignore[no-untyped-def]
         # Worker blocks and notifications.
         mt.create_worker_block(WorkerId="LATE1", Reason="spam")
         assert http2.get(f"{handle.url}/worker/hits?format=json").json()["hits"] == []
-        res = mt.notify_workers(Subject="hi", MessageText="thanks", WorkerIds=[good["WorkerId"], "NOBODY"])
+        res = mt.notify_workers(
+            Subject="hi", MessageText="thanks", WorkerIds=[good["WorkerId"], "NOBODY"]
+        )
         assert [f["WorkerId"] for f in res["NotifyWorkersFailureStatuses"]] == ["NOBODY"]
 
         # Error classes: MTurk's own exception classes, and unknown or wrong keys refused.
@@ -178,7 +210,9 @@ def test_full_lifecycle(any_app):  # type: ignore[no-untyped-def]
             mt.get_hit(HITId="NOSUCHHIT")
         assert error_code(ei.value) == "AWS.MechanicalTurk.HITDoesNotExist"
         with pytest.raises(mt.exceptions.RequestError):
-            mt.create_hit_type(Title="t", Description="d", Reward="abc", AssignmentDurationInSeconds=60)
+            mt.create_hit_type(
+                Title="t", Description="d", Reward="abc", AssignmentDurationInSeconds=60
+            )
         with pytest.raises(ClientError) as ei:
             client_for(app, mturk_access_key="stranger").get_account_balance()
         assert ei.value.response["Error"]["Code"] == "UnrecognizedClientException"

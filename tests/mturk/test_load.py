@@ -19,8 +19,9 @@ def test_fifty_workers_five_hundred_hits(sqlite_app):  # type: ignore[no-untyped
     handle = serve(app)
     try:
         mt = client_for(app)
-        type_id = mt.create_hit_type(Title="load", Description="load test", Reward="0.01",
-                                     AssignmentDurationInSeconds=600)["HITTypeId"]
+        type_id = mt.create_hit_type(
+            Title="load", Description="load test", Reward="0.01", AssignmentDurationInSeconds=600
+        )["HITTypeId"]
         truth: dict[str, str | None] = {}
         # Full size in HITs and workers; small HITs (2 tiles) keep the run short.
         for i in range(N_HITS):
@@ -28,13 +29,20 @@ def test_fifty_workers_five_hundred_hits(sqlite_app):  # type: ignore[no-untyped
             for t in tiles:
                 truth[t.sha256] = "n0" if (i + t.position) % 2 else None
             doc = render_task_html("n0", ["load"], "load test", tiles)
-            mt.create_hit_with_hit_type(HITTypeId=type_id, MaxAssignments=1, LifetimeInSeconds=3600,
-                                        Question=html_question(doc), UniqueRequestToken=f"load-{i}")
+            mt.create_hit_with_hit_type(
+                HITTypeId=type_id,
+                MaxAssignments=1,
+                LifetimeInSeconds=3600,
+                Question=html_question(doc),
+                UniqueRequestToken=f"load-{i}",
+            )
         t0 = time.time()
         sim = run_workers(handle.url, truth, n_workers=N_WORKERS, seed=7, max_seconds=300)
         elapsed = time.time() - t0
-        print(f"\nload: {sim['submitted']} assignments by {N_WORKERS} workers in {elapsed:.1f} s = "
-              f"{sim['submitted'] / elapsed:.1f} assignments/s (conflicts {sim['conflicts']})")
+        print(
+            f"\nload: {sim['submitted']} assignments by {N_WORKERS} workers in {elapsed:.1f} s = "
+            f"{sim['submitted'] / elapsed:.1f} assignments/s (conflicts {sim['conflicts']})"
+        )
         assert not sim["errors"] and not sim["timed_out"], sim["errors"][:3]
         assert sim["submitted"] == N_HITS and not sim["refused"]
         assert len(set(sim["assignment_ids"])) == N_HITS

@@ -1,0 +1,254 @@
+"""Benchmark: `imnet harvest crawl` vs img2dataset on the same loopback web (100 ms latency).
+
+    python bench/harvest.py [--n 4000] [--latency 0.1] [--processes 2]
+
+Serves N Flickr-like JPEGs (50-200 KB; about 5% bad responses: 404, 500, truncated JPEG, HTML sent
+as image/jpeg, 1x1 GIF) from one loopback server process with added latency per request, then
+runs img2dataset at its fastest setting (`--resize_mode no --disable_all_reencoding True`, no
+decode) and `imnet harvest crawl` (full decode, sha256 blobs, every outcome in the database) on the
+same URLs, one after the other, and prints images/s for both and the ratio. img2dataset lives in
+its own venv (.venv-bench-harvest), created here if missing. Nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import glob
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv-bench-harvest"
+WNID = "n01440764"
+BAD_KINDS = ("404", "500", "truncated", "html", "gif1x1")
+
+
+def base_images(count: int = 48) -> list[bytes]:
+    """Real photos (scikit-image, scikit-learn samples) at Flickr sizes, 50-200 KB each."""
+    import numpy as np
+    from PIL import Image
+
+    photos = []
+    from skimage import data
+
+    for name in ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
+                 "immunohistochemistry", "motorcycle_left", "retina"):
+        try:
+            photos.append(Image.fromarray(getattr(data, name)()).convert("RGB"))
+        except Exception:  # a sample that needs a download is skipped
+            continue
+    try:
+        from sklearn.datasets import load_sample_images
+
+        photos += [Image.fromarray(a) for a in load_sample_images().images]
+    except Exception:
+        pass
+    rng = np.random.default_rng(0)
+    out: list[bytes] = []
+    long_sides = (500, 640, 800, 1024)
+    while len(out) < count:
+        im = photos[len(out) % len(photos)]
+        w, h = im.size
+        # A random crop keeps the content real but varies it.
+        cw, ch = int(w * rng.uniform(0.6, 1.0)), int(h * rng.uniform(0.6, 1.0))
+        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        crop = im.crop((x, y, x + cw, y + ch))
+        side = long_sides[len(out) % len(long_sides)]
+        scale = side / max(cw, ch)
+        crop = crop.resize((max(32, int(cw * scale)), max(32, int(ch * scale))), Image.BILINEAR)
+        for q in (92, 88, 84, 80, 75, 70, 60, 50):
+            buf = io.BytesIO()
+            crop.save(buf, "JPEG", quality=q)
+            if buf.tell() <= 200_000:
+                break
+        if 50_000 <= buf.tell() <= 200_000:
+            out.append(buf.getvalue())
+        elif buf.tell() < 50_000 and side == 1024:
+            out.append(buf.getvalue())  # a small-but-real photo; rare
+    return out
+
+
+def tagged(jpeg: bytes, i: int) -> bytes:
+    """Insert a JPEG comment naming i: every URL has distinct content, same decode cost."""
+    text = f"imnet bench {i}".encode()
+    return jpeg[:2] + b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text + jpeg[2:]
+
+
+def kind_of(i: int) -> str:
+    # Every 20th URL (5%) is bad, cycling through the bad kinds.
+    return BAD_KINDS[(i // 20) % len(BAD_KINDS)] if i % 20 == 7 else "ok"
+
+
+def serve(n: int, latency: float, port_file: str) -> None:
+    """The loopback web (runs in its own process)."""
+    from aiohttp import web
+    from PIL import Image
+
+    bases = base_images()
+    gif = io.BytesIO()
+    Image.new("P", (1, 1)).save(gif, "GIF")
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(latency)
+        name = request.match_info["name"]
+        if not name.endswith(".jpg") or not name[:-4].isdigit() or int(name[:-4]) >= n:
+            return web.Response(status=404, text="not found")
+        i = int(name[:-4])
+        kind = kind_of(i)
+        data = tagged(bases[i % len(bases)], i)
+        if kind == "404":
+            return web.Response(status=404, text="gone")
+        if kind == "500":
+            return web.Response(status=500, text="server error")
+        if kind == "truncated":
+            data = data[: len(data) // 3]
+        if kind == "html":
+            return web.Response(body=b"<!doctype html><html><body>Photo not found</body></html>",
+                                content_type="image/jpeg")
+        if kind == "gif1x1":
+            return web.Response(body=gif.getvalue(), content_type="image/gif")
+        return web.Response(body=data, content_type="image/jpeg")
+
+    async def robots(_: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(latency)
+        return web.Response(status=404)
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_get("/robots.txt", robots)
+        app.router.add_get("/img/{name}", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        Path(port_file).write_text(str(port))
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def ensure_venv() -> Path:
+    exe = VENV / "bin" / "img2dataset"
+    if not exe.exists():
+        print(f"creating {VENV} with img2dataset (benchmark-only peer)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", "img2dataset"], check=True)
+    return exe
+
+
+def run_img2dataset(exe: Path, urls_txt: Path, out: Path, processes: int) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1")
+    cmd = [str(exe), "--url_list", str(urls_txt), "--input_format", "txt", "--output_folder",
+           str(out), "--output_format", "files", "--processes_count", str(processes),
+           "--thread_count", "64", "--resize_mode", "no", "--disable_all_reencoding", "True",
+           "--min_image_size", "32", "--max_image_area", "40e6", "--timeout", "10",
+           "--retries", "0", "--number_sample_per_shard", "1000", "--enable_wandb", "False"]
+    t0 = time.time()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.time() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"img2dataset failed:\n{r.stderr[-3000:]}")
+    ok = sum(json.loads(Path(p).read_text()).get("successes", 0)
+             for p in glob.glob(str(out / "*_stats.json")))
+    return {"images": ok, "wall_s": round(wall, 2), "images_per_s": round(ok / wall, 1),
+            "command": " ".join(cmd[1:])}
+
+
+def run_imnet(lines: Path, work: Path, processes: int, db_url: str | None) -> dict:
+    shutil.rmtree(work, ignore_errors=True)
+    env = dict(os.environ, IMNET_ALLOW_PRIVATE_HOSTS="1",
+               # All URLs share one loopback host; img2dataset has no per-host limit either.
+               IMNET_CRAWL_PER_HOST="64", IMNET_CRAWL_CONCURRENCY="64")
+    g = [sys.executable, "-m", "imnet", "--data-dir", str(work)]
+    if db_url:
+        g += ["--database-url", db_url]
+    subprocess.run([*g, "synsets", "add", WNID], env=env, check=True, capture_output=True)
+    t0 = time.time()
+    subprocess.run([*g, "harvest", "import-urls", str(lines)], env=env, check=True,
+                   capture_output=True)
+    t_import = time.time() - t0
+    stats = work / "stats.json"
+    t0 = time.time()
+    r = subprocess.run([*g, "harvest", "crawl", "--processes", str(processes), "--no-progress",
+                        "--stats-json", str(stats)], env=env, capture_output=True, text=True)
+    wall = time.time() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"imnet harvest crawl failed:\n{r.stderr[-3000:]}")
+    s = json.loads(stats.read_text())
+    return {"images": s["images"], "wall_s": round(wall, 2),
+            "images_per_s": round(s["images"] / wall, 1), "import_s": round(t_import, 2),
+            "status": s["status"], "reasons": s["reasons"],
+            "command": f"imnet harvest crawl --processes {processes}"}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=4000, help="URLs (default %(default)s)")
+    ap.add_argument("--latency", type=float, default=0.1, help="seconds added per request")
+    ap.add_argument("--processes", type=int, default=2, help="processes for both tools")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "harvest"))
+    ap.add_argument("--database-url", default=None, help="imnet database (default: SQLite)")
+    ap.add_argument("--skip-img2dataset", action="store_true")
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--port-file", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.serve:
+        serve(a.n, a.latency, a.port_file)
+        return 0
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    port_file = out / "port"
+    port_file.unlink(missing_ok=True)
+    server = subprocess.Popen([sys.executable, __file__, "--serve", "--n", str(a.n), "--latency",
+                               str(a.latency), "--port-file", str(port_file)])
+    try:
+        deadline = time.time() + 120
+        while not port_file.exists() or not port_file.read_text().strip():
+            if server.poll() is not None or time.time() > deadline:
+                raise SystemExit("the loopback web did not start")
+            time.sleep(0.2)
+        port = int(port_file.read_text())
+        urls = [f"http://127.0.0.1:{port}/img/{i}.jpg" for i in range(a.n)]
+        (out / "urls.txt").write_text("\n".join(urls) + "\n")
+        (out / "urls.tsv").write_text("".join(f"{WNID}\t{u}\n" for u in urls))
+        good = sum(kind_of(i) == "ok" for i in range(a.n))
+        print(f"loopback web: {a.n} URLs ({good} good), {a.latency * 1000:.0f} ms latency, "
+              f"{os.cpu_count()} CPUs", flush=True)
+        res: dict = {"n": a.n, "good": good, "latency_s": a.latency}
+        if not a.skip_img2dataset:
+            res["img2dataset"] = run_img2dataset(ensure_venv(), out / "urls.txt", out / "i2d",
+                                                 a.processes)
+            print(f"img2dataset (no decode, keep originals): {res['img2dataset']['images']} images "
+                  f"in {res['img2dataset']['wall_s']} s = {res['img2dataset']['images_per_s']} "
+                  "images/s", flush=True)
+        res["imnet"] = run_imnet(out / "urls.tsv", out / "imnet", a.processes, a.database_url)
+        print(f"imnet harvest crawl (full decode, DB, blobs): {res['imnet']['images']} images in "
+              f"{res['imnet']['wall_s']} s = {res['imnet']['images_per_s']} images/s "
+              f"(import-urls {res['imnet']['import_s']} s, not counted)", flush=True)
+        print(f"  outcomes: {res['imnet']['status']}  reasons: {res['imnet']['reasons']}")
+        if "img2dataset" in res:
+            ratio = res["imnet"]["images_per_s"] / max(res["img2dataset"]["images_per_s"], 1e-9)
+            res["ratio"] = round(ratio, 2)
+            print(f"ratio imnet / img2dataset: {ratio:.2f}x")
+        (out / "result.json").write_text(json.dumps(res, indent=2))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

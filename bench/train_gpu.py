@@ -1,0 +1,377 @@
+"""Training throughput of imnet's 2012 AlexNet vs a torchvision-style AlexNet, and end to end.
+
+    python bench/train_gpu.py            # on one GPU, about 3-4 minutes
+    python bench/train_gpu.py --smoke    # tiny sizes on CPU (the tests run this)
+
+Model step = forward + backward + SGD step on synthetic batches already on the device, bf16
+autocast + channels_last, median images/s over timed windows after warm-up. End to end = imnet's
+data pipeline (train.data + train.engine.train_one_epoch) on a JPEG export generated in a temp
+dir. Optional parts (torch.compile, GPU JPEG decode) that fail are reported, not fatal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from train.alexnet import LRN, AlexNet2012, AlexNetConfig  # noqa: E402
+
+T0 = time.perf_counter()
+
+
+def log(msg: str) -> None:
+    print(f"[{time.perf_counter() - T0:6.1f}s] {msg}", flush=True)
+
+
+class TorchvisionStyleAlexNet(nn.Module):
+    """torchvision.models.alexnet's layers, written out here so the peer needs no torchvision."""
+
+    def __init__(self, num_classes: int = 1000, fc: int = 4096):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+            nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        )  # fmt: skip
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.classifier = nn.Sequential(
+            nn.Dropout(0.5), nn.Linear(9216, fc), nn.ReLU(inplace=True),
+            nn.Dropout(0.5), nn.Linear(fc, fc), nn.ReLU(inplace=True),
+            nn.Linear(fc, num_classes),
+        )  # fmt: skip
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+class TorchLRN(nn.Module):
+    """The plain baseline: nn.LocalResponseNorm applied per half (what the 9.7k figure used)."""
+
+    def __init__(self, groups: int):
+        super().__init__()
+        self.groups, self.lrn = groups, nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0)
+
+    def forward(self, x):
+        return torch.cat([self.lrn(c) for c in x.chunk(self.groups, 1)], 1)
+
+
+def with_torch_lrn(model: nn.Module) -> nn.Module:
+    for name, m in list(model.features.named_children()):
+        if isinstance(m, LRN):
+            model.features._modules[name] = TorchLRN(m.groups)
+    return model
+
+
+def make_optimizer(model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
+    kw = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4}
+    if device.type == "cuda":
+        try:
+            return torch.optim.SGD(model.parameters(), fused=True, **kw)
+        except (TypeError, RuntimeError):
+            pass
+    return torch.optim.SGD(model.parameters(), **kw)
+
+
+def model_step_throughput(build, args, device, compile_: bool, label: str) -> dict:
+    """Median images/s of fwd+bwd+SGD over timed windows, after warm-up (and compilation)."""
+    torch.manual_seed(0)
+    model = build().to(device).to(memory_format=torch.channels_last)
+    opt = make_optimizer(model, device)
+    run = torch.compile(model) if compile_ else model
+    b, size = args.batch_size, args.crop
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    xs = [
+        torch.randn(b, 3, size, size, device=device)
+        .mul(60)
+        .to(dtype)
+        .contiguous(memory_format=torch.channels_last)
+        for _ in range(2)
+    ]
+    ys = [torch.randint(0, args.classes, (b,), device=device) for _ in range(2)]
+
+    def step(i: int) -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out = run(xs[i % 2])
+            loss = F.cross_entropy(out.float(), ys[i % 2])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    t = time.perf_counter()
+    for i in range(args.warmup):
+        step(i)
+    sync(device)
+    log(
+        f"{label}: warm-up {time.perf_counter() - t:.1f}s (includes compile)"
+        if compile_
+        else f"{label}: warm-up {time.perf_counter() - t:.1f}s"
+    )
+    rates = []
+    for _ in range(args.windows):
+        sync(device)
+        t = time.perf_counter()
+        for i in range(args.steps):
+            step(i)
+        sync(device)
+        rates.append(b * args.steps / (time.perf_counter() - t))
+    med = statistics.median(rates)
+    log(f"{label}: {med:,.0f} img/s (windows {', '.join(f'{r:,.0f}' for r in rates)})")
+    return {"images_per_s": med, "windows": rates, "model": model, "compiled": run}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def checks(device: torch.device, store: dict) -> None:
+    """Correctness on this device: fast LRN (eager and compiled, bf16) vs nn.LocalResponseNorm,
+    and the grouped net vs two towers (both on this device) with the same weights."""
+    from train.alexnet import AlexNetTowers, copy_weights
+
+    torch.manual_seed(0)
+    x = (torch.randn(8, 96, 27, 27, device=device) * 20).contiguous(
+        memory_format=torch.channels_last
+    )
+    ref = torch.cat([nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0)(c) for c in x.chunk(2, 1)], 1)
+    lrn = LRN(groups=2)
+    for label, fn in (("eager", lrn), ("compiled", torch.compile(lrn))):
+        try:
+            xb = x.detach().to(torch.bfloat16).requires_grad_(True)
+            y = fn(xb)
+            y.float().square().sum().backward()
+            xr = x.detach().clone().requires_grad_(True)
+            yr = torch.cat([nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0)(c) for c in xr.chunk(2, 1)], 1)
+            yr.square().sum().backward()
+            ey = ((y.float() - ref).norm() / ref.norm()).item()
+            eg = ((xb.grad.float() - xr.grad).norm() / xr.grad.norm()).item()
+            log(
+                f"check LRN {label} bf16 vs nn.LocalResponseNorm fp32: rel err out {ey:.1e}, "
+                f"grad {eg:.1e}, channels_last kept: {y.is_contiguous(memory_format=torch.channels_last)}"
+            )
+            store[f"lrn_{label}_rel_err"] = [ey, eg]
+        except Exception as e:  # noqa: BLE001
+            log(f"check LRN {label}: FAILED {type(e).__name__}: {e}")
+    try:
+        cfg = AlexNetConfig(num_classes=10)
+        g = AlexNet2012(cfg).to(device).eval()
+        t = AlexNetTowers(cfg, devices=(str(device), str(device))).eval()
+        copy_weights(g, t)
+        xi = torch.randn(4, 3, 224, 224, device=device) * 50
+        with torch.no_grad():
+            a, b = g(xi), t(xi)
+        err = ((a - b).norm() / a.norm()).item()
+        log(f"check grouped vs two towers (fp32, {device}): rel err {err:.1e}")
+        store["towers_rel_err"] = err
+    except Exception as e:  # noqa: BLE001
+        log(f"check towers: FAILED {type(e).__name__}: {e}")
+
+
+def engine_run(device: torch.device, root: Path, args) -> dict:
+    """One short `train.engine` run on the export: GPU decode, bf16, 10-crop eval, checkpoint."""
+    from train.engine import main as engine_main
+
+    with tempfile.TemporaryDirectory(prefix="imnet-run-") as out:
+        flags = ["--data-path", str(root), "--epochs", "2", "-b", str(args.batch_size),
+                 "-j", str(args.workers), "--device", device.type, "--output-dir", out,
+                 "--ten-crop", "--no-progress", "--init", "released"]  # fmt: skip
+        if device.type == "cuda":
+            flags += ["--amp", "--channels-last", "--decode", "gpu"]
+        else:
+            flags += ["--crop-size", str(args.crop), "--fc-dim", str(args.fc)]
+        t = time.perf_counter()
+        res = engine_main(flags)
+        log(
+            f"engine run: {res['epochs']} epochs in {time.perf_counter() - t:.1f}s, val top-1 "
+            f"err {res['top1_err']:.3f}, 10-crop {res.get('val10_top1_err', float('nan')):.3f}, "
+            f"files {sorted(os.listdir(out))}"
+        )
+        return {"images_per_s": res["images_per_s"]}
+
+
+def end_to_end(args, device, model_run, root: Path, decode: str, prefetch: bool) -> dict:
+    """imnet's pipeline: ImageDataset workers -> (GPU decode) -> DevicePrep -> train step."""
+    from train.data import (
+        DevicePrep,
+        EpochSampler,
+        GpuJpegDecoder,
+        ImageDataset,
+        collate_encoded,
+        load_samples,
+    )
+    from train.engine import train_one_epoch
+
+    samples, _ = load_samples(root, "ilsvrc", "train")
+    gpu = decode == "gpu"
+    ds = ImageDataset(samples, True, 256, args.crop, seed=0, encoded=gpu)
+    sampler = EpochSampler(len(ds), True, 0)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
+        pin_memory=device.type == "cuda", persistent_workers=args.workers > 0,
+        prefetch_factor=4 if args.workers > 0 else None, drop_last=True,
+        collate_fn=collate_encoded if gpu else None,
+    )  # fmt: skip
+    decoder = GpuJpegDecoder(device, 256, args.crop) if gpu else None
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    prep = DevicePrep(device, dtype, "paper", channels_last=True)
+    ns = argparse.Namespace(amp=device.type == "cuda", no_progress=True, no_prefetch=not prefetch)
+    model = model_run
+    opt = make_optimizer(model, device)
+    crit = nn.CrossEntropyLoss()
+    rates = []
+    for epoch in range(args.e2e_epochs + 1):  # epoch 0 starts the workers: not timed
+        sampler.set_epoch(epoch)
+        st = train_one_epoch(model, crit, opt, loader, prep, device, epoch, ns, decoder, False)
+        if epoch:
+            rates.append(st["images_per_s"])
+        log(
+            f"e2e {decode} decode, prefetch={prefetch}: epoch {epoch} {st['images_per_s']:,.0f} img/s"
+        )
+    del loader
+    return {"images_per_s": statistics.median(rates), "epochs": rates}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="tiny CPU run (for the tests)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--warmup", type=int, default=15)
+    p.add_argument("--steps", type=int, default=20, help="steps per timed window")
+    p.add_argument("--windows", type=int, default=5)
+    p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--e2e-images", type=int, default=8192)
+    p.add_argument("--e2e-epochs", type=int, default=3)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--json", default="", help="also write the results here")
+    args = p.parse_args(argv)
+    args.crop, args.classes, args.fc = 224, 1000, 4096
+    if args.smoke:
+        # exercises every code path on tiny inputs; the figures mean nothing
+        args.batch_size, args.warmup, args.steps, args.windows, args.crop = 2, 1, 1, 1, 64
+        args.classes, args.fc = 8, 64
+        args.e2e_images, args.e2e_epochs, args.workers, args.no_compile = 8, 1, 1, True
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    gpu_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (smoke)"
+    log(
+        f"device {gpu_name}, torch {torch.__version__}, batch {args.batch_size}, "
+        f"{args.workers} loader workers"
+    )
+    results: list[tuple[str, str]] = []
+    store: dict = {"gpu": gpu_name, "torch": torch.__version__, "rows": {}}
+
+    def attempt(label: str, fn):
+        try:
+            r = fn()
+            results.append((label, f"{r['images_per_s']:,.0f}"))
+            store["rows"][label] = r["images_per_s"]
+            return r
+        except Exception as e:  # optional parts must not sink the run
+            msg = f"{type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}"
+            log(f"{label}: FAILED {msg}")
+            traceback.print_exc(limit=3)
+            results.append((label, "failed: " + msg))
+            return None
+        finally:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    tv = lambda: TorchvisionStyleAlexNet(args.classes, args.fc)  # noqa: E731
+
+    def net(impl: str = "groups") -> nn.Module:
+        c = AlexNetConfig(args.classes, input_size=args.crop, group_impl=impl, fc_dim=args.fc)
+        return AlexNet2012(c)
+
+    checks(device, store)
+    step = model_step_throughput
+    attempt("torchvision-style AlexNet, eager", lambda: step(tv, args, device, False, "tv eager"))
+    attempt(
+        "imnet 2012 AlexNet, nn.LocalResponseNorm, eager",
+        lambda: step(lambda: with_torch_lrn(net()), args, device, False, "2012 torch-LRN eager"),
+    )
+    attempt(
+        "imnet 2012 AlexNet (fast LRN), eager", lambda: step(net, args, device, False, "2012 eager")
+    )
+    best = None
+    if not args.no_compile:
+        attempt(
+            "torchvision-style AlexNet, compiled",
+            lambda: step(tv, args, device, True, "tv compiled"),
+        )
+        for impl in ("groups", "split"):
+            r = attempt(f"imnet 2012 AlexNet (fast LRN), compiled, {impl}",
+                        lambda impl=impl: step(lambda: net(impl), args, device, True, f"2012 compiled {impl}"))  # fmt: skip
+            if r is not None and (best is None or r["images_per_s"] >= best["images_per_s"]):
+                best = r
+    if best is None:
+        best = step(net, args, device, False, "2012 eager (for e2e)")
+
+    with tempfile.TemporaryDirectory(prefix="imnet-bench-") as tmp:
+        from train.synthetic import make_export
+
+        t = time.perf_counter()
+        per_class = max(1, args.e2e_images // 8)
+        root = make_export(
+            Path(tmp) / "export",
+            classes=8,
+            train_per_class=per_class,
+            val_per_class=1,
+            size=256,
+            processes=max(1, args.workers),
+        )
+        log(f"generated {8 * per_class} 256-px JPEGs in {time.perf_counter() - t:.1f}s")
+        model_run = best["compiled"]
+        attempt(
+            "end-to-end, CPU decode in workers (Pillow draft)",
+            lambda: end_to_end(args, device, model_run, root, "cpu", True),
+        )
+        if device.type == "cuda":
+            for pf in (True, False):
+                attempt(
+                    f"end-to-end, GPU decode (nvJPEG){'' if pf else ', no prefetch thread'}",
+                    lambda pf=pf: end_to_end(args, device, model_run, root, "gpu", pf),
+                )
+
+    print()
+    print(
+        f"GPU: {gpu_name}   torch {torch.__version__}   batch {args.batch_size}   "
+        f"bf16 autocast + channels_last   {time.perf_counter() - T0:.0f}s total"
+    )
+    w = max(len(k) for k, _ in results)
+    print(f"{'what':<{w}}  images/s")
+    for k, v in results:
+        print(f"{k:<{w}}  {v}")
+    rows = store["rows"]
+    tvc = rows.get("torchvision-style AlexNet, compiled") or rows.get(
+        "torchvision-style AlexNet, eager"
+    )
+    ours = max((v for k, v in rows.items() if k.startswith("imnet 2012") and "LocalResponse" not in k),
+               default=None)  # fmt: skip
+    if tvc and ours:
+        print(f"ratio imnet 2012 (best) / torchvision-style (best): {ours / tvc:.2f}")
+    base = rows.get("imnet 2012 AlexNet, nn.LocalResponseNorm, eager")
+    if base and ours:
+        print(f"ratio imnet 2012 (best) / 2012 with nn.LocalResponseNorm eager: {ours / base:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(store, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""`imnet demo` end to end in a subprocess: report, export checksums, resume, kill + rerun, PG + S3."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+STAGES = [
+    "synsets+queries",
+    "search",
+    "crawl",
+    "curate",
+    "gold",
+    "verify",
+    "consensus",
+    "classes",
+    "export",
+    "train",
+    "evaluate",
+]
+pytestmark = pytest.mark.slow
+
+
+def _env(**extra: str) -> dict[str, str]:
+    # The developer's own IMNET_* settings must not leak into the demo under test.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMNET_")}
+    env.update(extra)
+    return env
+
+
+def _demo_cmd(workdir: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "imnet",
+        "demo",
+        "--workdir",
+        str(workdir),
+        "--scale",
+        "1",
+        "--epochs",
+        "1",
+    ]
+
+
+def _run_demo(workdir: Path, env: dict[str, str] | None = None) -> dict:
+    r = subprocess.run(
+        _demo_cmd(workdir),
+        cwd=workdir.parent,
+        env=env or _env(),
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "== summary" in r.stdout
+    return json.loads((workdir / "report.json").read_text())
+
+
+def _check_report(report: dict) -> None:
+    assert report["ok"] is True
+    assert list(report["stages"]) == STAGES
+    for name, section in report["stages"].items():
+        assert "error" not in section, (name, section)
+    st = report["stages"]
+    assert st["synsets+queries"]["synsets"] >= 10 and len(st["synsets+queries"]["roots"]) >= 2
+    assert st["crawl"]["candidates"]["fetched"] > 0
+    # The fixture web serves broken and duplicated images; each shows up with its reason.
+    for reason in ("http_404", "not_image", "decode_error", "same_content"):
+        assert st["crawl"]["reasons"].get(reason, 0) > 0, reason
+    assert st["curate"]["totals"]["near_duplicates"] > 0
+    assert st["verify"]["votes"] > 0 and st["verify"]["hits"] > 0
+    assert st["verify"]["cost_estimate"].startswith("$")
+    cons = st["consensus"]
+    assert cons["precision"] >= 0.95, cons
+    assert cons["recall"] >= 0.8, cons
+    assert st["classes"]["chosen_count"] >= 10
+    ev = st["evaluate"]
+    assert 0.0 <= ev["top1_err"] <= 1.0 and 0.0 <= ev["top5_err"] <= ev["top1_err"]
+
+
+def _verify_export(report: dict) -> None:
+    """Re-check every file the manifest lists, independently of the demo's own check."""
+    ilsvrc = Path(report["stages"]["export"]["ilsvrc"]["path"])
+    entries = [json.loads(x) for x in (ilsvrc / "manifest.jsonl").read_text().splitlines()]
+    assert entries
+    for e in entries:
+        data = (ilsvrc / e["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == e["sha256"], e["path"]
+    sums = dict(
+        reversed(line.split("  ", 1)) for line in (ilsvrc / "SHA256SUMS").read_text().splitlines()
+    )
+    for path, digest in sums.items():
+        assert hashlib.sha256((ilsvrc / path).read_bytes()).hexdigest() == digest, path
+    splits = {e.get("split") for e in entries if e["path"].endswith(".JPEG")}
+    assert {"train", "val"} <= splits
+    wds = Path(report["stages"]["export"]["webdataset"]["path"])
+    members = 0
+    for e in (json.loads(x) for x in (wds / "manifest.jsonl").read_text().splitlines()):
+        if "member" in e:
+            with tarfile.open(wds / e["path"]) as tf:
+                data = tf.extractfile(e["member"]).read()  # type: ignore[union-attr]
+            assert hashlib.sha256(data).hexdigest() == e["sha256"]
+            members += 1
+    assert members > 0
+
+
+def _counts(db_url: str) -> dict[str, int]:
+    from sqlalchemy import create_engine, text
+
+    eng = create_engine(db_url)
+    with eng.connect() as c:
+        out = {
+            t: c.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
+            for t in ("candidate", "image", "hit", "vote")
+        }
+        out["unfinished"] = c.execute(
+            text("SELECT count(*) FROM candidate WHERE status IN ('pending', 'fetching')")
+        ).scalar_one()
+    eng.dispose()
+    return out
+
+
+def test_demo_runs_every_stage_then_resumes_without_refetching(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    first = _run_demo(workdir)
+    _check_report(first)
+    _verify_export(first)
+    ckpt = Path(first["stages"]["train"]["checkpoint"])
+    assert ckpt.is_file() and ckpt.stat().st_size > 0
+    import torch
+
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert "model" in state and state["epoch"] == 0
+    assert first["fixture_requests"]["image_requests"] > 0
+    db = f"sqlite:///{workdir / 'imnet.sqlite3'}"
+    before = _counts(db)
+    assert before["unfinished"] == 0
+
+    second = _run_demo(workdir)
+    _check_report(second)
+    assert second["run"] == 2
+    # Nothing is fetched again: no image request reached the fixture web, no new candidate.
+    assert second["fixture_requests"].get("image_requests", 0) == 0
+    assert second["stages"]["search"]["candidates_added"] == 0
+    assert second["stages"]["crawl"]["this_run"]["candidates"] == 0
+    after = _counts(db)
+    assert (after["candidate"], after["image"]) == (before["candidate"], before["image"])
+    if second["stages"]["verify"]["rounds"] == 0:
+        # No label changed, so the export and the trained model are reused as they are.
+        assert (after["hit"], after["vote"]) == (before["hit"], before["vote"])
+        assert second["stages"]["export"]["ilsvrc"].get("skipped") is True
+        assert second["stages"]["train"].get("skipped")
+
+
+def _start_and_kill_when(workdir: Path, marker: str, timeout: float = 300.0) -> str:
+    """Run the demo until a log line contains marker, then SIGKILL it; returns what it printed."""
+    proc = subprocess.Popen(
+        _demo_cmd(workdir),
+        cwd=workdir.parent,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    sel = selectors.DefaultSelector()
+    assert proc.stdout is not None
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not sel.select(timeout=max(0.1, deadline - time.monotonic())):
+                continue
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            if marker in line:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(30)
+                return "".join(seen)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    raise AssertionError(f"demo never printed {marker!r}:\n{''.join(seen)[-3000:]}")
+
+
+def test_demo_killed_mid_run_then_rerun_completes(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    # Killed while HITs are out and simulated workers are doing them.
+    out = _start_and_kill_when(workdir, "published ")
+    assert "== verify" in out and "== summary" not in out
+    report = _run_demo(workdir)
+    _check_report(report)
+    _verify_export(report)
+    assert report["run"] == 2
+    assert _counts(f"sqlite:///{workdir / 'imnet.sqlite3'}")["unfinished"] == 0
+    assert Path(report["stages"]["train"]["checkpoint"]).is_file()
+
+
+def test_demo_on_postgresql_and_s3(tmp_path: Path, postgres, s3_server) -> None:  # type: ignore[no-untyped-def]
+    db_url = postgres.create_database()
+    bucket = s3_server.create_bucket()
+    env = _env(
+        IMNET_DATABASE_URL=db_url,
+        IMNET_BLOB_URL=f"s3://{bucket}/blobs",
+        IMNET_S3_ENDPOINT_URL=s3_server.endpoint,
+        IMNET_S3_ACCESS_KEY=s3_server.access_key,
+        IMNET_S3_SECRET_KEY=s3_server.secret_key,
+    )
+    workdir = tmp_path / "demo"
+    report = _run_demo(workdir, env)
+    _check_report(report)
+    _verify_export(report)
+    assert report["database"].startswith("postgresql+psycopg://")
+    assert report["blobs"] == f"s3://{bucket}/blobs"
+    assert not (workdir / "imnet.sqlite3").exists() and not (workdir / "blobs").exists()
+    counts = _counts(db_url)
+    keys = [
+        o["Key"]
+        for page in s3_server.client()
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=bucket, Prefix="blobs/")
+        for o in page.get("Contents", [])
+    ]
+    assert len(keys) == counts["image"] > 0

@@ -1,0 +1,89 @@
+"""Command-line flags of `imnet train` / `python -m train.engine` (no torch import: fast --help)."""
+
+from __future__ import annotations
+
+import argparse
+
+ABLATIONS = ("none", "no-fc7", "no-fc6-fc7", "no-conv3-conv4", "no-conv3-conv4-fc6-fc7")
+ARCHS = ("alexnet2012", "alexnet-towers", "alexnet-tv")
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Train the 2012 AlexNet on an imnet export", add_help=add_help
+    )
+    p.add_argument("--data-path", required=True, help="export directory (ilsvrc or webdataset)")
+    p.add_argument("--format", default="ilsvrc", choices=["ilsvrc", "webdataset"])
+    p.add_argument(
+        "--arch",
+        default="alexnet2012",
+        choices=ARCHS,
+        help="alexnet2012 (grouped), alexnet-towers (two devices), alexnet-tv",
+    )
+    p.add_argument(
+        "--ablate", default="none", choices=ABLATIONS, help="remove layers (seed ablations)"
+    )
+    p.add_argument("--no-lrn", action="store_true", help="drop local response normalisation")
+    p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--fc-dim", type=int, default=4096, help="hidden FC width (4096 in the paper)")
+    p.add_argument("--group-impl", default="groups", choices=["groups", "split"])
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N; auto: cuda when available")
+    p.add_argument("--devices", default="", help="two-tower placement, e.g. cuda:0,cuda:1")
+    p.add_argument("-b", "--batch-size", type=int, default=128, help="images per process per step")
+    p.add_argument("--epochs", type=int, default=90)
+    p.add_argument("-j", "--workers", type=int, default=8, help="data loader processes")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument(
+        "--wd",
+        "--weight-decay",
+        dest="weight_decay",
+        type=float,
+        default=5e-4,
+        help="weight decay (on weights, not biases, as the 2012 code)",
+    )
+    p.add_argument(
+        "--lr-schedule",
+        default="plateau",
+        choices=["plateau", "step"],
+        help="plateau: /10 when val error stops improving; step: /10 every N epochs",
+    )
+    p.add_argument("--lr-patience", type=int, default=3, help="plateau epochs before a drop")
+    p.add_argument("--lr-step-size", type=int, default=30)
+    p.add_argument("--lr-gamma", type=float, default=0.1)
+    p.add_argument("--crop-size", type=int, default=224, help="224 (padded to 227) or 227")
+    p.add_argument("--resize-size", type=int, default=256, help="shorter side, then centre square")
+    p.add_argument(
+        "--normalize",
+        default="paper",
+        choices=["paper", "std"],
+        help="paper: pixels minus mean; std: also divide by ImageNet's std",
+    )
+    p.add_argument("--no-lighting", action="store_true", help="skip PCA colour lighting")
+    p.add_argument("--init-std", type=float, default=0.01, help="std of N(0, std) weights")
+    p.add_argument(
+        "--init",
+        default="paper",
+        choices=["paper", "released"],
+        help="released: the 2012 code's N(0, 0.03) for conv3-5",
+    )
+    p.add_argument(
+        "--decode",
+        default="auto",
+        choices=["auto", "cpu", "gpu"],
+        help="gpu: nvJPEG via torchvision on CUDA; auto picks it when available",
+    )
+    p.add_argument(
+        "--no-prefetch", action="store_true", help="CUDA: prepare batches in the main thread"
+    )
+    p.add_argument("--amp", action="store_true", help="bf16 autocast")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--ten-crop", action="store_true", help="also evaluate on 10 crops")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", default="", help="checkpoint to continue from (or to evaluate)")
+    p.add_argument("--test-only", action="store_true", help="only evaluate --resume")
+    p.add_argument("--output-dir", default="", help="run directory (nothing saved when empty)")
+    p.add_argument("--print-freq", type=int, default=0, help="unused; tqdm shows progress")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    return p
