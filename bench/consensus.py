@@ -258,7 +258,10 @@ def main() -> int:
     )
     ap.add_argument("--adaptive-only", action="store_true", help="only the adaptive methods")
     ap.add_argument(
-        "--threshold", type=float, default=THRESHOLD, help=f"accept at P >= this (default {THRESHOLD})"
+        "--threshold",
+        type=float,
+        default=THRESHOLD,
+        help=f"accept at P >= this (default {THRESHOLD})",
     )
     args = ap.parse_args()
     CAP, REJECT_BELOW, THRESHOLD = args.cap, args.reject_below, args.threshold

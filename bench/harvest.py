@@ -18,6 +18,7 @@ import glob
 import io
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -39,8 +40,16 @@ def base_images(count: int = 48) -> list[bytes]:
     photos = []
     from skimage import data
 
-    for name in ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
-                 "immunohistochemistry", "motorcycle_left", "retina"):
+    for name in (
+        "astronaut",
+        "chelsea",
+        "coffee",
+        "rocket",
+        "hubble_deep_field",
+        "immunohistochemistry",
+        "motorcycle_left",
+        "retina",
+    ):
         try:
             photos.append(Image.fromarray(getattr(data, name)()).convert("RGB"))
         except Exception:  # a sample that needs a download is skipped
@@ -54,25 +63,27 @@ def base_images(count: int = 48) -> list[bytes]:
     rng = np.random.default_rng(0)
     out: list[bytes] = []
     long_sides = (500, 640, 800, 1024)
-    while len(out) < count:
-        im = photos[len(out) % len(photos)]
+    for attempt in range(count * 20):  # bounded: some photo/size pairs never land in range
+        if len(out) >= count:
+            break
+        im = photos[attempt % len(photos)]
         w, h = im.size
         # A random crop keeps the content real but varies it.
         cw, ch = int(w * rng.uniform(0.6, 1.0)), int(h * rng.uniform(0.6, 1.0))
         x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
         crop = im.crop((x, y, x + cw, y + ch))
-        side = long_sides[len(out) % len(long_sides)]
+        side = long_sides[(attempt // len(photos)) % len(long_sides)]
         scale = side / max(cw, ch)
         crop = crop.resize((max(32, int(cw * scale)), max(32, int(ch * scale))), Image.BILINEAR)
-        for q in (92, 88, 84, 80, 75, 70, 60, 50):
+        for q in (90, 80, 70, 55):
             buf = io.BytesIO()
             crop.save(buf, "JPEG", quality=q)
             if buf.tell() <= 200_000:
                 break
         if 50_000 <= buf.tell() <= 200_000:
             out.append(buf.getvalue())
-        elif buf.tell() < 50_000 and side == 1024:
-            out.append(buf.getvalue())  # a small-but-real photo; rare
+    if len(out) < count // 2:
+        raise SystemExit(f"only {len(out)} base photos in the 50-200 KB range")
     return out
 
 
@@ -111,8 +122,10 @@ def serve(n: int, latency: float, port_file: str) -> None:
         if kind == "truncated":
             data = data[: len(data) // 3]
         if kind == "html":
-            return web.Response(body=b"<!doctype html><html><body>Photo not found</body></html>",
-                                content_type="image/jpeg")
+            return web.Response(
+                body=b"<!doctype html><html><body>Photo not found</body></html>",
+                content_type="image/jpeg",
+            )
         if kind == "gif1x1":
             return web.Response(body=gif.getvalue(), content_type="image/gif")
         return web.Response(body=data, content_type="image/jpeg")
@@ -136,6 +149,12 @@ def serve(n: int, latency: float, port_file: str) -> None:
     asyncio.run(main())
 
 
+def _child_cpu() -> float:
+    """CPU seconds (user + system) used so far by finished child processes."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def ensure_venv() -> Path:
     exe = VENV / "bin" / "img2dataset"
     if not exe.exists():
@@ -148,47 +167,104 @@ def ensure_venv() -> Path:
 def run_img2dataset(exe: Path, urls_txt: Path, out: Path, processes: int) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1")
-    cmd = [str(exe), "--url_list", str(urls_txt), "--input_format", "txt", "--output_folder",
-           str(out), "--output_format", "files", "--processes_count", str(processes),
-           "--thread_count", "64", "--resize_mode", "no", "--disable_all_reencoding", "True",
-           "--min_image_size", "32", "--max_image_area", "40e6", "--timeout", "10",
-           "--retries", "0", "--number_sample_per_shard", "1000", "--enable_wandb", "False"]
-    t0 = time.time()
+    cmd = [
+        str(exe),
+        "--url_list",
+        str(urls_txt),
+        "--input_format",
+        "txt",
+        "--output_folder",
+        str(out),
+        "--output_format",
+        "files",
+        "--processes_count",
+        str(processes),
+        "--thread_count",
+        "64",
+        "--resize_mode",
+        "no",
+        "--disable_all_reencoding",
+        "True",
+        "--min_image_size",
+        "32",
+        "--max_image_area",
+        "40e6",
+        "--timeout",
+        "10",
+        "--retries",
+        "0",
+        "--number_sample_per_shard",
+        "1000",
+        "--enable_wandb",
+        "False",
+    ]
+    t0, c0 = time.time(), _child_cpu()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    wall = time.time() - t0
+    wall, cpu = time.time() - t0, _child_cpu() - c0
     if r.returncode != 0:
         raise SystemExit(f"img2dataset failed:\n{r.stderr[-3000:]}")
-    ok = sum(json.loads(Path(p).read_text()).get("successes", 0)
-             for p in glob.glob(str(out / "*_stats.json")))
-    return {"images": ok, "wall_s": round(wall, 2), "images_per_s": round(ok / wall, 1),
-            "command": " ".join(cmd[1:])}
+    ok = sum(
+        json.loads(Path(p).read_text()).get("successes", 0)
+        for p in glob.glob(str(out / "*_stats.json"))
+    )
+    return {
+        "images": ok,
+        "wall_s": round(wall, 2),
+        "images_per_s": round(ok / wall, 1),
+        "cpu_s": round(cpu, 2),
+        "command": " ".join(cmd[1:]),
+    }
 
 
 def run_imnet(lines: Path, work: Path, processes: int, db_url: str | None) -> dict:
     shutil.rmtree(work, ignore_errors=True)
-    env = dict(os.environ, IMNET_ALLOW_PRIVATE_HOSTS="1",
-               # All URLs share one loopback host; img2dataset has no per-host limit either.
-               IMNET_CRAWL_PER_HOST="64", IMNET_CRAWL_CONCURRENCY="64")
+    env = dict(
+        os.environ,
+        IMNET_ALLOW_PRIVATE_HOSTS="1",
+        # All URLs share one loopback host; img2dataset has no per-host limit either.
+        IMNET_CRAWL_PER_HOST="64",
+        IMNET_CRAWL_CONCURRENCY="64",
+    )
     g = [sys.executable, "-m", "imnet", "--data-dir", str(work)]
     if db_url:
         g += ["--database-url", db_url]
     subprocess.run([*g, "synsets", "add", WNID], env=env, check=True, capture_output=True)
     t0 = time.time()
-    subprocess.run([*g, "harvest", "import-urls", str(lines)], env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [*g, "harvest", "import-urls", str(lines)], env=env, check=True, capture_output=True
+    )
     t_import = time.time() - t0
     stats = work / "stats.json"
-    t0 = time.time()
-    r = subprocess.run([*g, "harvest", "crawl", "--processes", str(processes), "--no-progress",
-                        "--stats-json", str(stats)], env=env, capture_output=True, text=True)
-    wall = time.time() - t0
+    t0, c0 = time.time(), _child_cpu()
+    r = subprocess.run(
+        [
+            *g,
+            "harvest",
+            "crawl",
+            "--processes",
+            str(processes),
+            "--no-progress",
+            "--stats-json",
+            str(stats),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    wall, cpu = time.time() - t0, _child_cpu() - c0
     if r.returncode != 0:
         raise SystemExit(f"imnet harvest crawl failed:\n{r.stderr[-3000:]}")
     s = json.loads(stats.read_text())
-    return {"images": s["images"], "wall_s": round(wall, 2),
-            "images_per_s": round(s["images"] / wall, 1), "import_s": round(t_import, 2),
-            "status": s["status"], "reasons": s["reasons"],
-            "command": f"imnet harvest crawl --processes {processes}"}
+    return {
+        "images": s["images"],
+        "wall_s": round(wall, 2),
+        "images_per_s": round(s["images"] / wall, 1),
+        "import_s": round(t_import, 2),
+        "cpu_s": round(cpu, 2),
+        "status": s["status"],
+        "reasons": s["reasons"],
+        "command": f"imnet harvest crawl --processes {processes}",
+    }
 
 
 def main() -> int:
@@ -209,8 +285,19 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     port_file = out / "port"
     port_file.unlink(missing_ok=True)
-    server = subprocess.Popen([sys.executable, __file__, "--serve", "--n", str(a.n), "--latency",
-                               str(a.latency), "--port-file", str(port_file)])
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--serve",
+            "--n",
+            str(a.n),
+            "--latency",
+            str(a.latency),
+            "--port-file",
+            str(port_file),
+        ]
+    )
     try:
         deadline = time.time() + 120
         while not port_file.exists() or not port_file.read_text().strip():
@@ -222,19 +309,30 @@ def main() -> int:
         (out / "urls.txt").write_text("\n".join(urls) + "\n")
         (out / "urls.tsv").write_text("".join(f"{WNID}\t{u}\n" for u in urls))
         good = sum(kind_of(i) == "ok" for i in range(a.n))
-        print(f"loopback web: {a.n} URLs ({good} good), {a.latency * 1000:.0f} ms latency, "
-              f"{os.cpu_count()} CPUs", flush=True)
+        print(
+            f"loopback web: {a.n} URLs ({good} good), {a.latency * 1000:.0f} ms latency, "
+            f"{os.cpu_count()} CPUs",
+            flush=True,
+        )
         res: dict = {"n": a.n, "good": good, "latency_s": a.latency}
         if not a.skip_img2dataset:
-            res["img2dataset"] = run_img2dataset(ensure_venv(), out / "urls.txt", out / "i2d",
-                                                 a.processes)
-            print(f"img2dataset (no decode, keep originals): {res['img2dataset']['images']} images "
-                  f"in {res['img2dataset']['wall_s']} s = {res['img2dataset']['images_per_s']} "
-                  "images/s", flush=True)
+            res["img2dataset"] = run_img2dataset(
+                ensure_venv(), out / "urls.txt", out / "i2d", a.processes
+            )
+            print(
+                f"img2dataset (no decode, keep originals): {res['img2dataset']['images']} images "
+                f"in {res['img2dataset']['wall_s']} s = {res['img2dataset']['images_per_s']} "
+                f"images/s, {res['img2dataset']['cpu_s']} CPU s",
+                flush=True,
+            )
         res["imnet"] = run_imnet(out / "urls.tsv", out / "imnet", a.processes, a.database_url)
-        print(f"imnet harvest crawl (full decode, DB, blobs): {res['imnet']['images']} images in "
-              f"{res['imnet']['wall_s']} s = {res['imnet']['images_per_s']} images/s "
-              f"(import-urls {res['imnet']['import_s']} s, not counted)", flush=True)
+        print(
+            f"imnet harvest crawl (full decode, DB, blobs): {res['imnet']['images']} images in "
+            f"{res['imnet']['wall_s']} s = {res['imnet']['images_per_s']} images/s "
+            f"{res['imnet']['cpu_s']} CPU s (import-urls {res['imnet']['import_s']} s, not "
+            "counted)",
+            flush=True,
+        )
         print(f"  outcomes: {res['imnet']['status']}  reasons: {res['imnet']['reasons']}")
         if "img2dataset" in res:
             ratio = res["imnet"]["images_per_s"] / max(res["img2dataset"]["images_per_s"], 1e-9)

@@ -76,8 +76,10 @@ def with_torch_lrn(model: nn.Module) -> nn.Module:
     return model
 
 
-def make_optimizer(model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
-    kw = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4}
+def make_optimizer(
+    model: nn.Module, device: torch.device, lr: float = 0.01
+) -> torch.optim.Optimizer:
+    kw = {"lr": lr, "momentum": 0.9, "weight_decay": 5e-4}
     if device.type == "cuda":
         try:
             return torch.optim.SGD(model.parameters(), fused=True, **kw)
@@ -115,6 +117,8 @@ def model_step_throughput(build, args, device, compile_: bool, label: str) -> di
     for i in range(args.warmup):
         step(i)
     sync(device)
+    if args.profile:
+        profile(step, device, label)
     log(
         f"{label}: warm-up {time.perf_counter() - t:.1f}s (includes compile)"
         if compile_
@@ -131,6 +135,21 @@ def model_step_throughput(build, args, device, compile_: bool, label: str) -> di
     med = statistics.median(rates)
     log(f"{label}: {med:,.0f} img/s (windows {', '.join(f'{r:,.0f}' for r in rates)})")
     return {"images_per_s": med, "windows": rates, "model": model, "compiled": run}
+
+
+def profile(step, device: torch.device, label: str) -> None:
+    """Top kernels of a few steps (device time), to see where a variant spends it."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as prof
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with prof(activities=acts) as p:
+        for i in range(5):
+            step(i)
+        sync(device)
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(f"--- profile {label} (5 steps)")
+    print(p.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=70))
 
 
 def sync(device: torch.device) -> None:
@@ -230,7 +249,7 @@ def end_to_end(args, device, model_run, root: Path, decode: str, prefetch: bool)
     prep = DevicePrep(device, dtype, "paper", channels_last=True)
     ns = argparse.Namespace(amp=device.type == "cuda", no_progress=True, no_prefetch=not prefetch)
     model = model_run
-    opt = make_optimizer(model, device)
+    opt = make_optimizer(model, device, lr=0.001)
     crit = nn.CrossEntropyLoss()
     rates = []
     for epoch in range(args.e2e_epochs + 1):  # epoch 0 starts the workers: not timed
@@ -257,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--e2e-epochs", type=int, default=3)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--json", default="", help="also write the results here")
+    p.add_argument("--profile", action="store_true", help="print each variant's top kernels")
+    p.add_argument("--only", default="", help="comma-separated parts: step,e2e,engine")
+    p.add_argument("--variants", default="", help="comma-separated model-step variants to run")
     args = p.parse_args(argv)
     args.crop, args.classes, args.fc = 224, 1000, 4096
     if args.smoke:
@@ -276,7 +298,14 @@ def main(argv: list[str] | None = None) -> int:
     results: list[tuple[str, str]] = []
     store: dict = {"gpu": gpu_name, "torch": torch.__version__, "rows": {}}
 
-    def attempt(label: str, fn):
+    wanted = set(filter(None, args.variants.split(",")))
+    parts = set(filter(None, args.only.split(","))) or {"step", "e2e", "engine"}
+
+    def attempt(label: str, fn, key: str = ""):
+        if key and wanted and key not in wanted:
+            return None
+        if key and "step" not in parts:
+            return None
         try:
             r = fn()
             results.append((label, f"{r['images_per_s']:,.0f}"))
@@ -300,29 +329,44 @@ def main(argv: list[str] | None = None) -> int:
 
     checks(device, store)
     step = model_step_throughput
-    attempt("torchvision-style AlexNet, eager", lambda: step(tv, args, device, False, "tv eager"))
-    attempt(
-        "imnet 2012 AlexNet, nn.LocalResponseNorm, eager",
-        lambda: step(lambda: with_torch_lrn(net()), args, device, False, "2012 torch-LRN eager"),
-    )
-    attempt(
-        "imnet 2012 AlexNet (fast LRN), eager", lambda: step(net, args, device, False, "2012 eager")
-    )
+
+    def net_nolrn() -> nn.Module:
+        c = AlexNetConfig(args.classes, input_size=args.crop, lrn=False, fc_dim=args.fc)
+        return AlexNet2012(c)
+
+    def net227() -> nn.Module:
+        return AlexNet2012(AlexNetConfig(args.classes, input_size=227, fc_dim=args.fc))
+
+    comp = not args.no_compile
+    variants = [
+        # (key, label, builder, compile, run by default)
+        ("tv-eager", "torchvision-style AlexNet, eager", tv, False, True),
+        ("2012-torchlrn-eager", "imnet 2012 AlexNet, nn.LocalResponseNorm, eager",
+         lambda: with_torch_lrn(net()), False, True),
+        ("2012-eager", "imnet 2012 AlexNet (fast LRN), eager", net, False, True),
+        ("tv-compiled", "torchvision-style AlexNet, compiled", tv, True, comp),
+        ("2012-compiled-groups", "imnet 2012 AlexNet (fast LRN), compiled, groups",
+         lambda: net("groups"), True, comp),
+        ("2012-compiled-split", "imnet 2012 AlexNet (fast LRN), compiled, split",
+         lambda: net("split"), True, comp),
+        ("2012-nolrn-compiled", "imnet 2012 AlexNet without LRN, compiled", net_nolrn, True, False),
+        ("2012-227-compiled", "imnet 2012 AlexNet, 227 input, compiled", net227, True, False),
+        ("2012-nolrn-eager", "imnet 2012 AlexNet without LRN, eager", net_nolrn, False, False),
+    ]  # fmt: skip
     best = None
-    if not args.no_compile:
-        attempt(
-            "torchvision-style AlexNet, compiled",
-            lambda: step(tv, args, device, True, "tv compiled"),
-        )
-        for impl in ("groups", "split"):
-            r = attempt(f"imnet 2012 AlexNet (fast LRN), compiled, {impl}",
-                        lambda impl=impl: step(lambda: net(impl), args, device, True, f"2012 compiled {impl}"))  # fmt: skip
-            if r is not None and (best is None or r["images_per_s"] >= best["images_per_s"]):
-                best = r
-    if best is None:
+    for key, label, build, compile_, default in variants:
+        if not (key in wanted if wanted else default):
+            continue
+        r = attempt(label, lambda b=build, c=compile_, k=key: step(b, args, device, c, k), key)
+        ours = key.startswith("2012-") and "torchlrn" not in key and "nolrn" not in key
+        if r is not None and ours and (best is None or r["images_per_s"] >= best["images_per_s"]):
+            best = r
+    if best is None and parts & {"e2e"}:
         best = step(net, args, device, False, "2012 eager (for e2e)")
 
     with tempfile.TemporaryDirectory(prefix="imnet-bench-") as tmp:
+        if not parts & {"e2e", "engine"}:
+            return report(results, store, gpu_name, args)
         from train.synthetic import make_export
 
         t = time.perf_counter()
@@ -336,18 +380,29 @@ def main(argv: list[str] | None = None) -> int:
             processes=max(1, args.workers),
         )
         log(f"generated {8 * per_class} 256-px JPEGs in {time.perf_counter() - t:.1f}s")
-        model_run = best["compiled"]
-        attempt(
-            "end-to-end, CPU decode in workers (Pillow draft)",
-            lambda: end_to_end(args, device, model_run, root, "cpu", True),
-        )
-        if device.type == "cuda":
+        model_run = best["compiled"] if best else None
+        if best:
+            best["model"].reset_parameters()  # the timed steps on random labels wreck weights
+        if "e2e" in parts:
+            attempt(
+                "end-to-end, CPU decode in workers (Pillow draft)",
+                lambda: end_to_end(args, device, model_run, root, "cpu", True),
+            )
+        if device.type == "cuda" and "e2e" in parts:
             for pf in (True, False):
                 attempt(
                     f"end-to-end, GPU decode (nvJPEG){'' if pf else ', no prefetch thread'}",
                     lambda pf=pf: end_to_end(args, device, model_run, root, "gpu", pf),
                 )
+        if "engine" in parts:
+            attempt(
+                "train.engine main(): 2 epochs incl. eval (last epoch)",
+                lambda: engine_run(device, root, args),
+            )
+    return report(results, store, gpu_name, args)
 
+
+def report(results: list[tuple[str, str]], store: dict, gpu_name: str, args) -> int:
     print()
     print(
         f"GPU: {gpu_name}   torch {torch.__version__}   batch {args.batch_size}   "

@@ -69,7 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--format", dest="fmt", required=True, choices=("ilsvrc", "webdataset"))
     e.add_argument("--out", required=True, help="output directory (created or replaced)")
     e.add_argument("--resize", type=int, default=None, help="shorter side in px (0 = originals)")
-    e.add_argument("--quality", type=int, default=None, help="JPEG quality (setting export_quality)")
+    e.add_argument(
+        "--quality", type=int, default=None, help="JPEG quality (setting export_quality)"
+    )
     e.add_argument("--seed", type=int, default=None, help="split seed (setting split_seed)")
     e.add_argument("--name", default=None, help="export record name (default: set-format-dir)")
     e.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -96,21 +98,29 @@ def _curate(args: argparse.Namespace, app: Any) -> int:
         return 0
     if "dedup" in report:
         d = report["dedup"]
-        print(f"dedup: {d['duplicates_marked']} same-synset duplicates marked, "
-              f"{d['contents_in_several_synsets']} contents under several synsets (resolved at export)")
+        print(
+            f"dedup: {d['duplicates_marked']} same-synset duplicates marked, "
+            f"{d['contents_in_several_synsets']} contents under several synsets (resolved at export)"
+        )
     if "scan" in report:
         sc = report["scan"]
-        print(f"scan: {sc['scanned']} images, {sc['hashed']} hashed, {sc['ok']} ok, "
-              f"{sc['rejected']} rejected, {len(sc['errors'])} left unchecked by errors")
+        print(
+            f"scan: {sc['scanned']} images, {sc['hashed']} hashed, {sc['ok']} ok, "
+            f"{sc['rejected']} rejected, {len(sc['errors'])} left unchecked by errors"
+        )
         for err in sc["errors"][:10]:
             print(f"  error: {err}")
     if "neardup" in report:
         n = report["neardup"]
-        print(f"neardup: {n['hashed_images']} hashed images, {n['pairs']} pairs within {n['radius']} "
-              f"bits, {n['clusters']} clusters, {n['near_duplicates']} marked near_dup_of")
+        print(
+            f"neardup: {n['hashed_images']} hashed images, {n['pairs']} pairs within {n['radius']} "
+            f"bits, {n['clusters']} clusters, {n['near_duplicates']} marked near_dup_of"
+        )
     t = report["totals"]
-    print(f"totals: {t['images_by_quality']}, rejected by reason {t['rejected_by_reason']}, "
-          f"{t['near_duplicates']} near duplicates, {t['unhashed']} unhashed")
+    print(
+        f"totals: {t['images_by_quality']}, rejected by reason {t['rejected_by_reason']}, "
+        f"{t['near_duplicates']} near duplicates, {t['unhashed']} unhashed"
+    )
     return 0
 
 
@@ -130,8 +140,9 @@ def _choose(args: argparse.Namespace, app: Any) -> int:
     from imnet.cli import print_json
 
     try:
-        rep = choose_classes(app, args.set_name, args.n, roots=args.root or None,
-                             min_images=args.min_images)
+        rep = choose_classes(
+            app, args.set_name, args.n, roots=args.root or None, min_images=args.min_images
+        )
     except ClassError as e:
         raise _user_error(e) from None
     if args.json:
@@ -188,7 +199,9 @@ def _export(args: argparse.Namespace, app: Any) -> int:
         return 0
     c = rep["counts"]
     print(f"export {rep['name']!r} ({rep['format']}) -> {rep['path']}")
-    print(f"  {rep['classes']} classes; train {c['train']}, val {c['val']}, test {c['test']} images")
+    print(
+        f"  {rep['classes']} classes; train {c['train']}, val {c['val']}, test {c['test']} images"
+    )
     print(f"  manifest sha256 {rep['manifest_sha256']}")
     if rep["dropped_images"]:
         print(f"  left out: {rep['dropped_images']}")

@@ -77,7 +77,9 @@ class MIHIndex:
         self.sub_radius = radius // self.m
         self.n_masks = probe_count(self.m, radius)
         if self.n_masks > 2_000_000:
-            raise ValueError(f"{self.m} bands at radius {radius} need {self.n_masks} probes; use more")
+            raise ValueError(
+                f"{self.m} bands at radius {radius} need {self.n_masks} probes; use more"
+            )
         self.tables: list[
             tuple[int, int, np.ndarray, np.ndarray, list[int], np.ndarray | None]
         ] = []

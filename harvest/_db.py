@@ -23,8 +23,12 @@ def insert_ignore(conn: Any, table: Table, rows: Sequence[dict[str, Any]], chunk
     done = 0
     for i in range(0, len(rows), chunk):
         # RETURNING lists only the rows really inserted; rowcount is unreliable across drivers.
-        stmt = (insert(table).values(list(rows[i : i + chunk])).on_conflict_do_nothing()
-                .returning(literal_column("1")))
+        stmt = (
+            insert(table)
+            .values(list(rows[i : i + chunk]))
+            .on_conflict_do_nothing()
+            .returning(literal_column("1"))
+        )
         done += len(conn.execute(stmt).fetchall())
     return done
 

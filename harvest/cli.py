@@ -9,71 +9,137 @@ from imnet.app import App
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    syn = sub.add_parser("synsets", help="add or list WordNet synsets to harvest",
-                         description="Add WordNet 3.0 noun synsets (by wnid, subtree or the "
-                         "ILSVRC-2012 list) to the database, or list them.")
+    syn = sub.add_parser(
+        "synsets",
+        help="add or list WordNet synsets to harvest",
+        description="Add WordNet 3.0 noun synsets (by wnid, subtree or the "
+        "ILSVRC-2012 list) to the database, or list them.",
+    )
     ssub = syn.add_subparsers(dest="synsets_command", metavar="ACTION", required=True)
-    add = ssub.add_parser("add", help="add synsets by wnid, subtree or ILSVRC-2012 list",
-                          description="Add synsets with their lemmas, gloss, parent and depth. "
-                          "Examples: `imnet synsets add n01440764`, `imnet synsets add --root "
-                          "n02084071 --leaves-only --max 50`, `imnet synsets add --ilsvrc2012`.")
+    add = ssub.add_parser(
+        "add",
+        help="add synsets by wnid, subtree or ILSVRC-2012 list",
+        description="Add synsets with their lemmas, gloss, parent and depth. "
+        "Examples: `imnet synsets add n01440764`, `imnet synsets add --root "
+        "n02084071 --leaves-only --max 50`, `imnet synsets add --ilsvrc2012`.",
+    )
     add.add_argument("wnids", nargs="*", metavar="WNID", help="wnids such as n01440764")
     add.add_argument("--root", metavar="WNID", help="add the whole subtree under this synset")
     add.add_argument("--leaves-only", action="store_true", help="with --root: leaves only")
     add.add_argument("--max", type=int, dest="max_n", metavar="N", help="add at most N synsets")
-    add.add_argument("--ilsvrc2012", action="store_true",
-                     help="add the 1,000 ILSVRC-2012 classes (list shipped with imnet)")
+    add.add_argument(
+        "--ilsvrc2012",
+        action="store_true",
+        help="add the 1,000 ILSVRC-2012 classes (list shipped with imnet)",
+    )
     add.set_defaults(func=_synsets_add)
-    ls = ssub.add_parser("list", help="list the synsets in the database",
-                         description="List synsets: wnid, depth, leaf flag and lemmas.")
+    ls = ssub.add_parser(
+        "list",
+        help="list the synsets in the database",
+        description="List synsets: wnid, depth, leaf flag and lemmas.",
+    )
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=_synsets_list)
 
-    h = sub.add_parser("harvest", help="queries, search sources and the image crawler",
-                       description="Harvest candidate images: expand queries, run them against "
-                       "search sources, import URL lists, crawl and validate the images.")
+    h = sub.add_parser(
+        "harvest",
+        help="queries, search sources and the image crawler",
+        description="Harvest candidate images: expand queries, run them against "
+        "search sources, import URL lists, crawl and validate the images.",
+    )
     hsub = h.add_subparsers(dest="harvest_command", metavar="ACTION", required=True)
-    q = hsub.add_parser("queries", help="expand synsets into search queries",
-                        description="Create one query per synonym and synonym + parent lemma for "
-                        "each synset and source (existing queries keep their paging cursor).")
-    q.add_argument("--sources", default="openverse,wikimedia",
-                   help="comma-separated sources (openverse,wikimedia,flickr); default %(default)s")
-    q.add_argument("--langs", default=None,
-                   help="extra languages, e.g. es,it (default: setting query_languages; needs "
-                   "nltk's OMW corpus or setting query_translation_file)")
-    q.add_argument("--wnid", action="append", dest="wnids", metavar="WNID",
-                   help="only these synsets (repeatable)")
+    q = hsub.add_parser(
+        "queries",
+        help="expand synsets into search queries",
+        description="Create one query per synonym and synonym + parent lemma for "
+        "each synset and source (existing queries keep their paging cursor).",
+    )
+    q.add_argument(
+        "--sources",
+        default="openverse,wikimedia",
+        help="comma-separated sources (openverse,wikimedia,flickr); default %(default)s",
+    )
+    q.add_argument(
+        "--langs",
+        default=None,
+        help="extra languages, e.g. es,it (default: setting query_languages; needs "
+        "nltk's OMW corpus or setting query_translation_file)",
+    )
+    q.add_argument(
+        "--wnid",
+        action="append",
+        dest="wnids",
+        metavar="WNID",
+        help="only these synsets (repeatable)",
+    )
     q.set_defaults(func=_queries)
-    se = hsub.add_parser("search", help="run pending queries against their sources",
-                         description="Run pending queries page by page; the paging cursor is "
-                         "saved after every page so a later run continues where this one stopped.")
-    se.add_argument("--max-pages", type=int, default=1, metavar="N",
-                    help="pages per query in this run (default %(default)s)")
-    se.add_argument("--limit-per-query", type=int, default=100, metavar="N",
-                    help="stop a query after N results in total (default %(default)s)")
-    se.add_argument("--source", action="append", dest="sources", metavar="NAME",
-                    help="only queries of this source (repeatable)")
+    se = hsub.add_parser(
+        "search",
+        help="run pending queries against their sources",
+        description="Run pending queries page by page; the paging cursor is "
+        "saved after every page so a later run continues where this one stopped.",
+    )
+    se.add_argument(
+        "--max-pages",
+        type=int,
+        default=1,
+        metavar="N",
+        help="pages per query in this run (default %(default)s)",
+    )
+    se.add_argument(
+        "--limit-per-query",
+        type=int,
+        default=100,
+        metavar="N",
+        help="stop a query after N results in total (default %(default)s)",
+    )
+    se.add_argument(
+        "--source",
+        action="append",
+        dest="sources",
+        metavar="NAME",
+        help="only queries of this source (repeatable)",
+    )
     se.set_defaults(func=_search)
-    im = hsub.add_parser("import-urls", help="add candidates from a wnid<TAB>url file",
-                         description="Read a file of `wnid<TAB>url` lines (the urllist source) and "
-                         "add one pending candidate per line; bad lines are reported.")
+    im = hsub.add_parser(
+        "import-urls",
+        help="add candidates from a wnid<TAB>url file",
+        description="Read a file of `wnid<TAB>url` lines (the urllist source) and "
+        "add one pending candidate per line; bad lines are reported.",
+    )
     im.add_argument("file", metavar="FILE")
     im.set_defaults(func=_import_urls)
-    cr = hsub.add_parser("crawl", help="fetch and validate pending candidates",
-                         description="Fetch pending candidates through the work queue, validate "
-                         "each image (magic bytes, full decode, size and bomb limits), store it by "
-                         "sha256 and record every outcome. Killed runs resume; several runs share "
-                         "the queue.")
-    cr.add_argument("--processes", type=int, default=1, metavar="N",
-                    help="worker processes, one event loop each (default %(default)s)")
-    cr.add_argument("--limit", type=int, default=None, metavar="N",
-                    help="claim at most N candidates in this run")
+    cr = hsub.add_parser(
+        "crawl",
+        help="fetch and validate pending candidates",
+        description="Fetch pending candidates through the work queue, validate "
+        "each image (magic bytes, full decode, size and bomb limits), store it by "
+        "sha256 and record every outcome. Killed runs resume; several runs share "
+        "the queue.",
+    )
+    cr.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes, one event loop each (default %(default)s)",
+    )
+    cr.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="claim at most N candidates in this run",
+    )
     cr.add_argument("--stats-json", metavar="FILE", help="write the summary as JSON here")
     cr.add_argument("--no-progress", action="store_true", help="no progress bar")
     cr.set_defaults(func=_crawl)
-    st = hsub.add_parser("status", help="counts of queries and candidates",
-                         description="Show queries by source and status, candidates by status and "
-                         "the commonest failure reasons.")
+    st = hsub.add_parser(
+        "status",
+        help="counts of queries and candidates",
+        description="Show queries by source and status, candidates by status and "
+        "the commonest failure reasons.",
+    )
     st.add_argument("--json", action="store_true", help="machine-readable output")
     st.set_defaults(func=_status)
 
@@ -92,8 +158,14 @@ def _synsets_add(args: argparse.Namespace, app: App) -> int:
     if args.leaves_only and not args.root:
         raise _user_error(ValueError("--leaves-only needs --root"))
     try:
-        n = add_synsets(app, wnids=args.wnids, root=args.root, leaves_only=args.leaves_only,
-                        max_n=args.max_n, ilsvrc2012=args.ilsvrc2012)
+        n = add_synsets(
+            app,
+            wnids=args.wnids,
+            root=args.root,
+            leaves_only=args.leaves_only,
+            max_n=args.max_n,
+            ilsvrc2012=args.ilsvrc2012,
+        )
     except SynsetError as e:
         raise _user_error(e) from None
     print(f"{n} synsets added or refreshed")
@@ -109,8 +181,10 @@ def _synsets_list(args: argparse.Namespace, app: App) -> int:
         print_json(rows)
         return 0
     for r in rows:
-        print(f"{r['wnid']}  depth={r['depth']:<2} {'leaf' if r['leaf'] else 'node'}  "
-              + ", ".join(r["lemmas"]))
+        print(
+            f"{r['wnid']}  depth={r['depth']:<2} {'leaf' if r['leaf'] else 'node'}  "
+            + ", ".join(r["lemmas"])
+        )
     print(f"{len(rows)} synsets")
     return 0
 
@@ -134,8 +208,15 @@ def _search(args: argparse.Namespace, app: App) -> int:
 
     if args.max_pages < 1 or args.limit_per_query < 1:
         raise _user_error(ValueError("--max-pages and --limit-per-query must be at least 1"))
-    print_json(run_search(app, max_pages=args.max_pages, limit_per_query=args.limit_per_query,
-                          sources=args.sources, progress=True))
+    print_json(
+        run_search(
+            app,
+            max_pages=args.max_pages,
+            limit_per_query=args.limit_per_query,
+            sources=args.sources,
+            progress=True,
+        )
+    )
     return 0
 
 
@@ -157,8 +238,13 @@ def _crawl(args: argparse.Namespace, app: App) -> int:
 
     if args.processes < 1:
         raise _user_error(ValueError("--processes must be at least 1"))
-    summary = crawl(app, processes=args.processes, limit=args.limit, stats_json=args.stats_json,
-                    progress=not args.no_progress)
+    summary = crawl(
+        app,
+        processes=args.processes,
+        limit=args.limit,
+        stats_json=args.stats_json,
+        progress=not args.no_progress,
+    )
     print_json(summary)
     return 0 if not summary.get("worker_errors") else 1
 
@@ -170,10 +256,13 @@ def status_counts(app: App) -> dict[str, Any]:
 
     out: dict[str, Any] = {"queries": {}, "candidates": {}, "reasons": {}}
     with app.engine.connect() as conn:
-        for src, st, n in conn.execute(select(Query.source, Query.status, func.count())
-                                       .group_by(Query.source, Query.status)):
+        for src, st, n in conn.execute(
+            select(Query.source, Query.status, func.count()).group_by(Query.source, Query.status)
+        ):
             out["queries"].setdefault(src, {})[st] = n
-        for st, n in conn.execute(select(Candidate.status, func.count()).group_by(Candidate.status)):
+        for st, n in conn.execute(
+            select(Candidate.status, func.count()).group_by(Candidate.status)
+        ):
             out["candidates"][st] = n
         for (err,) in conn.execute(select(Candidate.error).where(Candidate.error.is_not(None))):
             code = err.split(":", 1)[0]

@@ -25,8 +25,12 @@ FINAL = ("fetched", "failed", "rejected", "duplicate")
 class CrawlWorker:
     """One process's crawl: one event loop, one aiohttp session, `crawl_concurrency` fetches."""
 
-    def __init__(self, app: App, limit: int | None = None,
-                 report: Callable[[Counter[str]], None] | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        limit: int | None = None,
+        report: Callable[[Counter[str]], None] | None = None,
+    ) -> None:
         from db.queue import make_owner
 
         self.app = app
@@ -45,8 +49,14 @@ class CrawlWorker:
         from db import queue
         from db.models import Candidate
 
-        return queue.claim(self.app.engine, Candidate, self.owner, n, self.s.crawl_lease_seconds,
-                           columns=["wnid", "url"])
+        return queue.claim(
+            self.app.engine,
+            Candidate,
+            self.owner,
+            n,
+            self.s.crawl_lease_seconds,
+            columns=["wnid", "url"],
+        )
 
     def _others_busy(self) -> float | None:
         """Seconds until the earliest foreign lease ends, when others still hold candidates."""
@@ -56,8 +66,11 @@ class CrawlWorker:
 
         t = Candidate.__table__
         with self.app.engine.connect() as conn:
-            until = conn.execute(select(func.min(t.c.lease_until)).where(
-                t.c.status == "fetching", t.c.lease_owner != self.owner)).scalar()
+            until = conn.execute(
+                select(func.min(t.c.lease_until)).where(
+                    t.c.status == "fetching", t.c.lease_owner != self.owner
+                )
+            ).scalar()
         return None if until is None else max(0.0, until - time.time())
 
     def _renew(self, ids: list[int]) -> None:
@@ -75,11 +88,19 @@ class CrawlWorker:
         from harvest._db import insert_ignore, write_lock
         from imnet.blobstore import key_for
 
-        images = {r.info.sha256: {"sha256": r.info.sha256, "blob_key": key_for(r.info.sha256),
-                                  "width": r.info.width, "height": r.info.height,
-                                  "format": r.info.format, "bytes": r.info.nbytes,
-                                  "created_at": time.time()}
-                  for r in results if r.info is not None}
+        images = {
+            r.info.sha256: {
+                "sha256": r.info.sha256,
+                "blob_key": key_for(r.info.sha256),
+                "width": r.info.width,
+                "height": r.info.height,
+                "format": r.info.format,
+                "bytes": r.info.nbytes,
+                "created_at": time.time(),
+            }
+            for r in results
+            if r.info is not None
+        }
         if images:
             with self.app.engine.begin() as conn:
                 insert_ignore(conn, Image.__table__, list(images.values()))
@@ -93,14 +114,20 @@ class CrawlWorker:
             with self.app.engine.connect() as conn:
                 for i in range(0, len(shas), 500):
                     q = select(t.c.id, t.c.wnid, t.c.image_sha256).where(
-                        t.c.status == "fetched", t.c.image_sha256.in_(shas[i : i + 500]))
+                        t.c.status == "fetched", t.c.image_sha256.in_(shas[i : i + 500])
+                    )
                     for cid, wnid, sha in conn.execute(q):
                         key = (wnid, sha)
                         first[key] = min(cid, first.get(key, cid))
             rows = []
             for r in sorted(results, key=lambda r: r.id):
-                row: dict[str, Any] = {"id": r.id, "status": r.status, "error": r.error,
-                                       "http_status": r.http_status, "fetched_at": now}
+                row: dict[str, Any] = {
+                    "id": r.id,
+                    "status": r.status,
+                    "error": r.error,
+                    "http_status": r.http_status,
+                    "fetched_at": now,
+                }
                 if r.info is not None:
                     row["image_sha256"] = r.info.sha256
                     key = (self.wnid.get(r.id, ""), r.info.sha256)
@@ -129,8 +156,9 @@ class CrawlWorker:
         io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="crawl-io")
         decoder: Executor
         if s.crawl_decode_processes > 0:
-            decoder = ProcessPoolExecutor(s.crawl_decode_processes,
-                                          mp_context=mp.get_context("spawn"))
+            decoder = ProcessPoolExecutor(
+                s.crawl_decode_processes, mp_context=mp.get_context("spawn")
+            )
         else:
             # Pillow releases the GIL while decoding, so threads take decoding off the loop.
             decoder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="crawl-decode")
@@ -145,8 +173,11 @@ class CrawlWorker:
         async def feeder() -> None:
             try:
                 while self.limit is None or self.claimed < self.limit:
-                    want = s.crawl_batch if self.limit is None else min(
-                        s.crawl_batch, self.limit - self.claimed)
+                    want = (
+                        s.crawl_batch
+                        if self.limit is None
+                        else min(s.crawl_batch, self.limit - self.claimed)
+                    )
                     rows = await io_call(self._claim, want)
                     if not rows:
                         wait = await io_call(self._others_busy)
@@ -169,7 +200,8 @@ class CrawlWorker:
                 res = await f.fetch(item["id"], item["url"])
                 if res.data is not None:
                     try:
-                        await io_call(self.app.blobs.put, res.data, res.info.sha256)
+                        # The store hashes the bytes anyway; its digest is the image's key.
+                        res.info.sha256 = await io_call(self.app.blobs.put, res.data)
                     except Exception as e:  # a store failure is the candidate's failure
                         res.status, res.error, res.info = "failed", f"blob_error: {e}"[:300], None
                     res.data = None
@@ -197,7 +229,9 @@ class CrawlWorker:
                 self.wnid.pop(r.id, None)
             self.stats.update(counts)
             self.unreported.update(counts)
-            self.unreported["bytes"] += sum(r.info.nbytes for r in batch if r.info is not None)
+            nbytes = sum(r.info.nbytes for r in batch if r.info is not None)
+            self.stats["bytes"] += nbytes
+            self.unreported["bytes"] += nbytes
             if self.report is not None:
                 self.report(self.unreported)
                 self.unreported = Counter()
@@ -211,7 +245,7 @@ class CrawlWorker:
         flush_task = asyncio.create_task(flusher())
         renew_task = asyncio.create_task(renewer())
         try:
-            async with Fetcher(s, decoder) as f:
+            async with Fetcher(s, decoder, digest=False) as f:
                 await asyncio.gather(feeder(), *(fetcher_task(f) for _ in range(n_tasks)))
             done.set()
             flush_now.set()
@@ -272,9 +306,17 @@ def _claimable(app: App) -> int:
 
     t = Candidate.__table__
     with app.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).where(
-            or_(t.c.status == "pending",
-                (t.c.status == "fetching") & (t.c.lease_until < time.time())))).scalar() or 0)
+        return int(
+            conn.execute(
+                select(func.count()).where(
+                    or_(
+                        t.c.status == "pending",
+                        (t.c.status == "fetching") & (t.c.lease_until < time.time()),
+                    )
+                )
+            ).scalar()
+            or 0
+        )
 
 
 class _Bar:
@@ -297,16 +339,23 @@ class _Bar:
         self.bar.update(n)
         el = max(time.time() - self.t0, 1e-6)
         reasons = Counter({k[7:]: v for k, v in self.stats.items() if k.startswith("reason:")})
-        self.bar.set_postfix_str(f"img/s={self.stats['fetched'] / el:.0f} fail="
-                                 + ",".join(f"{k}:{v}" for k, v in reasons.most_common(3)))
+        self.bar.set_postfix_str(
+            f"img/s={self.stats['fetched'] / el:.0f} fail="
+            + ",".join(f"{k}:{v}" for k, v in reasons.most_common(3))
+        )
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
 
 
-def crawl(app: App, processes: int = 1, limit: int | None = None, stats_json: str | None = None,
-          progress: bool = True) -> dict[str, Any]:
+def crawl(
+    app: App,
+    processes: int = 1,
+    limit: int | None = None,
+    stats_json: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Fetch pending candidates until none is left (or `limit` were claimed); returns the summary.
 
     With processes > 1, that many worker processes share the queue (each with its own loop and
@@ -336,8 +385,10 @@ def _run_processes(settings: Settings, n: int, limit: int | None, bar: _Bar) -> 
     ctx = mp.get_context("spawn")
     msgs = ctx.Queue()
     shares = [None] * n if limit is None else [limit // n + (i < limit % n) for i in range(n)]
-    procs = [ctx.Process(target=_worker_main, args=(settings, shares[i], msgs), daemon=False)
-             for i in range(n)]
+    procs = [
+        ctx.Process(target=_worker_main, args=(settings, shares[i], msgs), daemon=False)
+        for i in range(n)
+    ]
     for p in procs:
         p.start()
     finals: list[dict[str, int]] = []
@@ -365,8 +416,11 @@ def _run_processes(settings: Settings, n: int, limit: int | None, bar: _Bar) -> 
         stats[f"process:{i}"] = sum(v for k, v in f.items() if k in FINAL)
     failed = [p.exitcode for p in procs if p.exitcode != 0]
     if failed:
-        log.error("%d crawl worker(s) exited abnormally (exit codes %s); rerun to resume",
-                  len(failed), failed)
+        log.error(
+            "%d crawl worker(s) exited abnormally (exit codes %s); rerun to resume",
+            len(failed),
+            failed,
+        )
         stats["worker_errors"] = len(failed)
     return stats
 

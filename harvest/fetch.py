@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
@@ -44,8 +43,11 @@ class AddressPolicy:
 
     def __init__(self, settings: Settings) -> None:
         self.allow_all = settings.allow_private_hosts
-        self.allowed = [ipaddress.ip_network(n.strip(), strict=False)
-                        for n in settings.crawl_allowed_networks.split(",") if n.strip()]
+        self.allowed = [
+            ipaddress.ip_network(n.strip(), strict=False)
+            for n in settings.crawl_allowed_networks.split(",")
+            if n.strip()
+        ]
 
     def check(self, addr: str) -> None:
         if self.allow_all:
@@ -53,8 +55,15 @@ class AddressPolicy:
         ip = ipaddress.ip_address(addr.split("%", 1)[0])
         if any(ip in net for net in self.allowed):
             return
-        if (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
-                or ip.is_reserved or ip.is_unspecified or not ip.is_global):
+        if (
+            ip.is_private
+            or ip.is_loopback
+            or ip.is_link_local
+            or ip.is_multicast
+            or ip.is_reserved
+            or ip.is_unspecified
+            or not ip.is_global
+        ):
             raise PrivateAddress(f"{addr} is a private, loopback or link-local address")
 
 
@@ -65,8 +74,9 @@ class GuardedResolver(AbstractResolver):
         self.policy = policy
         self.inner = aiohttp.ThreadedResolver()
 
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         res = await self.inner.resolve(host, port, family)
         for r in res:
             self.policy.check(r["host"])
@@ -81,7 +91,8 @@ class HostGate:
 
     def __init__(self, per_host: int, delay: float) -> None:
         self.sems: defaultdict[str, asyncio.Semaphore] = defaultdict(
-            lambda: asyncio.Semaphore(max(1, per_host)))
+            lambda: asyncio.Semaphore(max(1, per_host))
+        )
         self.delay = delay
         self.next_start: dict[str, float] = {}
 
@@ -128,24 +139,36 @@ class FetchResult:
 class Fetcher:
     """Fetch and validate URLs concurrently; `async with Fetcher(settings, executor) as f`."""
 
-    def __init__(self, settings: Settings, decode_executor: Executor | None = None) -> None:
+    def __init__(
+        self, settings: Settings, decode_executor: Executor | None = None, digest: bool = True
+    ) -> None:
         self.s = settings
         self.policy = AddressPolicy(settings)
         self.gate = HostGate(settings.crawl_per_host, settings.crawl_host_delay)
         self.decode_executor = decode_executor
+        self.digest = digest
         self.robots: dict[str, asyncio.Future[RobotFileParser | None]] = {}
         self.agent = settings.user_agent.split("/", 1)[0].strip().lower()
         self.session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Fetcher:
         connector = aiohttp.TCPConnector(
-            limit=max(1, self.s.crawl_concurrency) + 8, limit_per_host=0, ttl_dns_cache=300,
-            resolver=GuardedResolver(self.policy))
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.s.crawl_connect_timeout,
-                                        sock_read=self.s.crawl_read_timeout)
+            limit=max(1, self.s.crawl_concurrency) + 8,
+            limit_per_host=0,
+            ttl_dns_cache=300,
+            resolver=GuardedResolver(self.policy),
+        )
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=self.s.crawl_connect_timeout,
+            sock_read=self.s.crawl_read_timeout,
+        )
         self.session = aiohttp.ClientSession(
-            connector=connector, timeout=timeout, headers={"User-Agent": self.s.user_agent},
-            cookie_jar=aiohttp.DummyCookieJar())
+            connector=connector,
+            timeout=timeout,
+            headers={"User-Agent": self.s.user_agent},
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -163,8 +186,14 @@ class Fetcher:
         except TimeoutError:
             return FetchResult(cid, "failed", "timeout: total time limit reached")
         loop = asyncio.get_running_loop()
-        res = await loop.run_in_executor(self.decode_executor, validate_or_reason, data,
-                                         self.s.crawl_max_pixels, self.s.crawl_min_side)
+        res = await loop.run_in_executor(
+            self.decode_executor,
+            validate_or_reason,
+            data,
+            self.s.crawl_max_pixels,
+            self.s.crawl_min_side,
+            self.digest,
+        )
         if isinstance(res, tuple):
             return FetchResult(cid, "rejected", _reason(*res), status, final)
         return FetchResult(cid, "fetched", None, status, final, info=res, data=data)
@@ -194,30 +223,41 @@ class Fetcher:
             if self.s.crawl_respect_robots and not await self._robots_allow(url):
                 raise Outcome("rejected", "robots", f"disallowed by {parts.netloc}/robots.txt")
             try:
-                async with self.gate.slot(parts.netloc.lower()), self.session.get(
-                        url, allow_redirects=False) as resp:
+                async with (
+                    self.gate.slot(parts.netloc.lower()),
+                    self.session.get(url, allow_redirects=False) as resp,
+                ):
                     if resp.status in REDIRECTS:
                         loc = resp.headers.get("Location")
                         if not loc:
-                            raise Outcome("failed", f"http_{resp.status}", "redirect without Location",
-                                          resp.status)
+                            raise Outcome(
+                                "failed",
+                                f"http_{resp.status}",
+                                "redirect without Location",
+                                resp.status,
+                            )
                         nxt = urljoin(url, loc)
                         hops += 1
                         if nxt in seen:
-                            raise Outcome("failed", "redirect_loop", f"back to {nxt[:200]}",
-                                          resp.status)
+                            raise Outcome(
+                                "failed", "redirect_loop", f"back to {nxt[:200]}", resp.status
+                            )
                         if hops > self.s.crawl_max_redirects:
-                            raise Outcome("failed", "redirect_loop",
-                                          f"more than {self.s.crawl_max_redirects} redirects",
-                                          resp.status)
+                            raise Outcome(
+                                "failed",
+                                "redirect_loop",
+                                f"more than {self.s.crawl_max_redirects} redirects",
+                                resp.status,
+                            )
                         seen.add(nxt)
                         url = nxt
                         continue
                     if noai_tag(resp.headers.getall("X-Robots-Tag", []), self.agent):
                         raise Outcome("rejected", "noai", "X-Robots-Tag", resp.status)
                     if resp.status != 200:
-                        raise Outcome("failed", f"http_{resp.status}", resp.reason or "",
-                                      resp.status)
+                        raise Outcome(
+                            "failed", f"http_{resp.status}", resp.reason or "", resp.status
+                        )
                     return await self._read_body(resp), resp.status, url
             except Outcome:
                 raise
@@ -230,7 +270,9 @@ class Fetcher:
             except aiohttp.ClientPayloadError as e:
                 raise Outcome("failed", "truncated", str(e)[:200]) from None
             except (aiohttp.ClientError, OSError, ValueError) as e:
-                raise Outcome("failed", "connect_error", f"{type(e).__name__}: {str(e)[:200]}") from None
+                raise Outcome(
+                    "failed", "connect_error", f"{type(e).__name__}: {str(e)[:200]}"
+                ) from None
 
     def _check_literal(self, host: str) -> None:
         # aiohttp skips the resolver for IP literals, so those are checked here.
@@ -247,7 +289,9 @@ class Fetcher:
         cap = self.s.crawl_max_bytes
         declared = resp.content_length
         if declared is not None and declared > cap:
-            raise Outcome("rejected", "too_large", f"Content-Length {declared} > {cap}", resp.status)
+            raise Outcome(
+                "rejected", "too_large", f"Content-Length {declared} > {cap}", resp.status
+            )
         buf = bytearray()
         sniffed = False
         async for chunk in resp.content.iter_chunked(1 << 16):
@@ -260,8 +304,9 @@ class Fetcher:
 
                 # Stop at the magic bytes: an HTML page is not downloaded in full.
                 if sniff(bytes(buf[:16])) is None:
-                    raise Outcome("rejected", "not_image", f"starts with {bytes(buf[:12])!r}",
-                                  resp.status)
+                    raise Outcome(
+                        "rejected", "not_image", f"starts with {bytes(buf[:12])!r}", resp.status
+                    )
         return bytes(buf)
 
     async def _robots_allow(self, url: str) -> bool:

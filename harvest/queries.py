@@ -13,8 +13,20 @@ log = logging.getLogger(__name__)
 DEFAULT_SOURCES = ("openverse", "wikimedia")
 # nltk's Open Multilingual WordNet uses ISO 639-3 codes; users type the two-letter ones.
 OMW_CODES = {
-    "es": "spa", "it": "ita", "nl": "nld", "zh": "cmn", "fr": "fra", "pt": "por", "ja": "jpn",
-    "fi": "fin", "pl": "pol", "ca": "cat", "da": "dan", "sv": "swe", "el": "ell", "he": "heb",
+    "es": "spa",
+    "it": "ita",
+    "nl": "nld",
+    "zh": "cmn",
+    "fr": "fra",
+    "pt": "por",
+    "ja": "jpn",
+    "fi": "fin",
+    "pl": "pol",
+    "ca": "cat",
+    "da": "dan",
+    "sv": "swe",
+    "el": "ell",
+    "he": "heb",
 }
 
 
@@ -115,8 +127,10 @@ def expand_queries(
     sources = list(sources or DEFAULT_SOURCES)
     unknown = [s for s in sources if s not in source_names() or s == "urllist"]
     if unknown:
-        raise ValueError(f"unknown search source(s) {', '.join(unknown)}; choose from "
-                         + ", ".join(n for n in source_names() if n != "urllist"))
+        raise ValueError(
+            f"unknown search source(s) {', '.join(unknown)}; choose from "
+            + ", ".join(n for n in source_names() if n != "urllist")
+        )
     if langs is None:
         langs = [x.strip() for x in app.settings.query_languages.split(",") if x.strip()]
     table = TranslationTable(app.settings.query_translation_file or None)
@@ -133,8 +147,17 @@ def expand_queries(
     for syn in syns:
         for lang, text in queries_for(syn, parent_lemmas.get(syn["wnid"], []), langs, table):
             for src in sources:
-                rows.append({"wnid": syn["wnid"], "text": text, "lang": lang, "source": src,
-                             "status": "pending", "n_results": 0, "attempts": 0})
+                rows.append(
+                    {
+                        "wnid": syn["wnid"],
+                        "text": text,
+                        "lang": lang,
+                        "source": src,
+                        "status": "pending",
+                        "n_results": 0,
+                        "attempts": 0,
+                    }
+                )
     with app.engine.begin() as conn:
         return insert_ignore(conn, Query.__table__, rows)
 
@@ -146,7 +169,9 @@ def _parent_lemmas(app: App, syns: list[dict[str, Any]]) -> dict[str, list[str]]
 
     parents = {s["parent_wnid"] for s in syns if s["parent_wnid"]}
     with app.Session() as s:
-        known = {r.wnid: list(r.lemmas or []) for r in s.query(Synset).filter(Synset.wnid.in_(parents))}
+        known = {
+            r.wnid: list(r.lemmas or []) for r in s.query(Synset).filter(Synset.wnid.in_(parents))
+        }
     out: dict[str, list[str]] = {}
     for syn in syns:
         p = syn["parent_wnid"]

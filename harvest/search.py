@@ -53,16 +53,31 @@ def run_search(
         cond = where
         if handled:
             cond = t.c.id.not_in(handled) if cond is None else (cond & t.c.id.not_in(handled))
-        rows = queue.claim(app.engine, Query, owner, 8, max(60.0, s.search_timeout * 4),
-                           claimed="searching", where=cond,
-                           columns=["wnid", "text", "source", "next_page", "n_results"])
+        rows = queue.claim(
+            app.engine,
+            Query,
+            owner,
+            8,
+            max(60.0, s.search_timeout * 4),
+            claimed="searching",
+            where=cond,
+            columns=["wnid", "text", "source", "next_page", "n_results"],
+        )
         if not rows:
             break
         for row in rows:
             if row["source"] not in adapters:
                 adapters[row["source"]] = get_source(row["source"], s)
-            outcome = _run_query(app, owner, adapters[row["source"]], row, max_pages,
-                                 limit_per_query, stats, SourceError)
+            outcome = _run_query(
+                app,
+                owner,
+                adapters[row["source"]],
+                row,
+                max_pages,
+                limit_per_query,
+                stats,
+                SourceError,
+            )
             stats[f"queries_{outcome}"] += 1
             handled.append(row["id"])
             if bar is not None:
@@ -74,8 +89,16 @@ def run_search(
     return dict(stats)
 
 
-def _run_query(app: App, owner: str, source: Any, row: dict[str, Any], max_pages: int,
-               limit: int, stats: Counter[str], source_error: type) -> str:
+def _run_query(
+    app: App,
+    owner: str,
+    source: Any,
+    row: dict[str, Any],
+    max_pages: int,
+    limit: int,
+    stats: Counter[str],
+    source_error: type,
+) -> str:
     """Fetch pages of one claimed query; returns the final status written for it."""
     from db import queue
     from db.models import Query
@@ -92,9 +115,13 @@ def _run_query(app: App, owner: str, source: Any, row: dict[str, Any], max_pages
                 _save(app, owner, row["id"], cursor, n, str(e)[:500])
                 queue.release(app.engine, Query, owner, [row["id"]], claimed="searching")
                 return "postponed"
-            queue.complete(app.engine, Query, owner,
-                           [{"id": row["id"], "status": "failed", "error": str(e)[:500]}],
-                           claimed="searching")
+            queue.complete(
+                app.engine,
+                Query,
+                owner,
+                [{"id": row["id"], "status": "failed", "error": str(e)[:500]}],
+                claimed="searching",
+            )
             return "failed"
         added = _add_candidates(app, row, page.hits[: limit - n])
         stats["candidates_added"] += added
@@ -111,9 +138,13 @@ def _run_query(app: App, owner: str, source: Any, row: dict[str, Any], max_pages
         _save(app, owner, row["id"], cursor, n, None)
         queue.release(app.engine, Query, owner, [row["id"]], claimed="searching")
         return "more_pages"
-    queue.complete(app.engine, Query, owner, [{"id": row["id"], "status": "done",
-                                               "next_page": cursor, "n_results": n, "error": None}],
-                   claimed="searching")
+    queue.complete(
+        app.engine,
+        Query,
+        owner,
+        [{"id": row["id"], "status": "done", "next_page": cursor, "n_results": n, "error": None}],
+        claimed="searching",
+    )
     return "done"
 
 
@@ -133,8 +164,11 @@ def _page_with_retries(app: App, source: Any, text: str, cursor: str | None, wan
             wait = e.retry_after if e.retry_after is not None else min(2.0**attempt, 30.0)
             if wait > s.search_max_wait:
                 # The source asks for a longer pause than we are willing to block for.
-                raise SourceError(e.code, f"{e.detail}; Retry-After {wait:.0f}s exceeds "
-                                  f"search_max_wait", e.retry_after) from None
+                raise SourceError(
+                    e.code,
+                    f"{e.detail}; Retry-After {wait:.0f}s exceeds search_max_wait",
+                    e.retry_after,
+                ) from None
             log.info("%s: %s; retrying in %.1fs", source.name, e, wait)
             time.sleep(wait)
 
@@ -146,17 +180,37 @@ def _save(app: App, owner: str, qid: int, cursor: str | None, n: int, error: str
     t = Query.__table__
     lease = max(60.0, app.settings.search_timeout * 4)
     with app.engine.begin() as conn:
-        conn.execute(update(t).where(t.c.id == qid, t.c.lease_owner == owner)
-                     .values(next_page=cursor, n_results=n, error=error,
-                             lease_until=time.time() + lease, updated_at=time.time()))
+        conn.execute(
+            update(t)
+            .where(t.c.id == qid, t.c.lease_owner == owner)
+            .values(
+                next_page=cursor,
+                n_results=n,
+                error=error,
+                lease_until=time.time() + lease,
+                updated_at=time.time(),
+            )
+        )
 
 
 def _add_candidates(app: App, row: dict[str, Any], hits: list[Any]) -> int:
     from db.models import Candidate
     from harvest._db import insert_ignore
 
-    rows = [{"wnid": row["wnid"], "url": h.url, "source": row["source"], "source_ref": h.source_ref,
-             "query_id": row["id"], "title": (h.title or None), "license": h.license,
-             "meta": h.meta or None, "status": "pending", "attempts": 0} for h in hits]
+    rows = [
+        {
+            "wnid": row["wnid"],
+            "url": h.url,
+            "source": row["source"],
+            "source_ref": h.source_ref,
+            "query_id": row["id"],
+            "title": (h.title or None),
+            "license": h.license,
+            "meta": h.meta or None,
+            "status": "pending",
+            "attempts": 0,
+        }
+        for h in hits
+    ]
     with app.engine.begin() as conn:
         return insert_ignore(conn, Candidate.__table__, rows)

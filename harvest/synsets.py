@@ -122,9 +122,11 @@ def add_synsets(
         chosen = chosen[: max(0, max_n)]
     rows = [describe(synset_for(w)) for w in chosen]
     with app.Session() as s, s.begin():
-        existing = {
-            r.wnid: r for r in s.query(Synset).filter(Synset.wnid.in_([r["wnid"] for r in rows]))
-        } if rows else {}
+        existing = (
+            {r.wnid: r for r in s.query(Synset).filter(Synset.wnid.in_([r["wnid"] for r in rows]))}
+            if rows
+            else {}
+        )
         for r in rows:
             obj = existing.get(r["wnid"])
             if obj is None:
@@ -161,7 +163,13 @@ def list_synsets(app: App) -> list[dict[str, Any]]:
 
     with app.Session() as s:
         return [
-            {"wnid": r.wnid, "lemmas": r.lemmas, "gloss": r.gloss, "parent": r.parent_wnid,
-             "depth": r.depth, "leaf": r.is_leaf}
+            {
+                "wnid": r.wnid,
+                "lemmas": r.lemmas,
+                "gloss": r.gloss,
+                "parent": r.parent_wnid,
+                "depth": r.depth,
+                "leaf": r.is_leaf,
+            }
             for r in s.query(Synset).order_by(Synset.wnid)
         ]

@@ -46,12 +46,13 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-def validate_image(data: bytes, max_pixels: int, min_side: int) -> ImageInfo:
+def validate_image(data: bytes, max_pixels: int, min_side: int, digest: bool = True) -> ImageInfo:
     """Check and fully decode `data`; returns its ImageInfo or raises Rejected with a reason.
 
     The pixel count is checked from the header before any pixel is decoded, so a decompression
     bomb costs nothing. The full decode (not just the header) catches truncated and corrupt files.
-    Runs in worker threads/processes: it takes and returns only plain data.
+    Runs in worker threads/processes: it takes and returns only plain data. With digest=False
+    the sha256 is left empty for a caller that hashes anyway (the blob store does).
     """
     from PIL import Image
 
@@ -72,15 +73,29 @@ def validate_image(data: bytes, max_pixels: int, min_side: int) -> ImageInfo:
         raise
     except Image.DecompressionBombError as e:
         raise Rejected("bomb", str(e)[:200]) from None
-    except (OSError, SyntaxError, ValueError, EOFError, MemoryError, Image.UnidentifiedImageError) as e:
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        MemoryError,
+        Image.UnidentifiedImageError,
+    ) as e:
         raise Rejected("decode_error", f"{type(e).__name__}: {str(e)[:200]}") from None
-    return ImageInfo(sha256=hashlib.sha256(data).hexdigest(), format=fmt.lower(), width=w,
-                     height=h, nbytes=len(data))
+    return ImageInfo(
+        sha256=hashlib.sha256(data).hexdigest() if digest else "",
+        format=fmt.lower(),
+        width=w,
+        height=h,
+        nbytes=len(data),
+    )
 
 
-def validate_or_reason(data: bytes, max_pixels: int, min_side: int) -> ImageInfo | tuple[str, str]:
+def validate_or_reason(
+    data: bytes, max_pixels: int, min_side: int, digest: bool = True
+) -> ImageInfo | tuple[str, str]:
     """validate_image for executors: returns (code, detail) instead of raising across processes."""
     try:
-        return validate_image(data, max_pixels, min_side)
+        return validate_image(data, max_pixels, min_side, digest)
     except Rejected as e:
         return (e.code, e.detail)

@@ -118,6 +118,7 @@ def run_demo(
         "run": state["runs"],
         "scale": scale,
         "stages": {},
+        "stage_order": [],
         "ok": False,
     }
     app = None
@@ -169,6 +170,7 @@ def run_demo(
                 raise DemoError(f"stage {name} failed: {type(e).__name__}: {e}") from e
             section["seconds"] = round(time.time() - t, 2)
             report["stages"][name] = section
+            report["stage_order"].append(name)
             out(format_section(name, section))
             _save(state_path, state)
         report["fixture_requests"] = dict(web.stats)

@@ -100,7 +100,8 @@ def format_footer(report: dict[str, Any]) -> str:
 
 def format_report(report: dict[str, Any]) -> str:
     parts = []
-    for name, section in report.get("stages", {}).items():
+    for name in report.get("stage_order", []):
+        section = report["stages"][name]
         parts.append(f"== {name}\n{format_section(name, section)}")
     parts.append(format_footer(report))
     return "\n".join(parts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,9 @@ def stage_verify(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
             busy = open_items(sess)
         if not needs and not busy:
             break
+        t0 = time.monotonic()
         pub = publish(app, ctx.synsets, yes=True, needs=needs, out=quiet)
+        t1 = time.monotonic()
         cost += Decimal(pub["cost"]["total"]) if pub.get("created") else Decimal(0)
         sim = run_workers(
             ctx.mturk_url,
@@ -61,11 +64,13 @@ def stage_verify(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
             seed=ctx.seed * 1000 + ctx.state.get("runs", 1) * 100 + rnd,
             max_seconds=240.0,
         )
+        t2 = time.monotonic()
         for kind, n in sim["kinds"].items():
             workers[kind] = max(workers.get(kind, 0), n)
         col = collect(app, more=False, out=quiet)
         with app.Session() as sess:
             cons = run_consensus(sess, "dynamic", ctx.synsets, settings=s)
+        t3 = time.monotonic()
         rounds.append(
             {
                 "needed": len(needs),
@@ -79,6 +84,8 @@ def stage_verify(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
                 "excluded_workers": len(col.get("excluded_workers", [])),
                 "undecided": cons["totals"]["undecided"],
                 "still_needing": cons["totals"]["needs_votes"],
+                "seconds": {"publish": round(t1 - t0, 2), "workers": round(t2 - t1, 2),
+                            "collect+consensus": round(t3 - t2, 2)},
             }
         )
         if sim["submitted"] == 0 and not pub.get("created"):

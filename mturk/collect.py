@@ -6,6 +6,7 @@ Policy (stated, and the feedback the worker reads says which rule applied):
 - an answer that gets under `mturk_min_assignment_gold` of its hidden check images right is
   rejected; its votes are stored but consensus ignores rejected assignments;
 - everything else is approved;
+- a worker's second answer on the same item (from a later round's HIT) is not stored as a vote;
 - a worker whose check-image accuracy over all their work falls under `mturk_min_worker_gold`
   after `mturk_min_gold_seen` checks gets the exclusion qualification (the HIT type requires that
   they lack it) and is marked blocked locally, so consensus drops their votes.
@@ -89,8 +90,18 @@ def _store(app: Any, hit: Hit, item: dict[str, Any], items: list[HitItem]) -> bo
         )
         session.flush()
         if d["ticked"] is not None:
+            # One vote per worker and item: a worker who meets an item again in a later round's
+            # HIT would otherwise count twice in a consensus that assumes independent votes.
+            voted = set(
+                session.scalars(
+                    select(Vote.candidate_id).where(
+                        Vote.worker_id == item["WorkerId"],
+                        Vote.candidate_id.in_([i.candidate_id for i in items]),
+                    )
+                )
+            )
             for i in items:
-                if i.gold_label is None:
+                if i.gold_label is None and i.candidate_id not in voted:
                     session.add(
                         Vote(
                             assignment_id=item["AssignmentId"],
@@ -292,7 +303,8 @@ def request_more(
             # Extend only when most of the HIT still needs votes; otherwise a new HIT wastes less.
             if not want or 2 * len(want) < len(items[h.hit_id]):
                 continue
-            k = min(min(want), MAX_ASSIGNMENTS_PER_HIT - h.max_assignments)
+            # Enough for the neediest item: fewer rounds; the others just get a surer posterior.
+            k = min(max(want), MAX_ASSIGNMENTS_PER_HIT - h.max_assignments)
             if k < 1 or not yes:
                 continue
             # One extension per (HIT, size): a rerun after a crash repeats the same token.

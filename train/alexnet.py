@@ -213,8 +213,13 @@ class AlexNet2012(nn.Module):
         c += [nn.Linear(flat, cfg.num_classes)]
         self.classifier = nn.Sequential(*c)
         set_group_impl(self, cfg.group_impl)
-        init_paper(self, cfg.init_std)
-        if cfg.init == "released":
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The config's initialisation (paper: N(0, init_std); released: 0.03 in conv3-5)."""
+        init_paper(self, self.cfg.init_std)
+        if self.cfg.init == "released":
             for name in ("conv3", "conv4", "conv5"):
                 m = grouped_roles(self).get(name)
                 if m is not None:

@@ -163,6 +163,12 @@ def cmd_review(args: argparse.Namespace, app: Any) -> int:
         raise web.HTTPFound("/review/")
 
     root.router.add_get("/", to_review)
-    print(f"review page on http://{args.host}:{args.port}/review/ (Ctrl-C stops)")
-    web.run_app(root, host=args.host, port=args.port, print=None)
+    url = f"http://{args.host}:{args.port}/review/"
+    # aiohttp calls `print` once the socket is listening: the line means "ready".
+    web.run_app(
+        root,
+        host=args.host,
+        port=args.port,
+        print=lambda _msg: print(f"review page on {url} (Ctrl-C stops)", flush=True),
+    )
     return 0

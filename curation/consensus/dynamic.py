@@ -22,10 +22,15 @@ The paper leaves these open; our choices:
   pseudo-samples (a 0.997 cell cannot be estimated from a few dozen samples alone), then made
   monotone (more yes never lowers it, more no never raises it). The empirical part is what carries
   what the binomial model misses, e.g. ambiguous images on which even good workers disagree.
-* **Threshold**: accept at P >= `threshold` (default 0.997, ImageNet's reported precision); stop
-  negatives early at P <= 1 - threshold (reject).
-* **Vote cap**: `max_votes` per item (10 by default); an item that reaches it undecided stays
-  undecided (the requester's review page lists it) rather than being guessed.
+* **Threshold**: accept at P >= `threshold` (0.997, ImageNet's reported precision).
+* **Early stopping of negatives**: reject at P <= `reject_below`. The class default is the
+  symmetric 1 - threshold; imnet's setting `consensus_reject_below` is 0.01, because with ~75%
+  negatives the symmetric rule spends most votes proving what is already nearly sure, while a
+  wrongly rejected positive only costs recall, which ImageNet never reported (bench/consensus.py
+  measures both).
+* **Vote cap**: `max_votes` per item (setting `consensus_max_votes`, 15; the class default 10);
+  an item that reaches it undecided stays undecided (the review page lists it) rather than being
+  guessed. Calibration items get `calibration_votes` (10) even if the cap is lower.
 * **How many more votes now** (`needs_`): the calibration subset first (up to `calibration_votes`
   each); only once it is complete, for every other undecided item the fewest further votes that
   could end it, i.e. the shorter unanimous run (all yes or all no) that crosses a boundary in the

@@ -194,6 +194,7 @@ def decide(data: SynsetVotes, algorithm: str, settings: Any = None) -> SynsetRes
         p, dec, needs = m.p_yes_, m.decisions_, m.needs_
         extra = {
             "calibration_items": m.n_calibration_,
+            "calibrating": m.calibrating_,
             "prior": round(m.prior_, 4),
             "p_yes_given_yes": round(m.sens_, 4),
             "p_yes_given_no": round(m.fpr_, 4),

@@ -95,10 +95,14 @@ class WorkerAwareConsensus(Aggregator):
             new_spec = (np.bincount(w, r0 * ~yes, nw) + a0) / (np.bincount(w, r0, nw) + a0 + b0)
             new_sens = np.clip(new_sens, 1e-4, 1 - 1e-4)
             new_spec = np.clip(new_spec, 1e-4, 1 - 1e-4)
-            change = max(np.abs(new_sens - sens).max(initial=0), np.abs(new_spec - spec).max(initial=0))
+            change = max(
+                np.abs(new_sens - sens).max(initial=0), np.abs(new_spec - spec).max(initial=0)
+            )
             sens, spec = new_sens, new_spec
             p1 = resp[:, 1, :].sum(axis=1)
-            pi = float(np.clip((p1[voted].sum() + 2 * self.prior) / (voted.sum() + 2), 1e-4, 1 - 1e-4))
+            pi = float(
+                np.clip((p1[voted].sum() + 2 * self.prior) / (voted.sum() + 2), 1e-4, 1 - 1e-4)
+            )
             if self.difficulty:
                 hard = resp[:, :, 1].sum(axis=1)
                 # Beta(1, 9) prior: a synset is mostly clear unless its votes say otherwise.
@@ -111,7 +115,6 @@ class WorkerAwareConsensus(Aggregator):
         self.sens_, self.spec_, self.prior_ = sens, spec, pi
         self.hard_share_, self.hard_shrink_ = eta, lam
         comp = self._components(votes, sens, spec, pi, eta, lam)
-        self._comp = comp
         resp = _normalise(comp, known)
         p = resp[:, 1, :].sum(axis=1)
         self.p_yes_ = p
@@ -155,7 +158,16 @@ class WorkerAwareConsensus(Aggregator):
                 out[:, c, d] += np.log(pi if c else 1 - pi) + np.log(max(share[d], 1e-300))
         return out
 
-    def _responsibilities(self, votes, sens, spec, pi, eta, lam, known):  # type: ignore[no-untyped-def]
+    def _responsibilities(
+        self,
+        votes: Votes,
+        sens: np.ndarray,
+        spec: np.ndarray,
+        pi: float,
+        eta: float,
+        lam: float,
+        known: np.ndarray,
+    ) -> np.ndarray:
         return _normalise(self._components(votes, sens, spec, pi, eta, lam), known)
 
     def _fit_lambda(

@@ -193,6 +193,9 @@ def run_export(
             )
     bar.close()
     entries.extend(writer.close())
+    for e in entries:  # one schema for every line: metadata files carry nulls
+        for key in ("split", "wnid", "class_index"):
+            e.setdefault(key, None)
     manifest = "".join(json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n" for e in entries)
     manifest_bytes = manifest.encode()
     (staging / "manifest.jsonl").write_bytes(manifest_bytes)

@@ -40,8 +40,11 @@ class SourceError(RuntimeError):
 
     @property
     def transient(self) -> bool:
-        return self.code == "rate_limited" or self.code.startswith("http_5") or self.code in {
-            "timeout", "connect_error"}
+        return (
+            self.code == "rate_limited"
+            or self.code.startswith("http_5")
+            or self.code in {"timeout", "connect_error"}
+        )
 
 
 class Source:
@@ -61,24 +64,37 @@ class Source:
     def search(self, text: str, cursor: str | None, page_size: int) -> Page:
         raise NotImplementedError
 
-    def get_json(self, url: str, params: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+    def get_json(
+        self, url: str, params: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> Any:
         """GET and parse JSON; every failure becomes a SourceError with a reason code."""
         import requests
 
         t = self.settings.search_timeout
         try:
-            r = self.http.get(url, params=params, headers=headers or {}, timeout=(min(t, 10.0), t),
-                              allow_redirects=True)
+            r = self.http.get(
+                url,
+                params=params,
+                headers=headers or {},
+                timeout=(min(t, 10.0), t),
+                allow_redirects=True,
+            )
         except requests.Timeout as e:
             raise SourceError("timeout", str(e)[:200]) from None
         except requests.RequestException as e:
             raise SourceError("connect_error", str(e)[:200]) from None
         if r.status_code == 429:
-            raise SourceError("rate_limited", f"HTTP 429 from {self.name}",
-                              retry_after=parse_retry_after(r.headers.get("Retry-After")))
+            raise SourceError(
+                "rate_limited",
+                f"HTTP 429 from {self.name}",
+                retry_after=parse_retry_after(r.headers.get("Retry-After")),
+            )
         if r.status_code != 200:
-            raise SourceError(f"http_{r.status_code}", r.text[:200].replace("\n", " "),
-                              retry_after=parse_retry_after(r.headers.get("Retry-After")))
+            raise SourceError(
+                f"http_{r.status_code}",
+                r.text[:200].replace("\n", " "),
+                retry_after=parse_retry_after(r.headers.get("Retry-After")),
+            )
         try:
             return r.json()
         except (ValueError, json.JSONDecodeError) as e:
@@ -133,7 +149,9 @@ def get_source(name: str, settings: Settings, http: Any = None) -> Source:
     try:
         cls = _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown source {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+        raise ValueError(
+            f"unknown source {name!r}; known: {', '.join(sorted(_REGISTRY))}"
+        ) from None
     return cls(settings, http)
 
 

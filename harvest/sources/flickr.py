@@ -10,9 +10,18 @@ from harvest.sources.base import Hit, Page, Source, SourceError, expect, registe
 # Largest first; each `url_*` extra is present only when that size exists.
 SIZES = ("url_l", "url_c", "url_z", "url_o")
 # Flickr licence ids: 0 = all rights reserved, 1-6 and 9-10 = Creative Commons / public domain.
-LICENSES = {"1": "cc-by-nc-sa 2.0", "2": "cc-by-nc 2.0", "3": "cc-by-nc-nd 2.0", "4": "cc-by 2.0",
-            "5": "cc-by-sa 2.0", "6": "cc-by-nd 2.0", "7": "no known copyright", "9": "cc0",
-            "10": "pdm", "0": "all rights reserved"}
+LICENSES = {
+    "1": "cc-by-nc-sa 2.0",
+    "2": "cc-by-nc 2.0",
+    "3": "cc-by-nc-nd 2.0",
+    "4": "cc-by 2.0",
+    "5": "cc-by-sa 2.0",
+    "6": "cc-by-nd 2.0",
+    "7": "no known copyright",
+    "9": "cc0",
+    "10": "pdm",
+    "0": "all rights reserved",
+}
 
 
 @register_source("flickr")
@@ -31,18 +40,29 @@ class FlickrSource(Source):
         except ValueError:
             raise SourceError("bad_cursor", cursor[:80] if cursor else "") from None
         params: dict[str, Any] = {
-            "method": "flickr.photos.search", "api_key": key, "text": text, "format": "json",
-            "nojsoncallback": "1", "page": page, "per_page": max(1, min(page_size, 500)),
-            "media": "photos", "content_type": "1", "safe_search": "1", "sort": "relevance",
-            "license": "1,2,3,4,5,6,9,10", "extras": ",".join(SIZES) + ",license,owner_name",
+            "method": "flickr.photos.search",
+            "api_key": key,
+            "text": text,
+            "format": "json",
+            "nojsoncallback": "1",
+            "page": page,
+            "per_page": max(1, min(page_size, 500)),
+            "media": "photos",
+            "content_type": "1",
+            "safe_search": "1",
+            "sort": "relevance",
+            "license": "1,2,3,4,5,6,9,10",
+            "extras": ",".join(SIZES) + ",license,owner_name",
         }
         data = self.get_json(self.settings.source_flickr_url, params)
         expect(isinstance(data, dict), "response is not a JSON object")
         if data.get("stat") != "ok":
             raise SourceError("api_error", f"{data.get('code')}: {data.get('message')}")
         photos = data.get("photos")
-        expect(isinstance(photos, dict) and isinstance(photos.get("photo"), list),
-               "no photos.photo list")
+        expect(
+            isinstance(photos, dict) and isinstance(photos.get("photo"), list),
+            "no photos.photo list",
+        )
         hits = []
         for p in photos["photo"]:
             if not isinstance(p, dict):
@@ -52,11 +72,19 @@ class FlickrSource(Source):
                 url = f"https://live.staticflickr.com/{p['server']}/{p['id']}_{p['secret']}_z.jpg"
             if not url:
                 continue
-            hits.append(Hit(
-                url=url, title=p.get("title"), license=LICENSES.get(str(p.get("license"))),
-                source_ref=f"https://www.flickr.com/photos/{p.get('owner')}/{p.get('id')}",
-                meta={"id": p.get("id"), "owner": p.get("owner"), "ownername": p.get("ownername")},
-            ))
+            hits.append(
+                Hit(
+                    url=url,
+                    title=p.get("title"),
+                    license=LICENSES.get(str(p.get("license"))),
+                    source_ref=f"https://www.flickr.com/photos/{p.get('owner')}/{p.get('id')}",
+                    meta={
+                        "id": p.get("id"),
+                        "owner": p.get("owner"),
+                        "ownername": p.get("ownername"),
+                    },
+                )
+            )
         pages = int(photos.get("pages") or 0)
         more = page < pages and bool(photos["photo"])
         return Page(hits=hits, next_page=str(page + 1) if more else None)

@@ -35,12 +35,19 @@ class OpenverseSource(Source):
             lic = r.get("license")
             if lic and r.get("license_version"):
                 lic = f"cc-{lic} {r['license_version']}" if lic not in {"cc0", "pdm"} else lic
-            hits.append(Hit(
-                url=r["url"], title=r.get("title"), license=lic,
-                source_ref=r.get("foreign_landing_url") or r.get("id"),
-                meta={k: r[k] for k in ("id", "width", "height", "provider", "creator", "filetype")
-                      if r.get(k) is not None},
-            ))
+            hits.append(
+                Hit(
+                    url=r["url"],
+                    title=r.get("title"),
+                    license=lic,
+                    source_ref=r.get("foreign_landing_url") or r.get("id"),
+                    meta={
+                        k: r[k]
+                        for k in ("id", "width", "height", "provider", "creator", "filetype")
+                        if r.get(k) is not None
+                    },
+                )
+            )
         page_count = data.get("page_count")
         more = isinstance(page_count, int) and page < page_count and bool(results)
         return Page(hits=hits, next_page=str(page + 1) if more else None)

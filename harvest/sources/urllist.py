@@ -39,7 +39,9 @@ class UrlListSource(Source):
     """No search: `import_urls` reads the whole file. Listed so `get_source` knows every source."""
 
     def search(self, text: str, cursor: str | None, page_size: int) -> Page:
-        raise SourceError("no_search", "urllist has no search; use `imnet harvest import-urls FILE`")
+        raise SourceError(
+            "no_search", "urllist has no search; use `imnet harvest import-urls FILE`"
+        )
 
 
 def import_urls(app: Any, path: str, chunk: int = 2000) -> dict[str, Any]:
@@ -73,11 +75,24 @@ def import_urls(app: Any, path: str, chunk: int = 2000) -> dict[str, Any]:
             if len(bad) < 20:
                 bad.append(f"line {n}: {wnid} is not a WordNet noun synset")
             continue
-        rows.append({"wnid": wnid, "url": url, "source": "urllist", "source_ref": f"{p.name}:{n}",
-                     "status": "pending", "attempts": 0})
+        rows.append(
+            {
+                "wnid": wnid,
+                "url": url,
+                "source": "urllist",
+                "source_ref": f"{p.name}:{n}",
+                "status": "pending",
+                "attempts": 0,
+            }
+        )
     added = 0
     with app.engine.begin() as conn:
         for i in range(0, len(rows), chunk):
             added += insert_ignore(conn, Candidate.__table__, rows[i : i + chunk])
-    return {"lines_ok": len(rows), "added": added, "already_known": len(rows) - added,
-            "bad_lines": n_bad, "bad_examples": bad}
+    return {
+        "lines_ok": len(rows),
+        "added": added,
+        "already_known": len(rows) - added,
+        "bad_lines": n_bad,
+        "bad_examples": bad,
+    }

@@ -52,10 +52,14 @@ class WikimediaSource(Source):
                 continue
             ext = info.get("extmetadata") or {}
             lic = (ext.get("LicenseShortName") or {}).get("value")
-            hits.append(Hit(
-                url=info["url"], title=p.get("title"), license=lic,
-                source_ref=info.get("descriptionurl") or str(p.get("pageid")),
-                meta={k: info[k] for k in ("width", "height", "mime") if k in info},
-            ))
+            hits.append(
+                Hit(
+                    url=info["url"],
+                    title=p.get("title"),
+                    license=lic,
+                    source_ref=info.get("descriptionurl") or str(p.get("pageid")),
+                    meta={k: info[k] for k in ("width", "height", "mime") if k in info},
+                )
+            )
         cont = data.get("continue")
         return Page(hits=hits, next_page=json.dumps(cont, sort_keys=True) if cont else None)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, func, literal_column, select, update
+from sqlalchemy import Engine, func, literal_column, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -148,12 +148,23 @@ class Store(WorkerAdminMixin):
         return d
 
     def _auto_approve(self, s: Session, now: float, hit_id: str | None = None) -> None:
-        """MTurk approves a submitted assignment by itself once its auto-approval time passes."""
+        """MTurk approves a submitted assignment by itself once its auto-approval time passes
+        (and pays for it like any approval)."""
         A = SandboxAssignment
-        q = update(A).where(A.status == "Submitted", A.auto_approval_time <= now)
+        q = select(A).where(A.status == "Submitted", A.auto_approval_time <= now)
         if hit_id is not None:
             q = q.where(A.hit_id == hit_id)
-        s.execute(q.values(status="Approved", approval_time=now))
+        for a in s.scalars(q):
+            hit = s.get(SandboxHit, a.hit_id)
+            ht = s.get(SandboxHitType, hit.hit_type_id) if hit is not None else None
+            if hit is None or ht is None:
+                continue
+            reward = Decimal(ht.reward)
+            try:
+                self._charge(s, reward + reward * fee_rate(hit.max_assignments))
+            except MTurkError:
+                continue  # no funds: it stays Submitted until the requester pays or reviews
+            a.status, a.approval_time = "Approved", now
 
     def _token(self, s: Session, token: str | None, op: str) -> None:
         if token is None:

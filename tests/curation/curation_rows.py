@@ -53,8 +53,11 @@ def photo_tiles() -> list[PILImage.Image]:
     for im in photos():
         w, h = im.size
         out.append(im)
-        out += [im.crop((i * w // 2, j * h // 2, (i + 1) * w // 2, (j + 1) * h // 2))
-                for i in range(2) for j in range(2)]
+        out += [
+            im.crop((i * w // 2, j * h // 2, (i + 1) * w // 2, (j + 1) * h // 2))
+            for i in range(2)
+            for j in range(2)
+        ]
     return out
 
 
@@ -87,9 +90,13 @@ def variants(im: PILImage.Image) -> dict[str, PILImage.Image | bytes]:
 
 
 # -- database rows ------------------------------------------------------------------------------
-def add_synset(session: Any, wnid: str, lemmas: list[str] | None = None, parent: str | None = None) -> None:
+def add_synset(
+    session: Any, wnid: str, lemmas: list[str] | None = None, parent: str | None = None
+) -> None:
     if session.get(Synset, wnid) is None:
-        session.add(Synset(wnid=wnid, lemmas=lemmas or [wnid], gloss=f"gloss of {wnid}", parent_wnid=parent))
+        session.add(
+            Synset(wnid=wnid, lemmas=lemmas or [wnid], gloss=f"gloss of {wnid}", parent_wnid=parent)
+        )
         session.flush()
 
 
@@ -103,26 +110,49 @@ def add_image(session: Any, blobs: Any, data: bytes) -> str:
         except OSError:
             w, h, fmt = 0, 0, "?"
         session.add(
-            Image(sha256=sha, blob_key=f"{sha[:2]}/{sha[2:4]}/{sha}", width=w, height=h,
-                  format=fmt, bytes=len(data))
+            Image(
+                sha256=sha,
+                blob_key=f"{sha[:2]}/{sha[2:4]}/{sha}",
+                width=w,
+                height=h,
+                format=fmt,
+                bytes=len(data),
+            )
         )
         session.flush()
     return sha
 
 
 def add_candidate(
-    session: Any, blobs: Any, wnid: str, data: bytes, decision: str | None = "accept",
-    posterior: float = 0.999, decided_by: str = "dynamic", status: str = "fetched",
+    session: Any,
+    blobs: Any,
+    wnid: str,
+    data: bytes,
+    decision: str | None = "accept",
+    posterior: float = 0.999,
+    decided_by: str = "dynamic",
+    status: str = "fetched",
 ) -> int:
     """A fetched candidate of wnid for these bytes, with a label when decision is given."""
     add_synset(session, wnid)
     sha = add_image(session, blobs, data)
-    c = Candidate(wnid=wnid, url=f"http://127.0.0.1/{wnid}/{next(_ids)}.jpg", status=status,
-                  image_sha256=sha)
+    c = Candidate(
+        wnid=wnid, url=f"http://127.0.0.1/{wnid}/{next(_ids)}.jpg", status=status, image_sha256=sha
+    )
     session.add(c)
     session.flush()
     if decision is not None:
-        session.add(Label(candidate_id=c.id, wnid=wnid, votes_yes=3, votes_no=0, posterior=posterior,
-                          decision=decision, decided_by=decided_by, overridden=decided_by == "manual"))
+        session.add(
+            Label(
+                candidate_id=c.id,
+                wnid=wnid,
+                votes_yes=3,
+                votes_no=0,
+                posterior=posterior,
+                decision=decision,
+                decided_by=decided_by,
+                overridden=decided_by == "manual",
+            )
+        )
         session.flush()
     return c.id

@@ -38,8 +38,11 @@ def test_choose_skips_ancestors_and_explains_every_rejection(app) -> None:  # ty
     assert rep["rejected"][ORANGE].startswith("not_under_roots")
     assert rep["short_by"] == 1
     with app.Session() as s:
-        rows = s.execute(select(ClassChoice.wnid, ClassChoice.class_index).where(
-            ClassChoice.set_name == "auto").order_by(ClassChoice.class_index)).all()
+        rows = s.execute(
+            select(ClassChoice.wnid, ClassChoice.class_index)
+            .where(ClassChoice.set_name == "auto")
+            .order_by(ClassChoice.class_index)
+        ).all()
     assert rows == [(DOG, 0), (TABBY, 1)]
 
     # Without roots: TOY_DOG (2 images) misses the bar, the breeds lose to DOG, TABBY fills up.
@@ -69,15 +72,25 @@ def test_no_chosen_class_is_an_ancestor_of_another(app) -> None:  # type: ignore
     wn = _wordnet()
     for a in rep["chosen"]:
         assert not set(rep["chosen"]) & ancestors(wn, a, {})
-    assert set(rep["chosen"]) | set(rep["rejected"]) == {DOG, TOY_DOG, CHIHUAHUA, SPANIEL, TABBY, ORANGE}
+    assert set(rep["chosen"]) | set(rep["rejected"]) == {
+        DOG,
+        TOY_DOG,
+        CHIHUAHUA,
+        SPANIEL,
+        TABBY,
+        ORANGE,
+    }
 
 
 def test_import_ilsvrc2012(app) -> None:  # type: ignore[no-untyped-def]
     assert import_ilsvrc2012(app) == 1000
     assert import_ilsvrc2012(app) == 1000  # replacing the set is idempotent
     with app.Session() as s:
-        rows = s.execute(select(ClassChoice.wnid, ClassChoice.class_index).where(
-            ClassChoice.set_name == "ilsvrc2012").order_by(ClassChoice.class_index)).all()
+        rows = s.execute(
+            select(ClassChoice.wnid, ClassChoice.class_index)
+            .where(ClassChoice.set_name == "ilsvrc2012")
+            .order_by(ClassChoice.class_index)
+        ).all()
     assert len(rows) == 1000
     assert rows[0] == ("n01440764", 0) and rows[-1] == ("n15075141", 999)
     assert [w for w, _ in rows] == sorted(w for w, _ in rows)

@@ -31,6 +31,8 @@ def test_mirror_is_a_fixed_xor() -> None:
 def test_different_photos_are_far_apart() -> None:
     hashes = [phash_bytes(encode(im, "PNG")) for im in photos()]
     dists = [hamming(a, b) for i, a in enumerate(hashes) for b in hashes[i + 1 :]]
-    print(f"distances between {len(hashes)} different photos: min {min(dists)}, "
-          f"mean {np.mean(dists):.1f}")
+    print(
+        f"distances between {len(hashes)} different photos: min {min(dists)}, "
+        f"mean {np.mean(dists):.1f}"
+    )
     assert min(dists) > 6

@@ -50,7 +50,9 @@ def test_scan_records_every_rejection_and_resumes(app) -> None:  # type: ignore[
     with app.Session.begin() as s:
         for data in (good, tiny, wide, blank_png, logo_png, truncated, garbage):
             add_candidate(s, app.blobs, "n02123045", data, decision=None)
-        missing = add_candidate(s, app.blobs, "n02123045", encode(photo("moon"), "PNG"), decision=None)
+        missing = add_candidate(
+            s, app.blobs, "n02123045", encode(photo("moon"), "PNG"), decision=None
+        )
         sha_missing = s.get(Candidate, missing).image_sha256
     app.blobs.delete(sha_missing)  # a row whose blob is gone
 
@@ -58,7 +60,9 @@ def test_scan_records_every_rejection_and_resumes(app) -> None:  # type: ignore[
     print(report)
     with app.Session() as s:
         rows = {r.sha256: r for r in s.scalars(select(Image))}
-    by_reason = {sha: (r.quality, (r.quality_reason or "").split(":", 1)[0]) for sha, r in rows.items()}
+    by_reason = {
+        sha: (r.quality, (r.quality_reason or "").split(":", 1)[0]) for sha, r in rows.items()
+    }
     from imnet.blobstore import sha256_hex
 
     assert by_reason[sha256_hex(good)] == ("ok", "")
@@ -73,7 +77,11 @@ def test_scan_records_every_rejection_and_resumes(app) -> None:  # type: ignore[
     assert "missing" in rows[sha_missing].quality_reason
     assert report["scan"]["scanned"] == 8 and report["scan"]["errors"] == []
     assert report["rejected_by_reason"] == {
-        "too_small": 1, "aspect": 1, "blank": 1, "single_colour": 1, "unreadable": 3
+        "too_small": 1,
+        "aspect": 1,
+        "blank": 1,
+        "single_colour": 1,
+        "unreadable": 3,
     }
     assert report["totals"]["images_by_quality"] == {"ok": 1, "rejected": 7}
     # Resumable and idempotent: a second run has nothing left to do.
@@ -89,11 +97,16 @@ def test_a_failing_stage_leaves_the_image_unchecked(app, monkeypatch) -> None:  
         raise RuntimeError("stage bug")
 
     with app.Session.begin() as s:
-        cid = add_candidate(s, app.blobs, "n02123045", encode(photo("astronaut"), "PNG"), decision=None)
+        cid = add_candidate(
+            s, app.blobs, "n02123045", encode(photo("astronaut"), "PNG"), decision=None
+        )
         sha = s.get(Candidate, cid).image_sha256
     monkeypatch.setattr(filters, "STAGES", (("broken", broken),))
     report = curation.run_curation(app, steps=("filter",))
-    assert report["scan"]["errors"] and "broken: RuntimeError: stage bug" in report["scan"]["errors"][0]
+    assert (
+        report["scan"]["errors"]
+        and "broken: RuntimeError: stage bug" in report["scan"]["errors"][0]
+    )
     with app.Session() as s:
         assert s.get(Image, sha).quality is None
     monkeypatch.undo()

@@ -17,12 +17,20 @@ def _items(n_per_class: dict[str, int], seed: int = 0) -> list[Item]:
     for w, n in n_per_class.items():
         for k in range(n):
             sha = hashlib.sha256(f"{seed}:{w}:{k}".encode()).hexdigest()
-            out.append(Item(sha, w, int(rng.integers(0, 2**64 - 1, dtype=np.uint64, endpoint=True))))
+            out.append(
+                Item(sha, w, int(rng.integers(0, 2**64 - 1, dtype=np.uint64, endpoint=True)))
+            )
     return out
 
 
-PARAMS = SplitParams(seed=3, val_per_class=5, test_per_class=10, train_max_per_class=60,
-                     train_min_per_class=2, radius=6)
+PARAMS = SplitParams(
+    seed=3,
+    val_per_class=5,
+    test_per_class=10,
+    train_max_per_class=60,
+    train_min_per_class=2,
+    radius=6,
+)
 
 
 def test_deterministic_and_seeded() -> None:
@@ -44,9 +52,8 @@ def test_quotas_and_small_classes() -> None:
         assert max(per.values()) <= cap
     assert sum(1 for it in r.train if it.wnid == "n01") == 60
     assert sum(1 for it in r.val if it.wnid == "n01") == 5
-    assert r.dropped_classes == {"n03": "too_few_train: 0 < 2"} or r.dropped_classes == {
-        "n03": "too_few_train: 1 < 2"
-    }
+    assert list(r.dropped_classes) == ["n03"]
+    assert r.dropped_classes["n03"].startswith("too_few_train: ")
     # Every image is either in exactly one split or dropped with a reason.
     placed = [it.sha256 for part in r.by_split().values() for it in part]
     assert len(placed) == len(set(placed))
@@ -68,11 +75,6 @@ def test_stable_when_images_arrive() -> None:
     both = set(split_a) & set(split_b)
     assert len(both) > 0.8 * len(split_a)
     assert all(split_a[s] == split_b[s] for s in both), "an image changed split"
-    # The bucket is a function of (seed, image) only.
-    for it in old:
-        assert PARAMS.bucket(split_key(PARAMS.seed, it.sha256)) == PARAMS.bucket(
-            split_key(PARAMS.seed, it.sha256)
-        )
 
 
 def test_no_near_duplicate_of_heldout_in_train_across_classes() -> None:
@@ -91,10 +93,13 @@ def test_no_near_duplicate_of_heldout_in_train_across_classes() -> None:
     assert held
     hashes = np.array([it.phash for it in held] + [it.phash for it in r.train], dtype=np.uint64)
     mirrored = hashes.copy()
-    mirrored[len(held):] ^= np.uint64(FLIP_MASK)
+    mirrored[len(held) :] ^= np.uint64(FLIP_MASK)
     for h in (hashes, mirrored):
         bad = [(a, b) for a, b in brute_force_pairs(h, PARAMS.radius) if a < len(held) <= b]
         assert bad == [], "a train image is a near-duplicate of a val/test image"
     leaked = [reason for reason in r.dropped.values() if reason.startswith("near_dup_of_heldout")]
-    assert len(leaked) >= len([e for e in extra if PARAMS.bucket(split_key(3, e.sha256)) == "train"]) * 0.9
+    assert (
+        len(leaked)
+        >= len([e for e in extra if PARAMS.bucket(split_key(3, e.sha256)) == "train"]) * 0.9
+    )
     print(f"{len(leaked)} train images removed as near-duplicates of val/test images")

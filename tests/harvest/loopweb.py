@@ -103,8 +103,12 @@ class LoopWeb:
         self._thread.join(10)
 
 
-def body(data: bytes, content_type: str = "image/jpeg", status: int = 200,
-         headers: dict[str, str] | None = None) -> Handler:
+def body(
+    data: bytes,
+    content_type: str = "image/jpeg",
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Handler:
     async def h(_: web.Request) -> web.StreamResponse:
         return web.Response(body=data, status=status, content_type=content_type, headers=headers)
 

@@ -98,8 +98,13 @@ def _add(app: App, rows: list[tuple[str, str]]) -> None:
 def test_hostile_web_every_candidate_final(app: App, tmp_path: Path) -> None:
     # Loopback is the only network here, so allow exactly it and refuse all other private ranges.
     app.settings = app.settings.replace(
-        allow_private_hosts=False, crawl_allowed_networks="127.0.0.1/32",
-        crawl_read_timeout=0.5, crawl_retries=1, crawl_max_bytes=2_000_000, crawl_concurrency=8)
+        allow_private_hosts=False,
+        crawl_allowed_networks="127.0.0.1/32",
+        crawl_read_timeout=0.5,
+        crawl_retries=1,
+        crawl_max_bytes=2_000_000,
+        crawl_concurrency=8,
+    )
     add_synsets(app, wnids=[W1, W2])
     good = jpeg(320, 240, seed=1)
     with LoopWeb(hostile_routes(good)) as webx:
@@ -155,8 +160,11 @@ def _final_counts(url: str) -> dict[str, int]:
     eng = make_engine(url)
     try:
         with eng.connect() as conn:
-            return dict(conn.execute(select(Candidate.status, func.count()).group_by(
-                Candidate.status)).all())
+            return dict(
+                conn.execute(
+                    select(Candidate.status, func.count()).group_by(Candidate.status)
+                ).all()
+            )
     finally:
         eng.dispose()
 
@@ -179,12 +187,29 @@ def test_sigkill_mid_crawl_then_resume(tmp_path: Path, sqlite_url: str) -> None:
     n = 240
     routes = {f"/img/{i}.jpg": body(unique(base, i)) for i in range(n)}
     routes["/bad.jpg"] = body(b"<html>nope</html>" * 4)
-    env = dict(os.environ, IMNET_ALLOW_PRIVATE_HOSTS="1", IMNET_CRAWL_CONCURRENCY="8",
-               IMNET_CRAWL_LEASE_SECONDS="2", IMNET_CRAWL_BATCH="16")
-    cmd = [sys.executable, "-m", "imnet", "--data-dir", str(data_dir), "--database-url", sqlite_url,
-           "harvest", "crawl", "--no-progress"]
+    env = dict(
+        os.environ,
+        IMNET_ALLOW_PRIVATE_HOSTS="1",
+        IMNET_CRAWL_CONCURRENCY="8",
+        IMNET_CRAWL_LEASE_SECONDS="2",
+        IMNET_CRAWL_BATCH="16",
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "imnet",
+        "--data-dir",
+        str(data_dir),
+        "--database-url",
+        sqlite_url,
+        "harvest",
+        "crawl",
+        "--no-progress",
+    ]
     with LoopWeb(routes, latency=0.05) as webx:
-        _add(app, [(W1, webx.url(f"/img/{i}.jpg")) for i in range(n)] + [(W1, webx.url("/bad.jpg"))])
+        _add(
+            app, [(W1, webx.url(f"/img/{i}.jpg")) for i in range(n)] + [(W1, webx.url("/bad.jpg"))]
+        )
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 90
         # Wait (bounded) until part of the work is recorded, then kill without warning.
@@ -197,8 +222,14 @@ def test_sigkill_mid_crawl_then_resume(tmp_path: Path, sqlite_url: str) -> None:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         with app.Session() as s:
-            done_before = {c.url for c in s.scalars(select(Candidate).where(
-                Candidate.status.in_(["fetched", "failed", "rejected", "duplicate"])))}
+            done_before = {
+                c.url
+                for c in s.scalars(
+                    select(Candidate).where(
+                        Candidate.status.in_(["fetched", "failed", "rejected", "duplicate"])
+                    )
+                )
+            }
             left = s.query(Candidate).filter(Candidate.status.in_(["pending", "fetching"])).count()
         assert 40 <= len(done_before) and left > 0
         hits_before = dict(webx.hits)
@@ -225,8 +256,13 @@ def test_two_processes_share_one_postgres_queue(pg_url: str, tmp_path: Path) -> 
 
     from imnet.settings import Settings
 
-    settings = Settings(data_dir=str(tmp_path / "data"), database_url=pg_url,
-                        allow_private_hosts=True, crawl_concurrency=8, crawl_batch=8)
+    settings = Settings(
+        data_dir=str(tmp_path / "data"),
+        database_url=pg_url,
+        allow_private_hosts=True,
+        crawl_concurrency=8,
+        crawl_batch=8,
+    )
     app = App(settings)
     add_synsets(app, wnids=[W1, W2])
     base = jpeg(256, 192, seed=4)

@@ -11,8 +11,20 @@ from harvest.fetch import AddressPolicy, Fetcher, HostGate, PrivateAddress, noai
 from imnet.settings import Settings
 
 
-@pytest.mark.parametrize("addr", ["127.0.0.1", "10.0.0.1", "192.168.1.1", "172.16.0.5",
-                                  "169.254.169.254", "::1", "fe80::1", "0.0.0.0", "100.64.0.1"])
+@pytest.mark.parametrize(
+    "addr",
+    [
+        "127.0.0.1",
+        "10.0.0.1",
+        "192.168.1.1",
+        "172.16.0.5",
+        "169.254.169.254",
+        "::1",
+        "fe80::1",
+        "0.0.0.0",
+        "100.64.0.1",
+    ],
+)
 def test_private_addresses_refused(addr: str) -> None:
     with pytest.raises(PrivateAddress):
         AddressPolicy(Settings()).check(addr)
@@ -52,8 +64,9 @@ def test_host_gate_spaces_request_starts() -> None:
 
 def test_hostname_resolving_to_loopback_is_refused() -> None:
     """The resolver guard covers names (here `localhost`), not only IP literals."""
-    settings = Settings(allow_private_hosts=False, crawl_allowed_networks="127.0.0.1/32",
-                        crawl_respect_robots=False)
+    settings = Settings(
+        allow_private_hosts=False, crawl_allowed_networks="127.0.0.1/32", crawl_respect_robots=False
+    )
 
     async def run(url: str) -> tuple[str, str | None]:
         async with Fetcher(settings) as f:

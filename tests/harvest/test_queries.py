@@ -22,8 +22,10 @@ def test_expand_texts_dedupes_and_combines() -> None:
 def test_expand_queries_rows_and_idempotence(app: App, tmp_path: Path) -> None:
     add_synsets(app, wnids=["n01440764"])  # tench, parent cyprinid
     table = tmp_path / "tr.tsv"
-    table.write_text("# lang\tenglish\ttranslation\nes\ttench\ttenca\nes\tcyprinid\tciprínido\n",
-                     encoding="utf-8")
+    table.write_text(
+        "# lang\tenglish\ttranslation\nes\ttench\ttenca\nes\tcyprinid\tciprínido\n",
+        encoding="utf-8",
+    )
     app.settings = app.settings.replace(query_translation_file=str(table))
     n = expand_queries(app, sources=["openverse", "wikimedia"])
     with app.Session() as s:

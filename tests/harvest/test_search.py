@@ -65,8 +65,13 @@ def test_limit_per_query_stops_early(app: App) -> None:
 def test_429_retry_after_honoured_and_bounded(sqlite_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from imnet.settings import Settings
 
-    ok = {"result_count": 1, "page_count": 1, "page_size": 20, "page": 1,
-          "results": [{"id": "x1", "url": "https://example.org/a.jpg", "title": "a"}]}
+    ok = {
+        "result_count": 1,
+        "page_count": 1,
+        "page_size": 20,
+        "page": 1,
+        "results": [{"id": "x1", "url": "https://example.org/a.jpg", "title": "a"}],
+    }
     throttled = json_body({"detail": "throttled"}, 429, {"Retry-After": "1"})
     long_wait = json_body({"detail": "throttled"}, 429, {"Retry-After": "3600"})
 

@@ -15,16 +15,34 @@ from imnet.settings import Settings
 def wm_page(titles: list[str], offset: int | None) -> dict:
     """A formatversion=2 `generator=search&prop=imageinfo` answer, as Commons sends it."""
     pages = [
-        {"pageid": 1000 + i, "ns": 6, "title": f"File:{t}", "index": i + 1, "imagerepository": "local",
-         "imageinfo": [{
-             "size": 123456, "width": 1024, "height": 768,
-             "url": f"https://upload.wikimedia.org/wikipedia/commons/a/ab/{t}",
-             "descriptionurl": f"https://commons.wikimedia.org/wiki/File:{t}",
-             "descriptionshorturl": f"https://commons.wikimedia.org/w/index.php?curid={1000 + i}",
-             "mime": "image/svg+xml" if t.endswith(".svg") else "image/jpeg",
-             "extmetadata": {"LicenseShortName": {"value": "CC BY-SA 4.0", "source": "commons-desc-page"},
-                             "Artist": {"value": "<a href='//x'>Someone</a>", "source": "commons-desc-page"}},
-         }]}
+        {
+            "pageid": 1000 + i,
+            "ns": 6,
+            "title": f"File:{t}",
+            "index": i + 1,
+            "imagerepository": "local",
+            "imageinfo": [
+                {
+                    "size": 123456,
+                    "width": 1024,
+                    "height": 768,
+                    "url": f"https://upload.wikimedia.org/wikipedia/commons/a/ab/{t}",
+                    "descriptionurl": f"https://commons.wikimedia.org/wiki/File:{t}",
+                    "descriptionshorturl": f"https://commons.wikimedia.org/w/index.php?curid={1000 + i}",
+                    "mime": "image/svg+xml" if t.endswith(".svg") else "image/jpeg",
+                    "extmetadata": {
+                        "LicenseShortName": {
+                            "value": "CC BY-SA 4.0",
+                            "source": "commons-desc-page",
+                        },
+                        "Artist": {
+                            "value": "<a href='//x'>Someone</a>",
+                            "source": "commons-desc-page",
+                        },
+                    },
+                }
+            ],
+        }
         for i, t in enumerate(titles)
     ]
     out: dict = {"batchcomplete": True, "query": {"pages": list(reversed(pages))}}
@@ -39,10 +57,13 @@ async def wikimedia_api(request: web.Request) -> web.StreamResponse:
     if q["gsrsearch"] == "nothing":
         return web.json_response({"batchcomplete": True})
     if q["gsrsearch"] == "broken":
-        return web.Response(text='{"batchcomplete": true, "query": {"pa', content_type="application/json")
+        return web.Response(
+            text='{"batchcomplete": true, "query": {"pa', content_type="application/json"
+        )
     if q["gsrsearch"] == "apierror":
-        return web.json_response({"error": {"code": "srsearch-error", "info": "bad query"},
-                                  "servedby": "mw-api-ext"})
+        return web.json_response(
+            {"error": {"code": "srsearch-error", "info": "bad query"}, "servedby": "mw-api-ext"}
+        )
     if "gsroffset" not in q:
         return web.json_response(wm_page(["Tench_1.jpg", "Tench_2.jpg", "Drawing.svg"], 3))
     assert q["gsroffset"] == "3" and q["continue"] == "gsroffset||"
@@ -50,64 +71,129 @@ async def wikimedia_api(request: web.Request) -> web.StreamResponse:
 
 
 def ov_result(i: int) -> dict:
-    return {"id": f"4bc4a0e4-{i:04d}", "title": f"tench {i}", "indexed_on": "2023-01-01T00:00:00Z",
-            "foreign_landing_url": f"https://www.flickr.com/photos/x/{i}/",
-            "url": f"https://live.staticflickr.com/65535/{i}_abc_b.jpg", "creator": "someone",
-            "creator_url": None, "license": "by", "license_version": "2.0",
-            "license_url": "https://creativecommons.org/licenses/by/2.0/", "provider": "flickr",
-            "source": "flickr", "category": "photograph", "filesize": None, "filetype": "jpg",
-            "tags": [], "attribution": "...", "fields_matched": ["title"], "mature": False,
-            "height": 768, "width": 1024, "thumbnail": "...", "detail_url": "...",
-            "related_url": "..."}
+    return {
+        "id": f"4bc4a0e4-{i:04d}",
+        "title": f"tench {i}",
+        "indexed_on": "2023-01-01T00:00:00Z",
+        "foreign_landing_url": f"https://www.flickr.com/photos/x/{i}/",
+        "url": f"https://live.staticflickr.com/65535/{i}_abc_b.jpg",
+        "creator": "someone",
+        "creator_url": None,
+        "license": "by",
+        "license_version": "2.0",
+        "license_url": "https://creativecommons.org/licenses/by/2.0/",
+        "provider": "flickr",
+        "source": "flickr",
+        "category": "photograph",
+        "filesize": None,
+        "filetype": "jpg",
+        "tags": [],
+        "attribution": "...",
+        "fields_matched": ["title"],
+        "mature": False,
+        "height": 768,
+        "width": 1024,
+        "thumbnail": "...",
+        "detail_url": "...",
+        "related_url": "...",
+    }
 
 
 async def openverse_api(request: web.Request) -> web.StreamResponse:
     q = request.query
     if q["q"] == "nothing":
-        return web.json_response({"result_count": 0, "page_count": 0, "page_size": 20, "page": 1,
-                                  "results": [], "warnings": []})
+        return web.json_response(
+            {
+                "result_count": 0,
+                "page_count": 0,
+                "page_size": 20,
+                "page": 1,
+                "results": [],
+                "warnings": [],
+            }
+        )
     if q["q"] == "broken":
         return web.Response(text="<html>502 Bad Gateway</html>", content_type="application/json")
     page = int(q.get("page", "1"))
     assert int(q["page_size"]) <= 20
-    return web.json_response({"result_count": 3, "page_count": 2, "page_size": 2, "page": page,
-                              "results": [ov_result(i) for i in ([1, 2] if page == 1 else [3])],
-                              "warnings": []})
+    return web.json_response(
+        {
+            "result_count": 3,
+            "page_count": 2,
+            "page_size": 2,
+            "page": page,
+            "results": [ov_result(i) for i in ([1, 2] if page == 1 else [3])],
+            "warnings": [],
+        }
+    )
 
 
 async def flickr_api(request: web.Request) -> web.StreamResponse:
     q = request.query
     assert q["method"] == "flickr.photos.search" and q["nojsoncallback"] == "1"
     if q["api_key"] != "k3y":
-        return web.json_response({"stat": "fail", "code": 100,
-                                  "message": "Invalid API Key (Key has invalid format)"})
+        return web.json_response(
+            {"stat": "fail", "code": 100, "message": "Invalid API Key (Key has invalid format)"}
+        )
     if q["text"] == "nothing":
-        return web.json_response({"photos": {"page": 1, "pages": 0, "perpage": 100, "total": 0,
-                                             "photo": []}, "stat": "ok"})
+        return web.json_response(
+            {
+                "photos": {"page": 1, "pages": 0, "perpage": 100, "total": 0, "photo": []},
+                "stat": "ok",
+            }
+        )
     page = int(q["page"])
-    photos = [{"id": str(50000 + page), "owner": "12345@N00", "secret": "abcdef", "server": "65535",
-               "farm": 66, "title": f"tench {page}", "ispublic": 1, "isfriend": 0, "isfamily": 0,
-               "license": "4", "ownername": "A Fisher"}]
+    photos = [
+        {
+            "id": str(50000 + page),
+            "owner": "12345@N00",
+            "secret": "abcdef",
+            "server": "65535",
+            "farm": 66,
+            "title": f"tench {page}",
+            "ispublic": 1,
+            "isfriend": 0,
+            "isfamily": 0,
+            "license": "4",
+            "ownername": "A Fisher",
+        }
+    ]
     if page == 1:
-        photos[0].update({"url_z": "https://live.staticflickr.com/65535/50001_abcdef_z.jpg",
-                          "height_z": 480, "width_z": 640})
-    return web.json_response({"photos": {"page": page, "pages": 2, "perpage": 1, "total": 2,
-                                         "photo": photos}, "stat": "ok"})
+        photos[0].update(
+            {
+                "url_z": "https://live.staticflickr.com/65535/50001_abcdef_z.jpg",
+                "height_z": 480,
+                "width_z": 640,
+            }
+        )
+    return web.json_response(
+        {
+            "photos": {"page": page, "pages": 2, "perpage": 1, "total": 2, "photo": photos},
+            "stat": "ok",
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 def api():  # type: ignore[no-untyped-def]
-    routes = {"/w/api.php": wikimedia_api, "/v1/images/": openverse_api,
-              "/services/rest/": flickr_api}
+    routes = {
+        "/w/api.php": wikimedia_api,
+        "/v1/images/": openverse_api,
+        "/services/rest/": flickr_api,
+    }
     with LoopWeb(routes) as w:
         yield w
 
 
 def _settings(api: LoopWeb, **kw) -> Settings:  # type: ignore[no-untyped-def]
-    return Settings(source_wikimedia_url=api.url("/w/api.php"),
-                    source_openverse_url=api.url("/v1/images/"),
-                    source_flickr_url=api.url("/services/rest/"), flickr_api_key="k3y",
-                    search_timeout=5.0, **kw)
+    return Settings(
+        source_wikimedia_url=api.url("/w/api.php"),
+        source_openverse_url=api.url("/v1/images/"),
+        source_flickr_url=api.url("/services/rest/"),
+        flickr_api_key="k3y",
+        search_timeout=5.0,
+        **kw,
+    )
 
 
 def test_registry_names() -> None:
@@ -178,11 +264,22 @@ def test_rate_limit_retry_after_is_parsed() -> None:
 
 def test_429_then_success(api: LoopWeb) -> None:
     hits = {"n": 0}
-    ok = {"result_count": 1, "page_count": 1, "page_size": 20, "page": 1,
-          "results": [ov_result(9)], "warnings": []}
-    with LoopWeb({"/v1/images/": sequence(
-            json_body({"detail": "Request was throttled."}, 429, {"Retry-After": "1"}),
-            json_body(ok))}) as w:
+    ok = {
+        "result_count": 1,
+        "page_count": 1,
+        "page_size": 20,
+        "page": 1,
+        "results": [ov_result(9)],
+        "warnings": [],
+    }
+    with LoopWeb(
+        {
+            "/v1/images/": sequence(
+                json_body({"detail": "Request was throttled."}, 429, {"Retry-After": "1"}),
+                json_body(ok),
+            )
+        }
+    ) as w:
         src = get_source("openverse", Settings(source_openverse_url=w.url("/v1/images/")))
         with pytest.raises(SourceError) as e:
             src.search("tench", None, 20)

@@ -12,14 +12,25 @@ from harvest.validate import Rejected, sniff, validate_image, validate_or_reason
 LIMIT = 89_478_485
 
 
-@pytest.mark.parametrize("fmt,name", [("JPEG", "JPEG"), ("PNG", "PNG"), ("WEBP", "WEBP"),
-                                      ("GIF", "GIF"), ("BMP", "BMP"), ("TIFF", "TIFF")])
+@pytest.mark.parametrize(
+    "fmt,name",
+    [
+        ("JPEG", "JPEG"),
+        ("PNG", "PNG"),
+        ("WEBP", "WEBP"),
+        ("GIF", "GIF"),
+        ("BMP", "BMP"),
+        ("TIFF", "TIFF"),
+    ],
+)
 def test_sniff_real_encodings(fmt: str, name: str) -> None:
     assert sniff(encode(fmt, 40, 40)[:16]) == name
 
 
 def test_sniff_refuses_non_images() -> None:
-    assert sniff(b"<!DOCTYPE html>") is None and sniff(b"") is None and sniff(b"RIFF1234WAVE") is None
+    assert (
+        sniff(b"<!DOCTYPE html>") is None and sniff(b"") is None and sniff(b"RIFF1234WAVE") is None
+    )
 
 
 def test_valid_jpeg_info() -> None:
@@ -29,13 +40,16 @@ def test_valid_jpeg_info() -> None:
     assert info.sha256 == hashlib.sha256(data).hexdigest()
 
 
-@pytest.mark.parametrize("data,code", [
-    (b"<html><body>not an image</body></html>", "not_image"),
-    (encode("GIF", 1, 1), "too_small"),
-    (bomb_png(), "bomb"),
-    (jpeg(300, 200)[:3000], "decode_error"),
-    (encode("PNG", 64, 64)[:60], "decode_error"),
-])
+@pytest.mark.parametrize(
+    "data,code",
+    [
+        (b"<html><body>not an image</body></html>", "not_image"),
+        (encode("GIF", 1, 1), "too_small"),
+        (bomb_png(), "bomb"),
+        (jpeg(300, 200)[:3000], "decode_error"),
+        (encode("PNG", 64, 64)[:60], "decode_error"),
+    ],
+)
 def test_rejections(data: bytes, code: str) -> None:
     with pytest.raises(Rejected) as e:
         validate_image(data, LIMIT, 32)

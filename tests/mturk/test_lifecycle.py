@@ -242,3 +242,53 @@ def _open_hit(app, mt) -> str:  # type: ignore[no-untyped-def]
     publish(app, yes=True, needs={c: 1 for c in fresh["ids"]}, client=mt, out=lambda s: None)
     with app.Session() as s:
         return s.scalar(select(HitItem.hit_id).where(HitItem.candidate_id == fresh["ids"][0]))
+
+
+def test_auto_approval_and_returned_slot(sqlite_app):  # type: ignore[no-untyped-def]
+    """MTurk approves by itself after AutoApprovalDelay; a returned slot goes to someone else."""
+    from mturk.layout import Tile, html_question, render_task_html
+
+    app = sqlite_app
+    handle = serve(app)
+    try:
+        mt = client_for(app)
+        type_id = mt.create_hit_type(
+            Title="t",
+            Description="d",
+            Reward="0.05",
+            AssignmentDurationInSeconds=60,
+            AutoApprovalDelayInSeconds=0,
+        )["HITTypeId"]
+        doc = render_task_html("n1", ["x"], "y", [Tile(0, "a" * 64, "/images/a")])
+        hit = mt.create_hit(
+            MaxAssignments=1,
+            LifetimeInSeconds=600,
+            Question=html_question(doc),
+            Title="t",
+            Description="d",
+            Reward="0.05",
+            AssignmentDurationInSeconds=60,
+            AutoApprovalDelayInSeconds=0,
+            UniqueRequestToken="auto-1",
+        )["HIT"]
+        assert hit["HITTypeId"] == type_id  # same parameters, same HIT type
+        http = requests.Session()
+        http.trust_env = False
+        http.post(f"{handle.url}/worker/signin", data={"worker_id": "QUITTER"})
+        r = http.post(f"{handle.url}/worker/hits/{hit['HITId']}/accept", allow_redirects=False)
+        aid = r.headers["Location"].rsplit("/", 1)[1]
+        assert mt.get_hit(HITId=hit["HITId"])["HIT"]["HITStatus"] == "Unassignable"
+        assert http.post(f"{handle.url}/worker/assignments/{aid}/return").status_code == 200
+        assert mt.get_hit(HITId=hit["HITId"])["HIT"]["NumberOfAssignmentsAvailable"] == 1
+        r = _work(
+            handle.url,
+            "FINISHER",
+            hit["HITId"],
+            lambda a: {"assignmentId": a, "n_items": "1", "item_0": "yes"},
+        )
+        assert r.status_code == 200
+        got = mt.list_assignments_for_hit(HITId=hit["HITId"])["Assignments"]
+        assert [(a["WorkerId"], a["AssignmentStatus"]) for a in got] == [("FINISHER", "Approved")]
+        assert float(mt.get_account_balance()["AvailableBalance"]) == pytest.approx(10000 - 0.06)
+    finally:
+        handle.stop()

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -64,3 +68,39 @@ def test_help_texts(capsys) -> None:  # type: ignore[no-untyped-def]
             main(argv)
         assert e.value.code == 0
         assert "--" in capsys.readouterr().out
+
+
+def test_imnet_review_serves_the_page(tmp_path: Path) -> None:
+    """`imnet review` as a real process: it answers on its port and / redirects to /review/."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "IMNET_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from imnet.cli import main; raise SystemExit(main())",
+            "review",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert line.startswith(f"review page on http://127.0.0.1:{port}/review/"), (
+            line + proc.stderr.read()  # type: ignore[union-attr]
+        )
+        r = requests.get(f"http://127.0.0.1:{port}/", timeout=30)
+        assert r.status_code == 200 and r.url.endswith("/review/")
+        assert "<h2>Workers</h2>" in r.text and "id='synsets'" in r.text
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]

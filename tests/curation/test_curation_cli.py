@@ -1,0 +1,93 @@
+"""`imnet curate`, `imnet classes ...` and `imnet export` end to end through the real CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from curation_rows import add_candidate, add_synset, encode, photo, smooth_image
+
+from imnet.app import App
+from imnet.cli import main
+from imnet.settings import Settings
+
+
+def test_cli_curate_choose_show_export(tmp_path: Path, sqlite_url: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    data_dir = tmp_path / "data"
+    app = App(Settings(data_dir=str(data_dir), database_url=sqlite_url))
+    with app.Session.begin() as s:
+        for ci, w in enumerate(("n02085620", "n02123045")):
+            add_synset(s, w, lemmas=[f"class_{ci}"])
+            for k in range(8):
+                add_candidate(s, app.blobs, w, encode(smooth_image(100 * ci + k), "PNG"))
+        add_candidate(s, app.blobs, "n02123045", encode(photo("coffee").resize((30, 20)), "PNG"))
+    app.close()
+    base = ["--data-dir", str(data_dir), "--database-url", sqlite_url]
+
+    assert main([*base, "curate"]) == 0
+    out = capsys.readouterr().out
+    assert "scan: 17 images, 17 hashed, 16 ok, 1 rejected" in out
+    assert "'too_small': 1" in out
+
+    assert main([*base, "classes", "choose", "--set", "two", "--n", "3", "--min-images", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "2 of 3 classes chosen" in out and "warning: 1 classes short" in out
+    assert main([*base, "classes", "show", "--set", "two", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [(r["class_index"], r["wnid"], r["accepted"]) for r in shown] == [
+        (0, "n02085620", 8),
+        (1, "n02123045", 8),
+    ]
+
+    out_dir = tmp_path / "export"
+    assert (
+        main(
+            [
+                *base,
+                "export",
+                "--set",
+                "two",
+                "--format",
+                "ilsvrc",
+                "--out",
+                str(out_dir),
+                "--resize",
+                "48",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    rep = json.loads(capsys.readouterr().out)
+    assert sum(rep["counts"].values()) == len(list(out_dir.glob("*/**/*.JPEG")))
+    assert (out_dir / "data" / "meta.mat").exists()
+
+    # Clear one-line errors, exit status 2, nothing written.
+    assert (
+        main([*base, "export", "--set", "nope", "--format", "ilsvrc", "--out", str(tmp_path / "x")])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "no class set named 'nope'" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "precious.txt").write_text("keep me")
+    assert (
+        main(
+            [
+                *base,
+                "export",
+                "--set",
+                "two",
+                "--format",
+                "webdataset",
+                "--out",
+                str(tmp_path / "busy"),
+            ]
+        )
+        == 2
+    )
+    assert "holds no imnet export" in capsys.readouterr().err
+    assert (tmp_path / "busy" / "precious.txt").read_text() == "keep me"
+    assert main([*base, "classes", "choose", "--set", "z", "--n", "2", "--root", "dog"]) == 2
+    assert "is not a wnid" in capsys.readouterr().err
