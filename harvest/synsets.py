@@ -16,14 +16,18 @@ class SynsetError(ValueError):
     """A wnid is malformed or not a WordNet 3.0 noun synset; the message is one line."""
 
 
-@cache
 def ilsvrc2012_wnids() -> list[str]:
     """The 1,000 ILSVRC-2012 wnids in class-index order (shipped data file, from timm, Apache-2.0)."""
+    return list(_ilsvrc2012())
+
+
+@cache
+def _ilsvrc2012() -> tuple[str, ...]:
     text = resources.files("harvest").joinpath("data/ilsvrc2012_wnids.txt").read_text()
     wnids = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     if len(wnids) != 1000 or len(set(wnids)) != 1000:
         raise RuntimeError(f"harvest/data/ilsvrc2012_wnids.txt holds {len(wnids)} wnids, not 1000")
-    return list(wnids)
+    return tuple(wnids)
 
 
 @cache

@@ -18,6 +18,9 @@ MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
+_quiet = False
+
+
 class Rejected(Exception):
     """The content is not an acceptable image; `code` is the candidate's reason code."""
 
@@ -56,6 +59,13 @@ def validate_image(data: bytes, max_pixels: int, min_side: int, digest: bool = T
     """
     from PIL import Image
 
+    global _quiet
+    if not _quiet:
+        import warnings
+
+        # Our own pixel check below reports bombs; Pillow's warning would only add noise.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        _quiet = True
     fmt = sniff(data[:16])
     if fmt is None:
         raise Rejected("not_image", f"starts with {data[:12]!r}")

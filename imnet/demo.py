@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -55,6 +56,9 @@ def _cmd(args: argparse.Namespace, app: App) -> int:
     if args.scale < 1 or args.epochs < 1:
         raise UserError("--scale and --epochs must be at least 1")
     workdir = Path(args.workdir or Path(app.settings.data_dir) / "demo")
+    if not args.verbose:
+        # The stages log every step at INFO; the demo prints its own report instead.
+        logging.getLogger().setLevel(logging.WARNING)
     try:
         report = run_demo(
             app.settings,
@@ -121,7 +125,7 @@ def run_demo(
         "stage_order": [],
         "ok": False,
     }
-    app = None
+    app = mturk_app = None
     mturk = None
     try:
         settings = demo_settings(base, workdir).replace(
@@ -136,7 +140,7 @@ def run_demo(
         )
         from imnet.demo_verify import start_mturk
 
-        mturk = start_mturk(settings, workdir)
+        mturk, mturk_app = start_mturk(settings, workdir)
         settings = settings.replace(mturk_endpoint_url=mturk.url)
         app = App(settings)
         _prepare_blobs(app)
@@ -152,10 +156,21 @@ def run_demo(
             seed=seed,
             state=state,
             mturk_url=mturk.url,
+            out=out,
         )
         report["database"] = settings.masked()["database_url"]
         report["blobs"] = settings.resolved_blob_url()
         report["fixture"] = {"url": web.url, **corpus_summary(workdir / "fixture")}
+        fx = report["fixture"]
+        out(
+            f"fixture web {web.url}: {len(web.synsets)} synsets under {len(web.roots)} roots, "
+            f"{fx['search_results']} search results ({fx.get('results_right', 0)} right, "
+            f"{fx.get('results_related_synset', 0)} related synsets, "
+            f"{fx.get('results_other_root_synset', 0) + fx.get('results_unrelated_photo', 0)} "
+            f"unrelated, {fx.get('results_right_dup', 0) + fx.get('results_right_neardup', 0)} "
+            f"duplicates, {fx.get('results_broken', 0)} broken)"
+        )
+        out(f"database {report['database']}, blobs {report['blobs']}")
         released = st.release_dead_leases(app)
         if released:
             out(f"resume: {released} rows leased by a killed run made claimable again")
@@ -183,6 +198,8 @@ def run_demo(
             app.close()
         if mturk is not None:
             mturk.stop()
+        if mturk_app is not None:
+            mturk_app.close()
         web.stop()
     out(format_footer(report))
     return report

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ class Ctx:
     seed: int
     state: dict[str, Any]
     mturk_url: str = ""
+    out: Callable[[str], None] = print
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -16,7 +16,10 @@ N_WORKERS = 20
 
 
 def start_mturk(settings: Settings, workdir: Path):  # type: ignore[no-untyped-def]
-    """The self-hosted MTurk server in this process, on the port the last run used if it is free."""
+    """The self-hosted MTurk server in this process, on the port the last run used if it is free.
+
+    Returns (server handle, the App it serves); stop the handle, then close the App.
+    """
     from imnet.app import App
     from mturk.server import start_in_thread
 
@@ -27,10 +30,11 @@ def start_mturk(settings: Settings, workdir: Path):  # type: ignore[no-untyped-d
         handle = start_in_thread(app, "127.0.0.1", wanted, mount_review=False)
     except RuntimeError:
         if not wanted:
+            app.close()
             raise
         handle = start_in_thread(app, "127.0.0.1", 0, mount_review=False)
     port_file.write_text(str(handle.port))
-    return handle
+    return handle, app
 
 
 def stage_verify(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -56,6 +60,10 @@ def stage_verify(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         t0 = time.monotonic()
         pub = publish(app, ctx.synsets, yes=True, needs=needs, out=quiet)
         t1 = time.monotonic()
+        ctx.out(
+            f"  round {rnd + 1}: {len(needs)} items need votes; published "
+            f"{pub.get('created', 0)} HITs; simulated workers at work"
+        )
         cost += Decimal(pub["cost"]["total"]) if pub.get("created") else Decimal(0)
         sim = run_workers(
             ctx.mturk_url,
@@ -84,8 +92,11 @@ def stage_verify(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
                 "excluded_workers": len(col.get("excluded_workers", [])),
                 "undecided": cons["totals"]["undecided"],
                 "still_needing": cons["totals"]["needs_votes"],
-                "seconds": {"publish": round(t1 - t0, 2), "workers": round(t2 - t1, 2),
-                            "collect+consensus": round(t3 - t2, 2)},
+                "seconds": {
+                    "publish": round(t1 - t0, 2),
+                    "workers": round(t2 - t1, 2),
+                    "collect+consensus": round(t3 - t2, 2),
+                },
             }
         )
         if sim["submitted"] == 0 and not pub.get("created"):

@@ -21,12 +21,13 @@ import logging
 import time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from db.models import Assignment, Hit, HitItem, Vote, Worker
 from mturk.answers import AnswerError, parse_grid_answer
 from mturk.client import error_code, make_client, paginate, write_session
-from mturk.publish import MAX_ASSIGNMENTS_PER_HIT, exclusion_qualification
+from mturk.planning import MAX_ASSIGNMENTS_PER_HIT
+from mturk.publish import exclusion_qualification
 
 log = logging.getLogger(__name__)
 
@@ -137,36 +138,42 @@ def _ts(v: Any) -> float | None:
 
 
 def _send_reviews(app: Any, client: Any, server_status: dict[str, str]) -> dict[str, int]:
-    """Approve or reject every locally decided, not yet reviewed assignment (resumable)."""
+    """Approve or reject every locally decided, not yet reviewed assignment (resumable).
+
+    When the server already holds a verdict (reviewed before a crash, or auto-approved), its word
+    stands and the local status follows it (an "Invalid" answer stays Invalid: it has no votes)."""
     done = {"approved": 0, "rejected": 0, "already": 0}
     with app.Session() as session:
         todo = list(session.scalars(select(Assignment).where(Assignment.reviewed_at.is_(None))))
     for a in todo:
         approve = a.status == "Approved"
+        verdict = server_status.get(a.assignment_id, "Submitted")
         try:
-            if server_status.get(a.assignment_id, "Submitted") == "Submitted":
+            if verdict == "Submitted":
                 if approve:
                     client.approve_assignment(
                         AssignmentId=a.assignment_id, RequesterFeedback="Thank you."
                     )
                 else:
+                    feedback = a.reject_reason or "Rejected by the review policy."
                     client.reject_assignment(
-                        AssignmentId=a.assignment_id,
-                        RequesterFeedback=(a.reject_reason or "Rejected by the review policy.")[
-                            :1000
-                        ],
+                        AssignmentId=a.assignment_id, RequesterFeedback=feedback[:1000]
                     )
                 done["approved" if approve else "rejected"] += 1
+                verdict = "Approved" if approve else "Rejected"
             else:
                 done["already"] += 1
         except client.exceptions.RequestError as e:
-            # Reviewed before a crash, or auto-approved by the server meanwhile: keep its word.
-            if "InvalidAssignmentState" not in error_code(e) and "status" not in str(e):
+            if "InvalidAssignmentState" not in error_code(e):
                 raise
+            got = client.get_assignment(AssignmentId=a.assignment_id)["Assignment"]
+            verdict = got["AssignmentStatus"]
             done["already"] += 1
         with write_session(app) as session:
             row = session.get(Assignment, a.assignment_id)
             if row is not None:
+                if row.status != "Invalid" and verdict in ("Approved", "Rejected"):
+                    row.status = verdict
                 row.reviewed_at = time.time()
                 session.commit()
     return done
@@ -207,10 +214,19 @@ def collect(
     with app.Session() as session:
         local = {h.hit_id: h for h in session.scalars(select(Hit).where(Hit.status != "Disposed"))}
     # Reviewable HITs first (MTurk's own list), then every local HIT still open for partial work.
+    with app.Session() as session:
+        have = dict(
+            session.execute(
+                select(Assignment.hit_id, func.count()).group_by(Assignment.hit_id)
+            ).all()
+        )
     order: list[str] = []
     for h in paginate(client.list_reviewable_hits, "HITs", Status="Reviewable"):
-        if h["HITId"] in local:
-            order.append(h["HITId"])
+        row = local.get(h["HITId"])
+        # Finished and fully collected before: nothing new can be there.
+        if row is None or (row.collected_at and have.get(row.hit_id, 0) >= h["MaxAssignments"]):
+            continue
+        order.append(h["HITId"])
     order += [hid for hid, h in local.items() if hid not in order and h.collected_at is None]
     report = {"hits": 0, "assignments_new": 0, "invalid": 0, "server_status": {}}
     server_status: dict[str, str] = {}

@@ -32,6 +32,8 @@ class AlexNetConfig:
     init: str = "paper"
     # How the two-GPU split runs on one device: cuDNN grouped convs, or two dense convs ("split").
     group_impl: str = "groups"
+    # conv1 as cuDNN's direct conv, or as space-to-depth ("s2d": same result, faster on GPUs)
+    stem: str = "direct"
     devices: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -41,6 +43,8 @@ class AlexNetConfig:
             raise ValueError(f"unknown arch {self.arch!r}; choose from {ARCHS}")
         if self.init not in ("paper", "released"):
             raise ValueError("init must be 'paper' or 'released'")
+        if self.stem not in ("direct", "s2d"):
+            raise ValueError("stem must be 'direct' or 's2d'")
         if self.group_impl not in ("groups", "split"):
             raise ValueError("group_impl must be 'groups' or 'split'")
         if self.input_size < 63:
@@ -104,33 +108,44 @@ def lrn_reference(x: Tensor, size: int, alpha: float, beta: float, k: float, gro
 
 
 class _LRNFunction(torch.autograd.Function):
-    """Eager LRN: computes in fp32, saves only the input, recomputes the window sum in backward."""
+    """LRN with a hand-written backward that saves the denominator d, so backward needs one
+    window sum of a pointwise term instead of nested windows (what autograd of the plain ops
+    gives, and what torch.compile would otherwise recompute per element)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, size: int, alpha: float, beta: float, k: float, groups: int):
-        ctx.save_for_backward(x)
-        ctx.params = (size, alpha, beta, k, groups)
-        return lrn_reference(x, size, alpha, beta, k, groups)
+        v, cdim = _channels_last_view(x)
+        xf = v.to(_compute_dtype(x))
+        d = k + (alpha / size) * _window_sum(xf * xf, size, groups, cdim)
+        y = (xf * d.pow(-beta)).to(x.dtype)
+        # d in the input's dtype: bf16 costs the gradient ~0.3% relative error, like bf16 itself
+        ctx.save_for_backward(x, d.to(x.dtype))
+        ctx.size, ctx.alpha, ctx.beta, ctx.groups = size, alpha, beta, groups
+        return y.permute(0, 3, 1, 2) if cdim == -1 else y
 
     @staticmethod
     def backward(ctx, g: Tensor):
-        (x,) = ctx.saved_tensors
-        size, alpha, beta, k, groups = ctx.params
+        x, d = ctx.saved_tensors
+        size, alpha, beta, groups = ctx.size, ctx.alpha, ctx.beta, ctx.groups
         v, cdim = _channels_last_view(x)
+        if cdim == -1:  # read g in x's layout: mixed layouts make every load uncoalesced
+            g = g.contiguous(memory_format=torch.channels_last)
         gv = g.permute(0, 2, 3, 1) if cdim == -1 else g
-        xf = v.to(_compute_dtype(x))
-        d = k + (alpha / size) * _window_sum(xf * xf, size, groups, cdim)
-        dpow = d.pow(-beta)
-        # d y_j / d x_i = delta_ij d_j^-b - (2ab/n) x_i x_j d_j^(-b-1) for i in window(j);
-        # the window is symmetric, so the second term is a window sum of g*x*d^(-b-1).
-        t = _window_sum(gv.to(xf.dtype) * xf * dpow / d, size, groups, cdim)
-        gx = gv.to(xf.dtype) * dpow - (2.0 * alpha * beta / size) * xf * t
-        gx = gx.to(x.dtype)
+        ct = _compute_dtype(x)
+        xf, gf, df = v.to(ct), gv.to(ct), d.to(ct)
+        dpow = df.pow(-beta)
+        # dy_j/dx_i = [i == j] d_j^-b - (2ab/n) x_i x_j d_j^(-b-1) for i in window(j); the window
+        # is symmetric, so the second term is a window sum of g x d^(-b-1).
+        t = _window_sum(gf * xf * dpow / df, size, groups, cdim)
+        gx = (gf * dpow - (2.0 * alpha * beta / size) * xf * t).to(x.dtype)
         return (gx.permute(0, 3, 1, 2) if cdim == -1 else gx), None, None, None, None, None
 
 
 class LRN(nn.Module):
-    """`nn.LocalResponseNorm(5, 1e-4, 0.75, 2)` per channel group, fast on bf16 and channels_last."""
+    """`nn.LocalResponseNorm(5, 1e-4, 0.75, 2)` per channel group, fast on bf16 and channels_last.
+    impl "function" (default) uses _LRNFunction; "reference" the plain differentiable ops."""
+
+    impl = "function"
 
     def __init__(
         self,
@@ -144,12 +159,39 @@ class LRN(nn.Module):
         self.size, self.alpha, self.beta, self.k, self.groups = size, alpha, beta, k, groups
 
     def forward(self, x: Tensor) -> Tensor:
-        if torch.compiler.is_compiling() or not torch.is_grad_enabled():
-            return lrn_reference(x, self.size, self.alpha, self.beta, self.k, self.groups)
-        return _LRNFunction.apply(x, self.size, self.alpha, self.beta, self.k, self.groups)
+        args = (self.size, self.alpha, self.beta, self.k, self.groups)
+        if self.impl == "reference" or not (torch.is_grad_enabled() and x.requires_grad):
+            return lrn_reference(x, *args)
+        return _LRNFunction.apply(x, *args)
 
     def extra_repr(self) -> str:
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, groups={self.groups}"
+
+
+class StemConv(nn.Conv2d):
+    """conv1 (11x11, stride 4). impl "s2d" runs it as space-to-depth: 4x4 pixel blocks become 48
+    channels and the zero-padded 12x12 kernel a 3x3 one, the same arithmetic in a shape cuDNN
+    runs fast (a 3-channel 11x11 stride-4 conv falls back to slow kernels on bf16)."""
+
+    impl = "direct"
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.impl != "s2d":
+            return super().forward(x)
+        r = self.stride[0]
+        kb = -(-self.kernel_size[0] // r)  # kernel side in blocks (3 for 11 / 4)
+        h, w = x.shape[-2:]
+        oh, ow = (h - self.kernel_size[0]) // r + 1, (w - self.kernel_size[1]) // r + 1
+        ph, pw = (oh + kb - 1) * r - h, (ow + kb - 1) * r - w
+        cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        x = F.pad(x, (0, max(pw, 0), 0, max(ph, 0)))[..., : (oh + kb - 1) * r, : (ow + kb - 1) * r]
+        x = F.pixel_unshuffle(x, r)
+        if cl:
+            x = x.contiguous(memory_format=torch.channels_last)
+        o, c, kh, kw = self.weight.shape
+        wt = F.pad(self.weight, (0, kb * r - kw, 0, kb * r - kh))
+        wt = wt.view(o, c, kb, r, kb, r).permute(0, 1, 3, 5, 2, 4).reshape(o, c * r * r, kb, kb)
+        return F.conv2d(x, wt.to(memory_format=torch.channels_last) if cl else wt, self.bias)
 
 
 # ---------------------------------------------------------------- grouped (one device) form
@@ -190,7 +232,7 @@ class AlexNet2012(nn.Module):
         act = lambda: nn.ReLU(inplace=True)  # noqa: E731
         norm = lambda g: LRN(groups=g) if cfg.lrn else nn.Identity()  # noqa: E731
         f: list[nn.Module] = [nn.ZeroPad2d((0, cfg.pad, 0, cfg.pad)) if cfg.pad else nn.Identity()]
-        f += [nn.Conv2d(3, 96, 11, stride=4), act(), norm(2), _pool()]
+        f += [StemConv(3, 96, 11, stride=4), act(), norm(2), _pool()]
         f += [GConv(96, 256, 5, padding=2, groups=2), act(), norm(2), _pool()]
         c5_in = 256
         if keep["conv3"]:
@@ -213,6 +255,7 @@ class AlexNet2012(nn.Module):
         c += [nn.Linear(flat, cfg.num_classes)]
         self.classifier = nn.Sequential(*c)
         set_group_impl(self, cfg.group_impl)
+        set_stem_impl(self, cfg.stem)
         self.reset_parameters()
 
     @torch.no_grad()
@@ -235,6 +278,18 @@ class AlexNet2012(nn.Module):
 def set_group_impl(model: nn.Module, impl: str) -> None:
     for m in model.modules():
         if isinstance(m, GConv):
+            m.impl = impl
+
+
+def set_stem_impl(model: nn.Module, impl: str) -> None:
+    for m in model.modules():
+        if isinstance(m, StemConv):
+            m.impl = impl
+
+
+def set_lrn_impl(model: nn.Module, impl: str) -> None:
+    for m in model.modules():
+        if isinstance(m, LRN):
             m.impl = impl
 
 
@@ -269,7 +324,7 @@ class Tower(nn.Module):
         keep = _layers_kept(cfg)
         self.pad = nn.ZeroPad2d((0, cfg.pad, 0, cfg.pad)) if cfg.pad else nn.Identity()
         self.norm = LRN(groups=1) if cfg.lrn else nn.Identity()
-        self.conv1 = nn.Conv2d(3, 48, 11, stride=4)
+        self.conv1 = StemConv(3, 48, 11, stride=4)
         self.conv2 = nn.Conv2d(48, 128, 5, padding=2)
         c5_in = 128
         self.conv3 = nn.Conv2d(256, 192, 3, padding=1) if keep["conv3"] else None
@@ -304,6 +359,7 @@ class AlexNetTowers(nn.Module):
         with torch.no_grad():  # same init as the grouped net, layer by layer
             towers_from_grouped(self, AlexNet2012(dataclasses.replace(cfg, arch="alexnet2012")))
         self.devices = tuple(devices or cfg.devices or ("cpu", "cpu"))
+        set_stem_impl(self, cfg.stem)
         self.place(self.devices)
 
     def place(self, devices: tuple[str, ...]) -> AlexNetTowers:

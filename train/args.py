@@ -26,7 +26,18 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--no-lrn", action="store_true", help="drop local response normalisation")
     p.add_argument("--dropout", type=float, default=0.5)
     p.add_argument("--fc-dim", type=int, default=4096, help="hidden FC width (4096 in the paper)")
-    p.add_argument("--group-impl", default="groups", choices=["groups", "split"])
+    p.add_argument(
+        "--group-impl",
+        default="groups",
+        choices=["groups", "split"],
+        help="two-GPU groups on one device: cuDNN grouped convs or dense convs on slices",
+    )
+    p.add_argument(
+        "--stem",
+        default="auto",
+        choices=["auto", "direct", "s2d"],
+        help="conv1 as a direct conv or space-to-depth (same result); auto: s2d on CUDA",
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N; auto: cuda when available")
     p.add_argument("--devices", default="", help="two-tower placement, e.g. cuda:0,cuda:1")
     p.add_argument("-b", "--batch-size", type=int, default=128, help="images per process per step")

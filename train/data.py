@@ -303,26 +303,27 @@ class GpuJpegDecoder:
         self.decode, self.mode = decode_jpeg, ImageReadMode.RGB
         self.device, self.resize, self.crop = device, resize, crop
 
-    def _square(self, img: Tensor) -> Tensor:
-        _, h, w = img.shape
-        if h != self.resize or w != self.resize:
-            s = self.resize / min(h, w)
-            size = (max(self.resize, round(h * s)), max(self.resize, round(w * s)))
-            img = (
-                torch.nn.functional.interpolate(
-                    img[None].float(),
-                    size=size,
-                    mode="bilinear",
-                    antialias=True,
-                    align_corners=False,
-                )[0]
-                .round_()
-                .clamp_(0, 255)
-                .to(torch.uint8)
-            )
-            t, left = (size[0] - self.resize) // 2, (size[1] - self.resize) // 2
-            img = img[:, t : t + self.resize, left : left + self.resize]
-        return img
+    def _squares(self, imgs: list[Tensor]) -> Tensor:
+        """Shorter side to `resize` and centre square, batched per distinct image shape."""
+        r = self.resize
+        out: list[Tensor | None] = [None] * len(imgs)
+        shapes: dict[tuple[int, ...], list[int]] = {}
+        for i, img in enumerate(imgs):
+            shapes.setdefault(tuple(img.shape), []).append(i)
+        for (_, h, w), idx in shapes.items():
+            batch = torch.stack([imgs[i] for i in idx])
+            if (h, w) != (r, r):
+                s = r / min(h, w)
+                size = (max(r, round(h * s)), max(r, round(w * s)))
+                batch = torch.nn.functional.interpolate(
+                    batch.float(), size=size, mode="bilinear", antialias=True, align_corners=False
+                )
+                batch = batch.round_().clamp_(0, 255).to(torch.uint8)
+                t, left = (size[0] - r) // 2, (size[1] - r) // 2
+                batch = batch[:, :, t : t + r, left : left + r]
+            for j, i in enumerate(idx):
+                out[i] = batch[j]
+        return torch.stack(out)
 
     def __call__(self, data: Tensor, lengths: Tensor, params: Tensor) -> Tensor:
         """Returns uint8 NHWC crops (or full squares when params say -1), like the CPU path."""
@@ -337,7 +338,7 @@ class GpuJpegDecoder:
                 except RuntimeError:
                     arr = decode_square(bytes(c.numpy()), self.resize)
                     imgs.append(torch.from_numpy(arr).permute(2, 0, 1).to(self.device))
-        x = torch.stack([self._square(i) for i in imgs])  # N, 3, S, S
+        x = self._squares(imgs)  # N, 3, S, S
         p = params.to(self.device)
         if int(params[0, 0]) < 0:
             return x.permute(0, 2, 3, 1)

@@ -58,6 +58,7 @@ def model_config(
         init_std=args.init_std,
         init=args.init,
         group_impl=args.group_impl,
+        stem=args.stem,
         devices=devices,
     )
 
@@ -295,6 +296,8 @@ def run(args: argparse.Namespace) -> dict:
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
+    if args.stem == "auto":
+        args.stem = "s2d" if device.type == "cuda" else "direct"
     if device.type == "cuda":
         device = torch.device("cuda", local if device.index is None else device.index + local)
         torch.cuda.set_device(device)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from curation.consensus.base import ACCEPT, REJECT, UNDECIDED, YES, Votes
@@ -92,30 +92,32 @@ def load_votes(
         .join(Assignment, Assignment.assignment_id == Vote.assignment_id)
         .outerjoin(Worker, Worker.worker_id == Vote.worker_id)
         .where(
-            Vote.wnid.in_(wanted),
             Assignment.status.not_in(DISCARDED_ASSIGNMENTS),
             or_(Worker.blocked.is_(None), Worker.blocked.is_(False)),
         )
         .order_by(Vote.created_at, Vote.assignment_id, Vote.candidate_id)
     )
+    if wnids is not None:
+        vq = vq.where(Vote.wnid.in_(wanted))
     votes_by_wnid: dict[str, list[tuple[int, str, int]]] = defaultdict(list)
+    seen_pairs: set[tuple[int, str]] = set()
     for cid, worker_id, is_match, _created, wnid in session.execute(vq):
+        # A worker's second vote on the same image is no independent evidence: keep the first.
+        if (cid, worker_id) in seen_pairs:
+            continue
+        seen_pairs.add((cid, worker_id))
         votes_by_wnid[wnid].append((cid, worker_id, int(bool(is_match))))
-    manual = {
-        cid: decision
-        for cid, decision in session.execute(
-            select(Label.candidate_id, Label.decision).where(
-                Label.overridden.is_(True), Label.wnid.in_(wanted)
-            )
-        )
-    }
+    mq = select(Label.candidate_id, Label.decision).where(Label.overridden.is_(True))
+    if wnids is not None:
+        mq = mq.where(Label.wnid.in_(wanted))
+    manual = dict(session.execute(mq).all())
     gold = {
         wid: (seen, correct)
         for wid, seen, correct in session.execute(
             select(Worker.worker_id, Worker.gold_seen, Worker.gold_correct)
         )
     }
-    pending = _pending_asks(session, wanted)
+    pending = _pending_asks(session, wanted if wnids is not None else None)
     out = []
     for wnid in sorted(items):
         cids = items[wnid]
@@ -145,7 +147,7 @@ def load_votes(
     return out
 
 
-def _pending_asks(session: Session, wnids: list[str]) -> dict[int, int]:
+def _pending_asks(session: Session, wnids: list[str] | None) -> dict[int, int]:
     """Votes already asked for: open, unexpired HITs' missing assignments, per non-gold item."""
     now = time.time()
     got = select(Assignment.hit_id, func.count().label("n")).group_by(Assignment.hit_id).subquery()
@@ -155,11 +157,12 @@ def _pending_asks(session: Session, wnids: list[str]) -> dict[int, int]:
         .outerjoin(got, got.c.hit_id == Hit.hit_id)
         .where(
             HitItem.gold_label.is_(None),
-            Hit.wnid.in_(wnids),
             Hit.status.in_(OPEN_HIT_STATUSES),
             or_(Hit.expires_at.is_(None), Hit.expires_at > now),
         )
     )
+    if wnids is not None:
+        q = q.where(Hit.wnid.in_(wnids))
     out: dict[int, int] = defaultdict(int)
     for cid, max_a, n in session.execute(q):
         out[cid] += max(0, int(max_a or 0) - int(n or 0))
@@ -281,11 +284,9 @@ def run_consensus(
         res = decide(data, algorithm, s)
         existing = {
             lab.candidate_id: lab
-            for lab in session.scalars(
-                select(Label).where(
-                    and_(Label.wnid == data.wnid, Label.candidate_id.in_(data.candidate_ids))
-                )
-            )
+            # By wnid, not an IN list: a synset may hold more candidates than a statement's
+            # parameter limit.
+            for lab in session.scalars(select(Label).where(Label.wnid == data.wnid))
         }
         per = {ACCEPT: 0, REJECT: 0, UNDECIDED: 0, "manual": 0}
         for i, cid in enumerate(res.candidate_ids):

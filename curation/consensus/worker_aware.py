@@ -173,21 +173,28 @@ class WorkerAwareConsensus(Aggregator):
     def _fit_lambda(
         self, votes: Votes, resp: np.ndarray, sens: np.ndarray, spec: np.ndarray
     ) -> float:
-        """The shrink factor maximising the expected log-likelihood of the ambiguous components."""
+        """The shrink factor maximising the expected log-likelihood of the ambiguous components.
+
+        The objective only depends on each worker's responsibility-weighted yes/no counts on
+        ambiguous items, so those are summed once and the grid costs O(workers) per point.
+        """
+        nw = votes.n_workers
         yes = votes.label == YES
         r1 = resp[:, 1, 1][votes.item]
         r0 = resp[:, 0, 1][votes.item]
-        s, p = sens[votes.worker], spec[votes.worker]
-        best, best_q = 0.5, -np.inf
-        for lam in LAMBDA_GRID:
-            hs, hp = 0.5 + lam * (s - 0.5), 0.5 + lam * (p - 0.5)
-            q = float(
-                (r1 * np.where(yes, np.log(hs), np.log1p(-hs))).sum()
-                + (r0 * np.where(yes, np.log1p(-hp), np.log(hp))).sum()
-            )
-            if q > best_q:
-                best, best_q = float(lam), q
-        return best
+        good_yes = np.bincount(votes.worker, r1 * yes, nw)
+        good_no = np.bincount(votes.worker, r1 * ~yes, nw)
+        bad_yes = np.bincount(votes.worker, r0 * yes, nw)
+        bad_no = np.bincount(votes.worker, r0 * ~yes, nw)
+        hs = 0.5 + LAMBDA_GRID[:, None] * (sens[None, :] - 0.5)
+        hp = 0.5 + LAMBDA_GRID[:, None] * (spec[None, :] - 0.5)
+        q = (
+            good_yes * np.log(hs)
+            + good_no * np.log1p(-hs)
+            + bad_yes * np.log1p(-hp)
+            + bad_no * np.log(hp)
+        ).sum(axis=1)
+        return float(LAMBDA_GRID[int(np.argmax(q))])
 
     def _needs(
         self,

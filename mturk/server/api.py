@@ -16,7 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from mturk.server.store import MTurkError, Store
+from mturk.server.common import MTurkError
+from mturk.server.store import Store
 
 log = logging.getLogger(__name__)
 

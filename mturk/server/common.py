@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import string
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 _ID_ALPHABET = string.ascii_uppercase + string.digits
@@ -33,3 +33,21 @@ def parse_money(value: Any, name: str) -> Decimal:
     if d < 0 or d != d.quantize(Decimal("0.01")):
         raise MTurkError("AWS.ParameterOutOfRange", f"{name} {value!r} must be >= 0 with cents")
     return d
+
+
+def fee_rate(max_assignments: int) -> Decimal:
+    """MTurk's commission: 20%, or 40% for HITs with 10 or more assignments."""
+    return Decimal("0.40") if max_assignments >= 10 else Decimal("0.20")
+
+
+def is_system_qual(qid: str) -> bool:
+    # MTurk's built-in qualifications (approval rate, locale, Masters...) have fixed ids of zeros
+    # and digits; the sandbox server has no such statistics and treats them as satisfied.
+    return qid.startswith("00000000000000000") or qid.startswith("2F1QJWKUDD8XADTFD2Q0G6UTO95ALH")
+
+
+def assignment_cost(reward: Decimal, max_assignments: int) -> Decimal:
+    """What an approved assignment costs the requester: reward plus commission (at least $0.01)."""
+    cent = Decimal("0.01")
+    fee = max(cent, (reward * fee_rate(max_assignments)).quantize(cent, rounding=ROUND_HALF_UP))
+    return reward + fee

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from mturk.layout import PREVIEW_ASSIGNMENT_ID, esc, html_from_question
-from mturk.server.store import MTurkError
+from mturk.server.common import MTurkError
 from mturk.server.work import WorkerOps, WorkError
 
 COOKIE = "imnet_worker"

@@ -17,7 +17,8 @@ from db.models import (
     SandboxWorkerBlock,
     SandboxWorkerQualification,
 )
-from mturk.server.store import DONE, MTurkError, Store, is_system_qual, new_id
+from mturk.server.common import MTurkError, is_system_qual, new_id
+from mturk.server.store import DONE, Store
 
 _COMPARE = {
     "LessThan": lambda v, xs: v < xs[0],

@@ -200,7 +200,7 @@ def _start_and_kill_when(workdir: Path, marker: str, timeout: float = 300.0) -> 
 def test_demo_killed_mid_run_then_rerun_completes(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     # Killed while HITs are out and simulated workers are doing them.
-    out = _start_and_kill_when(workdir, "published ")
+    out = _start_and_kill_when(workdir, "simulated workers at work")
     assert "== verify" in out and "== summary" not in out
     report = _run_demo(workdir)
     _check_report(report)

@@ -277,3 +277,20 @@ def test_two_processes_share_one_postgres_queue(pg_url: str, tmp_path: Path) -> 
     with app.Session() as s:
         assert {c.attempts for c in s.scalars(select(Candidate))} == {1}
     app.close()
+
+
+def test_decode_in_a_process_pool(app: App) -> None:
+    """crawl_decode_processes > 0 decodes in separate processes; outcomes are the same."""
+    app.settings = app.settings.replace(crawl_decode_processes=1)
+    add_synsets(app, wnids=[W1])
+    routes = {
+        "/a.jpg": body(jpeg(200, 150, seed=1)),
+        "/b.png": body(encode("PNG", 90, 90)),
+        "/bomb.png": body(bomb_png(), "image/png"),
+        "/t.jpg": body(jpeg(200, 150, seed=2)[:900]),
+    }
+    with LoopWeb(routes) as webx:
+        _add(app, [(W1, webx.url(p)) for p in routes])
+        summary = crawl(app, progress=False)
+    assert summary["status"] == {"fetched": 2, "rejected": 2}
+    assert summary["reasons"] == {"bomb": 1, "decode_error": 1}

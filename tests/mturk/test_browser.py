@@ -98,6 +98,12 @@ async def _drive(base: str, hit_id: str) -> list[int]:
             "document.getElementById('submitButton') && !document.getElementById('submitButton').disabled",
             frame=True,
         )
+        # The images come from the server's blob-backed /images/<sha256>.
+        await b.wait_for(
+            "Array.from(document.querySelectorAll('.tile img')).every("
+            "function(i){ return i.complete && i.naturalWidth === 8; })",
+            frame=True,
+        )
         positions = json.loads(
             await b.frame_eval(
                 "var t = document.querySelectorAll('.tile'); var out = [];"

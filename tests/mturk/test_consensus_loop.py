@@ -9,7 +9,8 @@ from curation.consensus.plan import needs_votes, run_consensus
 from db.models import Candidate, Hit, Label
 from imnet.cli import main
 from mturk.collect import collect
-from mturk.publish import open_items, publish
+from mturk.planning import open_items
+from mturk.publish import publish
 from mturk.simulate import run_workers
 
 

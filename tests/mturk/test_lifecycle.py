@@ -292,3 +292,37 @@ def test_auto_approval_and_returned_slot(sqlite_app):  # type: ignore[no-untyped
         assert float(mt.get_account_balance()["AvailableBalance"]) == pytest.approx(10000 - 0.06)
     finally:
         handle.stop()
+
+
+def test_collect_keeps_the_servers_verdict(sqlite_app):  # type: ignore[no-untyped-def]
+    """An assignment reviewed on the server before collect (another tool, a crash) is not reviewed
+    again: the local record follows the server, and its answer is still stored."""
+    app = sqlite_app
+    data = seed(app, "n00000007", 2)
+    gold = seed(app, "n00000007", 2, rng_seed=1, frac_yes=0.5)
+    add_gold(app, "n00000007", gold["ids"], gold["truth"])
+    handle = serve(app)
+    try:
+        mt = client_for(app)
+        publish(app, yes=True, needs={c: 1 for c in data["ids"]}, client=mt, out=lambda s: None)
+        with app.Session() as s:
+            items = list(s.scalars(select(HitItem)))
+        hit_id = items[0].hit_id
+
+        def all_wrong(aid: str) -> dict[str, str]:
+            f = {"assignmentId": aid, "n_items": str(len(items))}
+            f.update({f"item_{i.position}": "yes" for i in items if i.gold_label is False})
+            return f
+
+        assert _work(handle.url, "W1", hit_id, all_wrong).status_code == 200
+        aid = mt.list_assignments_for_hit(HITId=hit_id)["Assignments"][0]["AssignmentId"]
+        mt.approve_assignment(AssignmentId=aid)
+        rep = collect(app, client=mt, more=False, out=lambda s: None)
+        assert rep["assignments_new"] == 1 and rep["already"] == 1 and rep["rejected"] == 0
+        with app.Session() as s:
+            row = s.get(Assignment, aid)
+            assert row.status == "Approved" and row.reviewed_at and row.answer_xml
+            assert row.gold_correct == 0 and "check images" in row.reject_reason
+        assert mt.get_assignment(AssignmentId=aid)["Assignment"]["AssignmentStatus"] == "Approved"
+    finally:
+        handle.stop()

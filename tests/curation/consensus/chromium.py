@@ -68,7 +68,9 @@ class Browser:
         )
         self.port = self._wait_port()
         self._id = 0
-        self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._events: asyncio.Queue[dict[str, Any]] | None = None
+        self._reader: asyncio.Task[None] | None = None
 
     def _wait_port(self) -> int:
         assert self.proc.stderr is not None
@@ -83,6 +85,7 @@ class Browser:
         raise RuntimeError("chromium did not report its DevTools port")
 
     async def connect(self) -> None:
+        self._events = asyncio.Queue()
         self.http = aiohttp.ClientSession()
         async with self.http.get(f"http://127.0.0.1:{self.port}/json/list") as r:
             targets = await r.json()
@@ -91,7 +94,7 @@ class Browser:
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = getattr(self, "_pending", {})
+        assert self._events is not None
         async for msg in self.ws:
             data = json.loads(msg.data)
             if "id" in data and data["id"] in self._pending:
@@ -101,7 +104,6 @@ class Browser:
 
     async def send(self, method: str, **params: Any) -> dict[str, Any]:
         self._id += 1
-        self._pending = getattr(self, "_pending", {})
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[self._id] = fut
         await self.ws.send_json({"id": self._id, "method": method, "params": params})
@@ -111,9 +113,12 @@ class Browser:
         return res.get("result", {})
 
     async def wait_event(self, method: str, timeout: float = 30) -> dict[str, Any]:
+        assert self._events is not None
+        events = self._events
+
         async def loop() -> dict[str, Any]:
             while True:
-                ev = await self._events.get()
+                ev = await events.get()
                 if ev["method"] == method:
                     return ev
 
@@ -124,7 +129,7 @@ class Browser:
         return res["result"].get("value")
 
     async def aclose(self) -> None:
-        if getattr(self, "_reader", None):
+        if self._reader is not None:
             self._reader.cancel()
         if getattr(self, "ws", None):
             await self.ws.close()

@@ -113,7 +113,7 @@ def test_run_consensus_writes_labels_and_keeps_overrides(small) -> None:  # type
         run_consensus(s, "coin-flip", settings=app.settings)
 
 
-def test_rejected_assignments_and_blocked_workers_do_not_count(small) -> None:  # type: ignore[no-untyped-def]
+def test_rejected_blocked_and_repeated_votes_do_not_count(small) -> None:  # type: ignore[no-untyped-def]
     app, ids = small
     cid = ids[0]
     with app.Session() as s:
@@ -121,6 +121,8 @@ def test_rejected_assignments_and_blocked_workers_do_not_count(small) -> None:  
         dbrows.add_votes(s, "n00000001", [(cid, "blocked", True)])
         s.get(Worker, "blocked").blocked = True
         dbrows.add_votes(s, "n00000001", [(cid, "fine", False)])
+        # The same worker again on the same image (another HIT): only the first vote counts.
+        dbrows.add_votes(s, "n00000001", [(cid, "fine", True)], t0=2000.0)
         s.commit()
         run_consensus(s, "majority", settings=app.settings)
         lab = s.get(Label, cid)

@@ -1,0 +1,1 @@
+"""Data files shipped with harvest (see README.md beside this file)."""
