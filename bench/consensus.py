@@ -364,7 +364,7 @@ def report(tallies: dict, secs: dict, args: argparse.Namespace) -> None:
                 if n in per
             },
         }
-    print("\nCPU seconds (whole run, machine shared, so noisy):")
+    print("\nwall-clock seconds spent in each method (whole run; machine shared, so noisy):")
     for m, s in secs.items():
         print(f"  {m:34s} {s:8.2f}")
     if args.json:

@@ -167,8 +167,10 @@ def checks(device: torch.device, store: dict) -> None:
         memory_format=torch.channels_last
     )
     ref = torch.cat([nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0)(c) for c in x.chunk(2, 1)], 1)
-    lrn = LRN(groups=2)
-    for label, fn in (("eager", lrn), ("compiled", torch.compile(lrn))):
+    lrn, lrn_mm = LRN(groups=2), LRN(groups=2)
+    lrn_mm.impl = "matmul"
+    for label, fn in (("eager", lrn), ("compiled", torch.compile(lrn)),
+                      ("matmul compiled", torch.compile(lrn_mm))):  # fmt: skip
         try:
             xb = x.detach().to(torch.bfloat16).requires_grad_(True)
             y = fn(xb)
@@ -356,6 +358,10 @@ def main(argv: list[str] | None = None) -> int:
          lambda: net("groups"), True, comp),
         ("2012-compiled-split", "imnet 2012 AlexNet (fast LRN), compiled, split",
          lambda: net("split"), True, comp),
+        ("2012-eager-mmlrn", "imnet 2012 AlexNet (matmul LRN), eager",
+         lambda: net("groups", "s2d", "matmul"), False, True),
+        ("2012-compiled-split-mmlrn", "imnet 2012 AlexNet (matmul LRN), compiled, split",
+         lambda: net("split", "s2d", "matmul"), True, comp),
         ("2012-compiled-plain", "imnet 2012 AlexNet, direct conv1 + autograd LRN, compiled",
          lambda: net("groups", "direct", "reference"), True, False),
         ("2012-nolrn-compiled", "imnet 2012 AlexNet without LRN, compiled", net_nolrn, True, False),

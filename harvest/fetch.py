@@ -7,8 +7,8 @@ import ipaddress
 import logging
 import socket
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from concurrent.futures import Executor
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
@@ -140,13 +140,23 @@ class Fetcher:
     """Fetch and validate URLs concurrently; `async with Fetcher(settings, executor) as f`."""
 
     def __init__(
-        self, settings: Settings, decode_executor: Executor | None = None, digest: bool = True
+        self,
+        settings: Settings,
+        decode_executor: Executor | None = None,
+        store: Callable[[bytes], str] | None = None,
     ) -> None:
+        """`store(data) -> sha256` (e.g. a blob store's put), when given, keeps each valid image
+        and its digest becomes the image's sha256; with a thread executor it runs in the same
+        hand-off as the decode."""
         self.s = settings
         self.policy = AddressPolicy(settings)
         self.gate = HostGate(settings.crawl_per_host, settings.crawl_host_delay)
         self.decode_executor = decode_executor
-        self.digest = digest
+        self.store = store
+        # Work in a process pool must be picklable, so storing then happens in a thread.
+        self.store_inline = store is not None and not isinstance(
+            decode_executor, ProcessPoolExecutor
+        )
         self.robots: dict[str, asyncio.Future[RobotFileParser | None]] = {}
         self.agent = settings.user_agent.split("/", 1)[0].strip().lower()
         self.session: aiohttp.ClientSession | None = None
@@ -186,17 +196,26 @@ class Fetcher:
         except TimeoutError:
             return FetchResult(cid, "failed", "timeout: total time limit reached")
         loop = asyncio.get_running_loop()
-        res = await loop.run_in_executor(
-            self.decode_executor,
-            validate_or_reason,
-            data,
-            self.s.crawl_max_pixels,
-            self.s.crawl_min_side,
-            self.digest,
-        )
+        args = (data, self.s.crawl_max_pixels, self.s.crawl_min_side)
+        if self.store_inline:
+            res = await loop.run_in_executor(
+                self.decode_executor, _check_and_store, self.store, *args
+            )
+        else:
+            res = await loop.run_in_executor(
+                self.decode_executor, validate_or_reason, *args, self.store is None
+            )
+            if self.store is not None and not isinstance(res, tuple):
+                try:
+                    res.sha256 = await loop.run_in_executor(None, self.store, data)
+                except Exception as e:  # a store failure is this candidate's failure
+                    return FetchResult(cid, "failed", f"blob_error: {e}"[:300], status, final)
         if isinstance(res, tuple):
-            return FetchResult(cid, "rejected", _reason(*res), status, final)
-        return FetchResult(cid, "fetched", None, status, final, info=res, data=data)
+            status_ = "failed" if res[0] == "blob_error" else "rejected"
+            return FetchResult(cid, status_, _reason(*res), status, final)
+        return FetchResult(
+            cid, "fetched", None, status, final, info=res, data=None if self.store else data
+        )
 
     async def _get_with_retries(self, url: str) -> tuple[bytes, int, str]:
         attempt = 0
@@ -343,6 +362,20 @@ class Fetcher:
         rp.parse(body.decode("utf-8", errors="replace").splitlines())
         rp.modified()
         return rp
+
+
+def _check_and_store(
+    store: Callable[[bytes], str], data: bytes, max_pixels: int, min_side: int
+) -> ImageInfo | tuple[str, str]:
+    """Validate, then store the original bytes under their sha256 (one executor hand-off)."""
+    res = validate_or_reason(data, max_pixels, min_side, False)
+    if isinstance(res, tuple):
+        return res
+    try:
+        res.sha256 = store(data)
+    except Exception as e:  # a store failure is this candidate's failure, not the crawl's
+        return ("blob_error", str(e)[:300])
+    return res
 
 
 def _reason(code: str, detail: str) -> str:

@@ -16,6 +16,8 @@ from imnet.demo_report import format_footer, format_report, format_section
 from imnet.settings import Settings
 
 DEFAULT_SCALE = 1
+# A few epochs: enough for the small AlexNet to move off chance on the fixture, on a CPU.
+DEFAULT_EPOCHS = 3
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="where the demo keeps everything (default: <data_dir>/demo)",
     )
-    p.add_argument("--epochs", type=int, default=1, metavar="N", help="AlexNet epochs (default 1)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=DEFAULT_EPOCHS,
+        metavar="N",
+        help=f"AlexNet epochs on CPU (default {DEFAULT_EPOCHS})",
+    )
     p.add_argument("--seed", type=int, default=0, help="fixture and split seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="print only the final report")
     p.set_defaults(func=_cmd)
@@ -52,6 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _cmd(args: argparse.Namespace, app: App) -> int:
     from imnet.cli import UserError
+    from imnet.fixtureimages import FixtureError
 
     if args.scale < 1 or args.epochs < 1:
         raise UserError("--scale and --epochs must be at least 1")
@@ -68,7 +77,7 @@ def _cmd(args: argparse.Namespace, app: App) -> int:
             seed=args.seed,
             verbose=not args.quiet,
         )
-    except DemoError as e:
+    except (DemoError, FixtureError) as e:
         raise UserError(str(e)) from None
     if args.quiet:
         print(format_report(report))
@@ -136,6 +145,9 @@ def run_demo(
             test_per_class=2 * scale,
             train_max_per_class=12 * scale,
             consensus_initial_subset=10 * scale,
+            # Simulated workers answer in well under a second; a short deadline frees the HIT
+            # slots that a killed run's workers had accepted soon after the rerun starts.
+            mturk_assignment_duration=60,
             export_resize=256,
         )
         from imnet.demo_verify import start_mturk
@@ -206,6 +218,7 @@ def run_demo(
 
 
 def _stages() -> list[tuple[str, Callable[..., dict[str, Any]]]]:
+    from imnet import demo_export as ex
     from imnet import demo_stages as st
     from imnet import demo_verify as ver
 
@@ -217,10 +230,10 @@ def _stages() -> list[tuple[str, Callable[..., dict[str, Any]]]]:
         ("gold", st.stage_gold),
         ("verify", ver.stage_verify),
         ("consensus", ver.stage_consensus),
-        ("classes", st.stage_classes),
-        ("export", st.stage_export),
-        ("train", st.stage_train),
-        ("evaluate", st.stage_evaluate),
+        ("classes", ex.stage_classes),
+        ("export", ex.stage_export),
+        ("train", ex.stage_train),
+        ("evaluate", ex.stage_evaluate),
     ]
 
 

@@ -12,7 +12,16 @@ HEADLINES: dict[str, list[str]] = {
     "crawl": ["this_run.candidates", "this_run.images", "candidates", "reasons"],
     "curate": ["dedup", "rejected_by_reason", "totals.images_by_quality", "totals.near_duplicates"],
     "gold": ["gold_added", "gold_total"],
-    "verify": ["rounds", "hits", "assignments", "votes", "cost_estimate", "workers"],
+    "verify": [
+        "rounds",
+        "hits",
+        "assignments",
+        "votes",
+        "votes_per_item",
+        "cost_estimate",
+        "workers",
+        "workers_blocked",
+    ],
     "consensus": ["totals", "precision", "recall", "undecided", "eligible"],
     "classes": ["chosen_count", "chosen", "rejected_reasons"],
     "export": [

@@ -11,7 +11,7 @@ from imnet.settings import Settings
 
 log = logging.getLogger("imnet.demo")
 
-MAX_VOTE_ROUNDS = 12
+MAX_VOTE_ROUNDS = 20
 N_WORKERS = 20
 
 
@@ -119,6 +119,8 @@ def _mturk_totals(app) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     from db.models import Assignment, Hit, Vote, Worker
 
     with app.Session() as s:
+        votes = s.scalar(select(func.count()).select_from(Vote)) or 0
+        items = s.scalar(select(func.count(func.distinct(Vote.candidate_id)))) or 0
         by_status = {
             k: n
             for k, n in s.execute(
@@ -128,7 +130,8 @@ def _mturk_totals(app) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         return {
             "hits": s.scalar(select(func.count()).select_from(Hit)) or 0,
             "assignments": by_status,
-            "votes": s.scalar(select(func.count()).select_from(Vote)) or 0,
+            "votes": votes,
+            "votes_per_item": round(votes / items, 2) if items else 0.0,
             "workers_blocked": s.scalar(
                 select(func.count()).select_from(Worker).where(Worker.blocked)
             )

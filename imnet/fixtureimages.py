@@ -73,17 +73,27 @@ class Corpus:
     noise: list[str] = field(default_factory=list)  # results for queries that match nothing
 
 
+class FixtureError(RuntimeError):
+    """The fixture cannot be built here; the message says what to install."""
+
+
 def _photo(spec: str) -> np.ndarray:
     """An RGB uint8 array of a photograph shipped inside scikit-image or scikit-learn."""
     pkg, name = spec.split(":", 1)
-    if pkg == "sklearn":
-        from sklearn.datasets import load_sample_image
+    try:
+        if pkg == "sklearn":
+            from sklearn.datasets import load_sample_image
 
-        arr = load_sample_image(name)
-    else:
-        import skimage.data
+            arr = load_sample_image(name)
+        else:
+            import skimage.data
 
-        arr = getattr(skimage.data, name)()
+            arr = getattr(skimage.data, name)()
+    except ImportError as e:
+        raise FixtureError(
+            f"the demo's fixture web needs the photographs in scikit-image and scikit-learn "
+            f"({e.name} is missing): pip install -e '.[demo]'"
+        ) from None
         if isinstance(arr, tuple):  # stereo pairs: take the left view
             arr = arr[0]
     arr = np.asarray(arr)

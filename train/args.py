@@ -33,6 +33,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="two-GPU groups on one device: cuDNN grouped convs or dense convs on slices",
     )
     p.add_argument(
+        "--lrn-impl",
+        default="function",
+        choices=["function", "matmul", "reference"],
+        help="LRN kernel form (same result): hand-written backward, band-matrix window sums, "
+        "or plain autograd",
+    )
+    p.add_argument(
         "--stem",
         default="auto",
         choices=["auto", "direct", "s2d"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -71,6 +72,8 @@ def _train(args: argparse.Namespace, app) -> int:
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         args.output_dir = str(Path(app.settings.data_dir) / "runs" / f"train-{stamp}")
     res = _run(args)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun only rank 0 reports
     print(f"run directory: {res['run_dir']}")
     print(f"checkpoint: {res['checkpoint']}")
     if "top1_err" in res:

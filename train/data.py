@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import queue
 import tarfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -328,6 +326,11 @@ class GpuJpegDecoder:
     def __call__(self, data: Tensor, lengths: Tensor, params: Tensor) -> Tensor:
         """Returns uint8 NHWC crops (or full squares when params say -1), like the CPU path."""
         chunks = list(torch.split(data, lengths.tolist()))
+        # torchvision's CUDA decoder allocates its outputs on the current stream but writes them
+        # from a private stream that does not wait for ours (pytorch/vision PR 9606), so a block
+        # that queued kernels still read can be overwritten: drain this stream first. With the
+        # prefetch thread this is a side stream and the model step keeps running meanwhile.
+        torch.cuda.current_stream(self.device).synchronize()
         try:
             imgs = self.decode(chunks, mode=self.mode, device=self.device)
         except RuntimeError:
@@ -349,55 +352,3 @@ class GpuJpegDecoder:
         n = torch.arange(x.shape[0], device=self.device)[:, None, None]
         x = x.permute(0, 2, 3, 1)  # N, S, S, 3
         return x[n, rows[:, :, None], cols[:, None, :]]  # N, crop, crop, 3
-
-
-class DevicePrefetcher:
-    """Runs `convert` (decode, crop, normalise) for upcoming batches in a thread on a side CUDA
-    stream, so data preparation overlaps the model step instead of alternating with it."""
-
-    def __init__(self, loader, convert, device: torch.device, depth: int = 3):
-        self.loader, self.convert, self.device, self.depth = loader, convert, device, depth
-
-    def __iter__(self):
-        q: queue.Queue = queue.Queue(maxsize=self.depth)
-        stream = torch.cuda.Stream(self.device)
-        stop = threading.Event()
-
-        def work() -> None:
-            try:
-                with torch.cuda.device(self.device), torch.cuda.stream(stream):
-                    for batch in self.loader:
-                        if stop.is_set():
-                            break
-                        x, t = self.convert(batch)
-                        ev = torch.cuda.Event()
-                        ev.record(stream)
-                        q.put((x, t, ev))
-                q.put(None)
-            except BaseException as e:  # handed to the consumer, raised there
-                q.put(e)
-
-        th = threading.Thread(target=work, name="imnet-prefetch", daemon=True)
-        th.start()
-        try:
-            while True:
-                item = q.get()
-                if item is None:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                x, t, ev = item
-                cur = torch.cuda.current_stream(self.device)
-                cur.wait_event(ev)
-                # the tensors were made on the side stream: keep them alive for this one too
-                x.record_stream(cur)
-                t.record_stream(cur)
-                yield x, t
-        finally:
-            stop.set()
-            while th.is_alive():
-                try:
-                    q.get(timeout=0.05)
-                except queue.Empty:
-                    pass
-            th.join()

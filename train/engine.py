@@ -18,18 +18,17 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from train import checkpoint as ckpt
-from train.alexnet import AlexNetConfig, build_model
+from train.alexnet import AlexNetConfig, build_model, set_lrn_impl
 from train.args import get_args_parser
 from train.data import (
-    DevicePrefetcher,
     DevicePrep,
     EpochSampler,
     GpuJpegDecoder,
     ImageDataset,
-    collate_encoded,
     load_samples,
     ten_crop,
 )
+from train.loaders import ShardSampler, device_batches, make_loader, want_gpu_decode
 
 
 def setup_distributed() -> tuple[int, int, int]:
@@ -106,24 +105,6 @@ def _progress(loader, total: int, desc: str, enabled: bool):
     )
 
 
-def _batches(loader, prep: DevicePrep, decoder: GpuJpegDecoder | None, prefetch: bool = False):
-    """Yields (model input, target) on the device from either loader kind; with `prefetch` (CUDA)
-    a thread decodes and prepares the next batches on a side stream during the model step."""
-
-    def convert(batch):
-        if decoder is not None:
-            data, lengths, target, alpha, params = batch
-            images = decoder(data, lengths, params)
-        else:
-            images, target, alpha = batch
-        return prep(images, alpha), target.to(prep.device, non_blocking=True)
-
-    if prefetch and prep.device.type == "cuda":
-        yield from DevicePrefetcher(loader, convert, prep.device)
-    else:
-        yield from (convert(b) for b in loader)
-
-
 def train_one_epoch(
     model: nn.Module,
     criterion: nn.Module,
@@ -148,7 +129,7 @@ def train_one_epoch(
     start = time.perf_counter()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp)
     prefetch = not getattr(args, "no_prefetch", False)
-    for step, (x, target) in enumerate(_batches(loader, prep, decoder, prefetch)):
+    for step, (x, target) in enumerate(device_batches(loader, prep, decoder, prefetch)):
         with autocast:
             out = model(x)
             loss = criterion(out.float(), target)
@@ -215,7 +196,7 @@ def evaluate(
         show and not args.no_progress,
     )
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp)
-    for x, target in _batches(loader, prep, decoder):
+    for x, target in device_batches(loader, prep, decoder):
         with autocast:
             if ten:
                 probs = model(ten_crop(x, args.crop_size)).float().softmax(1)
@@ -236,51 +217,6 @@ def evaluate(
         pre + "top5_err": 1 - c5 / max(n, 1),
         pre + "n": int(n),
     }
-
-
-class ShardSampler(torch.utils.data.Sampler):
-    """Evaluation split over processes without padding, so every image counts exactly once."""
-
-    def __init__(self, n: int, rank: int, world: int):
-        self.idx = list(range(rank, n, world))
-
-    def __iter__(self):
-        return ((i, 0) for i in self.idx)
-
-    def __len__(self) -> int:
-        return len(self.idx)
-
-
-def _loader(ds, sampler, args, device: torch.device, encoded: bool):
-    workers = args.workers
-    return torch.utils.data.DataLoader(
-        ds,
-        batch_size=args.batch_size,
-        sampler=sampler,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        collate_fn=collate_encoded if encoded else None,
-        persistent_workers=workers > 0,
-        prefetch_factor=4 if workers > 0 else None,
-        drop_last=False,
-        # Its own generator: creating an iterator must not advance the global RNG (dropout),
-        # or a resumed run would diverge from an uninterrupted one.
-        generator=torch.Generator().manual_seed(args.seed),
-    )
-
-
-def _want_gpu_decode(args: argparse.Namespace, device: torch.device) -> bool:
-    if args.decode == "cpu" or device.type != "cuda":
-        if args.decode == "gpu":
-            raise ValueError("--decode gpu needs a CUDA --device")
-        return False
-    try:
-        import torchvision.io  # noqa: F401
-    except ImportError:
-        if args.decode == "gpu":
-            raise ValueError("--decode gpu needs torchvision") from None
-        return False
-    return True
 
 
 def main(args_list: list[str] | None = None) -> dict:
@@ -326,6 +262,7 @@ def run(args: argparse.Namespace) -> dict:
         for key in ("crop_size", "resize_size", "normalize"):
             setattr(args, key, resume["args"].get(key, getattr(args, key)))
     model = build_model(cfg)
+    set_lrn_impl(model, args.lrn_impl)
     if not towers:
         model.to(device)
     if args.channels_last:
@@ -339,6 +276,8 @@ def run(args: argparse.Namespace) -> dict:
         ],
         lr=args.lr,
         momentum=args.momentum,
+        # one fused kernel for the whole update on a single GPU
+        fused=device.type == "cuda" and not towers,
     )
     if args.lr_schedule == "plateau":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -361,20 +300,22 @@ def run(args: argparse.Namespace) -> dict:
         run_model = torch.compile(run_model)
     eval_model = torch.compile(model) if args.compile else model
 
-    gpu_decode = _want_gpu_decode(args, device)
+    gpu_decode = want_gpu_decode(args, device)
     decoder = GpuJpegDecoder(device, args.resize_size, args.crop_size) if gpu_decode else None
     dtype = torch.bfloat16 if args.amp and device.type == "cuda" else torch.float32
     prep = DevicePrep(device, dtype, args.normalize, args.channels_last, not args.no_lighting)
     val_ds = ImageDataset(
         val_samples, False, args.resize_size, args.crop_size, args.seed, encoded=gpu_decode
     )
-    val_loader = _loader(val_ds, ShardSampler(len(val_ds), rank, world), args, device, gpu_decode)
+    val_loader = make_loader(
+        val_ds, ShardSampler(len(val_ds), rank, world), args, device, gpu_decode
+    )
     ten_loader = None
     if args.ten_crop:
         ten_ds = ImageDataset(
             val_samples, False, args.resize_size, args.crop_size, full=True, encoded=gpu_decode
         )
-        ten_loader = _loader(
+        ten_loader = make_loader(
             ten_ds, ShardSampler(len(ten_ds), rank, world), args, device, gpu_decode
         )
 
@@ -418,7 +359,7 @@ def run(args: argparse.Namespace) -> dict:
         train_samples, True, args.resize_size, args.crop_size, args.seed, encoded=gpu_decode
     )
     sampler = EpochSampler(len(train_ds), True, args.seed, rank, world)
-    train_loader = _loader(train_ds, sampler, args, device, gpu_decode)
+    train_loader = make_loader(train_ds, sampler, args, device, gpu_decode)
     criterion = nn.CrossEntropyLoss()
     if resume is not None:
         ckpt.restore_rng(resume, rank)

@@ -60,7 +60,8 @@ def _gather(app: Any, set_name: str) -> tuple[list[tuple[str, int]], dict[str, A
     return classes, {sha: info for sha, (_, info) in best.items()}
 
 
-def _prepare_dir(out_dir: Path) -> Path:
+def _check_out_dir(out_dir: Path) -> None:
+    """Refuse to replace anything but an earlier export (checked before any work is done)."""
     if out_dir.exists():
         if not out_dir.is_dir():
             raise ExportError(f"{out_dir} exists and is not a directory")
@@ -68,6 +69,11 @@ def _prepare_dir(out_dir: Path) -> Path:
             raise ExportError(
                 f"{out_dir} is not empty and holds no imnet export; choose another --out"
             )
+
+
+def _prepare_dir(out_dir: Path) -> Path:
+    """A fresh staging directory beside out_dir; it replaces out_dir only once complete."""
+    _check_out_dir(out_dir)
     staging = out_dir.parent / f".{out_dir.name}.partial"
     if staging.exists():
         shutil.rmtree(staging)
@@ -87,71 +93,28 @@ def _swap_in(staging: Path, out_dir: Path) -> None:
         shutil.rmtree(old)
 
 
-def run_export(
+def _write_export(
     app: Any,
-    set_name: str,
     fmt: str,
-    out_dir: str | Path,
-    resize: int = 0,
-    quality: int = 90,
-    seed: int = 0,
-    name: str | None = None,
-) -> dict[str, Any]:
-    """Export the accepted images of a class set; returns paths, counts and the manifest sha256."""
+    staging: Path,
+    classes: list[Any],
+    plan: list[tuple[str, Any]],
+    images: dict[str, Any],
+    resize: int,
+    quality: int,
+    dropped: dict[str, str],
+) -> tuple[list[dict[str, Any]], str, int]:
+    """Encode in parallel (results come back in plan order, so files are written in a fixed
+    order), write every file, the manifest and SHA256SUMS; returns (export items, manifest
+    sha256, file count)."""
     from tqdm import tqdm
 
-    from curation.classes import describe
     from curation.export import encode as enc
-    from curation.export.base import FORMATS, ClassInfo, Sample, open_writer
-    from curation.filters import hash_images
-    from curation.splits import Item, SplitParams, assign_splits
+    from curation.export.base import Sample, open_writer
     from curation.workers import Mapper
-    from db.models import phash_from_db
 
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    if not 1 <= quality <= 100:
-        raise ExportError(f"--quality must be 1..100, got {quality}")
-    if resize < 0:
-        raise ExportError(f"--resize must be >= 0, got {resize}")
-    out = Path(out_dir).resolve()
-    started = time.monotonic()
-    class_rows, images = _gather(app, set_name)
-    if not class_rows:
-        raise ExportError(f"no class set named {set_name!r}; run `imnet classes choose` first")
-    dropped: dict[str, str] = {}
-    unhashed = sorted(sha for sha, v in images.items() if v["phash"] is None)
-    if unhashed:
-        # Splits need every image's phash (near-duplicate leakage check); hash the missing ones.
-        for sha, (ph, reason) in hash_images(app, unhashed).items():
-            if ph is None:
-                dropped[sha] = reason or "unhashed"
-                images.pop(sha)
-            else:
-                images[sha]["phash"] = ph
-    params = SplitParams.from_settings(app.settings, seed=seed)
-    items = [Item(sha, v["wnid"], phash_from_db(v["phash"])) for sha, v in sorted(images.items())]
-    split = assign_splits(items, params)
-    dropped.update(split.dropped)
-    kept_wnids = sorted({it.wnid for part in split.by_split().values() for it in part})
-    no_images = sorted({w for w, _ in class_rows} - {it.wnid for it in items})
-    dropped_classes = dict(split.dropped_classes)
-    for w in no_images:
-        dropped_classes[w] = "no_accepted_images"
-    if not kept_wnids:
-        raise ExportError(
-            f"set {set_name!r} has no class with enough accepted images "
-            f"(train_min_per_class={params.train_min_per_class}); nothing was written"
-        )
-    names = describe(app, kept_wnids)
-    classes = [ClassInfo(i, w, names[w][0], names[w][1]) for i, w in enumerate(kept_wnids)]
     index = {c.wnid: c.index for c in classes}
-
-    staging = _prepare_dir(out)
     writer = open_writer(fmt, staging, classes, app.settings)
-    plan: list[tuple[str, Any]] = []
-    for part in ("train", "val", "test"):
-        plan.extend((part, it) for it in split.by_split()[part])
     tasks = [(it.sha256, resize, quality) for _, it in plan]
     entries: list[dict[str, Any]] = []
     export_items: list[dict[str, Any]] = []
@@ -203,6 +166,76 @@ def run_export(
     files = {e["path"]: e["sha256"] for e in entries if "member" not in e}
     files["manifest.jsonl"] = manifest_sha
     (staging / "SHA256SUMS").write_text("".join(f"{files[p]}  {p}\n" for p in sorted(files)))
+    return export_items, manifest_sha, len(files) + 1
+
+
+def run_export(
+    app: Any,
+    set_name: str,
+    fmt: str,
+    out_dir: str | Path,
+    resize: int = 0,
+    quality: int = 90,
+    seed: int = 0,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Export the accepted images of a class set; returns paths, counts and the manifest sha256."""
+    from curation.classes import describe
+    from curation.export.base import FORMATS, ClassInfo
+    from curation.filters import hash_images
+    from curation.splits import Item, SplitParams, assign_splits
+    from db.models import phash_from_db
+
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if not 1 <= quality <= 100:
+        raise ExportError(f"--quality must be 1..100, got {quality}")
+    if resize < 0:
+        raise ExportError(f"--resize must be >= 0, got {resize}")
+    out = Path(out_dir).resolve()
+    _check_out_dir(out)
+    started = time.monotonic()
+    class_rows, images = _gather(app, set_name)
+    if not class_rows:
+        raise ExportError(f"no class set named {set_name!r}; run `imnet classes choose` first")
+    dropped: dict[str, str] = {}
+    unhashed = sorted(sha for sha, v in images.items() if v["phash"] is None)
+    if unhashed:
+        # Splits need every image's phash (near-duplicate leakage check); hash the missing ones.
+        for sha, (ph, reason) in hash_images(app, unhashed).items():
+            if ph is None:
+                dropped[sha] = reason or "unhashed"
+                images.pop(sha)
+            else:
+                images[sha]["phash"] = ph
+    params = SplitParams.from_settings(app.settings, seed=seed)
+    items = [Item(sha, v["wnid"], phash_from_db(v["phash"])) for sha, v in sorted(images.items())]
+    split = assign_splits(items, params)
+    dropped.update(split.dropped)
+    kept_wnids = sorted({it.wnid for part in split.by_split().values() for it in part})
+    no_images = sorted({w for w, _ in class_rows} - {it.wnid for it in items})
+    dropped_classes = dict(split.dropped_classes)
+    for w in no_images:
+        dropped_classes[w] = "no_accepted_images"
+    if not kept_wnids:
+        raise ExportError(
+            f"set {set_name!r} has no class with enough accepted images "
+            f"(train_min_per_class={params.train_min_per_class}); nothing was written"
+        )
+    names = describe(app, kept_wnids)
+    classes = [ClassInfo(i, w, names[w][0], names[w][1]) for i, w in enumerate(kept_wnids)]
+
+    plan: list[tuple[str, Any]] = []
+    for part in ("train", "val", "test"):
+        plan.extend((part, it) for it in split.by_split()[part])
+    staging = _prepare_dir(out)
+    try:
+        export_items, manifest_sha, n_files = _write_export(
+            app, fmt, staging, classes, plan, images, resize, quality, dropped
+        )
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a failed export leaves nothing behind
+        raise
     _swap_in(staging, out)
 
     counts = {p: sum(1 for e in export_items if e["split"] == p) for p in ("train", "val", "test")}
@@ -232,7 +265,7 @@ def run_export(
         "classes": len(classes),
         "dropped_images": dict(sorted(reasons.items())),
         "dropped_classes": dict(sorted(dropped_classes.items())),
-        "files": len(files) + 1,
+        "files": n_files,
         "seconds": round(elapsed, 3),
     }
 

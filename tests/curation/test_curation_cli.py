@@ -91,3 +91,40 @@ def test_cli_curate_choose_show_export(tmp_path: Path, sqlite_url: str, capsys) 
     assert (tmp_path / "busy" / "precious.txt").read_text() == "keep me"
     assert main([*base, "classes", "choose", "--set", "z", "--n", "2", "--root", "dog"]) == 2
     assert "is not a wnid" in capsys.readouterr().err
+
+
+def test_curate_and_export_from_s3_with_worker_processes(
+    tmp_path: Path, sqlite_url: str, s3_server
+) -> None:  # type: ignore[no-untyped-def]
+    """Blobs in a real S3 server (SeaweedFS): the spawned workers open their own boto3 clients."""
+    from curation import run_curation
+    from curation.classes import choose_classes
+    from curation.export import run_export
+
+    bucket = s3_server.create_bucket()
+    settings = Settings(
+        data_dir=str(tmp_path / "data"),
+        database_url=sqlite_url,
+        blob_url=f"s3://{bucket}/blobs",
+        s3_endpoint_url=s3_server.endpoint,
+        s3_access_key=s3_server.access_key,
+        s3_secret_key=s3_server.secret_key,
+        curation_workers=2,
+        val_per_class=2,
+        test_per_class=2,
+        train_max_per_class=20,
+    )
+    app = App(settings)
+    try:
+        with app.Session.begin() as s:
+            for ci, w in enumerate(("n02085620", "n02123045")):
+                add_synset(s, w)
+                for k in range(30):  # 60 images: above the inline threshold, so a pool runs
+                    add_candidate(s, app.blobs, w, encode(smooth_image(300 * ci + k), "JPEG"))
+        rep = run_curation(app, steps=("phash", "filter"))
+        assert rep["scan"]["scanned"] == 60 and rep["scan"]["hashed"] == 60
+        choose_classes(app, "s3", n=2)
+        out = run_export(app, "s3", "webdataset", tmp_path / "wds", resize=32)
+        assert sum(out["counts"].values()) > 40 and out["dropped_images"].get("blob", 0) == 0
+    finally:
+        app.close()

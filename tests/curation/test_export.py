@@ -56,6 +56,7 @@ def small_app(app):  # type: ignore[no-untyped-def]
         shared = encode(photos(9)[8], "JPEG", quality=88)
         add_candidate(s, app.blobs, CHIHUAHUA, shared, posterior=0.995)
         add_candidate(s, app.blobs, TABBY, shared, posterior=0.9995)
+        app.shared_sha = hashlib.sha256(shared).hexdigest()
         add_candidate(s, app.blobs, SPANIEL, encode(smooth_image(999), "PNG"), decision="reject")
         add_candidate(s, app.blobs, SPANIEL, encode(smooth_image(998), "PNG"), decision="undecided")
     choose_classes(app, "three", n=3)
@@ -167,8 +168,10 @@ def test_ilsvrc_export_reads_back_and_is_reproducible(small_app, tmp_path: Path)
     assert int(by_wnid[TABBY][7]) == counts_train(images, TABBY)
 
     # Dedup rule 3: the shared photo appears once, under TABBY; no near copy of val/test in train.
-    shared_sha = [e["image_sha256"] for e in images]
-    assert len(shared_sha) == len(set(shared_sha))
+    shas = [e["image_sha256"] for e in images]
+    assert len(shas) == len(set(shas))
+    assert [e["wnid"] for e in images if e["image_sha256"] == app.shared_sha] in ([TABBY], [])
+    assert app.shared_sha not in {e["image_sha256"] for e in images if e["wnid"] == CHIHUAHUA}
     _assert_no_heldout_near_dups(app, images)
     assert a["dropped_images"].get("near_dup_of_heldout", 0) >= 1
 
@@ -218,3 +221,23 @@ def test_webdataset_shards_read_back_with_webdataset(small_app, tmp_path: Path) 
             assert shard.startswith(e["split"] + "-")
     assert seen == len(samples) == sum(rep["counts"].values())
     _assert_no_heldout_near_dups(app, list(samples.values()))
+
+
+def test_splits_stay_put_when_images_arrive(small_app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    app = small_app
+    app.settings.train_max_per_class = 1000  # no quota pressure: only arrivals change anything
+    app.settings.val_per_class = app.settings.test_per_class = 1000
+    first = run_export(app, "three", "ilsvrc", tmp_path / "one", seed=7)
+    with app.Session.begin() as s:
+        for ci, w in enumerate(CLASSES):
+            for k in range(15):
+                add_candidate(s, app.blobs, w, encode(smooth_image(5000 + 100 * ci + k), "PNG"))
+    second = run_export(app, "three", "ilsvrc", tmp_path / "two", seed=7)
+    split_of = [
+        {e["image_sha256"]: e["split"] for e in _manifest(tmp_path / d) if e.get("split")}
+        for d in ("one", "two")
+    ]
+    common = set(split_of[0]) & set(split_of[1])
+    assert common == set(split_of[0]), "an image left the export when others arrived"
+    assert all(split_of[0][sha] == split_of[1][sha] for sha in common), "an image changed split"
+    assert sum(second["counts"].values()) == sum(first["counts"].values()) + 45

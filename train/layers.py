@@ -1,0 +1,216 @@
+"""Layers of the 2012 AlexNet made fast: local response normalisation, conv1, grouped convs."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+# ---------------------------------------------------------------- local response normalisation
+def _window_sum(sq: Tensor, size: int, groups: int, channel_dim: int) -> Tensor:
+    """Sum of `size` neighbouring channels of `sq`, zero-padded at each group's edges."""
+    half = size // 2
+    c = sq.shape[channel_dim]
+    grouped = sq.unflatten(channel_dim, (groups, c // groups))
+    cdim = channel_dim + 1 if channel_dim >= 0 else channel_dim
+    pads = [0, 0] * (grouped.dim() - 1 - (cdim % grouped.dim()))
+    padded = F.pad(grouped, pads + [half, size - 1 - half])
+    n = grouped.shape[cdim]
+    out = padded.narrow(cdim, 0, n)
+    for i in range(1, size):
+        out = out + padded.narrow(cdim, i, n)
+    return out.flatten(cdim - 1, cdim)
+
+
+def _channels_last_view(x: Tensor) -> tuple[Tensor, int]:
+    """A view whose channel axis is contiguous when x is channels_last, so LRN reads it in place."""
+    if (
+        x.dim() == 4
+        and not x.is_contiguous()
+        and x.is_contiguous(memory_format=torch.channels_last)
+    ):
+        return x.permute(0, 2, 3, 1), -1
+    return x, 1
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    # bf16/fp16 inputs are normalised in fp32 (the pow would lose too much); fp64 stays fp64.
+    return torch.promote_types(x.dtype, torch.float32)
+
+
+def lrn_reference(x: Tensor, size: int, alpha: float, beta: float, k: float, groups: int) -> Tensor:
+    """LRN written with plain differentiable ops: torch.compile fuses it into one kernel."""
+    v, cdim = _channels_last_view(x)
+    xf = v.to(_compute_dtype(x))
+    div = (k + (alpha / size) * _window_sum(xf * xf, size, groups, cdim)).pow(-beta)
+    y = (xf * div).to(x.dtype)
+    return y.permute(0, 3, 1, 2) if cdim == -1 else y
+
+
+class _LRNFunction(torch.autograd.Function):
+    """LRN with a hand-written backward that saves the denominator d, so backward needs one
+    window sum of a pointwise term instead of nested windows (what autograd of the plain ops
+    gives, and what torch.compile would otherwise recompute per element)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, size: int, alpha: float, beta: float, k: float, groups: int):
+        v, cdim = _channels_last_view(x)
+        xf = v.to(_compute_dtype(x))
+        d = k + (alpha / size) * _window_sum(xf * xf, size, groups, cdim)
+        y = (xf * d.pow(-beta)).to(x.dtype)
+        # d in the input's dtype: bf16 costs the gradient ~0.3% relative error, like bf16 itself
+        ctx.save_for_backward(x, d.to(x.dtype))
+        ctx.size, ctx.alpha, ctx.beta, ctx.groups = size, alpha, beta, groups
+        return y.permute(0, 3, 1, 2) if cdim == -1 else y
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        x, d = ctx.saved_tensors
+        size, alpha, beta, groups = ctx.size, ctx.alpha, ctx.beta, ctx.groups
+        v, cdim = _channels_last_view(x)
+        if cdim == -1:  # read g in x's layout: mixed layouts make every load uncoalesced
+            g = g.contiguous(memory_format=torch.channels_last)
+        gv = g.permute(0, 2, 3, 1) if cdim == -1 else g
+        ct = _compute_dtype(x)
+        xf, gf, df = v.to(ct), gv.to(ct), d.to(ct)
+        dpow = df.pow(-beta)
+        # dy_j/dx_i = [i == j] d_j^-b - (2ab/n) x_i x_j d_j^(-b-1) for i in window(j); the window
+        # is symmetric, so the second term is a window sum of g x d^(-b-1).
+        t = _window_sum(gf * xf * dpow / df, size, groups, cdim)
+        gx = (gf * dpow - (2.0 * alpha * beta / size) * xf * t).to(x.dtype)
+        return (gx.permute(0, 3, 1, 2) if cdim == -1 else gx), None, None, None, None, None
+
+
+def _band(c: int, size: int, groups: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """B[j, i] = 1 when channel j is in output channel i's window (same group): s = x^2 @ B."""
+    idx = torch.arange(c, device=device)
+    off = idx[:, None] - idx[None, :]
+    cg = c // groups
+    inside = (off >= -(size // 2)) & (off <= size - 1 - size // 2)
+    return (inside & (idx[:, None] // cg == idx[None, :] // cg)).to(dtype)
+
+
+class _LRNMatmulFunction(torch.autograd.Function):
+    """LRN whose channel-window sums are one small matmul with a band matrix (channel axis last).
+    The matmul materialises its input, so torch.compile cannot fold the neighbouring max-pool
+    backward into every window tap; on GPUs the sums run on the tensor cores."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, size: int, alpha: float, beta: float, k: float, groups: int):
+        ct = _compute_dtype(x)
+        mm = x.dtype if x.dtype in (torch.bfloat16, torch.float16) else ct
+        v = x.movedim(1, -1)  # a free view for channels_last input
+        band = _band(x.shape[1], size, groups, mm, x.device)
+        s = (v.to(mm) * v.to(mm)) @ band
+        y = (v.to(ct) * (k + (alpha / size) * s.to(ct)).pow(-beta)).to(x.dtype)
+        ctx.save_for_backward(x, s)
+        ctx.size, ctx.alpha, ctx.beta, ctx.k, ctx.groups = size, alpha, beta, k, groups
+        return y.movedim(-1, 1)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        x, s = ctx.saved_tensors
+        size, alpha, beta, k, groups = ctx.size, ctx.alpha, ctx.beta, ctx.k, ctx.groups
+        ct = _compute_dtype(x)
+        v, gv = x.movedim(1, -1).to(ct), g.movedim(1, -1).to(ct)
+        d = k + (alpha / size) * s.to(ct)
+        dpow = d.pow(-beta)
+        band = _band(x.shape[1], size, groups, s.dtype, x.device)
+        # dy_c/dx_j = [j == c] d_c^-b - (2ab/n) x_j x_c d_c^(-b-1) for j in window(c)
+        t = ((gv * v * dpow / d).to(s.dtype) @ band.T).to(ct)
+        gx = (gv * dpow - (2.0 * alpha * beta / size) * v * t).to(x.dtype)
+        return gx.movedim(-1, 1), None, None, None, None, None
+
+
+class LRN(nn.Module):
+    """`nn.LocalResponseNorm(5, 1e-4, 0.75, 2)` per channel group, fast on bf16 and channels_last.
+    impl "function" (default) uses _LRNFunction, "matmul" _LRNMatmulFunction, "reference" the
+    plain differentiable ops."""
+
+    impl = "function"
+
+    def __init__(
+        self,
+        size: int = 5,
+        alpha: float = 1e-4,
+        beta: float = 0.75,
+        k: float = 2.0,
+        groups: int = 1,
+    ):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k, self.groups = size, alpha, beta, k, groups
+
+    def forward(self, x: Tensor) -> Tensor:
+        args = (self.size, self.alpha, self.beta, self.k, self.groups)
+        if self.impl == "reference" or not (torch.is_grad_enabled() and x.requires_grad):
+            return lrn_reference(x, *args)
+        if self.impl == "matmul":
+            return _LRNMatmulFunction.apply(x, *args)
+        return _LRNFunction.apply(x, *args)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, groups={self.groups}"
+
+
+class StemConv(nn.Conv2d):
+    """conv1 (11x11, stride 4). impl "s2d" runs it as space-to-depth: 4x4 pixel blocks become 48
+    channels and the zero-padded 12x12 kernel a 3x3 one, the same arithmetic in a shape cuDNN
+    runs fast (a 3-channel 11x11 stride-4 conv falls back to slow kernels on bf16)."""
+
+    impl = "direct"
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.impl != "s2d":
+            return super().forward(x)
+        r = self.stride[0]
+        kb = -(-self.kernel_size[0] // r)  # kernel side in blocks (3 for 11 / 4)
+        h, w = x.shape[-2:]
+        oh, ow = (h - self.kernel_size[0]) // r + 1, (w - self.kernel_size[1]) // r + 1
+        ph, pw = (oh + kb - 1) * r - h, (ow + kb - 1) * r - w
+        cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        x = F.pad(x, (0, max(pw, 0), 0, max(ph, 0)))[..., : (oh + kb - 1) * r, : (ow + kb - 1) * r]
+        x = F.pixel_unshuffle(x, r)
+        if cl:
+            x = x.contiguous(memory_format=torch.channels_last)
+        o, c, kh, kw = self.weight.shape
+        wt = F.pad(self.weight, (0, kb * r - kw, 0, kb * r - kh))
+        wt = wt.view(o, c, kb, r, kb, r).permute(0, 1, 3, 5, 2, 4).reshape(o, c * r * r, kb, kb)
+        return F.conv2d(x, wt.to(memory_format=torch.channels_last) if cl else wt, self.bias)
+
+
+# ---------------------------------------------------------------- grouped (one device) form
+class GConv(nn.Conv2d):
+    """Conv2d whose groups either run as one cuDNN grouped conv or as dense convs on slices."""
+
+    impl = "groups"
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.groups == 1 or self.impl == "groups":
+            return super().forward(x)
+        xs = x.chunk(self.groups, 1)
+        ws = self.weight.chunk(self.groups, 0)
+        bs = self.bias.chunk(self.groups, 0) if self.bias is not None else [None] * self.groups
+        outs = [
+            F.conv2d(xi, wi, bi, self.stride, self.padding)
+            for xi, wi, bi in zip(xs, ws, bs, strict=True)
+        ]
+        return torch.cat(outs, 1)
+
+
+def set_group_impl(model: nn.Module, impl: str) -> None:
+    for m in model.modules():
+        if isinstance(m, GConv):
+            m.impl = impl
+
+
+def set_stem_impl(model: nn.Module, impl: str) -> None:
+    for m in model.modules():
+        if isinstance(m, StemConv):
+            m.impl = impl
+
+
+def set_lrn_impl(model: nn.Module, impl: str) -> None:
+    for m in model.modules():
+        if isinstance(m, LRN):
+            m.impl = impl

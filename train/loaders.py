@@ -1,0 +1,128 @@
+"""Loaders: DataLoader settings, evaluation sharding, and batches prepared on the device."""
+
+from __future__ import annotations
+
+import argparse
+import queue
+import threading
+
+import torch
+
+from train.data import DevicePrep, GpuJpegDecoder, collate_encoded
+
+
+class ShardSampler(torch.utils.data.Sampler):
+    """Evaluation split over processes without padding, so every image counts exactly once."""
+
+    def __init__(self, n: int, rank: int, world: int):
+        self.idx = list(range(rank, n, world))
+
+    def __iter__(self):
+        return ((i, 0) for i in self.idx)
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+
+def make_loader(ds, sampler, args, device: torch.device, encoded: bool):
+    workers = args.workers
+    return torch.utils.data.DataLoader(
+        ds,
+        batch_size=args.batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        collate_fn=collate_encoded if encoded else None,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+        drop_last=False,
+        # Its own generator: creating an iterator must not advance the global RNG (dropout),
+        # or a resumed run would diverge from an uninterrupted one.
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+
+
+def want_gpu_decode(args: argparse.Namespace, device: torch.device) -> bool:
+    if args.decode == "cpu" or device.type != "cuda":
+        if args.decode == "gpu":
+            raise ValueError("--decode gpu needs a CUDA --device")
+        return False
+    try:
+        import torchvision.io  # noqa: F401
+    except ImportError:
+        if args.decode == "gpu":
+            raise ValueError("--decode gpu needs torchvision") from None
+        return False
+    return True
+
+
+def device_batches(
+    loader, prep: DevicePrep, decoder: GpuJpegDecoder | None, prefetch: bool = False
+):
+    """Yields (model input, target) on the device from either loader kind; with `prefetch` (CUDA)
+    a thread decodes and prepares the next batches on a side stream during the model step."""
+
+    def convert(batch):
+        if decoder is not None:
+            data, lengths, target, alpha, params = batch
+            images = decoder(data, lengths, params)
+        else:
+            images, target, alpha = batch
+        return prep(images, alpha), target.to(prep.device, non_blocking=True)
+
+    if prefetch and prep.device.type == "cuda":
+        yield from DevicePrefetcher(loader, convert, prep.device)
+    else:
+        yield from (convert(b) for b in loader)
+
+
+class DevicePrefetcher:
+    """Runs `convert` (decode, crop, normalise) for upcoming batches in a thread on a side CUDA
+    stream, so data preparation overlaps the model step instead of alternating with it."""
+
+    def __init__(self, loader, convert, device: torch.device, depth: int = 3):
+        self.loader, self.convert, self.device, self.depth = loader, convert, device, depth
+
+    def __iter__(self):
+        q: queue.Queue = queue.Queue(maxsize=self.depth)
+        stream = torch.cuda.Stream(self.device)
+        stop = threading.Event()
+
+        def work() -> None:
+            try:
+                with torch.cuda.device(self.device), torch.cuda.stream(stream):
+                    for batch in self.loader:
+                        if stop.is_set():
+                            break
+                        x, t = self.convert(batch)
+                        ev = torch.cuda.Event()
+                        ev.record(stream)
+                        q.put((x, t, ev))
+                q.put(None)
+            except BaseException as e:  # handed to the consumer, raised there
+                q.put(e)
+
+        th = threading.Thread(target=work, name="imnet-prefetch", daemon=True)
+        th.start()
+        try:
+            while True:
+                item = q.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                x, t, ev = item
+                cur = torch.cuda.current_stream(self.device)
+                cur.wait_event(ev)
+                # the tensors were made on the side stream: keep them alive for this one too
+                x.record_stream(cur)
+                t.record_stream(cur)
+                yield x, t
+        finally:
+            stop.set()
+            while th.is_alive():
+                try:
+                    q.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            th.join()
