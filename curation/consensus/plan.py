@@ -207,8 +207,8 @@ def decide(data: SynsetVotes, algorithm: str, settings: Any = None) -> SynsetRes
 
         m = WorkerAwareConsensus(
             threshold=thr,
-            max_votes=s.consensus_max_votes,
-            reject_below=s.consensus_reject_below,
+            max_votes=s.consensus_wa_max_votes,
+            reject_below=s.consensus_wa_reject_below,
             batch=s.consensus_batch_votes,
         ).fit(data.votes, data.gold_seen, data.gold_correct, known=data.known)
         p, dec, needs = m.p_yes_, m.decisions_, m.needs_

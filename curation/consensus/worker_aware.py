@@ -17,7 +17,12 @@ it, a run of yes votes on an ambiguous negative looks as convincing as on a clea
 precision falls below the threshold it claims.
 
 Decisions and stopping follow the dynamic consensus (Deng et al., CVPR 2009): accept at posterior
->= threshold, reject at <= `reject_below`, stop at either or at `max_votes`. `needs_` is the fewest
+>= threshold, reject at <= `reject_below`, stop at either or at `max_votes`; in effect a sequential
+probability ratio test (Wald 1945) whose per-vote likelihood ratios are each worker's coins.
+imnet's settings give it its own cap and reject bound (`consensus_wa_max_votes` 30,
+`consensus_wa_reject_below` 0.03): few items reach the cap, so a high one costs few votes while
+letting ambiguous positives finish, and since a false reject costs recall, not precision, the
+reject bound is looser than 1 - threshold (bench/consensus.py measures the trade). `needs_` is the fewest
 further unanimous votes from a typical worker (the vote-weighted median coins) that could end the
 item, at most `batch` per round; 0 if no such run fits under the cap.
 """

@@ -241,3 +241,31 @@ def test_splits_stay_put_when_images_arrive(small_app, tmp_path: Path) -> None: 
     assert common == set(split_of[0]), "an image left the export when others arrived"
     assert all(split_of[0][sha] == split_of[1][sha] for sha in common), "an image changed split"
     assert sum(second["counts"].values()) == sum(first["counts"].values()) + 45
+
+
+def test_shards_roll_over_by_size(tmp_path: Path) -> None:
+    import tarfile
+
+    from curation.export.base import ClassInfo, Sample
+    from curation.export.webdataset import ShardWriter
+
+    # One sample takes 4,608 tar bytes (2,048-byte jpg, cls, json, three headers): two fit 10,000.
+    w = ShardWriter(tmp_path, [ClassInfo(0, "n01", ["a"], "")], maxcount=100, maxsize=10_000)
+    payload = bytes(range(256)) * 8
+    entries = []
+    for k in range(5):
+        entries += w.write(Sample("train", f"n01_{k + 1}", "n01", 0, "0" * 64, "", payload, 1, 1))
+    entries += w.close()
+    shards = [(e["path"], e["samples"]) for e in entries if "samples" in e]
+    assert shards == [("train-000000.tar", 2), ("train-000001.tar", 2), ("train-000002.tar", 1)]
+    with tarfile.open(tmp_path / "train-000000.tar") as tf:
+        members = tf.getmembers()
+    assert [m.name for m in members] == [
+        "n01_1.jpg",
+        "n01_1.cls",
+        "n01_1.json",
+        "n01_2.jpg",
+        "n01_2.cls",
+        "n01_2.json",
+    ]
+    assert all(m.mtime == 0 and m.uid == 0 and m.uname == "" for m in members)

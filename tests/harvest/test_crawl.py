@@ -294,3 +294,32 @@ def test_decode_in_a_process_pool(app: App) -> None:
         summary = crawl(app, progress=False)
     assert summary["status"] == {"fetched": 2, "rejected": 2}
     assert summary["reasons"] == {"bomb": 1, "decode_error": 1}
+
+
+def test_crawl_into_s3_blob_store(s3_server, sqlite_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The same crawl with blobs in a real S3 server (SeaweedFS) through boto3."""
+    from imnet.settings import Settings
+
+    bucket = s3_server.create_bucket()
+    app = App(
+        Settings(
+            data_dir=str(tmp_path),
+            database_url=sqlite_url,
+            allow_private_hosts=True,
+            blob_url=f"s3://{bucket}/blobs",
+            s3_endpoint_url=s3_server.endpoint,
+            s3_access_key=s3_server.access_key,
+            s3_secret_key=s3_server.secret_key,
+        )
+    )
+    add_synsets(app, wnids=[W1])
+    imgs = {f"/{i}.jpg": jpeg(200, 150, seed=20 + i) for i in range(3)}
+    with LoopWeb({p: body(d) for p, d in imgs.items()}) as webx:
+        _add(app, [(W1, webx.url(p)) for p in imgs])
+        summary = crawl(app, progress=False)
+    assert summary["status"] == {"fetched": 3}
+    with app.Session() as s:
+        shas = {i.sha256 for i in s.scalars(select(Image))}
+    assert set(app.blobs.iter()) == shas and len(shas) == 3
+    assert sorted(app.blobs.get(h) for h in shas) == sorted(imgs.values())
+    app.close()

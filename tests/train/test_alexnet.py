@@ -152,7 +152,8 @@ def test_lrn_matches_torch(channels_last: bool, groups: int, impl: str) -> None:
     torch.testing.assert_close(y, yr, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(x.grad, xr.grad, rtol=1e-12, atol=1e-12)
     assert y.is_contiguous(memory_format=torch.channels_last) == channels_last
-    assert torch.autograd.gradcheck(lrn, (x.detach()[:1, :, :3, :3].clone().requires_grad_(True),))
+    small = torch.randn(1, 8, 2, 2, dtype=torch.float64) * 20  # gradcheck: few inputs
+    assert torch.autograd.gradcheck(lrn, (small.requires_grad_(True),))
 
 
 def test_lrn_per_half_differs_from_across_halves() -> None:

@@ -126,3 +126,16 @@ def test_bench_smoke_runs_on_cpu() -> None:
     assert "imnet 2012 AlexNet (fast LRN), eager" in out
     assert "end-to-end, CPU decode in workers" in out
     assert "failed" not in out.split("GPU: ")[-1]
+
+
+def test_two_tower_training_and_evaluation(export: Path, tmp_path: Path) -> None:
+    """`--devices A,B` trains the two-tower form (both on the CPU here) and evaluates it."""
+    out = tmp_path / "towers"
+    res = main(["--data-path", str(export), "--epochs", "1", "-j", "0", "--devices", "cpu,cpu",
+                "--output-dir", str(out), *SMALL])  # fmt: skip
+    assert res["model_config"]["arch"] == "alexnet-towers"
+    ck = torch.load(out / "checkpoint.pth", weights_only=False)
+    assert any(k.startswith("towers.1.conv3") for k in ck["model"])
+    ev = main(["--data-path", str(export), "--resume", str(out / "checkpoint.pth"), "--test-only",
+               "--devices", "cpu,cpu", "-j", "0", "--no-progress"])  # fmt: skip
+    assert ev["val_top1_err"] == pytest.approx(res["val_top1_err"])
