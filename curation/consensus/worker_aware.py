@@ -53,6 +53,7 @@ class WorkerAwareConsensus(Aggregator):
         reject_below: float | None = None,
         gold_weight: float = 1.0,
         difficulty: bool = True,
+        first_votes: int = 2,
     ) -> None:
         self.threshold = threshold
         self.max_votes = max_votes
@@ -64,6 +65,7 @@ class WorkerAwareConsensus(Aggregator):
         self.batch = batch
         self.gold_weight = gold_weight
         self.difficulty = difficulty
+        self.first_votes = first_votes
         # Stop negatives at P <= reject_below (default 1 - threshold, the symmetric rule).
         self.reject_below = 1.0 - threshold if reject_below is None else reject_below
 
@@ -231,7 +233,10 @@ class WorkerAwareConsensus(Aggregator):
             p_n = _posterior(base + j * step_no)
             hit = (found == 0) & left_ok & ((p_y >= self.threshold) | (p_n <= self.reject_below))
             found[hit] = j
-        out[todo] = np.minimum(found, self.batch)
+        # Before an item's first vote the run rests on prior coins alone: ask no more than
+        # first_votes, and let the next round's fit size the rest.
+        limit = np.where(total[todo] == 0, min(self.batch, self.first_votes), self.batch)
+        out[todo] = np.minimum(found, limit)
         return out
 
 
