@@ -153,7 +153,14 @@ def simulate(seed: int, n_items: int) -> list[dict]:
         workers = np.argsort(rng.random((n_items, N_WORKERS)), axis=1)[:, :STREAM]
         votes = answer(rng, kind[workers], acc[workers], truth[:, None], ambiguous[:, None])
         out.append(
-            {"name": name, "truth": truth, "workers": workers, "votes": votes, "gold_ok": gold_ok}
+            {
+                "name": name,
+                "truth": truth,
+                "ambiguous": ambiguous,
+                "workers": workers,
+                "votes": votes,
+                "gold_ok": gold_ok,
+            }
         )
     return out
 

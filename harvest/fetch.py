@@ -8,7 +8,7 @@ import logging
 import socket
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
@@ -144,18 +144,24 @@ class Fetcher:
         settings: Settings,
         decode_executor: Executor | None = None,
         store: Callable[[bytes], str] | None = None,
+        store_executor: Executor | None = None,
     ) -> None:
-        """`store(data) -> sha256` (e.g. a blob store's put), when given, keeps each valid image
-        and its digest becomes the image's sha256; with a thread executor it runs in the same
-        hand-off as the decode."""
+        """Decode in `decode_executor` (None: in the loop's own thread, for per-core processes).
+
+        `store(data) -> sha256` (e.g. a blob store's put), when given, keeps each valid image and
+        its digest becomes the image's sha256. It runs in the decode thread pool when there is
+        one (one hand-off per image), else in `store_executor` (None: the loop's default pool),
+        because blob writes wait on I/O (fsync, S3 PUT) and must not block the loop.
+        """
         self.s = settings
         self.policy = AddressPolicy(settings)
         self.gate = HostGate(settings.crawl_per_host, settings.crawl_host_delay)
         self.decode_executor = decode_executor
         self.store = store
+        self.store_executor = store_executor
         # Work in a process pool must be picklable, so storing then happens in a thread.
-        self.store_inline = store is not None and not isinstance(
-            decode_executor, ProcessPoolExecutor
+        self.store_with_decode = store is not None and isinstance(
+            decode_executor, ThreadPoolExecutor
         )
         self.robots: dict[str, asyncio.Future[RobotFileParser | None]] = {}
         self.agent = settings.user_agent.split("/", 1)[0].strip().lower()
@@ -197,17 +203,20 @@ class Fetcher:
             return FetchResult(cid, "failed", "timeout: total time limit reached")
         loop = asyncio.get_running_loop()
         args = (data, self.s.crawl_max_pixels, self.s.crawl_min_side)
-        if self.store_inline:
+        if self.store_with_decode:
             res = await loop.run_in_executor(
                 self.decode_executor, _check_and_store, self.store, *args
             )
         else:
-            res = await loop.run_in_executor(
-                self.decode_executor, validate_or_reason, *args, self.store is None
-            )
+            if self.decode_executor is None:
+                res = validate_or_reason(*args, self.store is None)
+            else:
+                res = await loop.run_in_executor(
+                    self.decode_executor, validate_or_reason, *args, self.store is None
+                )
             if self.store is not None and not isinstance(res, tuple):
                 try:
-                    res.sha256 = await loop.run_in_executor(None, self.store, data)
+                    res.sha256 = await loop.run_in_executor(self.store_executor, self.store, data)
                 except Exception as e:  # a store failure is this candidate's failure
                     return FetchResult(cid, "failed", f"blob_error: {e}"[:300], status, final)
         if isinstance(res, tuple):

@@ -151,16 +151,21 @@ class CrawlWorker:
         s = self.s
         loop = asyncio.get_running_loop()
         io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="crawl-io")
-        decoder: Executor
+        decoder: Executor | None
         if s.crawl_decode_processes > 0:
             decoder = ProcessPoolExecutor(
                 s.crawl_decode_processes, mp_context=mp.get_context("spawn")
             )
+        elif s.crawl_decode_threads > 0:
+            # Pillow releases the GIL while decoding, so threads take decoding off the loop;
+            # they also write the blobs (fsync, S3 PUT), which wait rather than compute.
+            decoder = ThreadPoolExecutor(
+                max_workers=s.crawl_decode_threads, thread_name_prefix="crawl-decode"
+            )
         else:
-            # Pillow releases the GIL while decoding, so threads take decoding off the loop.
-            # These threads also write the blobs (fsync, S3 PUT), which wait rather than
-            # compute, hence more threads than cores.
-            decoder = ThreadPoolExecutor(max_workers=6, thread_name_prefix="crawl-decode")
+            # Decode in the loop's thread: one process per core keeps every core busy without
+            # threads contending for the GIL; blob writes still go to the io threads.
+            decoder = None
         q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=max(s.crawl_batch, 1))
         n_tasks = max(1, s.crawl_concurrency)
         flush_now = asyncio.Event()
@@ -239,7 +244,7 @@ class CrawlWorker:
         flush_task = asyncio.create_task(flusher())
         renew_task = asyncio.create_task(renewer())
         try:
-            async with Fetcher(s, decoder, store=self.app.blobs.put) as f:
+            async with Fetcher(s, decoder, store=self.app.blobs.put, store_executor=io) as f:
                 await asyncio.gather(feeder(), *(fetcher_task(f) for _ in range(n_tasks)))
             done.set()
             flush_now.set()
@@ -257,5 +262,6 @@ class CrawlWorker:
             if self.wnid:
                 self._release(list(self.wnid))
             io.shutdown(wait=True)
-            decoder.shutdown(wait=True, cancel_futures=True)
+            if decoder is not None:
+                decoder.shutdown(wait=True, cancel_futures=True)
         return self.stats

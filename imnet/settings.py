@@ -64,6 +64,8 @@ class Settings:
     crawl_total_timeout: float = 120.0
     crawl_batch: int = 256
     crawl_decode_processes: int = 0
+    # Decode threads per crawl process; 0 decodes in the event loop's thread (per-core processes).
+    crawl_decode_threads: int = 2
 
     # mturk
     mturk_endpoint_url: str = ""
@@ -105,7 +107,7 @@ class Settings:
     # Worker-aware consensus's own cap and reject bound: it weighs each worker, so a higher cap
     # costs few votes and recovers ambiguous positives (bench/consensus.py).
     consensus_wa_max_votes: int = 30
-    consensus_wa_reject_below: float = 0.03
+    consensus_wa_reject_below: float = 0.02
     # Policy needs_votes follows: dynamic | worker-aware | majority | dawid-skene.
     consensus_algorithm: str = "dynamic"
     # Votes per item for the fixed-budget algorithms (majority, dawid-skene).

@@ -20,11 +20,14 @@ Decisions and stopping follow the dynamic consensus (Deng et al., CVPR 2009): ac
 >= threshold, reject at <= `reject_below`, stop at either or at `max_votes`; in effect a sequential
 probability ratio test (Wald 1945) whose per-vote likelihood ratios are each worker's coins.
 imnet's settings give it its own cap and reject bound (`consensus_wa_max_votes` 30,
-`consensus_wa_reject_below` 0.03): few items reach the cap, so a high one costs few votes while
+`consensus_wa_reject_below` 0.02): few items reach the cap, so a high one costs few votes while
 letting ambiguous positives finish, and since a false reject costs recall, not precision, the
-reject bound is looser than 1 - threshold (bench/consensus.py measures the trade). `needs_` is the fewest
-further unanimous votes from a typical worker (the vote-weighted median coins) that could end the
-item, at most `batch` per round; 0 if no such run fits under the cap.
+reject bound is looser than 1 - threshold (bench/consensus.py measures the trade).
+
+`needs_` is the fewest further unanimous votes from a typical worker (the vote-weighted median
+coins) that could end the item, at most `batch` per round and at most `first_votes` for an item with no votes yet (before
+any vote the run length rests on the prior coins alone; asking 3 where 2 end most negatives cost
+~0.4 votes per item in bench/consensus.py); 0 if no such run fits under the cap.
 """
 
 from __future__ import annotations
