@@ -19,9 +19,10 @@ pipeline's mturk policy (see `Crowd`): each real vote brings mturk_gold_per_hit 
 mturk_min_gold_seen gold answers is blocked, their votes are dropped but stay counted, and their
 later stream slots go to the next workers (`--no-exclusion` keeps them).
 
-crowd-kit (MajorityVote, DawidSkene) runs in its own venv, `.venv-bench-consensus` (created here if
-missing: crowd-kit needs scikit-learn < 1.6), as a subprocess reading the same vote tables from an
-.npz file.
+crowd-kit (MajorityVote, DawidSkene) runs in its own venv, `.venv-bench-consensus` (created if
+missing: crowd-kit needs scikit-learn < 1.6), as a subprocess reading the same vote tables
+(bench/consensus_crowdkit.py). "kept workers" rows: Dawid-Skene on the first k votes from workers
+the gold policy did not block (the final block list, optimistic for DS), charged k plus gold.
 
     python bench/consensus.py                 # 20 seeds x 4 synsets x 2,000 items
     python bench/consensus.py --seeds 2 --items 500 --no-crowdkit   # quick look
@@ -31,9 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -49,7 +48,9 @@ from curation.consensus.majority import MajorityVote  # noqa: E402
 from curation.consensus.worker_aware import WorkerAwareConsensus  # noqa: E402
 from imnet.settings import Settings  # noqa: E402
 
-VENV = ROOT / ".venv-bench-consensus"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from consensus_crowdkit import run_crowdkit  # noqa: E402
+
 SYNSETS = (("easy", 0.0), ("medium", 0.05), ("hard", 0.1), ("harder", 0.2))
 MIX = (("good", 0.70, 0.9), ("mediocre", 0.20, 0.7), ("random", 0.06, None), ("yes", 0.04, None))
 N_WORKERS = 50
@@ -83,29 +84,6 @@ def stream_length(cap: int) -> int:
 STREAM = stream_length(max(CAP, WA_CAP))  # set again by --cap / --wa-cap
 # "worker-aware" models ambiguous images (two difficulty levels); "two-coin" is the same without.
 ADAPTIVE = ("dynamic", "worker-aware", "worker-aware two-coin")
-
-CROWDKIT_SCRIPT = r"""
-import json, sys, time
-import numpy as np, pandas as pd
-from crowdkit.aggregation import DawidSkene, MajorityVote
-data = np.load(sys.argv[1])
-keys = json.loads(str(data["keys"]))
-out, secs = {}, {"mv": 0.0, "ds": 0.0}
-for key in keys:
-    df = pd.DataFrame({"task": data[key + "/item"], "worker": data[key + "/worker"],
-                       "label": data[key + "/label"]})
-    n = int(data[key + "/n"])
-    t = time.perf_counter()
-    mv = MajorityVote().fit_predict(df)
-    secs["mv"] += time.perf_counter() - t
-    t = time.perf_counter()
-    ds = DawidSkene(n_iter=100).fit_predict(df)
-    secs["ds"] += time.perf_counter() - t
-    out[key + "/mv"] = mv.reindex(range(n)).fillna(0).astype(int).to_numpy()
-    out[key + "/ds"] = ds.reindex(range(n)).fillna(0).astype(int).to_numpy()
-np.savez(sys.argv[2], **out)
-print(json.dumps(secs))
-"""
 
 
 def make_workers(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -283,42 +261,6 @@ def score(accepted: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
     return int((accepted & (truth == 1)).sum()), int(accepted.sum()), int((truth == 1).sum())
 
 
-def ensure_venv() -> Path:
-    py = VENV / "bin" / "python"
-    if not py.exists():
-        print(f"creating {VENV} (crowd-kit needs scikit-learn < 1.6)", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run(
-            [str(py), "-m", "pip", "install", "-q", "crowd-kit", "scikit-learn<1.6", "numpy"],
-            check=True,
-            timeout=1800,
-        )
-    return py
-
-
-def run_crowdkit(tables: dict[str, Votes]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    py = ensure_venv()
-    with tempfile.TemporaryDirectory() as tmp:
-        src, dst, script = Path(tmp) / "in.npz", Path(tmp) / "out.npz", Path(tmp) / "ck.py"
-        arrays: dict[str, np.ndarray] = {"keys": np.array(json.dumps(list(tables)))}
-        for key, v in tables.items():
-            arrays[key + "/item"], arrays[key + "/worker"] = v.item, v.worker
-            arrays[key + "/label"], arrays[key + "/n"] = v.label, np.array(v.n_items)
-        np.savez(src, **arrays)
-        script.write_text(CROWDKIT_SCRIPT)
-        res = subprocess.run(
-            [str(py), str(script), str(src), str(dst)],
-            capture_output=True,
-            text=True,
-            timeout=3600,
-        )
-        if res.returncode != 0:
-            raise SystemExit(f"crowd-kit subprocess failed:\n{res.stderr[-3000:]}")
-        secs = json.loads(res.stdout.strip().splitlines()[-1])
-        with np.load(dst) as d:
-            return {k: d[k] for k in d.files}, secs
-
-
 def main() -> int:
     global STREAM, CAP, REJECT_BELOW, THRESHOLD, WA_CAP, WA_REJECT_BELOW
     ap = argparse.ArgumentParser(
@@ -403,6 +345,16 @@ def main() -> int:
                     lambda m=method, sy=syn, sd=seed, c=crowds[method]: run_adaptive(sy, m, sd, c),
                 )
                 add(f"imnet {method}", name, acc, truth, cost)
+            if not args.adaptive_only and not args.no_exclusion:
+                # A fairer peer: Dawid-Skene on k votes from workers the gold policy kept (the
+                # worker-aware run's final block list, known from the start: optimistic for DS),
+                # charged k votes plus their gold.
+                kept = prefix_votes(syn, np.full(len(truth), STREAM))
+                kept = kept.subset(~crowds["worker-aware"].blocked[kept.worker])
+                for k in FIXED_K:
+                    m = f"imnet dawid-skene k={k} kept workers"
+                    ds = timed(m, lambda v=kept.first_k(k): DawidSkene().fit_predict(v))
+                    add(m, name, ds == 1, truth, k * (1 + GOLD_RATE))
         print(f"seed {seed} done", file=sys.stderr)
 
     if not args.no_crowdkit:
@@ -431,7 +383,7 @@ def report(tallies: dict, secs: dict, args: argparse.Namespace) -> None:
         f"\n{args.seeds} seeds x {len(names)} synsets x {args.items} items; 25% positives; "
         f"ambiguous share {', '.join(f'{n} {a:.0%}' for n, a in SYNSETS)}"
     )
-    head = f"{'method':32s} {'votes/item':>10s} {'precision':>9s} {'recall':>7s}  goal"
+    head = f"{'method':36s} {'votes/item':>10s} {'precision':>9s} {'recall':>7s}  goal"
     print(head + "   | per synset precision/recall/votes")
     out = {}
     for method, per in tallies.items():
@@ -443,7 +395,7 @@ def report(tallies: dict, secs: dict, args: argparse.Namespace) -> None:
             for n in names
             if n in per
         )
-        print(f"{method:32s} {v:10.2f} {p:9.4f} {r:7.4f}  {goal:4s} | {cells}")
+        print(f"{method:36s} {v:10.2f} {p:9.4f} {r:7.4f}  {goal:4s} | {cells}")
         out[method] = {
             "votes_per_item": v,
             "precision": p,

@@ -156,17 +156,19 @@ class CrawlWorker:
             decoder = ProcessPoolExecutor(
                 s.crawl_decode_processes, mp_context=mp.get_context("spawn")
             )
-        elif s.crawl_decode_threads > 0:
+        elif s.crawl_decode_threads != 0:
             # Pillow releases the GIL while decoding, so threads take decoding off the loop;
             # they also write the blobs (fsync, S3 PUT), which wait rather than compute.
             decoder = ThreadPoolExecutor(
-                max_workers=s.crawl_decode_threads, thread_name_prefix="crawl-decode"
+                max_workers=s.crawl_decode_threads if s.crawl_decode_threads > 0 else 2,
+                thread_name_prefix="crawl-decode",
             )
         else:
             # Decode in the loop's thread: one process per core keeps every core busy without
             # threads contending for the GIL; blob writes still go to the io threads.
             decoder = None
-        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=max(s.crawl_batch, 1))
+        # A short queue: rows claimed but not started are rows another process cannot take.
+        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=max(1, s.crawl_batch))
         n_tasks = max(1, s.crawl_concurrency)
         flush_now = asyncio.Event()
         done = asyncio.Event()

@@ -14,11 +14,13 @@ HEADLINES: dict[str, list[str]] = {
     "gold": ["gold_added", "gold_total"],
     "verify": [
         "rounds",
+        "stopped",
         "hits",
         "assignments",
         "votes",
         "votes_per_item",
         "cost_estimate",
+        "cost_all_runs",
         "workers",
         "workers_blocked",
     ],

@@ -132,14 +132,14 @@ def _mturk_totals(app) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     from sqlalchemy import func, select
 
     from db.models import Assignment, Hit, Vote, Worker
-    from mturk.publish import fee_rate
 
     with app.Session() as s:
         votes = s.scalar(select(func.count()).select_from(Vote)) or 0
         items = s.scalar(select(func.count(func.distinct(Vote.candidate_id)))) or 0
         total = Decimal(0)
         for reward, n in s.execute(select(Hit.reward, Hit.max_assignments)):
-            total += Decimal(reward) * n * (1 + fee_rate(n))
+            # MTurk's commission: 20% of the reward, 40% on HITs with 10 or more assignments.
+            total += Decimal(reward) * n * (Decimal("1.4") if n >= 10 else Decimal("1.2"))
         by_status = {
             k: n
             for k, n in s.execute(

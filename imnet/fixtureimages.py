@@ -53,7 +53,7 @@ class Item:
     """One URL of the fixture web: what it serves and which synset (if any) its bytes show."""
 
     name: str  # path under /img/
-    kind: str  # true | neardup | dup | related | unrelated | distractor | broken_*
+    kind: str  # true, neardup, dup, distractor, or broken_404/_truncated/_html/_tiny
     truth: str | None
     status: int = 200
     content_type: str = "image/jpeg"

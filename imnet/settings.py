@@ -64,8 +64,9 @@ class Settings:
     crawl_total_timeout: float = 120.0
     crawl_batch: int = 256
     crawl_decode_processes: int = 0
-    # Decode threads per crawl process; 0 decodes in the event loop's thread (per-core processes).
-    crawl_decode_threads: int = 2
+    # Decode threads per crawl process; 0 decodes in the event loop's thread; -1 = auto (2 threads
+    # for a one-process crawl, 0 when --processes > 1 gives each core its own loop).
+    crawl_decode_threads: int = -1
 
     # mturk
     mturk_endpoint_url: str = ""

@@ -25,9 +25,10 @@ letting ambiguous positives finish, and since a false reject costs recall, not p
 reject bound is looser than 1 - threshold (bench/consensus.py measures the trade).
 
 `needs_` is the fewest further unanimous votes from a typical worker (the vote-weighted median
-coins) that could end the item, at most `batch` per round and at most `first_votes` for an item with no votes yet (before
-any vote the run length rests on the prior coins alone; asking 3 where 2 end most negatives cost
-~0.4 votes per item in bench/consensus.py); 0 if no such run fits under the cap.
+coins) that could end the item, at most `batch` per round and at most `first_votes` for an item
+with no votes yet (before any vote the run length rests on the prior coins alone; asking 3 where
+2 end most negatives cost ~0.4 votes per item in bench/consensus.py); 0 if no such run fits under
+the cap.
 """
 
 from __future__ import annotations

@@ -14,7 +14,9 @@ from curation.consensus.dynamic import (
     DynamicConsensus,
     binomial_posterior,
     choose_calibration,
+    fit_ambiguous_mixture,
     fit_binomial_mixture,
+    mixture_posterior,
 )
 from curation.consensus.majority import MajorityVote
 from curation.consensus.worker_aware import WorkerAwareConsensus
@@ -235,3 +237,53 @@ def test_worker_aware_difficulty_mixture() -> None:
     # claimed; the mixture asks for more agreement on such a synset and gets closer.
     assert precision(without) < 0.985 < precision(with_d)
     assert (with_d.decisions_ == "accept").sum() < (without.decisions_ == "accept").sum()
+
+
+def test_worker_aware_first_ask_is_small() -> None:
+    # No votes yet: coins are the population prior, 0.75 both ways, and the class prior 0.25,
+    # so a "no" has likelihood ratio 1/3 and a "yes" 3. Reject run: odds 1/3 * (1/3)^k <= 1/99
+    # first at k = 4 (1/81 = 0.0123 > 1/99; 1/243 below). Accept run: 1/3 * 3^k >= 0.997/0.003
+    # first at k = 7. So the run is 4; the first ask is capped at first_votes, later ones at batch.
+    empty = Votes.from_tuples([], items=[0, 1], workers=["a", "b", "c", "d"])
+
+    def needs(**kw: int) -> list[int]:
+        m = WorkerAwareConsensus(reject_below=0.01, difficulty=False, **kw)  # type: ignore[arg-type]
+        return m.fit(empty).needs_.tolist()
+
+    assert needs(batch=3) == [2, 2]
+    assert needs(batch=3, first_votes=3) == [3, 3]
+    assert needs(batch=10, first_votes=10) == [4, 4]
+    # Once an item has a vote, only batch caps the ask: item 0's one "no" leaves odds 1/9,
+    # and 3 more (1/243) end it.
+    one = Votes.from_tuples([(0, "a", 0)], items=[0, 1], workers=["a", "b", "c", "d"])
+    m = WorkerAwareConsensus(reject_below=0.01, difficulty=False, n_iter=0, batch=10)
+    assert m.fit(one).needs_.tolist() == [3, 2]
+
+
+def test_mixture_posterior_by_hand() -> None:
+    # pi 0.25, clear coins a 0.9 / b 0.1, 20% ambiguous with coins pulled halfway: 0.7 / 0.3.
+    # Two yes: good 0.25 * (0.8 * 0.81 + 0.2 * 0.49) = 0.1865; bad 0.75 * (0.8 * 0.01 + 0.2 *
+    # 0.09) = 0.0195; P = 0.1865 / 0.206.
+    got = mixture_posterior(np.array(2), np.array(0), 0.25, 0.9, 0.1, 0.2, 0.5)
+    assert float(got) == pytest.approx(0.1865 / 0.206, abs=1e-12)
+    # Without ambiguous images it is the plain binomial posterior.
+    y, n = np.arange(6), np.arange(6)[::-1]
+    np.testing.assert_allclose(
+        mixture_posterior(y, n, 0.3, 0.85, 0.2, 0.0, 0.5),
+        binomial_posterior(y, n, 0.3, 0.85, 0.2),
+        atol=1e-12,
+    )
+
+
+def test_ambiguous_mixture_recovers_share_and_shrink() -> None:
+    rng = np.random.default_rng(7)
+    truth = rng.random(3000) < 0.25
+    amb = rng.random(3000) < 0.3
+    p = np.where(truth, 0.9, 0.1)
+    p = np.where(amb, 0.5 + 0.5 * (p - 0.5), p)
+    y = rng.binomial(10, p)
+    pi, a, b, eta, lam, r = fit_ambiguous_mixture(y, 10 - y)
+    assert pi == pytest.approx(truth.mean(), abs=0.03)
+    assert a == pytest.approx(0.9, abs=0.02) and b == pytest.approx(0.1, abs=0.02)
+    assert eta == pytest.approx(0.3, abs=0.07) and lam == pytest.approx(0.5, abs=0.15)
+    assert ((r > 0.5) == truth).mean() > 0.9
