@@ -82,8 +82,9 @@ def stream_length(cap: int) -> int:
 
 
 STREAM = stream_length(max(CAP, WA_CAP))  # set again by --cap / --wa-cap
-# "worker-aware" models ambiguous images (two difficulty levels); "two-coin" is the same without.
-ADAPTIVE = ("dynamic", "worker-aware", "worker-aware two-coin")
+# "dynamic" and "worker-aware" model ambiguous images (two difficulty levels); "binomial" and
+# "two-coin" are the same models without.
+ADAPTIVE = ("dynamic", "dynamic binomial", "worker-aware", "worker-aware two-coin")
 
 
 def make_workers(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -204,7 +205,7 @@ def run_adaptive(syn: dict, method: str, seed: int, crowd: Crowd) -> tuple[np.nd
     cast = np.zeros((n, STREAM), dtype=bool)
     ptr = np.zeros(n, dtype=np.int64)  # next stream slot per item
     calibration = np.zeros(n, dtype=bool)
-    if method == "dynamic":
+    if method.startswith("dynamic"):
         chosen = choose_calibration(list(range(n)), CALIBRATION_ITEMS, f"{seed}:{syn['name']}")
         calibration[list(chosen)] = True
     gold_before = np.floor(crowd.cast * GOLD_RATE).sum()
@@ -212,13 +213,14 @@ def run_adaptive(syn: dict, method: str, seed: int, crowd: Crowd) -> tuple[np.nd
     for _ in range(80):
         use = cast & ~crowd.blocked[workers]
         votes = stream_votes(syn, use)
-        if method == "dynamic":
+        if method.startswith("dynamic"):
             model = DynamicConsensus(
                 threshold=THRESHOLD,
                 calibration_votes=CALIBRATION_VOTES,
                 max_votes=CAP,
                 reject_below=REJECT_BELOW,
                 batch=BATCH,
+                difficulty=method == "dynamic",
             ).fit(votes, calibration=calibration)
         else:
             seen, ok = crowd.gold()

@@ -57,6 +57,7 @@ def test_rejections(data: bytes, code: str) -> None:
     assert validate_or_reason(data, LIMIT, 32)[0] == code
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_pixel_limit_is_a_setting() -> None:
     with pytest.raises(Rejected) as e:
         validate_image(jpeg(320, 240), 320 * 240 - 1, 32)
