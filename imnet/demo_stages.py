@@ -38,9 +38,14 @@ class Ctx:
 # -- harvest -----------------------------------------------------------------------------------
 def stage_synsets(ctx: Ctx) -> dict[str, Any]:
     from harvest.queries import expand_queries
-    from harvest.synsets import add_synsets
+    from harvest.synsets import ensure_synsets
 
-    n = add_synsets(ctx.app, wnids=ctx.synsets)
+    # Only missing rows are added: refreshing existing ones could change a synset's recorded
+    # parent (nltk orders two hypernyms differently from run to run) and so its queries.
+    bad = ensure_synsets(ctx.app, ctx.synsets)
+    if bad:
+        raise RuntimeError(f"not WordNet 3.0 noun synsets: {bad}")
+    n = len(ctx.synsets)
     new_queries = expand_queries(ctx.app, sources=SOURCES, wnids=ctx.synsets)
     from sqlalchemy import func, select
 

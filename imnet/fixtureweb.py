@@ -202,7 +202,9 @@ def start_fixture_web(
     box: dict[str, object] = {}
 
     async def setup() -> None:
-        runner = aw.AppRunner(_make_app(web, corpus, root / "corpus"), access_log=None)
+        runner = aw.AppRunner(
+            _make_app(web, corpus, root / "corpus"), access_log=None, shutdown_timeout=2.0
+        )
         await runner.setup()
         for p in (wanted, 0) if wanted else (0,):
             try:
