@@ -36,6 +36,7 @@ def make_engine(url: str, **kw) -> Engine:  # type: ignore[no-untyped-def]
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30}, **kw)
         event.listen(engine, "connect", _sqlite_pragmas)
+
         # pysqlite's own transaction handling defers BEGIN; emit it ourselves so that a write
         # transaction (BEGIN IMMEDIATE via queue helpers) is really atomic.
         @event.listens_for(engine, "connect")

@@ -15,7 +15,13 @@ class SettingsError(ValueError):
     """A setting is unknown or malformed; the message is one line meant for the user."""
 
 
-SECRET_KEYS = {"s3_secret_key", "mturk_secret_key", "mturk_server_keys", "flickr_api_key", "openverse_token"}
+SECRET_KEYS = {
+    "s3_secret_key",
+    "mturk_secret_key",
+    "mturk_server_keys",
+    "flickr_api_key",
+    "openverse_token",
+}
 
 
 @dataclass
@@ -200,7 +206,9 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
             return float(value)
         return str(value)
     except (TypeError, ValueError):
-        raise SettingsError(f"setting {key!r} (from {origin}) must be {typ}, got {value!r}") from None
+        raise SettingsError(
+            f"setting {key!r} (from {origin}) must be {typ}, got {value!r}"
+        ) from None
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

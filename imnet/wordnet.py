@@ -76,7 +76,9 @@ def install_from_debian(src: Path = DEBIAN_DIR, dest_root: Path | None = None) -
     dest.mkdir(parents=True, exist_ok=True)
     for p in src.iterdir():
         # nltk refuses symlinks outside its data folders, so the files are copied.
-        if p.is_file() and re.match(r"^(data|index|lexnames|.*\.exc|cntlist|sentidx|verb|LICENSE)", p.name):
+        if p.is_file() and re.match(
+            r"^(data|index|lexnames|.*\.exc|cntlist|sentidx|verb|LICENSE)", p.name
+        ):
             shutil.copyfile(p, dest / p.name)
     if not (dest / "lexnames").exists():
         (dest / "lexnames").write_text(lexnames_text())
@@ -108,4 +110,6 @@ def ensure_wordnet(allow_download: bool = True) -> str:
                 return "WordNet 3.0: downloaded with nltk.download"
         else:
             tried.append("nltk.download could not fetch wordnet")
-    raise WordNetUnavailable("WordNet is not available (" + "; ".join(tried or ["nothing found"]) + "); " + DEBIAN_HINT)
+    raise WordNetUnavailable(
+        "WordNet is not available (" + "; ".join(tried or ["nothing found"]) + "); " + DEBIAN_HINT
+    )

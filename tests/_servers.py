@@ -62,9 +62,23 @@ class Postgres:
 
     def _psql(self, sql: str, db: str = "postgres") -> None:
         subprocess.run(
-            [*self._as_pg(), str(self.bindir / "psql"), "-h", str(self.root / "sock"), "-p",
-             str(self.port), "-d", db, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
-            check=True, capture_output=True,
+            [
+                *self._as_pg(),
+                str(self.bindir / "psql"),
+                "-h",
+                str(self.root / "sock"),
+                "-p",
+                str(self.port),
+                "-d",
+                db,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-q",
+                "-c",
+                sql,
+            ],
+            check=True,
+            capture_output=True,
         )
 
     def _as_pg(self) -> list[str]:
@@ -77,8 +91,15 @@ class Postgres:
 
     def stop(self) -> None:
         subprocess.run(
-            [*self._as_pg(), str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m",
-             "immediate", "stop"],
+            [
+                *self._as_pg(),
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.root / "data"),
+                "-m",
+                "immediate",
+                "stop",
+            ],
             capture_output=True,
         )
         shutil.rmtree(self.root, ignore_errors=True)
@@ -95,16 +116,39 @@ def start_postgres() -> Postgres:
         shutil.chown(root / "sock", "postgres")
         root.chmod(0o755)
     subprocess.run(
-        [*pg._as_pg(), str(bindir / "initdb"), "-N", "-A", "trust", "-U", "postgres", "-D",
-         str(root / "data")],
-        check=True, capture_output=True,
+        [
+            *pg._as_pg(),
+            str(bindir / "initdb"),
+            "-N",
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-D",
+            str(root / "data"),
+        ],
+        check=True,
+        capture_output=True,
     )
-    opts = (f"-p {port} -k {root / 'sock'} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+    opts = (
+        f"-p {port} -k {root / 'sock'} -c listen_addresses=127.0.0.1 -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    )
     subprocess.run(
-        [*pg._as_pg(), str(bindir / "pg_ctl"), "-D", str(root / "data"), "-o", opts, "-l",
-         str(root / "log"), "-w", "start"],
-        check=True, capture_output=True,
+        [
+            *pg._as_pg(),
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(root / "data"),
+            "-o",
+            opts,
+            "-l",
+            str(root / "log"),
+            "-w",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
     )
     pg._psql(f"CREATE ROLE {pg.user} LOGIN SUPERUSER PASSWORD '{pg.password}'")
     pg._psql(f"CREATE DATABASE imnet OWNER {pg.user}")
@@ -128,8 +172,11 @@ class S3Server:
         from botocore.config import Config
 
         return boto3.client(
-            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
-            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
             config=Config(s3={"addressing_style": "path"}),
         )
 
@@ -164,19 +211,35 @@ def start_s3(timeout: float = 60.0) -> S3Server:
     root = Path(tempfile.mkdtemp(prefix="imnet-s3-"))
     port = free_port()
     srv = S3Server(proc=None, root=root, port=port)  # type: ignore[arg-type]
-    cfg = {"identities": [{"name": "imnet", "credentials": [
-        {"accessKey": srv.access_key, "secretKey": srv.secret_key}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+    cfg = {
+        "identities": [
+            {
+                "name": "imnet",
+                "credentials": [{"accessKey": srv.access_key, "secretKey": srv.secret_key}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+    }
     (root / "s3.json").write_text(json.dumps(cfg))
     (root / "data").mkdir()
     log = open(root / "weed.log", "wb")
     # weed mini also opens its master/volume/filer ports; give them free ones so parallel runs
     # (and a developer's own SeaweedFS) do not collide.
-    args = [weed_binary(), "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-s3.port={port}", f"-s3.config={root / 's3.json'}",
-            f"-master.port={free_port()}", f"-volume.port={free_port()}",
-            f"-filer.port={free_port()}", "-admin.ui=false", f"-admin.port={free_port()}",
-            f"-webdav.port={free_port()}"]
+    args = [
+        weed_binary(),
+        "mini",
+        f"-dir={root / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-s3.port={port}",
+        f"-s3.config={root / 's3.json'}",
+        f"-master.port={free_port()}",
+        f"-volume.port={free_port()}",
+        f"-filer.port={free_port()}",
+        "-admin.ui=false",
+        f"-admin.port={free_port()}",
+        f"-webdav.port={free_port()}",
+    ]
     srv.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=root)
     try:
         _wait_port(port, timeout, srv.proc)
@@ -191,5 +254,7 @@ def start_s3(timeout: float = 60.0) -> S3Server:
                 time.sleep(0.3)
     except BaseException:
         srv.stop()
-        raise RuntimeError(f"SeaweedFS did not start: {(root / 'weed.log').read_text()[-2000:]}") from None
+        raise RuntimeError(
+            f"SeaweedFS did not start: {(root / 'weed.log').read_text()[-2000:]}"
+        ) from None
     return srv

@@ -44,11 +44,25 @@ def test_rows_round_trip(db_url: str) -> None:
     big = (1 << 64) - 3  # an unsigned phash above the signed range
     with Session() as s:
         s.add(Synset(wnid="n02084071", lemmas=["dog", "domestic_dog"], gloss="a dog", depth=8))
-        s.add(Image(sha256="a" * 64, blob_key="aa/aa/" + "a" * 64, width=5, height=6,
-                    format="JPEG", bytes=100, phash=phash_to_db(big)))
+        s.add(
+            Image(
+                sha256="a" * 64,
+                blob_key="aa/aa/" + "a" * 64,
+                width=5,
+                height=6,
+                format="JPEG",
+                bytes=100,
+                phash=phash_to_db(big),
+            )
+        )
         s.flush()
-        c = Candidate(wnid="n02084071", url="http://127.0.0.1/x.jpg", image_sha256="a" * 64,
-                      status="fetched", meta={"k": [1, 2]})
+        c = Candidate(
+            wnid="n02084071",
+            url="http://127.0.0.1/x.jpg",
+            image_sha256="a" * 64,
+            status="fetched",
+            meta={"k": [1, 2]},
+        )
         s.add(c)
         s.flush()
         s.add(Label(candidate_id=c.id, wnid="n02084071", votes_yes=3, decision="accept"))

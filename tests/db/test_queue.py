@@ -18,11 +18,25 @@ def _fill(url: str, n: int) -> None:
     upgrade(url)
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.execute(insert(Synset).values(wnid="n1", lemmas=["x"], gloss="", depth=0,
-                                           is_leaf=True, created_at=0.0))
-        conn.execute(insert(Candidate), [
-            {"wnid": "n1", "url": f"http://127.0.0.1/{i}", "source": "t", "status": "pending",
-             "attempts": 0, "created_at": 0.0} for i in range(n)])
+        conn.execute(
+            insert(Synset).values(
+                wnid="n1", lemmas=["x"], gloss="", depth=0, is_leaf=True, created_at=0.0
+            )
+        )
+        conn.execute(
+            insert(Candidate),
+            [
+                {
+                    "wnid": "n1",
+                    "url": f"http://127.0.0.1/{i}",
+                    "source": "t",
+                    "status": "pending",
+                    "attempts": 0,
+                    "created_at": 0.0,
+                }
+                for i in range(n)
+            ],
+        )
     engine.dispose()
 
 
@@ -37,15 +51,21 @@ def test_claim_complete_exactly_once(db_url: str) -> None:
     assert got_a[0]["url"].startswith("http://127.0.0.1/")
     # b cannot complete a's rows
     assert queue.complete(engine, Candidate, b, [{"id": got_a[0]["id"], "status": "fetched"}]) == 0
-    done = queue.complete(engine, Candidate, a, [{"id": r["id"], "status": "fetched",
-                                                  "http_status": 200} for r in got_a])
+    done = queue.complete(
+        engine,
+        Candidate,
+        a,
+        [{"id": r["id"], "status": "fetched", "http_status": 200} for r in got_a],
+    )
     assert done == 10
     assert queue.renew(engine, Candidate, b, [r["id"] for r in got_b], 60) == 10
     assert queue.release(engine, Candidate, b, [r["id"] for r in got_b]) == 10
     rest = queue.claim(engine, Candidate, a, 100, 60)
     assert len(rest) == 15  # b's released 10 + the 5 never claimed
     with engine.connect() as conn:
-        counts = dict(conn.execute(select(Candidate.status, func.count()).group_by(Candidate.status)).all())
+        counts = dict(
+            conn.execute(select(Candidate.status, func.count()).group_by(Candidate.status)).all()
+        )
     assert counts == {"fetched": 10, "fetching": 15}
     engine.dispose()
 
@@ -59,10 +79,16 @@ def test_expired_lease_is_taken_again(db_url: str) -> None:
     second = queue.claim(engine, Candidate, live, 3, 60)
     assert [r["id"] for r in second] == [r["id"] for r in first]
     # the dead worker's late result is refused; the live one's is kept
-    assert queue.complete(engine, Candidate, dead, [{"id": first[0]["id"], "status": "failed"}]) == 0
-    assert queue.complete(engine, Candidate, live, [{"id": first[0]["id"], "status": "fetched"}]) == 1
+    assert (
+        queue.complete(engine, Candidate, dead, [{"id": first[0]["id"], "status": "failed"}]) == 0
+    )
+    assert (
+        queue.complete(engine, Candidate, live, [{"id": first[0]["id"], "status": "fetched"}]) == 1
+    )
     with engine.connect() as conn:
-        attempts = conn.execute(select(Candidate.attempts).where(Candidate.id == first[0]["id"])).scalar()
+        attempts = conn.execute(
+            select(Candidate.attempts).where(Candidate.id == first[0]["id"])
+        ).scalar()
     assert attempts == 2
     engine.dispose()
 
@@ -76,8 +102,9 @@ def _worker(url: str, name: str, die_after: int, lease: float) -> None:
         if not rows:
             # rows leased by a killed worker come back once their lease expires
             with engine.connect() as conn:
-                left = conn.execute(select(func.count()).select_from(Candidate).where(
-                    Candidate.status != "fetched")).scalar()
+                left = conn.execute(
+                    select(func.count()).select_from(Candidate).where(Candidate.status != "fetched")
+                ).scalar()
             if left == 0:
                 return
             time.sleep(0.2)
@@ -85,17 +112,31 @@ def _worker(url: str, name: str, die_after: int, lease: float) -> None:
         batches += 1
         if die_after and batches == die_after:
             os.kill(os.getpid(), signal.SIGKILL)  # mid-batch: claimed, never completed
-        queue.complete(engine, Candidate, owner, [
-            {"id": r["id"], "status": "fetched", "error": None, "http_status": 200,
-             "source_ref": owner} for r in rows])
+        queue.complete(
+            engine,
+            Candidate,
+            owner,
+            [
+                {
+                    "id": r["id"],
+                    "status": "fetched",
+                    "error": None,
+                    "http_status": 200,
+                    "source_ref": owner,
+                }
+                for r in rows
+            ],
+        )
 
 
 def test_four_processes_share_postgres_queue_and_survive_sigkill(pg_url: str) -> None:
     n = 2000
     _fill(pg_url, n)
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(pg_url, f"w{i}", 3 if i == 0 else 0, 3.0))
-             for i in range(4)]
+    procs = [
+        ctx.Process(target=_worker, args=(pg_url, f"w{i}", 3 if i == 0 else 0, 3.0))
+        for i in range(4)
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -104,7 +145,9 @@ def test_four_processes_share_postgres_queue_and_survive_sigkill(pg_url: str) ->
     assert all(p.exitcode == 0 for p in procs[1:]), [p.exitcode for p in procs]
     engine = make_engine(pg_url)
     with engine.connect() as conn:
-        rows = conn.execute(select(Candidate.status, Candidate.source_ref, Candidate.attempts)).all()
+        rows = conn.execute(
+            select(Candidate.status, Candidate.source_ref, Candidate.attempts)
+        ).all()
     engine.dispose()
     assert len(rows) == n
     assert all(r.status == "fetched" for r in rows)

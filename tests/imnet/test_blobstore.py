@@ -17,8 +17,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-un
         return open_store(f"file://{tmp_path / 'blobs'}")
     srv = request.getfixturevalue("s3_server")
     bucket = srv.create_bucket()
-    settings = Settings(s3_endpoint_url=srv.endpoint, s3_access_key=srv.access_key,
-                        s3_secret_key=srv.secret_key)
+    settings = Settings(
+        s3_endpoint_url=srv.endpoint, s3_access_key=srv.access_key, s3_secret_key=srv.secret_key
+    )
     return open_store(f"s3://{bucket}/imnet/blobs", settings)
 
 
@@ -77,16 +78,24 @@ def test_s3_interrupted_upload_leaves_no_object(s3_server) -> None:  # type: ign
     from botocore.credentials import Credentials
 
     bucket = s3_server.create_bucket()
-    settings = Settings(s3_endpoint_url=s3_server.endpoint, s3_access_key=s3_server.access_key,
-                        s3_secret_key=s3_server.secret_key)
+    settings = Settings(
+        s3_endpoint_url=s3_server.endpoint,
+        s3_access_key=s3_server.access_key,
+        s3_secret_key=s3_server.secret_key,
+    )
     store = open_store(f"s3://{bucket}/p", settings)
     data = os.urandom(256 * 1024)
     sha = sha256_hex(data)
     url = f"{s3_server.endpoint}/{bucket}/p/{key_for(sha)}"
-    req = AWSRequest(method="PUT", url=url, data=data,
-                     headers={"Content-Length": str(len(data)), "x-amz-content-sha256": sha})
-    S3SigV4Auth(Credentials(s3_server.access_key, s3_server.secret_key), "s3",
-                "us-east-1").add_auth(req)
+    req = AWSRequest(
+        method="PUT",
+        url=url,
+        data=data,
+        headers={"Content-Length": str(len(data)), "x-amz-content-sha256": sha},
+    )
+    S3SigV4Auth(
+        Credentials(s3_server.access_key, s3_server.secret_key), "s3", "us-east-1"
+    ).add_auth(req)
     head = f"PUT /{bucket}/p/{key_for(sha)} HTTP/1.1\r\nHost: 127.0.0.1:{s3_server.port}\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in req.headers.items() if k.lower() != "host")
     with socket.create_connection(("127.0.0.1", s3_server.port)) as s:
@@ -104,8 +113,9 @@ def test_s3_interrupted_upload_leaves_no_object(s3_server) -> None:  # type: ign
 
 def test_s3_refuses_unknown_keys(s3_server) -> None:  # type: ignore[no-untyped-def]
     bucket = s3_server.create_bucket()
-    bad = Settings(s3_endpoint_url=s3_server.endpoint, s3_access_key="nobody",
-                   s3_secret_key="wrong")
+    bad = Settings(
+        s3_endpoint_url=s3_server.endpoint, s3_access_key="nobody", s3_secret_key="wrong"
+    )
     with pytest.raises(BlobError):
         open_store(f"s3://{bucket}", bad).put(b"data")
 

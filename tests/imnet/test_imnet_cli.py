@@ -9,21 +9,44 @@ from pathlib import Path
 
 import pytest
 
-STAGES = ["config", "setup", "db", "synsets", "harvest", "curate", "classes", "export", "mturk",
-          "consensus", "train", "evaluate", "demo"]
+STAGES = [
+    "config",
+    "setup",
+    "db",
+    "synsets",
+    "harvest",
+    "curate",
+    "classes",
+    "export",
+    "mturk",
+    "consensus",
+    "train",
+    "evaluate",
+    "demo",
+]
 
 
-def run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     e = {k: v for k, v in os.environ.items() if not k.startswith("IMNET_")}
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "imnet", *args], cwd=cwd, env=e,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "imnet", *args],
+        cwd=cwd,
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_help_lists_every_stage(tmp_path: Path) -> None:
     r = run(["--help"], tmp_path)
     assert r.returncode == 0
-    missing = [s for s in STAGES if f"\n    {s} " not in r.stdout and f"\n    {s}\n" not in r.stdout]
+    missing = [
+        s for s in STAGES if f"\n    {s} " not in r.stdout and f"\n    {s}\n" not in r.stdout
+    ]
     assert not missing, f"not in `imnet --help`: {missing}\n{r.stdout}"
 
 
@@ -38,10 +61,15 @@ def test_subcommand_help(tmp_path: Path, cmd: list[str]) -> None:
     [
         ({"IMNET_COLOUR": "blue"}, "unknown setting 'colour'"),
         ({"IMNET_DATABASE_URL": "not a url"}, "is not a sqlite"),
-        ({"IMNET_DATABASE_URL": "postgresql+psycopg://u:secret@127.0.0.1:9/x"}, "cannot reach database"),
+        (
+            {"IMNET_DATABASE_URL": "postgresql+psycopg://u:secret@127.0.0.1:9/x"},
+            "cannot reach database",
+        ),
     ],
 )
-def test_bad_settings_one_line_no_traceback(tmp_path: Path, env: dict[str, str], needle: str) -> None:
+def test_bad_settings_one_line_no_traceback(
+    tmp_path: Path, env: dict[str, str], needle: str
+) -> None:
     r = run(["db", "upgrade"], tmp_path, env)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
@@ -50,7 +78,7 @@ def test_bad_settings_one_line_no_traceback(tmp_path: Path, env: dict[str, str],
 
 
 def test_config_show_masks_and_reports_sources(tmp_path: Path) -> None:
-    (tmp_path / "imnet.toml").write_text('crawl_concurrency = 7\n')
+    (tmp_path / "imnet.toml").write_text("crawl_concurrency = 7\n")
     r = run(["config", "show"], tmp_path, {"IMNET_S3_SECRET_KEY": "topsecret"})
     assert r.returncode == 0
     assert "topsecret" not in r.stdout

@@ -14,10 +14,14 @@ def test_layers(tmp_path: Path) -> None:
     cfg.write_text('data_dir = "/from/toml"\ncrawl_concurrency = 8\n[mturk]\nreward = "0.25"\n')
     s = load_settings(cfg, env={})
     assert (s.data_dir, s.crawl_concurrency, s.mturk_reward) == ("/from/toml", 8, "0.25")
-    s = load_settings(cfg, env={"IMNET_CRAWL_CONCURRENCY": "16", "IMNET_ALLOW_PRIVATE_HOSTS": "yes"})
+    s = load_settings(
+        cfg, env={"IMNET_CRAWL_CONCURRENCY": "16", "IMNET_ALLOW_PRIVATE_HOSTS": "yes"}
+    )
     assert s.crawl_concurrency == 16 and s.allow_private_hosts is True
     assert s.data_dir == "/from/toml"
-    s = load_settings(cfg, env={"IMNET_CRAWL_CONCURRENCY": "16"}, overrides={"crawl_concurrency": 4})
+    s = load_settings(
+        cfg, env={"IMNET_CRAWL_CONCURRENCY": "16"}, overrides={"crawl_concurrency": 4}
+    )
     assert s.crawl_concurrency == 4
     assert s._sources["crawl_concurrency"] == "flag"
 
@@ -54,9 +58,13 @@ def test_bad_toml(tmp_path: Path) -> None:
 
 
 def test_masked_hides_secrets() -> None:
-    s = load_settings(env={"IMNET_CONFIG": "/nonexistent/imnet.toml",
-                           "IMNET_S3_SECRET_KEY": "hunter2",
-                           "IMNET_DATABASE_URL": "postgresql+psycopg://u:pw@127.0.0.1/db"})
+    s = load_settings(
+        env={
+            "IMNET_CONFIG": "/nonexistent/imnet.toml",
+            "IMNET_S3_SECRET_KEY": "hunter2",
+            "IMNET_DATABASE_URL": "postgresql+psycopg://u:pw@127.0.0.1/db",
+        }
+    )
     m = s.masked()
     assert m["s3_secret_key"] == "****"
     assert "pw" not in m["database_url"] and "****" in m["database_url"]
