@@ -167,12 +167,82 @@ class Aggregator:
         return self.fit(votes).probas_
 
 
-def threshold_decisions(p_yes: np.ndarray, threshold: float, has_votes: np.ndarray) -> np.ndarray:
-    """accept when P(yes) >= threshold, reject when <= 1 - threshold, else undecided."""
+def threshold_decisions(
+    p_yes: np.ndarray,
+    threshold: float,
+    has_votes: np.ndarray,
+    reject_below: float | None = None,
+    known: np.ndarray | None = None,
+) -> np.ndarray:
+    """accept when P(yes) >= threshold, reject when <= `reject_below` (default 1 - threshold),
+    else undecided; items with a hand label in `known` (-1 / 0 / 1 per item) take that label."""
+    bound = 1.0 - threshold if reject_below is None else reject_below
     out = np.full(len(p_yes), UNDECIDED, dtype=object)
     out[(p_yes >= threshold) & has_votes] = ACCEPT
-    out[(p_yes <= 1.0 - threshold) & has_votes] = REJECT
+    out[(p_yes <= bound) & has_votes] = REJECT
+    if known is not None:
+        out[known == 1] = ACCEPT
+        out[known == 0] = REJECT
     return out
+
+
+class StoppingAggregator(Aggregator):
+    """What the dynamic and worker-aware consensus share: yes/no votes, hand labels (`known`),
+    and a stop rule (accept at P >= threshold, reject at P <= reject_below)."""
+
+    name = "stopping"  # for error messages
+    threshold: float
+    reject_below: float
+    p_yes_: np.ndarray
+    decisions_: np.ndarray
+
+    def _set_bounds(self, threshold: float, reject_below: float | None) -> None:
+        self.threshold = threshold
+        # Stop negatives at P <= reject_below (default 1 - threshold, the symmetric rule).
+        self.reject_below = 1.0 - threshold if reject_below is None else reject_below
+
+    def _known(self, votes: Votes, known: np.ndarray | None) -> np.ndarray:
+        """Check the votes are yes/no; `known` as an array (-1 = no hand label, else 0 / 1)."""
+        if votes.n_classes != 2:
+            raise ValueError(f"{self.name} consensus is for yes/no verification votes")
+        return np.full(votes.n_items, -1) if known is None else np.asarray(known)
+
+    def _decide(self, p: np.ndarray, voted: np.ndarray, known: np.ndarray) -> np.ndarray:
+        """Set `p_yes_`, `probas_`, `labels_` and `decisions_` from P(yes) per item."""
+        self.p_yes_ = p
+        self.probas_ = np.column_stack([1 - p, p])
+        self.labels_ = (p >= 0.5).astype(np.int64)
+        self.decisions_ = threshold_decisions(p, self.threshold, voted, self.reject_below, known)
+        return self.decisions_
+
+
+# The shrink grid of the two-level difficulty model: on ambiguous items each coin is pulled
+# toward a coin flip, 0.5 + lam * (coin - 0.5), with lam fitted on this grid.
+LAMBDA_GRID = np.linspace(0.0, 0.95, 20)
+
+
+def mask_known(comp: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """A copy of log P(item, class c, difficulty d) (n_items, 2, 2) in which hand-labelled
+    items keep only their class."""
+    comp = comp.copy()
+    comp[known == 1, 0, :] = -np.inf
+    comp[known == 0, 1, :] = -np.inf
+    return comp
+
+
+def responsibilities(comp: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """P(class, difficulty | item's votes) from the (n_items, 2, 2) log joint `comp`."""
+    comp = mask_known(comp, known)
+    m = comp.max(axis=(1, 2), keepdims=True)
+    e = np.exp(comp - m)
+    return e / e.sum(axis=(1, 2), keepdims=True)
+
+
+def class_posterior(comp: np.ndarray) -> np.ndarray:
+    """P(good) from a log joint (..., 2 classes, 2 difficulties), summed over difficulty."""
+    m = comp.max(axis=(-2, -1), keepdims=True)
+    e = np.exp(comp - m)
+    return e[..., 1, :].sum(axis=-1) / e.sum(axis=(-2, -1))
 
 
 def logit(p: np.ndarray | float) -> np.ndarray:

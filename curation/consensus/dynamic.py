@@ -52,13 +52,15 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 
 from curation.consensus.base import (
-    ACCEPT,
-    REJECT,
+    LAMBDA_GRID,
     UNDECIDED,
     YES,
-    Aggregator,
+    StoppingAggregator,
     Votes,
     agreement_skills,
+    class_posterior,
+    mask_known,
+    responsibilities,
 )
 
 
@@ -91,9 +93,7 @@ def fit_binomial_mixture(
     pi, a, b = prior, sens, fpr
     r = np.full(len(y), pi)
     for _ in range(n_iter):
-        lg = np.log(pi) + y * np.log(a) + n * np.log1p(-a)
-        lb = np.log1p(-pi) + y * np.log(b) + n * np.log1p(-b)
-        r = 1.0 / (1.0 + np.exp(np.clip(lb - lg, -700, 700)))
+        r = binomial_posterior(y, n, pi, a, b)
         r[fixed] = known[fixed]
         pi_new = (r.sum() + 2 * prior) / (len(r) + 2)
         a_new = ((r * y).sum() + 4 * sens) / ((r * (y + n)).sum() + 4)
@@ -117,9 +117,6 @@ def binomial_posterior(y: np.ndarray, n: np.ndarray, pi: float, a: float, b: flo
     return 1.0 / (1.0 + np.exp(np.clip(lb - lg, -700, 700)))
 
 
-LAMBDA_GRID = np.linspace(0.0, 0.95, 20)
-
-
 def _mixture_logs(
     y: np.ndarray, n: np.ndarray, pi: float, a: float, b: float, eta: float, lam: float
 ) -> np.ndarray:
@@ -139,10 +136,9 @@ def mixture_posterior(
     y: np.ndarray, n: np.ndarray, pi: float, a: float, b: float, eta: float, lam: float
 ) -> np.ndarray:
     """P(good | y, n) when a share eta of images is ambiguous (coins pulled toward 0.5 by lam)."""
-    lg = _mixture_logs(np.asarray(y, float), np.asarray(n, float), pi, a, b, eta, lam)
-    m = lg.max(axis=(-2, -1), keepdims=True)
-    e = np.exp(lg - m)
-    return e[..., 1, :].sum(axis=-1) / e.sum(axis=(-2, -1))
+    return class_posterior(
+        _mixture_logs(np.asarray(y, float), np.asarray(n, float), pi, a, b, eta, lam)
+    )
 
 
 def fit_ambiguous_mixture(
@@ -174,9 +170,7 @@ def fit_ambiguous_mixture(
     for eta0 in (0.05, 0.2, 0.4):
         fit = _ambiguous_em(y, n, known, (pi0, a0, b0, eta0, 0.5), prior, sens, fpr, n_iter, tol)
         pi, a, b, eta, lam, _ = fit
-        lg = _mixture_logs(y, n, pi, a, b, eta, lam)
-        lg[known == 1, 0, :] = -np.inf
-        lg[known == 0, 1, :] = -np.inf
+        lg = mask_known(_mixture_logs(y, n, pi, a, b, eta, lam), known)
         m = lg.max(axis=(1, 2), keepdims=True)
         ll = float((np.log(np.exp(lg - m).sum(axis=(1, 2))) + m[:, 0, 0]).sum())
         score = ll + np.log(eta) + 9 * np.log1p(-eta)
@@ -200,11 +194,7 @@ def _ambiguous_em(
     pi, a, b, eta, lam = start
     resp = np.zeros((len(y), 2, 2))
     for _ in range(n_iter):
-        lg = _mixture_logs(y, n, pi, a, b, eta, lam)
-        lg[known == 1, 0, :] = -np.inf
-        lg[known == 0, 1, :] = -np.inf
-        e = np.exp(lg - lg.max(axis=(1, 2), keepdims=True))
-        resp = e / e.sum(axis=(1, 2), keepdims=True)
+        resp = responsibilities(_mixture_logs(y, n, pi, a, b, eta, lam), known)
         g_clear, b_clear = resp[:, 1, 0], resp[:, 0, 0]
         a_new = ((g_clear * y).sum() + 4 * sens) / ((g_clear * (y + n)).sum() + 4)
         b_new = ((b_clear * y).sum() + 4 * fpr) / ((b_clear * (y + n)).sum() + 4)
@@ -238,13 +228,15 @@ def _monotone(t: np.ndarray, iters: int = 20) -> np.ndarray:
     return t
 
 
-class DynamicConsensus(Aggregator):
+class DynamicConsensus(StoppingAggregator):
     """Per-synset confidence table and early stopping (Deng et al. 2009). Fit one synset at a time.
 
     After `fit`: `table_[y, n]` = P(good | y yes, n no); `prior_`, `sens_`, `fpr_` the pooled
     model; `p_yes_` each item's confidence; `decisions_` accept/reject/undecided; `needs_` how many
     more votes each item should get now (0 = none); `labels_`, `probas_`, `skills_` as crowd-kit.
     """
+
+    name = "dynamic"
 
     def __init__(
         self,
@@ -261,7 +253,7 @@ class DynamicConsensus(Aggregator):
     ) -> None:
         if not 0.5 < threshold < 1.0:
             raise ValueError("threshold must be in (0.5, 1)")
-        self.threshold = threshold
+        self._set_bounds(threshold, reject_below)
         self.calibration_votes = calibration_votes
         self.max_votes = max_votes
         self.smoothing = smoothing
@@ -270,8 +262,6 @@ class DynamicConsensus(Aggregator):
         self.fpr = fpr
         self.batch = batch
         self.difficulty = difficulty
-        # Stop negatives at P <= reject_below (default 1 - threshold, the symmetric rule).
-        self.reject_below = 1.0 - threshold if reject_below is None else reject_below
 
     def fit(
         self,
@@ -280,11 +270,9 @@ class DynamicConsensus(Aggregator):
         known: np.ndarray | None = None,
     ) -> DynamicConsensus:
         """`calibration`: bool per item (the initial subset); `known`: -1 / 0 / 1 hand labels."""
-        if votes.n_classes != 2:
-            raise ValueError("dynamic consensus is for yes/no verification votes")
+        known = self._known(votes, known)
         ni = votes.n_items
         calibration = np.zeros(ni, bool) if calibration is None else np.asarray(calibration, bool)
-        known = np.full(ni, -1) if known is None else np.asarray(known)
         counts = votes.counts()
         y, n = counts[:, YES], counts[:, 0]
         total = y + n
@@ -331,15 +319,7 @@ class DynamicConsensus(Aggregator):
         p = self.table_[y, n]
         p[known >= 0] = known[known >= 0]
         p[~voted & (known < 0)] = pi
-        self.p_yes_ = p
-        self.probas_ = np.column_stack([1 - p, p])
-        self.labels_ = (p >= 0.5).astype(np.int64)
-        dec = np.full(ni, UNDECIDED, dtype=object)
-        dec[voted & (p >= self.threshold)] = ACCEPT
-        dec[voted & (p <= self.reject_below)] = REJECT
-        dec[known == 1] = ACCEPT
-        dec[known == 0] = REJECT
-        self.decisions_ = dec
+        dec = self._decide(p, voted, known)
         # The paper's order: the initial subset is voted on first, the table built, then the rest.
         self.calibrating_ = bool(
             (calibration & (total < self.calibration_votes) & (known < 0)).any()

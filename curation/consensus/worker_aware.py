@@ -35,14 +35,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from curation.consensus.base import ACCEPT, REJECT, UNDECIDED, YES, Aggregator, Votes
+from curation.consensus.base import (
+    LAMBDA_GRID,
+    UNDECIDED,
+    YES,
+    StoppingAggregator,
+    Votes,
+    class_posterior,
+    responsibilities,
+)
 
-LAMBDA_GRID = np.linspace(0.0, 0.95, 20)
 
-
-class WorkerAwareConsensus(Aggregator):
+class WorkerAwareConsensus(StoppingAggregator):
     """After fit: `sens_`, `spec_`, `skills_` (balanced accuracy) per worker; `prior_`,
     `hard_share_`, `hard_shrink_`; `p_yes_`; `decisions_`; `needs_`; `labels_`, `probas_`."""
+
+    name = "worker-aware"
 
     def __init__(
         self,
@@ -59,7 +67,7 @@ class WorkerAwareConsensus(Aggregator):
         difficulty: bool = True,
         first_votes: int = 2,
     ) -> None:
-        self.threshold = threshold
+        self._set_bounds(threshold, reject_below)
         self.max_votes = max_votes
         self.prior = prior
         self.base_accuracy = base_accuracy
@@ -70,8 +78,6 @@ class WorkerAwareConsensus(Aggregator):
         self.gold_weight = gold_weight
         self.difficulty = difficulty
         self.first_votes = first_votes
-        # Stop negatives at P <= reject_below (default 1 - threshold, the symmetric rule).
-        self.reject_below = 1.0 - threshold if reject_below is None else reject_below
 
     def fit(
         self,
@@ -81,13 +87,11 @@ class WorkerAwareConsensus(Aggregator):
         known: np.ndarray | None = None,
     ) -> WorkerAwareConsensus:
         """`gold_seen[w]`, `gold_correct[w]` per worker code; `known`: -1 / 0 / 1 per item."""
-        if votes.n_classes != 2:
-            raise ValueError("worker-aware consensus is for yes/no verification votes")
+        known = self._known(votes, known)
         nw, ni = votes.n_workers, votes.n_items
         seen = np.zeros(nw) if gold_seen is None else np.asarray(gold_seen, float)
         corr = np.zeros(nw) if gold_correct is None else np.asarray(gold_correct, float)
         corr = np.minimum(corr, seen)
-        known = np.full(ni, -1) if known is None else np.asarray(known)
         a0 = self.base_strength * self.base_accuracy + self.gold_weight * corr
         b0 = self.base_strength * (1 - self.base_accuracy) + self.gold_weight * (seen - corr)
         yes = votes.label == YES
@@ -98,7 +102,7 @@ class WorkerAwareConsensus(Aggregator):
         spec = sens.copy()
         pi, eta, lam = self.prior, (0.1 if self.difficulty else 0.0), 0.5
         for _ in range(self.n_iter):
-            resp = self._responsibilities(votes, sens, spec, pi, eta, lam, known)
+            resp = responsibilities(self._components(votes, sens, spec, pi, eta, lam), known)
             # Coins from the clear (easy) items; ambiguous ones carry little about a worker.
             r1 = resp[:, 1, 0][it]
             r0 = resp[:, 0, 0][it]
@@ -126,18 +130,9 @@ class WorkerAwareConsensus(Aggregator):
         self.sens_, self.spec_, self.prior_ = sens, spec, pi
         self.hard_share_, self.hard_shrink_ = eta, lam
         comp = self._components(votes, sens, spec, pi, eta, lam)
-        resp = _normalise(comp, known)
-        p = resp[:, 1, :].sum(axis=1)
-        self.p_yes_ = p
-        self.probas_ = np.column_stack([1 - p, p])
-        self.labels_ = (p >= 0.5).astype(np.int64)
+        p = responsibilities(comp, known)[:, 1, :].sum(axis=1)
         self.skills_ = (sens + spec) / 2
-        dec = np.full(ni, UNDECIDED, dtype=object)
-        dec[voted & (p >= self.threshold)] = ACCEPT
-        dec[voted & (p <= self.reject_below)] = REJECT
-        dec[known == 1] = ACCEPT
-        dec[known == 0] = REJECT
-        self.decisions_ = dec
+        dec = self._decide(p, voted, known)
         self.needs_ = self._needs(votes, comp, total, dec, known)
         return self
 
@@ -168,18 +163,6 @@ class WorkerAwareConsensus(Aggregator):
                 out[:, c, d] = np.bincount(votes.item, ll, ni)
                 out[:, c, d] += np.log(pi if c else 1 - pi) + np.log(max(share[d], 1e-300))
         return out
-
-    def _responsibilities(
-        self,
-        votes: Votes,
-        sens: np.ndarray,
-        spec: np.ndarray,
-        pi: float,
-        eta: float,
-        lam: float,
-        known: np.ndarray,
-    ) -> np.ndarray:
-        return _normalise(self._components(votes, sens, spec, pi, eta, lam), known)
 
     def _fit_lambda(
         self, votes: Votes, resp: np.ndarray, sens: np.ndarray, spec: np.ndarray
@@ -233,8 +216,8 @@ class WorkerAwareConsensus(Aggregator):
         base = comp[todo]
         for j in range(1, self.max_votes + 1):
             left_ok = j <= self.max_votes - total[todo]
-            p_y = _posterior(base + j * step_yes)
-            p_n = _posterior(base + j * step_no)
+            p_y = class_posterior(base + j * step_yes)
+            p_n = class_posterior(base + j * step_no)
             hit = (found == 0) & left_ok & ((p_y >= self.threshold) | (p_n <= self.reject_below))
             found[hit] = j
         # Before an item's first vote the run rests on prior coins alone: ask no more than
@@ -242,22 +225,6 @@ class WorkerAwareConsensus(Aggregator):
         limit = np.where(total[todo] == 0, min(self.batch, self.first_votes), self.batch)
         out[todo] = np.minimum(found, limit)
         return out
-
-
-def _normalise(comp: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """Responsibilities over (class, difficulty) per item; hand-labelled items keep their class."""
-    comp = comp.copy()
-    comp[known == 1, 0, :] = -np.inf
-    comp[known == 0, 1, :] = -np.inf
-    m = comp.max(axis=(1, 2), keepdims=True)
-    e = np.exp(comp - m)
-    return e / e.sum(axis=(1, 2), keepdims=True)
-
-
-def _posterior(comp: np.ndarray) -> np.ndarray:
-    m = comp.max(axis=(1, 2), keepdims=True)
-    e = np.exp(comp - m)
-    return e[:, 1, :].sum(axis=1) / e.sum(axis=(1, 2))
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
