@@ -124,6 +124,53 @@ def complete(
     return done
 
 
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def expire_dead_local(engine: Engine, models: Sequence[type[Base]] | None = None) -> int:
+    """End the leases of owners that were processes on this host and are gone (e.g. SIGKILLed).
+
+    Their rows become claimable at once instead of after the lease time. Owners on other hosts are
+    left alone: only their lease expiry can tell that they died. Returns how many rows were freed.
+    """
+    from db.models import LeaseMixin
+
+    host = socket.gethostname()
+    if models is None:
+        models = [m.class_ for m in Base.registry.mappers if issubclass(m.class_, LeaseMixin)]
+    freed = 0
+    now = time.time()
+    for model in models:
+        t = model.__table__
+        with _begin(engine) as conn, conn.begin():
+            owners = conn.execute(
+                select(t.c.lease_owner)
+                .where(t.c.lease_owner.is_not(None), t.c.lease_until > now)
+                .distinct()
+            ).scalars()
+            for owner in list(owners):
+                try:
+                    head, pid_s, _tag = owner.rsplit(":", 2)
+                    pid = int(pid_s)
+                except ValueError:
+                    continue
+                if not head.endswith(host) or _alive(pid):
+                    continue
+                freed += conn.execute(
+                    update(t).where(t.c.lease_owner == owner).values(lease_until=now - 1)
+                ).rowcount
+    return freed
+
+
 def release(
     engine: Engine,
     model: type[Base],

@@ -67,11 +67,13 @@ def synset_for(wnid: str) -> Any:
 
 
 def _children(syn: Any) -> list[Any]:
-    return list(syn.hyponyms()) + list(syn.instance_hyponyms())
+    return sorted(syn.hyponyms() + syn.instance_hyponyms(), key=lambda s: s.offset())
 
 
 def _parents(syn: Any) -> list[Any]:
-    return list(syn.hypernyms()) + list(syn.instance_hypernyms())
+    # nltk's hypernym order follows set iteration (PYTHONHASHSEED); sort so that a synset with two
+    # parents always gets the same parent_wnid, and reruns create no new queries.
+    return sorted(syn.hypernyms() + syn.instance_hypernyms(), key=lambda s: s.offset())
 
 
 def describe(syn: Any) -> dict[str, Any]:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,57 +70,11 @@ def stage_crawl(ctx: Ctx) -> dict[str, Any]:
 
 
 def release_dead_leases(app: App) -> int:
-    """Make rows leased by a dead process on this host claimable now, not when the lease expires.
+    """Rows leased by a process of this host that was killed are claimable now, not after the lease:
+    the rerun is the only worker on the demo's database, so waiting would only stall it."""
+    from db.queue import expire_dead_local
 
-    A demo killed mid-stage leaves its claimed rows leased (up to crawl_lease_seconds); the rerun
-    is the only worker on its database, so waiting would only stall it. The lease owner id is
-    `prefix + host:pid:uuid` (db.queue.make_owner).
-    """
-    from sqlalchemy import select, update
-
-    from db.models import Base, LeaseMixin
-
-    host = socket.gethostname()
-    released = 0
-    for mapper in Base.registry.mappers:
-        cls = mapper.class_
-        if not issubclass(cls, LeaseMixin):
-            continue
-        t = cls.__table__
-        now = time.time()
-        with app.engine.begin() as conn:
-            owners = {
-                o
-                for (o,) in conn.execute(
-                    select(t.c.lease_owner)
-                    .where(t.c.lease_owner.is_not(None), t.c.lease_until > now)
-                    .distinct()
-                )
-            }
-            for owner in owners:
-                try:
-                    head, pid_s, _tag = owner.rsplit(":", 2)
-                    pid = int(pid_s)
-                except ValueError:
-                    continue
-                if not head.endswith(host) or _alive(pid):
-                    continue
-                released += conn.execute(
-                    update(t).where(t.c.lease_owner == owner).values(lease_until=now - 1)
-                ).rowcount
-    return released
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return expire_dead_local(app.engine)
 
 
 # -- curation ----------------------------------------------------------------------------------

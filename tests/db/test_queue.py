@@ -158,3 +158,25 @@ def test_four_processes_share_postgres_queue_and_survive_sigkill(pg_url: str) ->
     assert len(retaken) == 25, len(retaken)
     # the killed worker's two completed batches stand; its third was finished by others
     assert sum(r.source_ref.startswith("w0") for r in rows) == 50
+
+
+def _claim_and_die(url: str) -> None:
+    engine = make_engine(url)
+    queue.claim(engine, Candidate, queue.make_owner("doomed"), 4, 3600)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_leases_of_dead_local_processes_are_expired_at_once(db_url: str) -> None:
+    _fill(db_url, 6)
+    engine = make_engine(db_url)
+    alive = queue.make_owner("alive")
+    mine = queue.claim(engine, Candidate, alive, 2, 3600)
+    p = mp.get_context("spawn").Process(target=_claim_and_die, args=(db_url,))
+    p.start()
+    p.join(60)
+    assert p.exitcode == -signal.SIGKILL
+    assert queue.claim(engine, Candidate, alive, 10, 3600) == []  # all leased for an hour
+    assert queue.expire_dead_local(engine, [Candidate]) == 4  # the live owner keeps its two
+    again = queue.claim(engine, Candidate, queue.make_owner("rerun"), 10, 60)
+    assert len(again) == 4 and not {r["id"] for r in again} & {r["id"] for r in mine}
+    engine.dispose()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import shutil
 import subprocess
 import tempfile
@@ -12,20 +11,9 @@ import time
 from typing import Any
 
 import aiohttp
+from _chromium import CHROMIUM, devtools_url, launch, stop
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--remote-debugging-port=0",
-    "--remote-allow-origins=*",
-]
+__all__ = ["CHROMIUM", "Browser"]
 
 
 class Browser:
@@ -43,25 +31,8 @@ class Browser:
         self._reader: asyncio.Task | None = None
 
     async def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [CHROMIUM, *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        ws_url = None
-        deadline = time.time() + 60
-        assert self.proc.stderr is not None
-        while time.time() < deadline:
-            line = await asyncio.to_thread(self.proc.stderr.readline)
-            if not line and self.proc.poll() is not None:
-                raise RuntimeError("chromium exited before DevTools was up")
-            m = re.search(r"DevTools listening on (ws://\S+)", line)
-            if m:
-                ws_url = m.group(1)
-                break
-        if ws_url is None:
-            raise RuntimeError("chromium did not report a DevTools endpoint")
+        self.proc = launch(self.profile, "--remote-allow-origins=*")
+        ws_url = await asyncio.to_thread(devtools_url, self.proc)
         self.http = aiohttp.ClientSession()
         self.ws = await self.http.ws_connect(ws_url, max_msg_size=0)
         self._reader = asyncio.create_task(self._read())
@@ -163,11 +134,6 @@ class Browser:
             if self.http is not None:
                 await self.http.close()
         finally:
-            if self.proc is not None and self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(timeout=10)
+            if self.proc is not None:
+                stop(self.proc)
             shutil.rmtree(self.profile, ignore_errors=True)

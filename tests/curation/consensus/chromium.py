@@ -4,32 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
+from _chromium import CHROMIUM, command, devtools_url, launch, stop
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
+__all__ = ["CHROMIUM", "Browser", "dump_dom", "screenshot"]
+
+EXTRA_FLAGS = ["--disable-dev-shm-usage"]
 
 
 def _run(args: list[str], timeout: float = 90) -> str:
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         res = subprocess.run(
-            [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
+            command(profile, *EXTRA_FLAGS, *args),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -53,19 +45,7 @@ class Browser:
 
     def __init__(self) -> None:
         self._profile = tempfile.TemporaryDirectory(ignore_cleanup_errors=True)
-        self.proc = subprocess.Popen(
-            [
-                CHROMIUM,
-                *FLAGS,
-                f"--user-data-dir={self._profile.name}",
-                "--remote-debugging-address=127.0.0.1",
-                "--remote-debugging-port=0",
-                "about:blank",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        self.proc = launch(self._profile.name, *EXTRA_FLAGS, "--remote-debugging-address=127.0.0.1")
         self.port = self._wait_port()
         self._id = 0
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -73,16 +53,14 @@ class Browser:
         self._reader: asyncio.Task[None] | None = None
 
     def _wait_port(self) -> int:
-        assert self.proc.stderr is not None
-        for _ in range(200):  # bounded: Chromium prints the line within its first output
-            line = self.proc.stderr.readline()
-            if not line:
-                break
-            m = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
-            if m:
-                return int(m.group(1))
-        self.close()
-        raise RuntimeError("chromium did not report its DevTools port")
+        try:
+            port = urlsplit(devtools_url(self.proc)).port
+            if port is None:
+                raise RuntimeError("chromium did not report its DevTools port")
+        except BaseException:
+            self.close()
+            raise
+        return port
 
     async def connect(self) -> None:
         self._events = asyncio.Queue()
@@ -138,13 +116,5 @@ class Browser:
         self.close()
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if self.proc.stderr:
-            self.proc.stderr.close()
+        stop(self.proc)
         self._profile.cleanup()
