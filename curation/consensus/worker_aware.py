@@ -201,8 +201,9 @@ class WorkerAwareConsensus(StoppingAggregator):
         share = np.bincount(votes.worker, minlength=votes.n_workers).astype(float)
         if share.sum() == 0:
             share[:] = 1.0
-        sens = _weighted_median(self.sens_, share)
-        spec = _weighted_median(self.spec_, share)
+        # Before anyone has voted there are no workers: plan for a worker of the base accuracy.
+        sens = _weighted_median(self.sens_, share, self.base_accuracy)
+        spec = _weighted_median(self.spec_, share, self.base_accuracy)
         coins = self._coins(np.array([sens]), np.array([spec]), self.hard_shrink_)
         # p_yes[c, d] = P(a typical worker says yes | class c, difficulty d).
         p_yes = np.array([[coins[d][1][0] for d in (0, 1)], [coins[d][0][0] for d in (0, 1)]])
@@ -227,7 +228,9 @@ class WorkerAwareConsensus(StoppingAggregator):
         return out
 
 
-def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+def _weighted_median(values: np.ndarray, weights: np.ndarray, empty: float) -> float:
+    if not len(values):
+        return empty
     order = np.argsort(values)
     cw = np.cumsum(weights[order])
     return float(values[order][np.searchsorted(cw, cw[-1] / 2)])

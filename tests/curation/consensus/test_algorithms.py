@@ -287,3 +287,12 @@ def test_ambiguous_mixture_recovers_share_and_shrink() -> None:
     assert a == pytest.approx(0.9, abs=0.02) and b == pytest.approx(0.1, abs=0.02)
     assert eta == pytest.approx(0.3, abs=0.07) and lam == pytest.approx(0.5, abs=0.15)
     assert ((r > 0.5) == truth).mean() > 0.9
+
+
+def test_worker_aware_before_any_worker_exists() -> None:
+    # A synset nobody has voted on yet, with no worker known at all (the first publish round):
+    # the plan falls back to a worker of the base accuracy, so the ask equals the case above.
+    nobody = Votes.from_tuples([], items=[0, 1, 2])
+    m = WorkerAwareConsensus(reject_below=0.01, difficulty=False).fit(nobody)
+    assert m.needs_.tolist() == [2, 2, 2]
+    assert m.decisions_.tolist() == ["undecided"] * 3
