@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, or_, select, update
+from sqlalchemy import ColumnElement, Engine, and_, bindparam, or_, select, update
 
 from db.models import Base
 
@@ -110,17 +110,29 @@ def complete(
     if not results:
         return 0
     t = model.__table__
+    # One cached statement per set of columns, run as executemany: building a statement per row
+    # cost the crawl more CPU than fetching (bench/harvest.py).
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in results:
+        keys = tuple(sorted(k for k in r if k != "id"))
+        shapes.setdefault(keys, []).append({"_id": r["id"], "_owner": owner, **r})
     done = 0
     with _begin(engine) as conn, conn.begin():
-        for r in results:
-            values = {k: v for k, v in r.items() if k != "id"}
-            values.update(lease_owner=None, lease_until=None)
+        for keys, params in shapes.items():
             stmt = (
                 update(t)
-                .where(t.c.id == r["id"], t.c.lease_owner == owner, t.c.status == claimed)
-                .values(**values)
+                .where(
+                    t.c.id == bindparam("_id"),
+                    t.c.lease_owner == bindparam("_owner"),
+                    t.c.status == claimed,
+                )
+                .values(
+                    {**{k: bindparam(k) for k in keys}, "lease_owner": None, "lease_until": None}
+                )
             )
-            done += conn.execute(stmt).rowcount
+            for p in params:
+                p.pop("id", None)
+            done += conn.execute(stmt, params).rowcount
     return done
 
 

@@ -20,16 +20,13 @@ def insert_ignore(conn: Any, table: Table, rows: Sequence[dict[str, Any]], chunk
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
+    # One statement run as executemany: SQLAlchemy batches it into multi-row VALUES ("insert
+    # many values") and caches the compiled form, where .values(rows) compiled anew each call.
+    # RETURNING lists only the rows really inserted; rowcount is unreliable across drivers.
+    stmt = insert(table).on_conflict_do_nothing().returning(literal_column("1"))
     done = 0
     for i in range(0, len(rows), chunk):
-        # RETURNING lists only the rows really inserted; rowcount is unreliable across drivers.
-        stmt = (
-            insert(table)
-            .values(list(rows[i : i + chunk]))
-            .on_conflict_do_nothing()
-            .returning(literal_column("1"))
-        )
-        done += len(conn.execute(stmt).fetchall())
+        done += len(conn.execute(stmt, list(rows[i : i + chunk])).fetchall())
     return done
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import multiprocessing as mp
 import time
@@ -98,6 +100,8 @@ class CrawlWorker:
             for r in results
             if r.info is not None
         }
+        # Blobs first (crawl puts skip the per-file fsync): no row may point to a lost blob.
+        self.app.blobs.sync()
         if images:
             with self.app.engine.begin() as conn:
                 insert_ignore(conn, Image.__table__, list(images.values()))
@@ -246,8 +250,23 @@ class CrawlWorker:
         flush_task = asyncio.create_task(flusher())
         renew_task = asyncio.create_task(renewer())
         try:
-            async with Fetcher(s, decoder, store=self.app.blobs.put, store_executor=io) as f:
-                await asyncio.gather(feeder(), *(fetcher_task(f) for _ in range(n_tasks)))
+            blobs = self.app.blobs
+            # Blobs are made durable once per batch (in _record, before their rows are written).
+            store = functools.partial(blobs.put, sync=False)
+            inline = blobs.local and decoder is None
+            async with Fetcher(s, decoder, store, io, store_inline=inline) as f:
+                work = asyncio.ensure_future(
+                    asyncio.gather(feeder(), *(fetcher_task(f) for _ in range(n_tasks)))
+                )
+                # The flusher only ends early by failing (e.g. the database went away): then stop
+                # fetching, or the leases it never completes keep every other worker waiting.
+                await asyncio.wait({work, flush_task}, return_when=asyncio.FIRST_COMPLETED)
+                if flush_task.done() and not work.done():
+                    work.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await work
+                    flush_task.result()  # raises the flusher's error
+                work.result()
             done.set()
             flush_now.set()
             await flush_task
@@ -257,9 +276,12 @@ class CrawlWorker:
                 flush_task.cancel()
             # Record what finished, give back what did not, so nothing waits for a lease to expire.
             if self.results:
-                self.stats.update(self._record(self.results))
-                for r in self.results:
-                    self.wnid.pop(r.id, None)
+                try:
+                    self.stats.update(self._record(self.results))
+                    for r in self.results:
+                        self.wnid.pop(r.id, None)
+                except Exception as e:  # the error that stopped the crawl, most likely
+                    log.error("could not record %d finished candidates: %s", len(self.results), e)
                 self.results = []
             if self.wnid:
                 self._release(list(self.wnid))

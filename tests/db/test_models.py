@@ -37,6 +37,35 @@ def test_upgrade_is_idempotent(db_url: str) -> None:
     engine.dispose()
 
 
+def test_heads_constant_names_the_newest_migration() -> None:
+    """upgrade() skips alembic when the database is at migrations.HEADS: it must be the head."""
+    from alembic.script import ScriptDirectory
+
+    from db.migrations import HEADS
+    from db.session import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    assert set(script.get_heads()) == HEADS
+
+
+def test_heads_fast_path_needs_a_matching_version_table(sqlite_url: str) -> None:
+    """upgrade() skips alembic only when the version table names exactly HEADS."""
+    from sqlalchemy import text
+
+    import db.session as dbs
+
+    upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM alembic_version"))  # as if never stamped
+    assert not dbs._at_heads(sqlite_url, engine)
+    dbs._upgraded.discard(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO alembic_version (version_num) VALUES ('0001')"))
+    assert dbs._at_heads(sqlite_url, engine)
+    engine.dispose()
+
+
 def test_rows_round_trip(db_url: str) -> None:
     upgrade(db_url)
     engine = make_engine(db_url)

@@ -152,6 +152,35 @@ def test_crawl_twice_fetches_nothing_new(app: App) -> None:
     assert all(hits[f"/{i}.jpg"] == 1 for i in range(6))
 
 
+def test_failed_recording_stops_the_crawl_and_frees_its_leases(app: App, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """When results cannot be written, the crawl fails at once instead of holding its leases."""
+    import pytest
+
+    from harvest.worker import CrawlWorker
+
+    add_synsets(app, wnids=[W1])
+    calls = []
+
+    def broken(self, results):  # type: ignore[no-untyped-def]
+        calls.append(len(results))
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(CrawlWorker, "_record", broken)
+    img = body(jpeg(160, 120, seed=1))
+    with LoopWeb({f"/{i}.jpg": img for i in range(1000)}) as webx:
+        _add(app, [(W1, webx.url(f"/{i}.jpg")) for i in range(1000)])
+        with pytest.raises(RuntimeError, match="database went away"):
+            crawl(app, progress=False)
+        fetched = sum(webx.hits.values())
+    assert calls  # the flusher did try to record
+    assert fetched < 1000  # stopped at the first failed batch, not after fetching everything
+    with app.Session() as s:
+        rows = s.execute(select(Candidate.status, Candidate.lease_owner)).all()
+    # Nothing stays leased to a crawler that is gone: all claimable again, nothing recorded.
+    assert {r.status for r in rows} == {"pending"}
+    assert all(r.lease_owner is None for r in rows)
+
+
 def _final_counts(url: str) -> dict[str, int]:
     from sqlalchemy import func
 
