@@ -16,8 +16,13 @@ many as they ask for, in rounds, so all methods see identical votes. The adaptiv
 pipeline's mturk policy (see `Crowd`): each real vote brings mturk_gold_per_hit /
 (mturk_images_per_hit - mturk_gold_per_hit) = 2/22 gold questions, counted in its votes per item
 (as are the dynamic consensus's calibration votes); a worker under mturk_min_worker_gold after
-mturk_min_gold_seen gold answers is blocked, their votes are dropped but stay counted, and their
-later stream slots go to the next workers (`--no-exclusion` keeps them).
+mturk_min_gold_seen gold answers is blocked: their later stream slots go to the next workers
+(`--no-exclusion` keeps them) and their votes stay counted; the dynamic consensus drops the
+votes of those under consensus_min_voter_gold on gold, the worker-aware one keeps all (it weighs
+every vote by its worker's coins, plan.py).
+Each item's stream holds all 50 workers in a random order (a strict gold bar blocks a third).
+The worker-aware rows use the settings' cost-based stopping (`--threshold-rule` for the
+accept/reject-bound rule); bench/consensus_oracle.py gives the floor these numbers sit above.
 
 crowd-kit (MajorityVote, DawidSkene) runs in its own venv, `.venv-bench-consensus` (created if
 missing: crowd-kit needs scikit-learn < 1.6), as a subprocess reading the same vote tables
@@ -26,6 +31,8 @@ the gold policy did not block (the final block list, optimistic for DS), charged
 
     python bench/consensus.py                 # 20 seeds x 4 synsets x 2,000 items
     python bench/consensus.py --seeds 2 --items 500 --no-crowdkit   # quick look
+    python bench/consensus.py --seeds 4 --adaptive-only --no-crowdkit --only worker-aware \
+        --fp-cost 600 --fn-cost 210 --min-worker-gold 0.75               # one policy point
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from curation.consensus.base import ACCEPT, Votes  # noqa: E402
 from curation.consensus.dawid_skene import DawidSkene  # noqa: E402
 from curation.consensus.dynamic import DynamicConsensus, choose_calibration  # noqa: E402
 from curation.consensus.majority import MajorityVote  # noqa: E402
+from curation.consensus.plan import cost_rule  # noqa: E402
 from curation.consensus.worker_aware import WorkerAwareConsensus  # noqa: E402
 from imnet.settings import Settings  # noqa: E402
 
@@ -64,6 +72,8 @@ REJECT_BELOW = DEFAULTS.consensus_reject_below
 BATCH = DEFAULTS.consensus_batch_votes
 WA_CAP = DEFAULTS.consensus_wa_max_votes
 WA_REJECT_BELOW = DEFAULTS.consensus_wa_reject_below
+# Worker-aware's cost-based stopping (None, None: the threshold rule), as plan.py reads it.
+FP_COST, FN_COST = cost_rule(DEFAULTS).values()
 CALIBRATION_ITEMS = DEFAULTS.consensus_initial_subset
 CALIBRATION_VOTES = DEFAULTS.consensus_initial_votes
 # A HIT holds mturk_images_per_hit tiles of which mturk_gold_per_hit are gold (mturk/planning.py),
@@ -73,12 +83,15 @@ GOLD_RATE = DEFAULTS.mturk_gold_per_hit / (
 )
 MIN_GOLD_SEEN = DEFAULTS.mturk_min_gold_seen
 MIN_WORKER_GOLD = DEFAULTS.mturk_min_worker_gold
+MIN_VOTER_GOLD = DEFAULTS.consensus_min_voter_gold
 # Stream slots per item: the cap plus room for slots skipped because their worker is blocked.
 SPARE = 10
 
 
 def stream_length(cap: int) -> int:
-    return min(N_WORKERS, max(cap, CALIBRATION_VOTES, *FIXED_K) + SPARE)
+    # Every worker, whatever the cap: blocked workers' slots are skipped, and with a strict
+    # gold bar a third of the pool may be blocked, so a shorter stream would run out first.
+    return N_WORKERS
 
 
 STREAM = stream_length(max(CAP, WA_CAP))  # set again by --cap / --wa-cap
@@ -186,6 +199,12 @@ class Crowd:
         ok = np.where(seen > 0, self.gold_ok[np.arange(N_WORKERS), np.maximum(seen - 1, 0)], 0)
         return seen, ok
 
+    def distrusted(self) -> np.ndarray:
+        """Blocked workers whose votes worker-agnostic consensus drops (plan.py): gold accuracy
+        under consensus_min_voter_gold."""
+        seen, ok = self.gold()
+        return self.blocked & (ok < MIN_VOTER_GOLD * seen)
+
     def review(self) -> None:
         if not self.exclusion:
             return
@@ -211,7 +230,9 @@ def run_adaptive(syn: dict, method: str, seed: int, crowd: Crowd) -> tuple[np.nd
     gold_before = np.floor(crowd.cast * GOLD_RATE).sum()
     rows = np.arange(n)
     for _ in range(80):
-        use = cast & ~crowd.blocked[workers]
+        # The worker-aware model weighs every vote by its worker's fitted coins, so it keeps a
+        # blocked worker's votes (plan.py); the worker-agnostic dynamic table cannot.
+        use = cast if method.startswith("worker-aware") else cast & ~crowd.distrusted()[workers]
         votes = stream_votes(syn, use)
         if method.startswith("dynamic"):
             model = DynamicConsensus(
@@ -230,6 +251,8 @@ def run_adaptive(syn: dict, method: str, seed: int, crowd: Crowd) -> tuple[np.nd
                 reject_below=WA_REJECT_BELOW,
                 batch=BATCH,
                 difficulty=method == "worker-aware",
+                fp_cost=FP_COST,
+                fn_cost=FN_COST,
             ).fit(votes, gold_seen=seen, gold_correct=ok)
         need = model.needs_.copy()
         if not need.any():
@@ -265,10 +288,12 @@ def score(accepted: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
 
 def main() -> int:
     global STREAM, CAP, REJECT_BELOW, THRESHOLD, WA_CAP, WA_REJECT_BELOW
+    global MIN_WORKER_GOLD, MIN_GOLD_SEEN, FP_COST, FN_COST
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--seeds", type=int, default=20, help="number of seeds (default 20)")
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds start here (default 0)")
     ap.add_argument("--items", type=int, default=2000, help="candidates per synset (default 2000)")
     ap.add_argument("--no-crowdkit", action="store_true", help="skip the crowd-kit peer")
     ap.add_argument("--json", help="also write the results to this JSON file")
@@ -295,6 +320,35 @@ def main() -> int:
     )
     ap.add_argument("--adaptive-only", action="store_true", help="only the adaptive methods")
     ap.add_argument(
+        "--only",
+        choices=ADAPTIVE,
+        action="append",
+        help="run only this adaptive method (repeatable; default all)",
+    )
+    ap.add_argument(
+        "--fp-cost", type=float, default=FP_COST, help="worker-aware: false-accept cost"
+    )
+    ap.add_argument(
+        "--fn-cost", type=float, default=FN_COST, help="worker-aware: false-reject cost"
+    )
+    ap.add_argument(
+        "--threshold-rule",
+        action="store_true",
+        help="worker-aware: the threshold / reject-below / cap rule instead of the cost rule",
+    )
+    ap.add_argument(
+        "--min-worker-gold",
+        type=float,
+        default=MIN_WORKER_GOLD,
+        help=f"block a worker under this gold accuracy (default {MIN_WORKER_GOLD})",
+    )
+    ap.add_argument(
+        "--min-gold-seen",
+        type=int,
+        default=MIN_GOLD_SEEN,
+        help=f"... after this many gold answers (default {MIN_GOLD_SEEN})",
+    )
+    ap.add_argument(
         "--threshold",
         type=float,
         default=THRESHOLD,
@@ -303,7 +357,14 @@ def main() -> int:
     args = ap.parse_args()
     CAP, REJECT_BELOW, THRESHOLD = args.cap, args.reject_below, args.threshold
     WA_CAP, WA_REJECT_BELOW = args.wa_cap, args.wa_reject_below
+    MIN_WORKER_GOLD, MIN_GOLD_SEEN = args.min_worker_gold, args.min_gold_seen
+    FP_COST, FN_COST = args.fp_cost, args.fn_cost
+    if args.threshold_rule:
+        FP_COST = FN_COST = None
     STREAM = stream_length(max(CAP, WA_CAP))
+    adaptive = tuple(args.only or ADAPTIVE)
+    if "worker-aware" not in adaptive and not args.adaptive_only and not args.no_exclusion:
+        adaptive += ("worker-aware",)  # the "kept workers" rows read its block list
 
     # tallies[method][synset] = [true positives, accepted, positives, votes, items]
     tallies: dict[str, dict[str, list[float]]] = {}
@@ -326,11 +387,11 @@ def main() -> int:
         secs[method] = secs.get(method, 0.0) + time.perf_counter() - t0
         return out
 
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         synsets = simulate(seed, args.items)
         # Each adaptive method runs the mturk stage's gold policy on its own copy of the pool;
         # a worker keeps its gold record (and block) across synsets, as the `worker` table does.
-        crowds = {m: Crowd(synsets[0]["gold_ok"], not args.no_exclusion) for m in ADAPTIVE}
+        crowds = {m: Crowd(synsets[0]["gold_ok"], not args.no_exclusion) for m in adaptive}
         for syn in synsets:
             truth, name = syn["truth"], syn["name"]
             for k in () if args.adaptive_only else FIXED_K:
@@ -341,7 +402,7 @@ def main() -> int:
                 add(f"imnet dawid-skene k={k}", name, ds == 1, truth, k)
                 key = f"{seed}/{name}/{k}"
                 ck_tables[key], ck_truth[key] = v, (name, truth)
-            for method in ADAPTIVE:
+            for method in adaptive:
                 acc, cost = timed(
                     f"imnet {method}",
                     lambda m=method, sy=syn, sd=seed, c=crowds[method]: run_adaptive(sy, m, sd, c),

@@ -87,7 +87,7 @@ def stage_verify(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
             workers[kind] = max(workers.get(kind, 0), n)
         col = collect(app, more=False, out=quiet)
         with app.Session() as sess:
-            cons = run_consensus(sess, "dynamic", ctx.synsets, settings=s)
+            cons = run_consensus(sess, s.consensus_algorithm, ctx.synsets, settings=s)
         t3 = time.monotonic()
         rounds.append(
             {
@@ -163,7 +163,7 @@ def stage_consensus(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     from curation.consensus.plan import run_consensus
 
     with ctx.app.Session() as s:
-        rep = run_consensus(s, "dynamic", settings=ctx.settings)
+        rep = run_consensus(s, ctx.settings.consensus_algorithm, settings=ctx.settings)
     return {"totals": rep["totals"], **score(ctx)}
 
 

@@ -9,7 +9,9 @@ Policy (stated, and the feedback the worker reads says which rule applied):
 - a worker's second answer on the same item (from a later round's HIT) is not stored as a vote;
 - a worker whose check-image accuracy over all their work falls under `mturk_min_worker_gold`
   after `mturk_min_gold_seen` checks gets the exclusion qualification (the HIT type requires that
-  they lack it) and is marked blocked locally, so consensus drops their votes.
+  they lack it) and is marked blocked locally: they get no more HITs. Their earlier votes stay;
+  worker-aware consensus weighs them by the worker's record, the others drop them when the
+  worker's gold accuracy is under `consensus_min_voter_gold`.
 Every step is recorded before or with its API call, so a rerun repeats nothing and finishes
 whatever a crash interrupted.
 """

@@ -28,7 +28,7 @@ def register(sub: Any) -> None:
         "--algorithm",
         choices=ALGORITHM_CHOICES,
         default=None,
-        help="decision rule (default: setting consensus_algorithm, normally dynamic)",
+        help="decision rule (default: setting consensus_algorithm, normally worker-aware)",
     )
     run.add_argument("--wnid", action="append", help="only this synset (repeatable)")
     run.add_argument("--json", action="store_true", help="print the full report as JSON")

@@ -36,6 +36,19 @@ class SynsetVotes:
     gold_seen: np.ndarray  # per worker code
     gold_correct: np.ndarray
     pending: np.ndarray  # votes already asked for (open HITs) per item
+    # Per worker code: blocked and no better than consensus_min_voter_gold on gold (or without
+    # gold). The gold bar that blocks a worker is about the price of evidence (a 0.7 worker's
+    # vote is worth less than a 0.9 worker's at the same pay); distrust is about chance-level
+    # answers. Only the worker-aware model, which weighs each vote by its worker's gold-seeded
+    # coins, counts every vote (see `counted_votes`).
+    blocked: np.ndarray | None = None
+
+    def counted_votes(self, algorithm: str) -> Votes:
+        """The votes `algorithm` reads: all of them for worker-aware, else none from distrusted
+        blocked workers (a worker-agnostic model would take a spammer's votes at face value)."""
+        if algorithm == "worker-aware" or self.blocked is None or not self.blocked.any():
+            return self.votes
+        return self.votes.subset(~self.blocked[self.votes.worker])
 
 
 @dataclass
@@ -81,7 +94,8 @@ def eligible_candidates(session: Session, wnids: list[str] | None) -> dict[str, 
 def load_votes(
     session: Session, wnids: list[str] | None, settings: Any = None
 ) -> list[SynsetVotes]:
-    """Read eligible items, their counted votes, hand labels, gold stats and open asks per synset."""
+    """Read eligible items, their votes (not from rejected or invalid assignments), hand labels,
+    gold stats, blocked workers and open asks per synset."""
     s = _settings(settings)
     items = eligible_candidates(session, wnids)
     if not items:
@@ -90,11 +104,7 @@ def load_votes(
     vq = (
         select(Vote.candidate_id, Vote.worker_id, Vote.is_match, Vote.created_at, Vote.wnid)
         .join(Assignment, Assignment.assignment_id == Vote.assignment_id)
-        .outerjoin(Worker, Worker.worker_id == Vote.worker_id)
-        .where(
-            Assignment.status.not_in(DISCARDED_ASSIGNMENTS),
-            or_(Worker.blocked.is_(None), Worker.blocked.is_(False)),
-        )
+        .where(Assignment.status.not_in(DISCARDED_ASSIGNMENTS))
         .order_by(Vote.created_at, Vote.assignment_id, Vote.candidate_id)
     )
     if wnids is not None:
@@ -111,12 +121,15 @@ def load_votes(
     if wnids is not None:
         mq = mq.where(Label.wnid.in_(wanted))
     manual = dict(session.execute(mq).all())
-    gold = {
-        wid: (seen, correct)
-        for wid, seen, correct in session.execute(
-            select(Worker.worker_id, Worker.gold_seen, Worker.gold_correct)
-        )
-    }
+    gold = {}
+    blocked = set()
+    for wid, seen, correct, is_blocked in session.execute(
+        select(Worker.worker_id, Worker.gold_seen, Worker.gold_correct, Worker.blocked)
+    ):
+        gold[wid] = (seen, correct)
+        # A blocked worker's votes are distrusted when their gold says near chance.
+        if is_blocked and (not seen or (correct or 0) / seen < s.consensus_min_voter_gold):
+            blocked.add(wid)
     pending = _pending_asks(session, wanted if wnids is not None else None)
     out = []
     for wnid in sorted(items):
@@ -142,6 +155,7 @@ def load_votes(
                 gold_seen=np.array([gold.get(w, (0, 0))[0] for w in workers], dtype=float),
                 gold_correct=np.array([gold.get(w, (0, 0))[1] for w in workers], dtype=float),
                 pending=np.array([pending.get(c, 0) for c in cids], dtype=np.int64),
+                blocked=np.array([w in blocked for w in workers], dtype=bool),
             )
         )
     return out
@@ -184,16 +198,26 @@ def dynamic_model(settings: Any = None) -> Any:
     )
 
 
+def cost_rule(settings: Any) -> dict[str, float | None]:
+    """The worker-aware stopping costs from settings: cost-based stopping when both are > 0,
+    else None for both (the threshold / reject-below / cap rule)."""
+    fp, fn = float(settings.consensus_fp_cost), float(settings.consensus_fn_cost)
+    if fp > 0 and fn > 0:
+        return {"fp_cost": fp, "fn_cost": fn}
+    return {"fp_cost": None, "fn_cost": None}
+
+
 def decide(data: SynsetVotes, algorithm: str, settings: Any = None) -> SynsetResult:
     """Run one algorithm on one synset's votes."""
     s = _settings(settings)
-    counts = data.votes.counts()
+    votes = data.counted_votes(algorithm)
+    counts = votes.counts()
     yes, no = counts[:, YES], counts[:, 0]
     total = yes + no
     thr = s.consensus_threshold
     extra: dict[str, Any] = {}
     if algorithm == "dynamic":
-        m = dynamic_model(s).fit(data.votes, calibration=data.calibration, known=data.known)
+        m = dynamic_model(s).fit(votes, calibration=data.calibration, known=data.known)
         p, dec, needs = m.p_yes_, m.decisions_, m.needs_
         extra = {
             "calibration_items": m.n_calibration_,
@@ -210,25 +234,27 @@ def decide(data: SynsetVotes, algorithm: str, settings: Any = None) -> SynsetRes
             max_votes=s.consensus_wa_max_votes,
             reject_below=s.consensus_wa_reject_below,
             batch=s.consensus_batch_votes,
-        ).fit(data.votes, data.gold_seen, data.gold_correct, known=data.known)
+            **cost_rule(s),
+        ).fit(votes, data.gold_seen, data.gold_correct, known=data.known)
         p, dec, needs = m.p_yes_, m.decisions_, m.needs_
         extra = {
             "prior": round(m.prior_, 4),
             "ambiguous_share": round(m.hard_share_, 4),
             "ambiguous_shrink": round(m.hard_shrink_, 4),
+            "stopping": "threshold" if m.fp_cost is None else f"cost {m.fp_cost:g}/{m.fn_cost:g}",
         }
     elif algorithm in ("majority", "dawid-skene"):
         if algorithm == "majority":
             from curation.consensus.majority import MajorityVote
 
-            m = MajorityVote().fit(data.votes)
+            m = MajorityVote().fit(votes)
             p = m.probas_[:, YES].copy()
             dec = np.where(m.labels_ == YES, ACCEPT, REJECT).astype(object)
         else:
             from curation.consensus.base import threshold_decisions
             from curation.consensus.dawid_skene import DawidSkene
 
-            m = DawidSkene().fit(data.votes)
+            m = DawidSkene().fit(votes)
             p = m.probas_[:, YES].copy()
             dec = threshold_decisions(p, thr, total > 0)
         # Fixed budget: every item gets consensus_fixed_votes votes, then is decided.
@@ -250,7 +276,7 @@ def needs_votes(
     session: Session, wnids: list[str] | None = None, settings: Any = None
 ) -> dict[int, int]:
     """candidate_id -> how many MORE votes it needs now (absent = none), minus votes already asked
-    for in open HITs. The policy is `settings.consensus_algorithm` (default dynamic consensus)."""
+    for in open HITs. The policy is `settings.consensus_algorithm` (default worker-aware)."""
     s = _settings(settings)
     out: dict[int, int] = {}
     for data in load_votes(session, wnids, s):
@@ -310,7 +336,7 @@ def run_consensus(
             lab.overridden = False
             per[lab.decision] += 1
         needing = int(((res.needs - data.pending) > 0).sum())
-        n_votes = len(data.votes)
+        n_votes = len(data.counted_votes(algorithm))
         report["per_wnid"][data.wnid] = {
             **per,
             "items": len(res.candidate_ids),

@@ -16,19 +16,26 @@ EM per synset (lam on a grid); an easy synset fits eta ~ 0 and the model is plai
 it, a run of yes votes on an ambiguous negative looks as convincing as on a clear positive, and
 precision falls below the threshold it claims.
 
-Decisions and stopping follow the dynamic consensus (Deng et al., CVPR 2009): accept at posterior
->= threshold, reject at <= `reject_below`, stop at either or at `max_votes`; in effect a sequential
-probability ratio test (Wald 1945) whose per-vote likelihood ratios are each worker's coins.
-imnet's settings give it its own cap and reject bound (`consensus_wa_max_votes` 30,
-`consensus_wa_reject_below` 0.02): few items reach the cap, so a high one costs few votes while
-letting ambiguous positives finish, and since a false reject costs recall, not precision, the
-reject bound is looser than 1 - threshold (bench/consensus.py measures the trade).
+Stopping, two rules:
 
-`needs_` is the fewest further unanimous votes from a typical worker (the vote-weighted median
-coins) that could end the item, at most `batch` per round and at most `first_votes` for an item
+* cost rule (`fp_cost`, `fn_cost` given; imnet's default, settings `consensus_fp_cost` 600 and
+  `consensus_fn_cost` 210): each item solves the Bayes-optimal stopping problem of
+  curation/consensus/stopping.py (a false accept costs fp_cost votes, a false reject fn_cost,
+  `threshold` is the precision target of the accepted set), looking ahead over votes from a
+  typical worker (the vote-weighted median coins) up to `max_votes`. It is what the set-level
+  goal asks for: precision and recall of the accepted set at the fewest votes, where a fixed
+  per-item threshold either over-buys certainty on clear items or gives up ambiguous positives.
+  An item the plan stops is accepted or rejected, also at the cap.
+* threshold rule (the dynamic consensus's, Deng et al., CVPR 2009): accept at posterior >=
+  threshold, reject at <= `reject_below`, stop at either or at `max_votes` (then undecided); in
+  effect a sequential probability ratio test (Wald 1945) whose per-vote likelihood ratios are
+  each worker's coins (settings `consensus_wa_max_votes`, `consensus_wa_reject_below`).
+
+`needs_` is the fewest further votes after which the item could stop (cost rule: the shortest
+path to a stopping state of its plan; threshold rule: the shorter unanimous run from a typical
+worker that crosses a bound), at most `batch` per round and at most `first_votes` for an item
 with no votes yet (before any vote the run length rests on the prior coins alone; asking 3 where
-2 end most negatives cost ~0.4 votes per item in bench/consensus.py); 0 if no such run fits under
-the cap.
+2 end most negatives cost ~0.4 votes per item in bench/consensus.py); 0 once it stops.
 """
 
 from __future__ import annotations
@@ -36,7 +43,9 @@ from __future__ import annotations
 import numpy as np
 
 from curation.consensus.base import (
+    ACCEPT,
     LAMBDA_GRID,
+    REJECT,
     UNDECIDED,
     YES,
     StoppingAggregator,
@@ -44,6 +53,7 @@ from curation.consensus.base import (
     class_posterior,
     responsibilities,
 )
+from curation.consensus.stopping import plan_stops
 
 
 class WorkerAwareConsensus(StoppingAggregator):
@@ -66,8 +76,16 @@ class WorkerAwareConsensus(StoppingAggregator):
         gold_weight: float = 1.0,
         difficulty: bool = True,
         first_votes: int = 2,
+        fp_cost: float | None = None,
+        fn_cost: float | None = None,
     ) -> None:
+        if (fp_cost is None) != (fn_cost is None):
+            raise ValueError("worker-aware: give both fp_cost and fn_cost, or neither")
         self._set_bounds(threshold, reject_below)
+        # With costs, stopping is `stopping.plan_stops` (threshold = the precision target);
+        # without, the threshold / reject_below / cap rule.
+        self.fp_cost = fp_cost
+        self.fn_cost = fn_cost
         self.max_votes = max_votes
         self.prior = prior
         self.base_accuracy = base_accuracy
@@ -133,8 +151,48 @@ class WorkerAwareConsensus(StoppingAggregator):
         p = responsibilities(comp, known)[:, 1, :].sum(axis=1)
         self.skills_ = (sens + spec) / 2
         dec = self._decide(p, voted, known)
-        self.needs_ = self._needs(votes, comp, total, dec, known)
+        if self.fp_cost is None:
+            self.needs_ = self._needs(votes, comp, total, dec, known)
+        else:
+            self.needs_ = self._plan(votes, comp, total, voted, known)
         return self
+
+    def _typical_p_yes(self, votes: Votes) -> np.ndarray:
+        """P(a typical worker says yes | class c, difficulty d) as a (2, 2) array: the
+        vote-weighted median coins (the base accuracy before anyone has voted)."""
+        share = np.bincount(votes.worker, minlength=votes.n_workers).astype(float)
+        if share.sum() == 0:
+            share[:] = 1.0
+        sens = _weighted_median(self.sens_, share, self.base_accuracy)
+        spec = _weighted_median(self.spec_, share, self.base_accuracy)
+        coins = self._coins(np.array([sens]), np.array([spec]), self.hard_shrink_)
+        return np.array([[coins[d][1][0] for d in (0, 1)], [coins[d][0][0] for d in (0, 1)]])
+
+    def _plan(
+        self,
+        votes: Votes,
+        comp: np.ndarray,
+        total: np.ndarray,
+        voted: np.ndarray,
+        known: np.ndarray,
+    ) -> np.ndarray:
+        """Cost rule: decisions and needs from each item's optimal stopping plan."""
+        assert self.fp_cost is not None and self.fn_cost is not None
+        open_ = known < 0
+        horizon = np.where(open_, np.maximum(self.max_votes - total, 0), 0)
+        plan = plan_stops(
+            comp, self._typical_p_yes(votes), horizon, self.fp_cost, self.fn_cost, self.threshold
+        )
+        self.plan_ = plan
+        dec = np.full(votes.n_items, UNDECIDED, dtype=object)
+        done = open_ & voted & plan.stop
+        dec[done & plan.accept] = ACCEPT
+        dec[done & ~plan.accept] = REJECT
+        dec[known == 1] = ACCEPT
+        dec[known == 0] = REJECT
+        self.decisions_ = dec
+        limit = np.where(total == 0, min(self.batch, self.first_votes), self.batch)
+        return np.where(open_ & ~plan.stop, np.minimum(plan.run, limit), 0).astype(np.int64)
 
     @staticmethod
     def _coins(sens: np.ndarray, spec: np.ndarray, lam: float) -> list[tuple[np.ndarray, ...]]:
@@ -198,15 +256,7 @@ class WorkerAwareConsensus(StoppingAggregator):
         dec: np.ndarray,
         known: np.ndarray,
     ) -> np.ndarray:
-        share = np.bincount(votes.worker, minlength=votes.n_workers).astype(float)
-        if share.sum() == 0:
-            share[:] = 1.0
-        # Before anyone has voted there are no workers: plan for a worker of the base accuracy.
-        sens = _weighted_median(self.sens_, share, self.base_accuracy)
-        spec = _weighted_median(self.spec_, share, self.base_accuracy)
-        coins = self._coins(np.array([sens]), np.array([spec]), self.hard_shrink_)
-        # p_yes[c, d] = P(a typical worker says yes | class c, difficulty d).
-        p_yes = np.array([[coins[d][1][0] for d in (0, 1)], [coins[d][0][0] for d in (0, 1)]])
+        p_yes = self._typical_p_yes(votes)
         step_yes, step_no = np.log(p_yes), np.log1p(-p_yes)
         out = np.zeros(votes.n_items, dtype=np.int64)
         open_ = (known < 0) & (dec == UNDECIDED) & (total < self.max_votes)

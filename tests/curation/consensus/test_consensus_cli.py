@@ -25,6 +25,8 @@ def _argv(app) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def test_consensus_commands(app, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # ImageNet's dynamic consensus, with its calibration subset (the default is worker-aware).
+    monkeypatch.setenv("IMNET_CONSENSUS_ALGORITHM", "dynamic")
     monkeypatch.setenv("IMNET_CONSENSUS_INITIAL_SUBSET", "2")
     with app.Session() as s:
         dbrows.add_synset(s, "n00000007", "dog")

@@ -19,7 +19,8 @@ from db.models import Image, Label, Worker  # noqa: E402
 
 @pytest.fixture
 def small(app):  # type: ignore[no-untyped-def]
-    """One synset, 12 eligible candidates, a calibration subset of 4 (settings)."""
+    """One synset, 12 eligible candidates, dynamic consensus with a calibration subset of 4."""
+    app.settings.consensus_algorithm = "dynamic"
     app.settings.consensus_initial_subset = 4
     with app.Session() as s:
         dbrows.add_synset(s, "n00000001", "cat")
@@ -149,3 +150,53 @@ def test_worker_aware_uses_gold(small) -> None:  # type: ignore[no-untyped-def]
     # Majority sides with the two sloppy workers; the gold-seeded model with the expert.
     assert mv == pytest.approx(1 / 3) and wa > 0.5
     assert np.isfinite(wa)
+
+
+def test_blocked_workers_votes_count_only_for_worker_aware(small) -> None:  # type: ignore[no-untyped-def]
+    # The worker-aware model weighs each vote by its worker's gold-seeded coins, so a blocked
+    # worker's votes (already paid for) still inform it; worker-agnostic models drop the votes of
+    # a blocked worker near chance on gold (under consensus_min_voter_gold 0.6) but keep those of
+    # one blocked by the stricter bar (0.7 < mturk_min_worker_gold 0.75).
+    app, ids = small
+    cid = ids[2]
+    with app.Session() as s:
+        dbrows.add_votes(
+            s, "n00000001", [(cid, "kept", True), (cid, "mediocre", True), (cid, "spammer", False)]
+        )
+        for wid, correct in (("mediocre", 7), ("spammer", 5)):
+            w = s.get(Worker, wid)
+            w.gold_seen, w.gold_correct, w.blocked = 10, correct, True
+        s.commit()
+        run_consensus(s, "majority", settings=app.settings)
+        assert (s.get(Label, cid).votes_yes, s.get(Label, cid).votes_no) == (2, 0)
+        rep = run_consensus(s, "worker-aware", settings=app.settings)
+        assert (s.get(Label, cid).votes_yes, s.get(Label, cid).votes_no) == (2, 1)
+        assert rep["totals"]["votes"] == 3
+
+
+def test_worker_aware_needs_follow_the_cost_rule(small) -> None:  # type: ignore[no-untyped-def]
+    # Cost rule (the default): no votes yet -> at most first_votes (2) each; five agreeing good
+    # workers settle an item; the threshold rule (both costs 0) still works.
+    app, ids = small
+    app.settings.consensus_algorithm = "worker-aware"
+    with app.Session() as s:
+        needs = needs_votes(s, settings=app.settings)
+    assert sorted(needs) == sorted(ids) and set(needs.values()) == {2}
+    truth = {cid: i % 2 for i, cid in enumerate(ids)}
+    for k in range(5):
+        _vote_truthfully(app, ids[:6], truth, lambda c: 1, start=k)
+    with app.Session() as s:
+        for wid in (f"w{k:02d}" for k in range(5)):
+            w = s.get(Worker, wid)
+            w.gold_seen, w.gold_correct = 40, 38
+        s.commit()
+        needs = needs_votes(s, settings=app.settings)
+        assert not set(needs) & set(ids[:6]) and set(needs) == set(ids[6:])
+        rep = run_consensus(s, "worker-aware", settings=app.settings)
+        for cid in ids[:6]:
+            assert s.get(Label, cid).decision == ("accept" if truth[cid] else "reject")
+        assert rep["totals"]["undecided"] == 0 and rep["totals"]["needs_votes"] == 6
+        app.settings.consensus_fp_cost = app.settings.consensus_fn_cost = 0.0
+        run_consensus(s, "worker-aware", settings=app.settings)
+        for cid in ids[:6]:
+            assert s.get(Label, cid).decision == ("accept" if truth[cid] else "reject")
