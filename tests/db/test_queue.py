@@ -93,10 +93,14 @@ def test_expired_lease_is_taken_again(db_url: str) -> None:
     engine.dispose()
 
 
-def _worker(url: str, name: str, die_after: int, lease: float) -> None:
+def _worker(url: str, name: str, die_after: int, lease: float, start=None) -> None:  # type: ignore[no-untyped-def]
     engine = make_engine(url)
     owner = queue.make_owner(name)
     batches = 0
+    if start is not None:
+        # Spawned processes come up at different speeds; without a common start the first ones
+        # can finish every row before the one that is meant to die has claimed its third batch.
+        start.wait(60)
     while True:
         rows = queue.claim(engine, Candidate, owner, 25, lease)
         if not rows:
@@ -110,6 +114,7 @@ def _worker(url: str, name: str, die_after: int, lease: float) -> None:
             time.sleep(0.2)
             continue
         batches += 1
+        time.sleep(0.005)  # the work on a batch: keeps the four workers taking turns
         if die_after and batches == die_after:
             os.kill(os.getpid(), signal.SIGKILL)  # mid-batch: claimed, never completed
         queue.complete(
@@ -133,8 +138,9 @@ def test_four_processes_share_postgres_queue_and_survive_sigkill(pg_url: str) ->
     n = 2000
     _fill(pg_url, n)
     ctx = mp.get_context("spawn")
+    start = ctx.Barrier(4)
     procs = [
-        ctx.Process(target=_worker, args=(pg_url, f"w{i}", 3 if i == 0 else 0, 3.0))
+        ctx.Process(target=_worker, args=(pg_url, f"w{i}", 3 if i == 0 else 0, 3.0, start))
         for i in range(4)
     ]
     for p in procs:
