@@ -69,8 +69,11 @@ def validate_image(data: bytes, max_pixels: int, min_side: int, digest: bool = T
     fmt = sniff(data[:16])
     if fmt is None:
         raise Rejected("not_image", f"starts with {data[:12]!r}")
-    # Pillow's own guard raises at open() above 2x this; our explicit check below is the limit.
-    Image.MAX_IMAGE_PIXELS = max_pixels
+    # Pillow's guard is process-wide and raises at open() above twice its value; our check below
+    # is the limit. It is only ever raised, so Pillow never refuses what the setting allows:
+    # lowering it would also make other stages in this process (export, training) refuse images.
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         with Image.open(io.BytesIO(data), formats=[fmt]) as im:
             w, h = im.size

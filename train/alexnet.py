@@ -68,8 +68,8 @@ class AlexNetConfig:
             raise ValueError("init must be 'paper' or 'released'")
         if self.stem not in ("direct", "s2d"):
             raise ValueError("stem must be 'direct' or 's2d'")
-        if self.group_impl not in ("groups", "split"):
-            raise ValueError("group_impl must be 'groups' or 'split'")
+        if self.group_impl not in ("groups", "split", "blockdiag"):
+            raise ValueError("group_impl must be 'groups', 'split' or 'blockdiag'")
         if self.input_size < 63:
             raise ValueError("input_size must be at least 63 (the conv/pool stack needs it)")
 

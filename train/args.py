@@ -29,8 +29,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument(
         "--group-impl",
         default="groups",
-        choices=["groups", "split"],
-        help="two-GPU groups on one device: cuDNN grouped convs or dense convs on slices",
+        choices=["groups", "split", "blockdiag"],
+        help="two-GPU groups on one device: cuDNN grouped convs, dense convs on slices, or one "
+        "dense conv with a block-diagonal weight",
     )
     p.add_argument(
         "--lrn-impl",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +40,9 @@ class Sample:
                 return f.read()
             f.seek(self.offset)
             return f.read(self.size)
+
+    def where(self) -> str:
+        return self.path if self.offset < 0 else f"{self.path} at byte {self.offset}"
 
 
 def read_classes(root: Path) -> list[str]:
@@ -134,22 +138,78 @@ def load_samples(root: str | Path, fmt: str, split: str) -> tuple[list[Sample], 
     raise ExportError(f"unknown format {fmt!r} (ilsvrc or webdataset)")
 
 
-def decode_square(data: bytes, resize: int) -> np.ndarray:
-    """JPEG bytes -> shorter side `resize`, centre square crop, uint8 HWC (the paper's 256x256)."""
+def _simplejpeg():
+    """simplejpeg (libjpeg-turbo straight into a numpy array, GIL released) when installed."""
+    global _SJ
+    if _SJ is None:
+        try:
+            import simplejpeg
+
+            _SJ = simplejpeg
+        except ImportError:
+            _SJ = False
+    return _SJ
+
+
+_SJ = None
+
+
+def _decode_rgb(data: bytes, resize: int, where: str) -> np.ndarray:
+    """RGB uint8 HWC array, decoded at the smallest 1/1..1/8 DCT scale whose sides stay at least
+    `resize` (JPEG draft mode). simplejpeg first; Pillow for what it declines (CMYK, not JPEG)."""
+    sj = _simplejpeg()
+    if sj and data[:2] == b"\xff\xd8":
+        try:
+            return sj.decode_jpeg(data, "RGB", min_height=resize, min_width=resize)
+        except ValueError:
+            pass  # Pillow decides: it reads more variants, and words the error if it can't
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as im:
-        # draft lets libjpeg decode at 1/2, 1/4 or 1/8 scale: far less work for big originals.
-        im.draft("RGB", (resize, resize))
-        im = im.convert("RGB")
-        w, h = im.size
-        s = resize / min(w, h)
-        nw, nh = max(resize, round(w * s)), max(resize, round(h * s))
-        if (nw, nh) != (w, h):
-            im = im.resize((nw, nh), Image.BILINEAR, reducing_gap=None)
-        left, top = (nw - resize) // 2, (nh - resize) // 2
-        im = im.crop((left, top, left + resize, top + resize))
-        return np.array(im, dtype=np.uint8)  # writable: torch.from_numpy warns on read-only
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.draft("RGB", (resize, resize))
+            return np.array(im if im.mode == "RGB" else im.convert("RGB"))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ExportError(f"{where}: cannot decode ({type(e).__name__}: {e})") from None
+
+
+def decode_into(
+    data: bytes,
+    out: Tensor,
+    resize: int,
+    oy: int = -1,
+    ox: int = 0,
+    flip: bool = False,
+    where: str = "image",
+) -> None:
+    """Writes into `out` (uint8 HWC, square) the crop at (oy, ox) of the image's centre
+    `resize` square (shorter side scaled to `resize`), mirrored if `flip`; oy < 0 means the
+    whole square. Crop and flip are one strided copy into the batch buffer."""
+    arr = _decode_rgb(data, resize, where)
+    h, w = arr.shape[:2]
+    nw, nh = _scaled(w, h, resize)
+    if (nw, nh) != (w, h):
+        from PIL import Image
+
+        arr = np.array(Image.fromarray(arr).resize((nw, nh), Image.BILINEAR, reducing_gap=None))
+    top, left = (nh - resize) // 2, (nw - resize) // 2
+    if oy >= 0:
+        top, left = top + oy, left + ox
+    side = out.shape[0]
+    src = torch.from_numpy(arr)[top : top + side, left : left + side]
+    out.copy_(src.flip(1) if flip else src)
+
+
+def _scaled(w: int, h: int, resize: int) -> tuple[int, int]:
+    s = resize / min(w, h)
+    return max(resize, round(w * s)), max(resize, round(h * s))
+
+
+def decode_square(data: bytes, resize: int) -> np.ndarray:
+    """JPEG bytes -> shorter side `resize`, centre square crop, uint8 HWC (the paper's 256x256)."""
+    out = torch.empty((resize, resize, 3), dtype=torch.uint8)
+    decode_into(data, out, resize)
+    return out.numpy()
 
 
 def augment_params(seed: int, epoch: int, index: int, span: int) -> tuple[int, int, bool, Tensor]:
@@ -183,9 +243,8 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, key: int | tuple[int, int]):
+    def _params(self, key: int | tuple[int, int]) -> tuple[int, int, int, bool, Tensor]:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
-        s = self.samples[index]
         span = self.resize - self.crop
         if self.train:
             oy, ox, flip, alpha = augment_params(self.seed, epoch, index, span)
@@ -194,16 +253,61 @@ class ImageDataset(Dataset):
             flip, alpha = False, torch.zeros(3)
         if self.full:  # ten-crop evaluation crops on the device
             oy = ox = -1
-        data = s.read()
+        return index, oy, ox, flip, alpha
+
+    def __getitem__(self, key: int | tuple[int, int]):
+        return self.__getitems__([key])[0]
+
+    def __getitems__(self, keys: list) -> Batch:
+        """The DataLoader's batched fetch: every image is decoded straight into one uint8 batch
+        tensor (in shared memory inside a worker), so collation copies nothing."""
+        items: list = []
         if self.encoded:
-            params = torch.tensor([oy, ox, int(flip)], dtype=torch.int32)
-            return torch.frombuffer(bytearray(data), dtype=torch.uint8), s.label, alpha, params
-        img = decode_square(data, self.resize)
-        if oy >= 0:
-            img = img[oy : oy + self.crop, ox : ox + self.crop]
-            if flip:
-                img = img[:, ::-1]
-        return torch.from_numpy(np.ascontiguousarray(img)), s.label, alpha
+            for key in keys:
+                index, oy, ox, flip, alpha = self._params(key)
+                s = self.samples[index]
+                params = torch.tensor([oy, ox, int(flip)], dtype=torch.int32)
+                data = torch.frombuffer(bytearray(s.read()), dtype=torch.uint8)
+                items.append((data, s.label, alpha, params))
+            return Batch(items, collate_encoded(items))
+        side = self.resize if self.full else self.crop
+        images = _batch_buffer((len(keys), side, side, 3))
+        labels = torch.empty(len(keys), dtype=torch.int64)
+        alphas = torch.empty(len(keys), 3)
+        for j, key in enumerate(keys):
+            index, oy, ox, flip, alpha = self._params(key)
+            s = self.samples[index]
+            decode_into(s.read(), images[j], self.resize, oy, ox, flip, where=s.where())
+            labels[j], alphas[j] = s.label, alpha
+            items.append((images[j], s.label, alpha))
+        return Batch(items, (images, labels, alphas))
+
+
+class Batch(list):
+    """Per-sample items (so any collate_fn works) that also carry the batch already stacked,
+    which `collate_batch` returns as is."""
+
+    def __init__(self, items: list, stacked: tuple):
+        super().__init__(items)
+        self.stacked = stacked
+
+
+def _batch_buffer(shape: tuple[int, ...]) -> Tensor:
+    """uint8 tensor; inside a loader worker it lives in shared memory, as default_collate's
+    output would, so handing it to the main process copies nothing."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.uint8)
+    storage = torch.UntypedStorage._new_shared(math.prod(shape))
+    return torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
+
+
+def collate_batch(batch: list) -> tuple:
+    """collate_fn for ImageDataset loaders: the stacked batch from __getitems__, else stacks."""
+    if isinstance(batch, Batch):
+        return batch.stacked
+    if len(batch[0]) == 4:
+        return collate_encoded(batch)
+    return torch.utils.data.default_collate(batch)
 
 
 def collate_encoded(batch: list) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -244,111 +348,3 @@ class EpochSampler(Sampler):
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "seed": self.inner.seed}
-
-
-# ---------------------------------------------------------------- on the device
-class DevicePrep:
-    """uint8 NHWC batch -> float NCHW (channels_last): flips are done, adds PCA lighting and
-    subtracts the mean. `normalize`: 'paper' (pixels 0..255 minus mean) or 'std' (ImageNet std)."""
-
-    def __init__(
-        self,
-        device: torch.device,
-        dtype: torch.dtype = torch.float32,
-        normalize: str = "paper",
-        channels_last: bool = False,
-        lighting: bool = True,
-    ):
-        scale = 255.0 if normalize == "paper" else 1.0
-        self.device, self.dtype, self.cl, self.lighting = device, dtype, channels_last, lighting
-        self.eig = torch.tensor(EIGVEC, device=device) * torch.tensor(EIGVAL, device=device)
-        self.mean = torch.tensor(MEAN_RGB, device=device) * 255.0
-        std = torch.tensor(STD_RGB if normalize == "std" else (1 / scale,) * 3, device=device)
-        self.inv = 1.0 / (std * 255.0)  # maps 0..255 pixel offsets to model units
-        if normalize not in ("paper", "std"):
-            raise ValueError("normalize must be 'paper' or 'std'")
-
-    def __call__(self, images: Tensor, alpha: Tensor | None = None) -> Tensor:
-        x = images.to(self.device, non_blocking=True)
-        shift = self.mean.expand(x.shape[0], 3)
-        if self.lighting and alpha is not None:
-            # added rgb = eigvec @ (alpha * eigval), in 0..1 units, hence * 255
-            shift = shift - 255.0 * (alpha.to(self.device, non_blocking=True) @ self.eig.T)
-        x = (x.float() - shift[:, None, None, :]) * self.inv
-        x = x.permute(0, 3, 1, 2)  # NHWC memory viewed as NCHW is channels_last already
-        x = x.to(self.dtype)
-        return x if self.cl else x.contiguous()
-
-
-def ten_crop(x: Tensor, crop: int) -> Tensor:
-    """(N, C, S, S) -> (N*10, C, crop, crop): 4 corners + centre, and their flips (per image)."""
-    s = x.shape[-1]
-    c, e = (s - crop) // 2, s - crop
-    crops = [
-        x[..., a : a + crop, b : b + crop] for a, b in ((0, 0), (0, e), (e, 0), (e, e), (c, c))
-    ]
-    crops += [t.flip(-1) for t in crops]
-    return torch.stack(crops, 1).flatten(0, 1)
-
-
-class GpuJpegDecoder:
-    """Batched nvJPEG decode via torchvision.io.decode_jpeg(device='cuda'); crops and flips on
-    the GPU. Images that fail there are decoded by Pillow, so nothing is lost."""
-
-    def __init__(self, device: torch.device, resize: int = 256, crop: int = 224):
-        from torchvision.io import ImageReadMode, decode_jpeg
-
-        self.decode, self.mode = decode_jpeg, ImageReadMode.RGB
-        self.device, self.resize, self.crop = device, resize, crop
-
-    def _squares(self, imgs: list[Tensor]) -> Tensor:
-        """Shorter side to `resize` and centre square, batched per distinct image shape."""
-        r = self.resize
-        out: list[Tensor | None] = [None] * len(imgs)
-        shapes: dict[tuple[int, ...], list[int]] = {}
-        for i, img in enumerate(imgs):
-            shapes.setdefault(tuple(img.shape), []).append(i)
-        for (_, h, w), idx in shapes.items():
-            batch = torch.stack([imgs[i] for i in idx])
-            if (h, w) != (r, r):
-                s = r / min(h, w)
-                size = (max(r, round(h * s)), max(r, round(w * s)))
-                batch = torch.nn.functional.interpolate(
-                    batch.float(), size=size, mode="bilinear", antialias=True, align_corners=False
-                )
-                batch = batch.round_().clamp_(0, 255).to(torch.uint8)
-                t, left = (size[0] - r) // 2, (size[1] - r) // 2
-                batch = batch[:, :, t : t + r, left : left + r]
-            for j, i in enumerate(idx):
-                out[i] = batch[j]
-        return torch.stack(out)
-
-    def __call__(self, data: Tensor, lengths: Tensor, params: Tensor) -> Tensor:
-        """Returns uint8 NHWC crops (or full squares when params say -1), like the CPU path."""
-        chunks = list(torch.split(data, lengths.tolist()))
-        # torchvision's CUDA decoder allocates its outputs on the current stream but writes them
-        # from a private stream that does not wait for ours (pytorch/vision PR 9606), so a block
-        # that queued kernels still read can be overwritten: drain this stream first. With the
-        # prefetch thread this is a side stream and the model step keeps running meanwhile.
-        torch.cuda.current_stream(self.device).synchronize()
-        try:
-            imgs = self.decode(chunks, mode=self.mode, device=self.device)
-        except RuntimeError:
-            imgs = []
-            for c in chunks:
-                try:
-                    imgs.append(self.decode(c, mode=self.mode, device=self.device))
-                except RuntimeError:
-                    arr = decode_square(bytes(c.numpy()), self.resize)
-                    imgs.append(torch.from_numpy(arr).permute(2, 0, 1).to(self.device))
-        x = self._squares(imgs)  # N, 3, S, S
-        p = params.to(self.device)
-        if int(params[0, 0]) < 0:
-            return x.permute(0, 2, 3, 1)
-        # one gather for every image's crop offset and flip
-        ar = torch.arange(self.crop, device=self.device)
-        rows = p[:, 0:1] + ar
-        cols = p[:, 1:2] + torch.where(p[:, 2:3] > 0, self.crop - 1 - ar, ar)
-        n = torch.arange(x.shape[0], device=self.device)[:, None, None]
-        x = x.permute(0, 2, 3, 1)  # N, S, S, 3
-        return x[n, rows[:, :, None], cols[:, None, :]]  # N, crop, crop, 3

@@ -20,15 +20,9 @@ from torch import Tensor, nn
 from train import checkpoint as ckpt
 from train.alexnet import AlexNetConfig, build_model, set_lrn_impl
 from train.args import get_args_parser
-from train.data import (
-    DevicePrep,
-    EpochSampler,
-    GpuJpegDecoder,
-    ImageDataset,
-    load_samples,
-    ten_crop,
-)
+from train.data import EpochSampler, ImageDataset, load_samples
 from train.loaders import ShardSampler, device_batches, make_loader, want_gpu_decode
+from train.prep import DevicePrep, GpuJpegDecoder, ten_crop
 
 
 def setup_distributed() -> tuple[int, int, int]:
@@ -295,17 +289,13 @@ def run(args: argparse.Namespace) -> dict:
     val_ds = ImageDataset(
         val_samples, False, args.resize_size, args.crop_size, args.seed, encoded=gpu_decode
     )
-    val_loader = make_loader(
-        val_ds, ShardSampler(len(val_ds), rank, world), args, device, gpu_decode
-    )
+    val_loader = make_loader(val_ds, ShardSampler(len(val_ds), rank, world), args, device)
     ten_loader = None
     if args.ten_crop:
         ten_ds = ImageDataset(
             val_samples, False, args.resize_size, args.crop_size, full=True, encoded=gpu_decode
         )
-        ten_loader = make_loader(
-            ten_ds, ShardSampler(len(ten_ds), rank, world), args, device, gpu_decode
-        )
+        ten_loader = make_loader(ten_ds, ShardSampler(len(ten_ds), rank, world), args, device)
 
     out_dir = Path(args.output_dir) if args.output_dir else None
     if out_dir is not None and is_main:
@@ -347,7 +337,7 @@ def run(args: argparse.Namespace) -> dict:
         train_samples, True, args.resize_size, args.crop_size, args.seed, encoded=gpu_decode
     )
     sampler = EpochSampler(len(train_ds), True, args.seed, rank, world)
-    train_loader = make_loader(train_ds, sampler, args, device, gpu_decode)
+    train_loader = make_loader(train_ds, sampler, args, device)
     criterion = nn.CrossEntropyLoss()
     if resume is not None:
         ckpt.restore_rng(resume, rank)

@@ -13,7 +13,8 @@ from torch import Tensor, nn
 
 from train import checkpoint as ckpt
 from train.alexnet import build_model
-from train.data import DevicePrep, ImageDataset, load_samples
+from train.data import ImageDataset, collate_batch, load_samples
+from train.prep import DevicePrep
 
 TRANSFORMS = {
     "translation": [0, 5, 10, 20, 30, 40, 60],  # vertical shift in pixels of the 256 image
@@ -86,7 +87,7 @@ def analyze(
     samples, _ = load_samples(data_path, fmt, "val")
     samples = samples[:max_images]
     ds = ImageDataset(samples, train=False, resize=resize, crop=crop, full=True)
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size)
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, collate_fn=collate_batch)
     prep = DevicePrep(dev, normalize=args.get("normalize", "paper"))
     acc: dict[tuple[str, float], list[float]] = {}
     for images, target, _ in loader:

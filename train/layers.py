@@ -181,13 +181,26 @@ class StemConv(nn.Conv2d):
 
 # ---------------------------------------------------------------- grouped (one device) form
 class GConv(nn.Conv2d):
-    """Conv2d whose groups either run as one cuDNN grouped conv or as dense convs on slices."""
+    """Conv2d whose groups run as one cuDNN grouped conv ("groups"), as dense convs on channel
+    slices ("split"), or as one dense conv with a block-diagonal weight ("blockdiag": twice the
+    multiply-adds, but the dense kernels cuDNN tunes hardest; the off-diagonal blocks are zeros
+    built each step, so they get no gradient and the layer stays the paper's)."""
 
     impl = "groups"
 
     def forward(self, x: Tensor) -> Tensor:
         if self.groups == 1 or self.impl == "groups":
             return super().forward(x)
+        if self.impl == "blockdiag":
+            g, (o, ci) = self.groups, self.weight.shape[:2]
+            blocks = self.weight.unflatten(0, (g, o // g))  # g, o/g, ci, kh, kw
+            eye = torch.eye(g, dtype=self.weight.dtype, device=self.weight.device)
+            # w[a, p, b, q] = eye[a, b] * blocks[a, p, q]: output group a sees input group b == a
+            w = eye[:, None, :, None, None, None] * blocks[:, :, None]
+            w = w.reshape(o, g * ci, *self.weight.shape[2:])
+            if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+                w = w.contiguous(memory_format=torch.channels_last)
+            return F.conv2d(x, w, self.bias, self.stride, self.padding)
         xs = x.chunk(self.groups, 1)
         ws = self.weight.chunk(self.groups, 0)
         bs = self.bias.chunk(self.groups, 0) if self.bias is not None else [None] * self.groups

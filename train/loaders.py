@@ -8,7 +8,8 @@ import threading
 
 import torch
 
-from train.data import DevicePrep, GpuJpegDecoder, collate_encoded
+from train.data import collate_batch
+from train.prep import DevicePrep, GpuJpegDecoder
 
 
 class ShardSampler(torch.utils.data.Sampler):
@@ -24,7 +25,7 @@ class ShardSampler(torch.utils.data.Sampler):
         return len(self.idx)
 
 
-def make_loader(ds, sampler, args, device: torch.device, encoded: bool):
+def make_loader(ds, sampler, args, device: torch.device):
     workers = args.workers
     return torch.utils.data.DataLoader(
         ds,
@@ -32,7 +33,7 @@ def make_loader(ds, sampler, args, device: torch.device, encoded: bool):
         sampler=sampler,
         num_workers=workers,
         pin_memory=device.type == "cuda",
-        collate_fn=collate_encoded if encoded else None,
+        collate_fn=collate_batch,
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
         drop_last=False,

@@ -58,7 +58,16 @@ def test_rejections(data: bytes, code: str) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
-def test_pixel_limit_is_a_setting() -> None:
+def test_pixel_limit_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)
     with pytest.raises(Rejected) as e:
         validate_image(jpeg(320, 240), 320 * 240 - 1, 32)
     assert e.value.code == "bomb"
+    # a small crawl limit must not lower Pillow's process-wide guard (export and training
+    # decode in the same process); a larger one raises it so Pillow accepts what we allow
+    assert Image.MAX_IMAGE_PIXELS == 1_000_000
+    big = jpeg(1500, 1400)  # 2.1 M pixels: over twice Pillow's limit as set above
+    assert validate_image(big, 3_000_000, 32).width == 1500
+    assert Image.MAX_IMAGE_PIXELS == 3_000_000

@@ -1,4 +1,4 @@
-"""Reading ilsvrc and webdataset exports, augmentation parameters, device-side preparation."""
+"""Reading ilsvrc and webdataset exports, batched decoding, augmentation parameters."""
 
 from __future__ import annotations
 
@@ -11,17 +11,13 @@ import pytest
 import torch
 
 from train.data import (
-    EIGVAL,
-    EIGVEC,
-    MEAN_RGB,
-    DevicePrep,
     EpochSampler,
     ExportError,
     ImageDataset,
     augment_params,
+    collate_batch,
     decode_square,
     load_samples,
-    ten_crop,
 )
 from train.synthetic import make_export, make_image
 
@@ -133,23 +129,89 @@ def test_epoch_sampler_shards_and_shuffles() -> None:
     assert first != list(s)
 
 
-def test_device_prep_lighting_and_mean() -> None:
-    img = torch.randint(0, 256, (2, 8, 8, 3), dtype=torch.uint8)
-    alpha = torch.tensor([[0.1, -0.2, 0.05], [0.0, 0.0, 0.0]])
-    out = DevicePrep(torch.device("cpu"), channels_last=True)(img, alpha)
-    assert out.shape == (2, 3, 8, 8) and out.is_contiguous(memory_format=torch.channels_last)
-    eig = torch.tensor(EIGVEC) @ (alpha[0] * torch.tensor(EIGVAL))
-    want = img[0].float() - torch.tensor(MEAN_RGB) * 255 + 255 * eig
-    torch.testing.assert_close(out[0].permute(1, 2, 0), want)
-    std = DevicePrep(torch.device("cpu"), normalize="std", lighting=False)(img, alpha)
-    assert abs(float(std.mean())) < 1.5 and std.is_contiguous()
+def _reference_crop(data: bytes, resize: int, oy: int, ox: int, crop: int, flip: bool):
+    """The paper's crop written the plain way: Pillow decode, shorter side to `resize`, centre
+    square, then the crop and the mirror in numpy."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        s = resize / min(w, h)
+        nw, nh = max(resize, round(w * s)), max(resize, round(h * s))
+        if (nw, nh) != (w, h):
+            im = im.resize((nw, nh), Image.BILINEAR, reducing_gap=None)
+        a = np.asarray(im)
+    t, left = (nh - resize) // 2, (nw - resize) // 2
+    a = a[t : t + resize, left : left + resize][oy : oy + crop, ox : ox + crop]
+    return a[:, ::-1] if flip else a
 
 
-def test_ten_crop_corners_centre_and_flips() -> None:
-    x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).view(2, 1, 6, 6)
-    crops = ten_crop(x, 4)
-    assert crops.shape == (20, 1, 4, 4)
-    assert torch.equal(crops[0], x[0, :, :4, :4])  # top-left of image 0
-    assert torch.equal(crops[4], x[0, :, 1:5, 1:5])  # centre
-    assert torch.equal(crops[9], x[0, :, 1:5, 1:5].flip(-1))  # flipped centre
-    assert torch.equal(crops[10], x[1, :, :4, :4])  # image 1 starts at 10
+@pytest.mark.parametrize("decoder", ["simplejpeg", "pillow"])
+def test_batched_fetch_matches_the_plain_crop(
+    export: Path, decoder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """__getitems__ decodes a whole batch into one tensor; every image in it is the paper's crop
+    (offsets and flip from augment_params), with either decoder."""
+    import train.data as data_mod
+
+    if decoder == "pillow":
+        monkeypatch.setattr(data_mod, "_SJ", False)
+    else:
+        assert data_mod._simplejpeg(), "simplejpeg is a dependency: install it"
+    samples, _ = load_samples(export, "ilsvrc", "train")
+    ds = ImageDataset(samples, True, resize=40, crop=32, seed=3)
+    keys = [(i, 7) for i in range(len(samples))]
+    images, labels, alphas = collate_batch(ds.__getitems__(keys))
+    assert images.shape == (len(keys), 32, 32, 3) and images.dtype == torch.uint8
+    flips = 0
+    for j, (i, epoch) in enumerate(keys):
+        oy, ox, flip, alpha = augment_params(3, epoch, i, 8)
+        flips += flip
+        want = _reference_crop(samples[i].read(), 40, oy, ox, 32, flip)
+        diff = np.abs(images[j].numpy().astype(int) - want.astype(int))
+        assert diff.max() <= 2 and diff.mean() < 0.3, (i, diff.max(), diff.mean())
+        assert labels[j] == samples[i].label and torch.equal(alphas[j], alpha)
+    assert 0 < flips < len(keys)  # both branches ran
+    # evaluation: the centre crop, no lighting; ten-crop: the whole square
+    val = ImageDataset(samples, False, resize=40, crop=32)
+    img, _, alpha = val[0]
+    want = _reference_crop(samples[0].read(), 40, 4, 4, 32, False)
+    assert np.abs(img.numpy().astype(int) - want.astype(int)).max() <= 2 and not alpha.any()
+    full = ImageDataset(samples, False, resize=40, crop=32, full=True)[0][0]
+    assert full.shape == (40, 40, 3)
+
+
+def test_loader_workers_hand_over_the_batch_in_shared_memory(export: Path) -> None:
+    samples, _ = load_samples(export, "ilsvrc", "train")
+    ds = ImageDataset(samples, True, resize=40, crop=32, seed=1)
+    sampler = EpochSampler(len(ds), True, seed=1)
+    sampler.set_epoch(2)
+    loader = torch.utils.data.DataLoader(ds, batch_size=5, sampler=sampler, num_workers=1,
+                                         collate_fn=collate_batch)  # fmt: skip
+    got = list(loader)
+    keys = list(sampler)
+    want = collate_batch(ds.__getitems__(keys))
+    assert torch.equal(torch.cat([b[0] for b in got]), want[0])
+    assert torch.equal(torch.cat([b[1] for b in got]), want[1])
+    # the default collate_fn still works on the per-sample items, just with a copy
+    plain = torch.utils.data.DataLoader(ds, batch_size=5, sampler=sampler)
+    assert torch.equal(next(iter(plain))[0], got[0][0])
+
+
+def test_undecodable_and_non_jpeg_images(tmp_path: Path) -> None:
+    """A PNG or CMYK JPEG in an export decodes through Pillow; a broken file names itself."""
+    from PIL import Image
+
+    export = make_export(tmp_path / "e", classes=2, train_per_class=2, val_per_class=1, size=40)
+    samples, _ = load_samples(export, "ilsvrc", "train")
+    rgb = np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(samples[0].path, "PNG")  # PNG bytes under a .JPEG name
+    Image.fromarray(rgb).convert("CMYK").save(samples[1].path, "JPEG", quality=95)
+    Path(samples[2].path).write_bytes(b"<html>not an image</html>")
+    ds = ImageDataset(samples, False, resize=40, crop=40)
+    png = ds[0][0].numpy()
+    assert np.array_equal(png, rgb[:, 4:44])  # lossless: exactly the centre square
+    assert ds[1][0].shape == (40, 40, 3)
+    with pytest.raises(ExportError, match=rf"{Path(samples[2].path).name}: cannot decode"):
+        ds[2]

@@ -125,7 +125,16 @@ def test_bench_smoke_runs_on_cpu() -> None:
     out = proc.stdout
     assert "imnet 2012 AlexNet (fast LRN), eager" in out
     assert "end-to-end, CPU decode in workers" in out
+    assert "loader only, CPU decode in workers" in out
     assert "failed" not in out.split("GPU: ")[-1]
+
+
+def test_loader_bench_smoke_runs() -> None:
+    proc = subprocess.run([sys.executable, "bench/train_loader.py", "--smoke"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "ratio imnet / reference:" in proc.stdout
+    assert "decoder: simplejpeg" in proc.stdout  # a dependency: the fast path must be the one run
 
 
 def test_two_tower_training_and_evaluation(export: Path, tmp_path: Path) -> None:
