@@ -70,11 +70,15 @@ def test_resume_reaches_the_same_weights(export: Path, tmp_path: Path) -> None:
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
 
 
-def test_torchrun_two_processes_gloo(export: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("towers", [False, True])
+def test_torchrun_two_processes_gloo(export: Path, tmp_path: Path, towers: bool) -> None:
+    """Data parallel on CPU; with `--devices` each process trains the two-tower split."""
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "-m", "train.engine", "--data-path", str(export), "--epochs", "2", "-j", "1",
            "--output-dir", str(out), *SMALL[:-2], "-b", "8"]  # fmt: skip
+    if towers:
+        cmd += ["--devices", "cpu,cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -85,6 +89,9 @@ def test_torchrun_two_processes_gloo(export: Path, tmp_path: Path) -> None:
     ck = torch.load(out / "checkpoint.pth", weights_only=False)
     assert len(ck["rng"]) == 2  # each rank's RNG state, for an exact resume
     assert ck["world_size"] == 2 and "'val_n': 24" in proc.stdout  # every val image once
+    assert config["model"]["arch"] == ("alexnet-towers" if towers else "alexnet2012")
+    if towers:  # each tower's own layers, as the paper's two GPUs held them
+        assert any(k.startswith("towers.1.") for k in ck["model"]), list(ck["model"])[:5]
 
 
 def test_webdataset_training(tmp_path: Path) -> None:
