@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import tarfile
@@ -138,20 +139,14 @@ def load_samples(root: str | Path, fmt: str, split: str) -> tuple[list[Sample], 
     raise ExportError(f"unknown format {fmt!r} (ilsvrc or webdataset)")
 
 
+@functools.cache
 def _simplejpeg():
     """simplejpeg (libjpeg-turbo straight into a numpy array, GIL released) when installed."""
-    global _SJ
-    if _SJ is None:
-        try:
-            import simplejpeg
-
-            _SJ = simplejpeg
-        except ImportError:
-            _SJ = False
-    return _SJ
-
-
-_SJ = None
+    try:
+        import simplejpeg
+    except ImportError:
+        return None
+    return simplejpeg
 
 
 def _decode_rgb(data: bytes, resize: int, where: str) -> np.ndarray:

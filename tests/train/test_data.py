@@ -156,7 +156,7 @@ def test_batched_fetch_matches_the_plain_crop(
     import train.data as data_mod
 
     if decoder == "pillow":
-        monkeypatch.setattr(data_mod, "_SJ", False)
+        monkeypatch.setattr(data_mod, "_simplejpeg", lambda: None)
     else:
         assert data_mod._simplejpeg(), "simplejpeg is a dependency: install it"
     samples, _ = load_samples(export, "ilsvrc", "train")
