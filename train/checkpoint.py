@@ -100,8 +100,10 @@ def write_config(
     num_classes: int,
     n_train: int,
     n_val: int,
+    decoder: str = "",
 ) -> None:
     data = {
+        "decoder": decoder,  # which JPEG decoder fed the run: a throughput figure depends on it
         "args": vars(args),
         "model": cfg.to_dict(),
         "world_size": world,

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from train import checkpoint as ckpt
 from train.alexnet import AlexNetConfig, build_model, set_lrn_impl
 from train.args import get_args_parser
-from train.data import EpochSampler, ImageDataset, load_samples
+from train.data import EpochSampler, ImageDataset, _simplejpeg, load_samples
 from train.loaders import ShardSampler, device_batches, make_loader, want_gpu_decode
 from train.prep import DevicePrep, GpuJpegDecoder, ten_crop
 
@@ -300,8 +300,9 @@ def run(args: argparse.Namespace) -> dict:
     out_dir = Path(args.output_dir) if args.output_dir else None
     if out_dir is not None and is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
+        jpeg = "nvjpeg" if gpu_decode else ("simplejpeg" if _simplejpeg() else "pillow")
         ckpt.write_config(
-            out_dir, args, cfg, world, num_classes, len(train_samples), len(val_samples)
+            out_dir, args, cfg, world, num_classes, len(train_samples), len(val_samples), jpeg
         )
 
     def run_eval() -> dict:

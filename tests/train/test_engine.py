@@ -90,6 +90,7 @@ def test_torchrun_two_processes_gloo(export: Path, tmp_path: Path, towers: bool)
     assert len(ck["rng"]) == 2  # each rank's RNG state, for an exact resume
     assert ck["world_size"] == 2 and "'val_n': 24" in proc.stdout  # every val image once
     assert config["model"]["arch"] == ("alexnet-towers" if towers else "alexnet2012")
+    assert config["decoder"] == "simplejpeg"  # CPU run, simplejpeg installed
     if towers:  # each tower's own layers, as the paper's two GPUs held them
         assert any(k.startswith("towers.1.") for k in ck["model"]), list(ck["model"])[:5]
 
