@@ -150,8 +150,9 @@ def _simplejpeg():
 
 
 def _decode_rgb(data: bytes, resize: int, where: str) -> np.ndarray:
-    """RGB uint8 HWC array, decoded at the smallest 1/1..1/8 DCT scale whose sides stay at least
-    `resize` (JPEG draft mode). simplejpeg first; Pillow for what it declines (CMYK, not JPEG)."""
+    """RGB uint8 HWC array, decoded at the smallest DCT scale whose sides stay at least `resize`
+    (JPEG draft mode: simplejpeg scales in 1/8 steps, Pillow by 1/2, 1/4, 1/8, so big originals
+    differ slightly between the two). simplejpeg first; Pillow for what it declines (CMYK, PNG)."""
     sj = _simplejpeg()
     if sj and data[:2] == b"\xff\xd8":
         try:
