@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import math
@@ -155,10 +156,9 @@ def _decode_rgb(data: bytes, resize: int, where: str) -> np.ndarray:
     differ slightly between the two). simplejpeg first; Pillow for what it declines (CMYK, PNG)."""
     sj = _simplejpeg()
     if sj and data[:2] == b"\xff\xd8":
-        try:
+        # On ValueError Pillow decides: it reads more variants, and words the error if it can't.
+        with contextlib.suppress(ValueError):
             return sj.decode_jpeg(data, "RGB", min_height=resize, min_width=resize)
-        except ValueError:
-            pass  # Pillow decides: it reads more variants, and words the error if it can't
     from PIL import Image
 
     try:
