@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import itertools
 import os
@@ -73,12 +74,11 @@ class FileStore:
         if sha256 is not None and sha256 != digest:
             raise BlobError(f"content hash {digest} does not match the given {sha256}")
         dest = self.path(digest)
-        try:
-            # A file of the wrong size is a write a power cut tore before its sync: redo it.
+        # A missing file is new; one of the wrong size is a write a power cut tore before its
+        # sync: both are written (again).
+        with contextlib.suppress(FileNotFoundError):
             if dest.stat().st_size == len(data):
                 return digest
-        except FileNotFoundError:
-            pass
         parent = dest.parent
         # Unique per machine (token), process and call, without mkstemp's random retries.
         tmp = parent / f".tmp-{_TOKEN}-{os.getpid()}-{next(_tmp_seq)}"
