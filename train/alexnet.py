@@ -13,10 +13,12 @@ from train.args import ABLATIONS, ARCHS
 from train.layers import (
     LRN,
     GConv,
+    MaxPool,
     StemConv,
     lrn_reference,
     set_group_impl,
     set_lrn_impl,
+    set_pool_impl,
     set_stem_impl,
 )
 
@@ -34,6 +36,7 @@ __all__ = [
     "count_parameters",
     "lrn_reference",
     "set_lrn_impl",
+    "set_pool_impl",
 ]
 
 
@@ -94,8 +97,8 @@ def _layers_kept(cfg: AlexNetConfig) -> dict[str, bool]:
     return {name: name not in drop for name in ("conv3", "conv4", "fc6", "fc7")}
 
 
-def _pool() -> nn.MaxPool2d:
-    return nn.MaxPool2d(3, 2)
+def _pool(relu: bool = False) -> MaxPool:
+    return MaxPool(3, 2, relu=relu)
 
 
 class AlexNet2012(nn.Module):
@@ -106,10 +109,11 @@ class AlexNet2012(nn.Module):
         self.cfg = cfg
         keep = _layers_kept(cfg)
         act = lambda: nn.ReLU(inplace=True)  # noqa: E731
-        norm = lambda g: LRN(groups=g) if cfg.lrn else nn.Identity()  # noqa: E731
+        # the ReLUs before LRN and before the last pool run inside those layers (one pass fewer)
+        relu_norm = lambda g: LRN(groups=g, relu=True) if cfg.lrn else act()  # noqa: E731
         f: list[nn.Module] = [nn.ZeroPad2d((0, cfg.pad, 0, cfg.pad)) if cfg.pad else nn.Identity()]
-        f += [StemConv(3, 96, 11, stride=4), act(), norm(2), _pool()]
-        f += [GConv(96, 256, 5, padding=2, groups=2), act(), norm(2), _pool()]
+        f += [StemConv(3, 96, 11, stride=4), relu_norm(2), _pool()]
+        f += [GConv(96, 256, 5, padding=2, groups=2), relu_norm(2), _pool()]
         c5_in = 256
         if keep["conv3"]:
             f += [nn.Conv2d(256, 384, 3, padding=1), act()]
@@ -117,7 +121,7 @@ class AlexNet2012(nn.Module):
         if keep["conv4"]:
             f += [GConv(c5_in, 384, 3, padding=1, groups=2), act()]
             c5_in = 384
-        f += [GConv(c5_in, 256, 3, padding=1, groups=2), act(), _pool()]
+        f += [GConv(c5_in, 256, 3, padding=1, groups=2), _pool(relu=True)]
         self.features = nn.Sequential(*f)
         d = cfg.fc_dim
         flat = 256 * cfg.feature_size**2
@@ -181,7 +185,8 @@ class Tower(nn.Module):
         super().__init__()
         keep = _layers_kept(cfg)
         self.pad = nn.ZeroPad2d((0, cfg.pad, 0, cfg.pad)) if cfg.pad else nn.Identity()
-        self.norm = LRN(groups=1) if cfg.lrn else nn.Identity()
+        self.norm = LRN(groups=1, relu=True) if cfg.lrn else nn.ReLU()
+        self.pool, self.relu_pool = _pool(), _pool(relu=True)
         self.conv1 = StemConv(3, 48, 11, stride=4)
         self.conv2 = nn.Conv2d(48, 128, 5, padding=2)
         c5_in = 128
@@ -196,8 +201,8 @@ class Tower(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def stage1(self, x: Tensor) -> Tensor:
-        x = F.max_pool2d(self.norm(F.relu(self.conv1(self.pad(x)))), 3, 2)
-        return F.max_pool2d(self.norm(F.relu(self.conv2(x))), 3, 2)
+        x = self.pool(self.norm(self.conv1(self.pad(x))))
+        return self.pool(self.norm(self.conv2(x)))
 
 
 class AlexNetTowers(nn.Module):
@@ -243,7 +248,7 @@ class AlexNetTowers(nn.Module):
             hs = [F.relu(t[i].conv3(both[i])) for i in range(2)]
         if self.keep["conv4"]:
             hs = [F.relu(t[i].conv4(hs[i])) for i in range(2)]
-        hs = [torch.flatten(F.max_pool2d(F.relu(t[i].conv5(hs[i])), 3, 2), 1) for i in range(2)]
+        hs = [torch.flatten(t[i].relu_pool(t[i].conv5(hs[i])), 1) for i in range(2)]
         for name in ("fc6", "fc7"):
             if self.keep[name]:
                 both = self._exchange(hs)

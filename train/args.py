@@ -35,10 +35,16 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--lrn-impl",
-        default="function",
-        choices=["function", "matmul", "reference"],
-        help="LRN kernel form (same result): hand-written backward, band-matrix window sums, "
-        "or plain autograd",
+        default="auto",
+        choices=["auto", "kernel", "function", "reference"],
+        help="ReLU+LRN form (same result): auto = the Triton kernel op on CUDA, else 'function' "
+        "(hand-written backward); 'kernel' = the op everywhere; 'reference' = plain autograd",
+    )
+    p.add_argument(
+        "--pool-impl",
+        default="auto",
+        choices=["auto", "kernel", "native"],
+        help="max-pool form (same result): auto = the Triton kernel op on CUDA, else F.max_pool2d",
     )
     p.add_argument(
         "--stem",
@@ -89,8 +95,17 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument(
         "--decode",
         default="auto",
-        choices=["auto", "cpu", "gpu"],
-        help="gpu: nvJPEG via torchvision on CUDA; auto picks it when available",
+        choices=["auto", "cpu", "gpu", "hybrid"],
+        help="gpu: nvJPEG via torchvision on CUDA for every batch; hybrid: the loader workers "
+        "decode a share of the batches on the CPU and nvJPEG the rest; auto: hybrid on CUDA "
+        "when torchvision is installed, else cpu",
+    )
+    p.add_argument(
+        "--gpu-share",
+        type=float,
+        # the best of 1, 0.5 and 0.35 end to end on an H200 with 16 CPUs (bench/train_gpu.py)
+        default=0.35,
+        help="--decode hybrid: the share of batches nvJPEG decodes (the rest: CPU workers)",
     )
     p.add_argument(
         "--no-prefetch", action="store_true", help="CUDA: prepare batches in the main thread"
@@ -98,6 +113,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--amp", action="store_true", help="bf16 autocast")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument(
+        "--compile-mode",
+        default="default",
+        choices=["default", "reduce-overhead", "max-autotune-no-cudagraphs"],
+        help="torch.compile mode; reduce-overhead adds CUDA graphs (the fastest model step "
+        "measured by bench/train_gpu.py, +15%% on an H200)",
+    )
     p.add_argument("--ten-crop", action="store_true", help="also evaluate on 10 crops")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", default="", help="checkpoint to continue from (or to evaluate)")

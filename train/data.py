@@ -221,7 +221,8 @@ def augment_params(seed: int, epoch: int, index: int, span: int) -> tuple[int, i
 class ImageDataset(Dataset):
     """Items are (uint8 HWC crop, label, lighting alpha); indexed by (index, epoch) pairs from
     EpochSampler when `train` is true. `encoded` yields raw JPEG bytes plus crop parameters
-    instead, for decoding on the GPU."""
+    instead, for decoding on the GPU; a float in (0, 1) does so for that share of the batches
+    (chosen by the batch's first key, so the same every run) and decodes the rest here."""
 
     def __init__(
         self,
@@ -231,10 +232,10 @@ class ImageDataset(Dataset):
         crop: int = 224,
         seed: int = 0,
         full: bool = False,
-        encoded: bool = False,
+        encoded: bool | float = False,
     ):
         self.samples, self.train, self.resize, self.crop = samples, train, resize, crop
-        self.seed, self.full, self.encoded = seed, full, encoded
+        self.seed, self.full, self.encoded = seed, full, float(encoded)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -251,6 +252,13 @@ class ImageDataset(Dataset):
             oy = ox = -1
         return index, oy, ox, flip, alpha
 
+    def _fetch_encoded(self, keys: list) -> bool:
+        if self.encoded <= 0.0 or self.encoded >= 1.0:
+            return self.encoded >= 1.0
+        index, epoch = keys[0] if isinstance(keys[0], tuple) else (keys[0], 0)
+        h = (int(index) * 0x9E3779B1 + int(epoch) * 0x85EBCA77 + self.seed) & 0xFFFFFFFF
+        return h / 2**32 < self.encoded
+
     def __getitem__(self, key: int | tuple[int, int]):
         return self.__getitems__([key])[0]
 
@@ -258,7 +266,7 @@ class ImageDataset(Dataset):
         """The DataLoader's batched fetch: every image is decoded straight into one uint8 batch
         tensor (in shared memory inside a worker), so collation copies nothing."""
         items: list = []
-        if self.encoded:
+        if self._fetch_encoded(keys):
             for key in keys:
                 index, oy, ox, flip, alpha = self._params(key)
                 s = self.samples[index]

@@ -18,10 +18,10 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from train import checkpoint as ckpt
-from train.alexnet import AlexNetConfig, build_model, set_lrn_impl
+from train.alexnet import AlexNetConfig, build_model, set_lrn_impl, set_pool_impl
 from train.args import get_args_parser
 from train.data import EpochSampler, ImageDataset, _simplejpeg, load_samples
-from train.loaders import ShardSampler, device_batches, make_loader, want_gpu_decode
+from train.loaders import ShardSampler, device_batches, gpu_share, make_loader, want_gpu_decode
 from train.prep import DevicePrep, GpuJpegDecoder, ten_crop
 
 
@@ -245,6 +245,7 @@ def run(args: argparse.Namespace) -> dict:
             setattr(args, key, resume["args"].get(key, getattr(args, key)))
     model = build_model(cfg)
     set_lrn_impl(model, args.lrn_impl)
+    set_pool_impl(model, args.pool_impl)
     if not towers:
         model.to(device)
     if args.channels_last:
@@ -279,28 +280,30 @@ def run(args: argparse.Namespace) -> dict:
         ids = [device.index] if device.type == "cuda" and not towers else None
         run_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     if args.compile:
-        run_model = torch.compile(run_model)
-    eval_model = torch.compile(model) if args.compile else model
+        run_model = torch.compile(run_model, mode=args.compile_mode)
+    eval_model = torch.compile(model, mode=args.compile_mode) if args.compile else model
 
     gpu_decode = want_gpu_decode(args, device)
+    share = gpu_share(args, gpu_decode)
     decoder = GpuJpegDecoder(device, args.resize_size, args.crop_size) if gpu_decode else None
     dtype = torch.bfloat16 if args.amp and device.type == "cuda" else torch.float32
     prep = DevicePrep(device, dtype, args.normalize, args.channels_last, not args.no_lighting)
     val_ds = ImageDataset(
-        val_samples, False, args.resize_size, args.crop_size, args.seed, encoded=gpu_decode
+        val_samples, False, args.resize_size, args.crop_size, args.seed, encoded=share
     )
     val_loader = make_loader(val_ds, ShardSampler(len(val_ds), rank, world), args, device)
     ten_loader = None
     if args.ten_crop:
         ten_ds = ImageDataset(
-            val_samples, False, args.resize_size, args.crop_size, full=True, encoded=gpu_decode
+            val_samples, False, args.resize_size, args.crop_size, full=True, encoded=share
         )
         ten_loader = make_loader(ten_ds, ShardSampler(len(ten_ds), rank, world), args, device)
 
     out_dir = Path(args.output_dir) if args.output_dir else None
     if out_dir is not None and is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        jpeg = "nvjpeg" if gpu_decode else ("simplejpeg" if _simplejpeg() else "pillow")
+        cpu_jpeg = "simplejpeg" if _simplejpeg() else "pillow"
+        jpeg = {0.0: cpu_jpeg, 1.0: "nvjpeg"}.get(share, f"nvjpeg {share:g} + {cpu_jpeg}")
         ckpt.write_config(
             out_dir, args, cfg, world, num_classes, len(train_samples), len(val_samples), jpeg
         )
@@ -335,7 +338,7 @@ def run(args: argparse.Namespace) -> dict:
         return _final(result)
 
     train_ds = ImageDataset(
-        train_samples, True, args.resize_size, args.crop_size, args.seed, encoded=gpu_decode
+        train_samples, True, args.resize_size, args.crop_size, args.seed, encoded=share
     )
     sampler = EpochSampler(len(train_ds), True, args.seed, rank, world)
     train_loader = make_loader(train_ds, sampler, args, device)

@@ -1,10 +1,12 @@
-"""Layers of the 2012 AlexNet made fast: local response normalisation, conv1, grouped convs."""
+"""Layers of the 2012 AlexNet made fast: ReLU+LRN, max-pool, conv1, grouped convs."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from train import kernels
 
 
 # ---------------------------------------------------------------- local response normalisation
@@ -82,53 +84,14 @@ class _LRNFunction(torch.autograd.Function):
         return (gx.permute(0, 3, 1, 2) if cdim == -1 else gx), None, None, None, None, None
 
 
-def _band(c: int, size: int, groups: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """B[j, i] = 1 when channel j is in output channel i's window (same group): s = x^2 @ B."""
-    idx = torch.arange(c, device=device)
-    off = idx[:, None] - idx[None, :]
-    cg = c // groups
-    inside = (off >= -(size // 2)) & (off <= size - 1 - size // 2)
-    return (inside & (idx[:, None] // cg == idx[None, :] // cg)).to(dtype)
-
-
-class _LRNMatmulFunction(torch.autograd.Function):
-    """LRN whose channel-window sums are one small matmul with a band matrix (channel axis last).
-    The matmul materialises its input, so torch.compile cannot fold the neighbouring max-pool
-    backward into every window tap; on GPUs the sums run on the tensor cores."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, size: int, alpha: float, beta: float, k: float, groups: int):
-        ct = _compute_dtype(x)
-        mm = x.dtype if x.dtype in (torch.bfloat16, torch.float16) else ct
-        v = x.movedim(1, -1)  # a free view for channels_last input
-        band = _band(x.shape[1], size, groups, mm, x.device)
-        s = (v.to(mm) * v.to(mm)) @ band
-        y = (v.to(ct) * (k + (alpha / size) * s.to(ct)).pow(-beta)).to(x.dtype)
-        ctx.save_for_backward(x, s)
-        ctx.size, ctx.alpha, ctx.beta, ctx.k, ctx.groups = size, alpha, beta, k, groups
-        return y.movedim(-1, 1)
-
-    @staticmethod
-    def backward(ctx, g: Tensor):
-        x, s = ctx.saved_tensors
-        size, alpha, beta, k, groups = ctx.size, ctx.alpha, ctx.beta, ctx.k, ctx.groups
-        ct = _compute_dtype(x)
-        v, gv = x.movedim(1, -1).to(ct), g.movedim(1, -1).to(ct)
-        d = k + (alpha / size) * s.to(ct)
-        dpow = d.pow(-beta)
-        band = _band(x.shape[1], size, groups, s.dtype, x.device)
-        # dy_c/dx_j = [j == c] d_c^-b - (2ab/n) x_j x_c d_c^(-b-1) for j in window(c)
-        t = ((gv * v * dpow / d).to(s.dtype) @ band.T).to(ct)
-        gx = (gv * dpow - (2.0 * alpha * beta / size) * v * t).to(x.dtype)
-        return gx.movedim(-1, 1), None, None, None, None, None
-
-
 class LRN(nn.Module):
-    """`nn.LocalResponseNorm(5, 1e-4, 0.75, 2)` per channel group, fast on bf16 and channels_last.
-    impl "function" (default) uses _LRNFunction, "matmul" _LRNMatmulFunction, "reference" the
+    """`nn.LocalResponseNorm(5, 1e-4, 0.75, 2)` per channel group, of relu(x) when `relu` (the
+    2012 net's ReLU is fused in: one pass fewer each way). impl "auto" (default) runs the
+    `train.kernels` op (a Triton kernel each way) on CUDA with Triton and _LRNFunction elsewhere;
+    "kernel" always the op (its torch form off CUDA), "function" _LRNFunction, "reference" the
     plain differentiable ops."""
 
-    impl = "function"
+    impl = "auto"
 
     def __init__(
         self,
@@ -137,20 +100,53 @@ class LRN(nn.Module):
         beta: float = 0.75,
         k: float = 2.0,
         groups: int = 1,
+        relu: bool = False,
     ):
         super().__init__()
         self.size, self.alpha, self.beta, self.k, self.groups = size, alpha, beta, k, groups
+        self.relu = relu
 
     def forward(self, x: Tensor) -> Tensor:
         args = (self.size, self.alpha, self.beta, self.k, self.groups)
-        if self.impl == "reference" or not (torch.is_grad_enabled() and x.requires_grad):
+        impl = self.impl
+        if impl == "auto":
+            impl = "kernel" if kernels.triton_ready(x) else "function"
+        if impl == "kernel":
+            return kernels.lrn(x, *args, self.relu)
+        if self.relu:
+            x = F.relu(x)
+        if impl == "reference" or not (torch.is_grad_enabled() and x.requires_grad):
             return lrn_reference(x, *args)
-        if self.impl == "matmul":
-            return _LRNMatmulFunction.apply(x, *args)
         return _LRNFunction.apply(x, *args)
 
     def extra_repr(self) -> str:
-        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, groups={self.groups}"
+        return (
+            f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, "
+            f"groups={self.groups}, relu={self.relu}"
+        )
+
+
+class MaxPool(nn.MaxPool2d):
+    """The 2012 net's overlapping 3x3 stride-2 max-pool, of relu(x) when `relu`. impl "auto"
+    runs the `train.kernels` op (Triton, int8 window indices) on CUDA with Triton and
+    F.max_pool2d elsewhere; "kernel" always the op, "native" always F.max_pool2d."""
+
+    impl = "auto"
+
+    def __init__(self, kernel_size: int = 3, stride: int = 2, relu: bool = False):
+        super().__init__(kernel_size, stride)
+        self.relu = relu
+
+    def forward(self, x: Tensor) -> Tensor:
+        impl = self.impl
+        if impl == "auto":
+            impl = "kernel" if kernels.triton_ready(x) else "native"
+        if impl == "kernel":
+            return kernels.max_pool(x, self.kernel_size, self.stride, self.relu)
+        return F.max_pool2d(F.relu(x) if self.relu else x, self.kernel_size, self.stride)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, relu={self.relu}"
 
 
 class StemConv(nn.Conv2d):
@@ -226,4 +222,10 @@ def set_stem_impl(model: nn.Module, impl: str) -> None:
 def set_lrn_impl(model: nn.Module, impl: str) -> None:
     for m in model.modules():
         if isinstance(m, LRN):
+            m.impl = impl
+
+
+def set_pool_impl(model: nn.Module, impl: str) -> None:
+    for m in model.modules():
+        if isinstance(m, MaxPool):
             m.impl = impl

@@ -45,16 +45,29 @@ def make_loader(ds, sampler, args, device: torch.device):
 
 def want_gpu_decode(args: argparse.Namespace, device: torch.device) -> bool:
     if args.decode == "cpu" or device.type != "cuda":
-        if args.decode == "gpu":
-            raise ValueError("--decode gpu needs a CUDA --device")
+        if args.decode in ("gpu", "hybrid"):
+            raise ValueError(f"--decode {args.decode} needs a CUDA --device")
         return False
     try:
         import torchvision.io  # noqa: F401
     except ImportError:
-        if args.decode == "gpu":
-            raise ValueError("--decode gpu needs torchvision") from None
+        if args.decode in ("gpu", "hybrid"):
+            raise ValueError(f"--decode {args.decode} needs torchvision") from None
         return False
     return True
+
+
+def gpu_share(args: argparse.Namespace, gpu_decode: bool) -> float:
+    """The share of batches the loader hands over as JPEG bytes for nvJPEG (ImageDataset's
+    `encoded`): all with --decode gpu, --gpu-share with hybrid and auto, none without GPU
+    decoding."""
+    if not gpu_decode:
+        return 0.0
+    if args.decode == "gpu":
+        return 1.0
+    if not 0.0 <= args.gpu_share <= 1.0:
+        raise ValueError("--gpu-share must be between 0 and 1")
+    return args.gpu_share
 
 
 def device_batches(
@@ -64,7 +77,9 @@ def device_batches(
     a thread decodes and prepares the next batches on a side stream during the model step."""
 
     def convert(batch):
-        if decoder is not None:
+        if len(batch) == 5:  # JPEG bytes (all batches with --decode gpu, a share with hybrid)
+            if decoder is None:
+                raise ValueError("the loader yields JPEG bytes but no GPU decoder was given")
             data, lengths, target, alpha, params = batch
             images = decoder(data, lengths, params)
         else:

@@ -133,7 +133,7 @@ def test_towers_exchange_only_where_the_gpus_communicated() -> None:
 
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("groups", [1, 2])
-@pytest.mark.parametrize("impl", ["function", "matmul", "reference"])
+@pytest.mark.parametrize("impl", ["function", "kernel", "reference"])
 def test_lrn_matches_torch(channels_last: bool, groups: int, impl: str) -> None:
     torch.manual_seed(2)
     x = torch.randn(3, 96, 9, 9, dtype=torch.float64) * 4

@@ -215,3 +215,36 @@ def test_undecodable_and_non_jpeg_images(tmp_path: Path) -> None:
     assert ds[1][0].shape == (40, 40, 3)
     with pytest.raises(ExportError, match=rf"{Path(samples[2].path).name}: cannot decode"):
         ds[2]
+
+
+def test_hybrid_decoding_splits_batches_between_cpu_and_gpu(export: Path) -> None:
+    """--decode hybrid: a fixed share of batches comes as JPEG bytes for nvJPEG, the rest
+    decoded, the same batches every run; the bytes are the file's and the labels agree."""
+    import argparse
+
+    from train.loaders import gpu_share
+
+    samples, _ = load_samples(export, "ilsvrc", "train")
+    ds = ImageDataset(samples, True, resize=40, crop=32, seed=1, encoded=0.4)
+    batches = [[(i % len(samples), epoch)] for epoch in range(50) for i in range(12)]
+    kinds = [len(collate_batch(ds.__getitems__(k))) for k in batches]
+    assert set(kinds) == {3, 5}
+    share = kinds.count(5) / len(kinds)
+    assert 0.3 < share < 0.5, share
+    again = [len(collate_batch(ds.__getitems__(k))) for k in batches]
+    assert again == kinds
+    enc = next(k for k, kind in zip(batches, kinds, strict=True) if kind == 5)
+    data, lengths, labels, _alpha, params = collate_batch(ds.__getitems__(enc))
+    assert bytes(data.numpy()) == samples[enc[0][0]].read()
+    assert int(labels[0]) == samples[enc[0][0]].label and params.shape == (1, 3)
+    assert len(ImageDataset(samples, True, 40, 32, encoded=0.0).__getitems__(enc)) == 1
+    assert all(
+        len(collate_batch(ImageDataset(samples, True, 40, 32, encoded=1.0).__getitems__(k))) == 5
+        for k in batches[:20]
+    )
+    ns = argparse.Namespace(decode="hybrid", gpu_share=0.3)
+    assert gpu_share(ns, True) == 0.3 and gpu_share(ns, False) == 0.0
+    assert gpu_share(argparse.Namespace(decode="gpu", gpu_share=0.3), True) == 1.0
+    assert gpu_share(argparse.Namespace(decode="auto", gpu_share=0.3), True) == 0.3
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        gpu_share(argparse.Namespace(decode="hybrid", gpu_share=1.5), True)

@@ -131,7 +131,7 @@ def test_bench_smoke_runs_on_cpu() -> None:
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     out = proc.stdout
-    assert "imnet 2012 AlexNet (fast LRN), eager" in out
+    assert "imnet 2012 AlexNet (kernels), eager" in out
     assert "end-to-end, CPU decode in workers" in out
     assert "loader only, CPU decode in workers" in out
     assert "failed" not in out.split("GPU: ")[-1]
