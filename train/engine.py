@@ -179,7 +179,8 @@ def evaluate(
     title = "eval 10-crop" if ten else "eval"
     bar = _progress(loader, len(loader.dataset), title, show and not args.no_progress)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp)
-    for x, target in device_batches(loader, prep, decoder):
+    prefetch = not getattr(args, "no_prefetch", False)
+    for x, target in device_batches(loader, prep, decoder, prefetch):
         with autocast:
             if ten:
                 probs = model(ten_crop(x, args.crop_size)).float().softmax(1)
@@ -216,6 +217,8 @@ def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     if args.stem == "auto":
         args.stem = "s2d" if device.type == "cuda" else "direct"
+    if args.group_impl == "auto":
+        args.group_impl = "blockdiag" if device.type == "cuda" else "groups"
     if device.type == "cuda":
         device = torch.device("cuda", local if device.index is None else device.index + local)
         torch.cuda.set_device(device)
@@ -311,18 +314,8 @@ def run(args: argparse.Namespace) -> dict:
     def run_eval() -> dict:
         m = evaluate(eval_model, val_loader, prep, device, args, decoder=decoder, show=is_main)
         if ten_loader is not None:
-            m.update(
-                evaluate(
-                    eval_model,
-                    ten_loader,
-                    prep,
-                    device,
-                    args,
-                    ten=True,
-                    decoder=decoder,
-                    show=is_main,
-                )
-            )
+            ten = evaluate(eval_model, ten_loader, prep, device, args, True, decoder, is_main)
+            m.update(ten)
         return m
 
     result: dict = {
