@@ -32,25 +32,28 @@ def _pool_shape(x: Tensor, kernel: int, stride: int) -> tuple[int, int, int, int
 
 
 # ---------------------------------------------------------------- torch forms (CPU, no Triton)
-def _window_sum(v: Tensor, size: int, groups: int, reverse: bool = False) -> Tensor:
-    """Sum over each channel's LRN window (last axis), zero-padded at the groups' edges;
-    `reverse` sums over the channels whose window holds it instead (differs for even sizes)."""
+def window_sum(v: Tensor, size: int, groups: int, dim: int = -1, reverse: bool = False) -> Tensor:
+    """Sum over each channel's LRN window (channels on axis `dim`), zero-padded at the groups'
+    edges; `reverse` sums over the channels whose window holds it instead (differs for even
+    sizes)."""
     half = size // 2
     lo, hi = (size - 1 - half, half) if reverse else (half, size - 1 - half)
-    grouped = v.unflatten(-1, (groups, v.shape[-1] // groups))
-    padded = F.pad(grouped, (lo, hi))
-    n = grouped.shape[-1]
-    out = padded.narrow(-1, 0, n)
+    dim %= v.dim()
+    grouped = v.unflatten(dim, (groups, v.shape[dim] // groups))
+    cdim = dim + 1
+    padded = F.pad(grouped, [0, 0] * (grouped.dim() - 1 - cdim) + [lo, hi])
+    n = grouped.shape[cdim]
+    out = padded.narrow(cdim, 0, n)
     for i in range(1, size):
-        out = out + padded.narrow(-1, i, n)
-    return out.flatten(-2)
+        out = out + padded.narrow(cdim, i, n)
+    return out.flatten(dim, cdim)
 
 
 def _lrn_forward_torch(z, size, alpha, beta, k, groups, relu):
     ct = torch.promote_types(z.dtype, torch.float32)
     x = z.movedim(1, -1).to(ct)  # channels last: a free view of a channels_last tensor
     x = x.clamp_min(0) if relu else x
-    d = k + (alpha / size) * _window_sum(x * x, size, groups)
+    d = k + (alpha / size) * window_sum(x * x, size, groups)
     y = x * d.pow(-beta)
     out = (torch.empty_like(z), torch.empty_like(z))
     out[0].copy_(y.movedim(-1, 1))
@@ -62,7 +65,7 @@ def _lrn_backward_torch(g, z, q, size, alpha, beta, groups, relu):
     ct = torch.promote_types(z.dtype, torch.float32)
     zf, gf, qf = (t.movedim(1, -1).to(ct) for t in (z, g, q))
     x = zf.clamp_min(0) if relu else zf
-    t = _window_sum(gf * x * qf, size, groups, reverse=True)
+    t = window_sum(gf * x * qf, size, groups, reverse=True)
     gx = gf * qf.pow(beta / (beta + 1.0)) - (2.0 * alpha * beta / size) * x * t
     if relu:
         gx = gx * (zf > 0)

@@ -10,21 +10,6 @@ from train import kernels
 
 
 # ---------------------------------------------------------------- local response normalisation
-def _window_sum(sq: Tensor, size: int, groups: int, channel_dim: int) -> Tensor:
-    """Sum of `size` neighbouring channels of `sq`, zero-padded at each group's edges."""
-    half = size // 2
-    c = sq.shape[channel_dim]
-    grouped = sq.unflatten(channel_dim, (groups, c // groups))
-    cdim = channel_dim + 1 if channel_dim >= 0 else channel_dim
-    pads = [0, 0] * (grouped.dim() - 1 - (cdim % grouped.dim()))
-    padded = F.pad(grouped, pads + [half, size - 1 - half])
-    n = grouped.shape[cdim]
-    out = padded.narrow(cdim, 0, n)
-    for i in range(1, size):
-        out = out + padded.narrow(cdim, i, n)
-    return out.flatten(cdim - 1, cdim)
-
-
 def _channels_last_view(x: Tensor) -> tuple[Tensor, int]:
     """A view whose channel axis is contiguous when x is channels_last, so LRN reads it in place."""
     if (
@@ -45,7 +30,7 @@ def lrn_reference(x: Tensor, size: int, alpha: float, beta: float, k: float, gro
     """LRN written with plain differentiable ops: torch.compile fuses it into one kernel."""
     v, cdim = _channels_last_view(x)
     xf = v.to(_compute_dtype(x))
-    div = (k + (alpha / size) * _window_sum(xf * xf, size, groups, cdim)).pow(-beta)
+    div = (k + (alpha / size) * kernels.window_sum(xf * xf, size, groups, cdim)).pow(-beta)
     y = (xf * div).to(x.dtype)
     return y.permute(0, 3, 1, 2) if cdim == -1 else y
 
@@ -59,7 +44,7 @@ class _LRNFunction(torch.autograd.Function):
     def forward(ctx, x: Tensor, size: int, alpha: float, beta: float, k: float, groups: int):
         v, cdim = _channels_last_view(x)
         xf = v.to(_compute_dtype(x))
-        d = k + (alpha / size) * _window_sum(xf * xf, size, groups, cdim)
+        d = k + (alpha / size) * kernels.window_sum(xf * xf, size, groups, cdim)
         y = (xf * d.pow(-beta)).to(x.dtype)
         # d in the input's dtype: bf16 costs the gradient ~0.3% relative error, like bf16 itself
         ctx.save_for_backward(x, d.to(x.dtype))
@@ -77,9 +62,9 @@ class _LRNFunction(torch.autograd.Function):
         ct = _compute_dtype(x)
         xf, gf, df = v.to(ct), gv.to(ct), d.to(ct)
         dpow = df.pow(-beta)
-        # dy_j/dx_i = [i == j] d_j^-b - (2ab/n) x_i x_j d_j^(-b-1) for i in window(j); the window
-        # is symmetric, so the second term is a window sum of g x d^(-b-1).
-        t = _window_sum(gf * xf * dpow / df, size, groups, cdim)
+        # dy_j/dx_i = [i == j] d_j^-b - (2ab/n) x_i x_j d_j^(-b-1) for i in window(j): the second
+        # term sums g x d^(-b-1) over the j whose window holds i (the same window for odd sizes).
+        t = kernels.window_sum(gf * xf * dpow / df, size, groups, cdim, reverse=True)
         gx = (gf * dpow - (2.0 * alpha * beta / size) * xf * t).to(x.dtype)
         return (gx.permute(0, 3, 1, 2) if cdim == -1 else gx), None, None, None, None, None
 

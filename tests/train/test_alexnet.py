@@ -132,18 +132,20 @@ def test_towers_exchange_only_where_the_gpus_communicated() -> None:
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize(("groups", "size"), [(1, 5), (2, 5), (2, 4)])
 @pytest.mark.parametrize("impl", ["function", "kernel", "reference"])
-def test_lrn_matches_torch(channels_last: bool, groups: int, impl: str) -> None:
+def test_lrn_matches_torch(channels_last: bool, groups: int, size: int, impl: str) -> None:
+    """Every LRN form against nn.LocalResponseNorm, forward and backward; an even window is
+    lopsided, so its backward must sum over the reversed window."""
     torch.manual_seed(2)
     x = torch.randn(3, 96, 9, 9, dtype=torch.float64) * 4
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     x.requires_grad_(True)
     xr = x.detach().clone().requires_grad_(True)
-    lrn = LRN(groups=groups)
+    lrn = LRN(size=size, groups=groups)
     lrn.impl = impl
-    ref = nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0)
+    ref = nn.LocalResponseNorm(size, 1e-4, 0.75, 2.0)
     y = lrn(x)
     yr = torch.cat([ref(c) for c in xr.chunk(groups, 1)], 1)
     g = torch.randn_like(yr)
