@@ -44,6 +44,9 @@ from train.layers import MaxPool  # noqa: E402
 T0 = time.perf_counter()
 
 
+BUFFERS = {False: "fresh buffers", True: "reused slots"}
+
+
 def log(msg: str) -> None:
     print(f"[{time.perf_counter() - T0:6.1f}s] {msg}", flush=True)
 
@@ -265,13 +268,16 @@ def engine_run(device: torch.device, root: Path, args) -> dict:
         return {"images_per_s": res["images_per_s"]}
 
 
-def loader_only(args, device: torch.device, root: Path) -> dict:
+def loader_only(args, device: torch.device, root: Path, slots: bool) -> dict:
     """CPU decode in the loader workers, copy to the device and DevicePrep: no model."""
     from train.data import EpochSampler, ImageDataset, collate_batch, load_samples
+    from train.loaders import device_batches
     from train.prep import DevicePrep
 
     samples, _ = load_samples(root, "ilsvrc", "train")
     ds = ImageDataset(samples, True, 256, args.crop, seed=0)
+    if slots and args.workers > 0:
+        ds.use_slots(args.batch_size, args.workers)
     sampler = EpochSampler(len(ds), True, 0)
     loader = torch.utils.data.DataLoader(
         ds, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
@@ -284,13 +290,12 @@ def loader_only(args, device: torch.device, root: Path) -> dict:
     for epoch in range(args.e2e_epochs + 1):  # epoch 0 starts the workers: not timed
         sampler.set_epoch(epoch)
         n, t = 0, time.perf_counter()
-        for images, _target, alpha in loader:
-            x = prep(images, alpha)
+        for x, _target in device_batches(loader, prep, None, prefetch=True):
             n += x.shape[0]
         sync(device)
         if epoch:
             rates.append(n / (time.perf_counter() - t))
-            log(f"loader only: epoch {epoch} {rates[-1]:,.0f} img/s")
+            log(f"loader only, slots={slots}: epoch {epoch} {rates[-1]:,.0f} img/s")
     del loader
     return {"images_per_s": statistics.median(rates), "epochs": rates}
 
@@ -314,15 +319,17 @@ def one_process(args, root: Path) -> dict:
     return {"images_per_s": rate}
 
 
-def end_to_end(args, device, model_run, root: Path, share: float, prefetch: bool) -> dict:
-    """imnet's pipeline: ImageDataset workers -> (GPU decode of `share` of the batches) ->
-    DevicePrep -> train step."""
+def end_to_end(args, device, model_run, root: Path, share: float, slots: bool = True) -> dict:
+    """imnet's pipeline: ImageDataset workers (decoding into reused slots, or fresh buffers)
+    -> (GPU decode of `share` of the batches) -> DevicePrep -> train step."""
     from train.data import EpochSampler, ImageDataset, collate_batch, load_samples
     from train.engine import train_one_epoch
     from train.prep import DevicePrep, GpuJpegDecoder
 
     samples, _ = load_samples(root, "ilsvrc", "train")
     ds = ImageDataset(samples, True, 256, args.crop, seed=0, encoded=share)
+    if slots and args.workers > 0:
+        ds.use_slots(args.batch_size, args.workers)
     sampler = EpochSampler(len(ds), True, 0)
     loader = torch.utils.data.DataLoader(
         ds, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
@@ -333,7 +340,7 @@ def end_to_end(args, device, model_run, root: Path, share: float, prefetch: bool
     decoder = GpuJpegDecoder(device, 256, args.crop) if share > 0 else None
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     prep = DevicePrep(device, dtype, "paper", channels_last=True)
-    ns = argparse.Namespace(amp=device.type == "cuda", no_progress=True, no_prefetch=not prefetch)
+    ns = argparse.Namespace(amp=device.type == "cuda", no_progress=True, no_prefetch=False)
     model = model_run
     if hasattr(model, "reset_parameters") or hasattr(
         getattr(model, "_orig_mod", None), "reset_parameters"
@@ -348,8 +355,7 @@ def end_to_end(args, device, model_run, root: Path, share: float, prefetch: bool
         if epoch:
             rates.append(st["images_per_s"])
         log(
-            f"e2e nvJPEG share {share:g}, prefetch={prefetch}: epoch {epoch} "
-            f"{st['images_per_s']:,.0f} img/s"
+            f"e2e nvJPEG share {share:g}, slots={slots}: epoch {epoch} {st['images_per_s']:,.0f} img/s"
         )
     del loader
     return {"images_per_s": statistics.median(rates), "epochs": rates}
@@ -510,18 +516,20 @@ def main(argv: list[str] | None = None) -> int:
             best["model"].reset_parameters()  # the timed steps on random labels wreck weights
         if "e2e" in parts:
             attempt("one loader process (decode+crop, no workers)", lambda: one_process(args, root))
-            attempt("loader only, CPU decode in workers (no model)",
-                    lambda: loader_only(args, device, root))  # fmt: skip
+            for slots in (False, True):
+                attempt(f"loader only, CPU decode in workers (no model), {BUFFERS[slots]}",
+                        lambda slots=slots: loader_only(args, device, root, slots))  # fmt: skip
             attempt(
-                "end-to-end, CPU decode in workers",
-                lambda: end_to_end(args, device, model_run, root, 0.0, True),
+                f"end-to-end, CPU decode in workers, {BUFFERS[True]}",
+                lambda: end_to_end(args, device, model_run, root, 0.0),
             )
         if device.type == "cuda" and "e2e" in parts:
-            for share in (1.0, 0.5, 0.35):
+            for share, slots in ((1.0, True), (0.5, True), (0.35, False), (0.35, True)):
                 attempt(
                     "end-to-end, GPU decode (nvJPEG)" if share == 1 else
-                    f"end-to-end, hybrid decode (nvJPEG {share:.0%} of batches, rest CPU)",
-                    lambda share=share: end_to_end(args, device, model_run, root, share, True),
+                    f"end-to-end, hybrid decode (nvJPEG {share:.0%} of batches, rest CPU), "
+                    f"{BUFFERS[slots]}",
+                    lambda share=share, s=slots: end_to_end(args, device, model_run, root, share, s),
                 )  # fmt: skip
         if "engine" in parts:
             attempt(

@@ -111,6 +111,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument(
         "--no-prefetch", action="store_true", help="CUDA: prepare batches in the main thread"
     )
+    p.add_argument(
+        "--no-batch-slots",
+        action="store_true",
+        help="a fresh shared-memory buffer per training batch instead of reused, page-locked "
+        "slots (6 batches per worker in /dev/shm)",
+    )
     p.add_argument("--amp", action="store_true", help="bf16 autocast")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")

@@ -7,6 +7,7 @@ import functools
 import io
 import math
 import tarfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, DistributedSampler, Sampler
+
+from train.slots import BatchSlots, shm_free
 
 # PCA lighting (Krizhevsky et al. 2012), for RGB in [0, 1]; rows of EIGVEC are R, G, B.
 EIGVAL = (0.2175, 0.0188, 0.0045)
@@ -236,6 +239,26 @@ class ImageDataset(Dataset):
     ):
         self.samples, self.train, self.resize, self.crop = samples, train, resize, crop
         self.seed, self.full, self.encoded = seed, full, float(encoded)
+        self.slots: BatchSlots | None = None
+
+    def use_slots(self, batch_size: int, workers: int, per_worker: int = 6) -> BatchSlots | None:
+        """Decoded batches go into reused shared-memory slots (train.slots) instead of a fresh
+        buffer each; the loader then yields a SlotRef in place of the images, which
+        loaders.device_batches resolves. Call before the loader starts its workers. Declined,
+        with a warning, when /dev/shm could not hold the slots twice over (a write past its end
+        kills the worker with SIGBUS instead of an error)."""
+        side = self.resize if self.full else self.crop
+        need = workers * per_worker * batch_size * side * side * 3
+        free = shm_free()
+        if free is not None and free < 2 * need:
+            warnings.warn(
+                f"/dev/shm has {free / 2**30:.1f} GiB free, too little for {need / 2**30:.1f} GiB "
+                "of batch slots: a fresh buffer per batch instead (docker: raise --shm-size)",
+                stacklevel=2,
+            )
+            return None
+        self.slots = BatchSlots(batch_size, side, workers, per_worker)
+        return self.slots
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -275,16 +298,22 @@ class ImageDataset(Dataset):
                 items.append((data, s.label, alpha, params))
             return Batch(items, collate_encoded(items))
         side = self.resize if self.full else self.crop
-        images = _batch_buffer((len(keys), side, side, 3))
+        slot = self.slots.acquire(len(keys)) if self.slots is not None else None
+        images, ref = slot or (_batch_buffer((len(keys), side, side, 3)), None)
         labels = torch.empty(len(keys), dtype=torch.int64)
         alphas = torch.empty(len(keys), 3)
-        for j, key in enumerate(keys):
-            index, oy, ox, flip, alpha = self._params(key)
-            s = self.samples[index]
-            decode_into(s.read(), images[j], self.resize, oy, ox, flip, where=s.where())
-            labels[j], alphas[j] = s.label, alpha
-            items.append((images[j], s.label, alpha))
-        return Batch(items, (images, labels, alphas))
+        try:
+            for j, key in enumerate(keys):
+                index, oy, ox, flip, alpha = self._params(key)
+                s = self.samples[index]
+                decode_into(s.read(), images[j], self.resize, oy, ox, flip, where=s.where())
+                labels[j], alphas[j] = s.label, alpha
+                items.append((images[j], s.label, alpha))
+        except BaseException:
+            if ref is not None:
+                self.slots.abandon(ref)
+            raise
+        return Batch(items, (ref or images, labels, alphas))
 
 
 class Batch(list):

@@ -334,7 +334,7 @@ def run(args: argparse.Namespace) -> dict:
         train_samples, True, args.resize_size, args.crop_size, args.seed, encoded=share
     )
     sampler = EpochSampler(len(train_ds), True, args.seed, rank, world)
-    train_loader = make_loader(train_ds, sampler, args, device)
+    train_loader = make_loader(train_ds, sampler, args, device, slots=True)
     criterion = nn.CrossEntropyLoss()
     if resume is not None:
         ckpt.restore_rng(resume, rank)

@@ -10,6 +10,7 @@ import torch
 
 from train.data import collate_batch
 from train.prep import DevicePrep, GpuJpegDecoder
+from train.slots import BatchSlots, SlotRef
 
 
 class ShardSampler(torch.utils.data.Sampler):
@@ -25,8 +26,13 @@ class ShardSampler(torch.utils.data.Sampler):
         return len(self.idx)
 
 
-def make_loader(ds, sampler, args, device: torch.device):
+def make_loader(ds, sampler, args, device: torch.device, slots: bool = False):
+    """The DataLoader for an ImageDataset; `slots`: decoded batches in reused shared-memory
+    slots (train.slots), for the training loader, unless --no-batch-slots."""
     workers = args.workers
+    if slots and workers > 0 and not getattr(args, "no_batch_slots", False):
+        # prefetch_factor batches queued per worker, plus the ones the consumer still holds
+        ds.use_slots(args.batch_size, workers, per_worker=6)
     return torch.utils.data.DataLoader(
         ds,
         batch_size=args.batch_size,
@@ -76,7 +82,10 @@ def device_batches(
     """Yields (model input, target) on the device from either loader kind; with `prefetch` (CUDA)
     a thread decodes and prepares the next batches on a side stream during the model step."""
 
+    slots: BatchSlots | None = getattr(loader.dataset, "slots", None)
+
     def convert(batch):
+        ref = None
         if len(batch) == 5:  # JPEG bytes (all batches with --decode gpu, a share with hybrid)
             if decoder is None:
                 raise ValueError("the loader yields JPEG bytes but no GPU decoder was given")
@@ -84,12 +93,21 @@ def device_batches(
             images = decoder(data, lengths, params)
         else:
             images, target, alpha = batch
-        return prep(images, alpha), target.to(prep.device, non_blocking=True)
+            if isinstance(images, SlotRef):
+                ref, images = images, slots.view(images, prep.device)
+        x = prep(images, alpha)
+        if ref is not None:
+            slots.release(ref, prep.device)  # once prep's copy off the slot is done
+        return x, target.to(prep.device, non_blocking=True)
 
-    if prefetch and prep.device.type == "cuda":
-        yield from DevicePrefetcher(loader, convert, prep.device)
-    else:
-        yield from (convert(b) for b in loader)
+    try:
+        if prefetch and prep.device.type == "cuda":
+            yield from DevicePrefetcher(loader, convert, prep.device)
+        else:
+            yield from (convert(b) for b in loader)
+    finally:
+        if slots is not None:
+            slots.reap(wait=True)
 
 
 class DevicePrefetcher:

@@ -156,7 +156,8 @@ def test_loader_bench_smoke_runs() -> None:
     proc = subprocess.run([sys.executable, "bench/train_loader.py", "--smoke"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "ratio imnet / reference:" in proc.stdout
+    assert "ratio imnet (best) / reference:" in proc.stdout
+    assert "ratio reused slots / fresh buffers:" in proc.stdout
     assert "decoder: simplejpeg" in proc.stdout  # a dependency: the fast path must be the one run
 
 
