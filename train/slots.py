@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -101,7 +102,11 @@ class BatchSlots:
         workers have forked, so the mapping they inherited is untouched by the registration."""
         if device.type == "cuda" and not self._pin_tried:
             self._pin_tried = True
-            self._pin()
+            # A failed runtime call leaves a per-thread "last error" that torch's next kernel
+            # launch check in the same thread would raise: register from a thread of its own.
+            th = threading.Thread(target=self._pin, args=(device,), name="imnet-pin-slots")
+            th.start()
+            th.join()
         return self.images[ref.slot, : ref.n]
 
     def release(self, ref: SlotRef, device: torch.device) -> None:
@@ -127,9 +132,10 @@ class BatchSlots:
                 keep.append((event, slot))
         self._pending = keep
 
-    def _pin(self) -> None:
+    def _pin(self, device: torch.device) -> None:
         ptr, size = self.images.data_ptr(), self.images.nbytes
         try:
+            torch.cuda.set_device(device)  # this thread's runtime calls: our GPU's context
             # 1 = cudaHostRegisterPortable, as torch's own _pin_memory_utils registers shared memory
             err = int(torch.cuda.cudart().cudaHostRegister(ptr, size, 1))
         except (RuntimeError, AttributeError):
