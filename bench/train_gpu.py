@@ -524,7 +524,13 @@ def main(argv: list[str] | None = None) -> int:
                 lambda: end_to_end(args, device, model_run, root, 0.0),
             )
         if device.type == "cuda" and "e2e" in parts:
-            for share, slots in ((1.0, True), (0.5, True), (0.35, False), (0.35, True)):
+            for share, slots in (
+                (1.0, True),
+                (0.5, True),
+                (0.35, False),
+                (0.35, True),
+                (0.25, True),
+            ):
                 attempt(
                     "end-to-end, GPU decode (nvJPEG)" if share == 1 else
                     f"end-to-end, hybrid decode (nvJPEG {share:.0%} of batches, rest CPU), "

@@ -80,15 +80,8 @@ def _all_sum(values: list[float], device: torch.device) -> list[float]:
 def _progress(loader, total: int, desc: str, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(
-        total=total,
-        desc=desc,
-        unit="img",
-        unit_scale=True,
-        disable=not enabled,
-        dynamic_ncols=True,
-        leave=False,
-    )
+    return tqdm(total=total, desc=desc, unit="img", unit_scale=True, disable=not enabled,
+                dynamic_ncols=True, leave=False)  # fmt: skip
 
 
 def train_one_epoch(
