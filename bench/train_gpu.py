@@ -12,7 +12,7 @@ Optional parts (torch.compile, GPU JPEG decode) that fail are reported, not fata
 CPU decoding uses simplejpeg when it is installed. A device machine without network gets it from
 a wheel carried along: `pip download --no-deps --only-binary=:all: --python-version 3.12
 --platform manylinux2014_x86_64 simplejpeg -d .wheels` here, carry `.wheels`, and there
-`pip install --no-index .wheels/*.whl` before this script."""
+`python3 -m pip install --no-deps --no-index .wheels/*.whl` before this script."""
 
 from __future__ import annotations
 
@@ -462,18 +462,19 @@ def main(argv: list[str] | None = None) -> int:
 
     comp = not args.no_compile
     variants = [
-        # (key, label, builder, compile, run by default)
+        # (key, label, builder, compile, run by default). The default set keeps the whole script
+        # under 4 minutes; the others (e.g. --variants 2012-compiled-groups) are for diagnosis.
         ("tv-eager", "torchvision-style AlexNet, eager", tv, False, True),
         ("2012-torchlrn-eager", "imnet 2012 AlexNet, nn.LocalResponseNorm, eager",
          lambda: with_torch_lrn(net("groups", stem="direct", pool="native")), False, True),
         ("2012-eager", "imnet 2012 AlexNet (kernels), eager", net, False, True),
         ("tv-compiled", "torchvision-style AlexNet, compiled", tv, True, comp),
         ("2012-compiled-inductor", "imnet 2012 AlexNet, compiled, blockdiag, Inductor's LRN+pool",
-         lambda: net("blockdiag", lrn="function", pool="native"), True, comp),
+         lambda: net("blockdiag", lrn="function", pool="native"), True, False),
         ("2012-compiled-blockdiag", "imnet 2012 AlexNet (kernels), compiled, blockdiag",
          lambda: net("blockdiag"), True, comp),
         ("2012-compiled-groups", "imnet 2012 AlexNet (kernels), compiled, groups",
-         lambda: net("groups"), True, comp),
+         lambda: net("groups"), True, False),
         ("2012-cudagraphs", "imnet 2012 AlexNet (kernels), compiled + CUDA graphs, blockdiag",
          lambda: net("blockdiag"), "reduce-overhead", comp),
         ("2012-compiled-split", "imnet 2012 AlexNet (kernels), compiled, split",
@@ -524,13 +525,8 @@ def main(argv: list[str] | None = None) -> int:
                 lambda: end_to_end(args, device, model_run, root, 0.0),
             )
         if device.type == "cuda" and "e2e" in parts:
-            for share, slots in (
-                (1.0, True),
-                (0.5, True),
-                (0.35, False),
-                (0.35, True),
-                (0.25, True),
-            ):
+            # 0.5 measured below 0.35 on an H200 (13.6k vs 15.1k): left out to stay under 4 min
+            for share, slots in ((1.0, True), (0.35, False), (0.35, True), (0.25, True)):
                 attempt(
                     "end-to-end, GPU decode (nvJPEG)" if share == 1 else
                     f"end-to-end, hybrid decode (nvJPEG {share:.0%} of batches, rest CPU), "
