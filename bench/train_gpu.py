@@ -268,14 +268,13 @@ def engine_run(device: torch.device, root: Path, args) -> dict:
         return {"images_per_s": res["images_per_s"]}
 
 
-def loader_only(args, device: torch.device, root: Path, slots: bool) -> dict:
-    """CPU decode in the loader workers, copy to the device and DevicePrep: no model."""
+def train_loader(args, device: torch.device, root: Path, share: float, slots: bool):
+    """(DataLoader, EpochSampler) over the export's train split as the engine builds them:
+    `share` of the batches as JPEG bytes for nvJPEG, decoded batches in reused slots or not."""
     from train.data import EpochSampler, ImageDataset, collate_batch, load_samples
-    from train.loaders import device_batches
-    from train.prep import DevicePrep
 
     samples, _ = load_samples(root, "ilsvrc", "train")
-    ds = ImageDataset(samples, True, 256, args.crop, seed=0)
+    ds = ImageDataset(samples, True, 256, args.crop, seed=0, encoded=share)
     if slots and args.workers > 0:
         ds.use_slots(args.batch_size, args.workers)
     sampler = EpochSampler(len(ds), True, 0)
@@ -284,6 +283,15 @@ def loader_only(args, device: torch.device, root: Path, slots: bool) -> dict:
         pin_memory=device.type == "cuda", persistent_workers=args.workers > 0,
         prefetch_factor=4 if args.workers > 0 else None, drop_last=True, collate_fn=collate_batch,
     )  # fmt: skip
+    return loader, sampler
+
+
+def loader_only(args, device: torch.device, root: Path, slots: bool) -> dict:
+    """CPU decode in the loader workers, copy to the device and DevicePrep: no model."""
+    from train.loaders import device_batches
+    from train.prep import DevicePrep
+
+    loader, sampler = train_loader(args, device, root, 0.0, slots)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     prep = DevicePrep(device, dtype, "paper", channels_last=True)
     rates = []
@@ -322,21 +330,10 @@ def one_process(args, root: Path) -> dict:
 def end_to_end(args, device, model_run, root: Path, share: float, slots: bool = True) -> dict:
     """imnet's pipeline: ImageDataset workers (decoding into reused slots, or fresh buffers)
     -> (GPU decode of `share` of the batches) -> DevicePrep -> train step."""
-    from train.data import EpochSampler, ImageDataset, collate_batch, load_samples
     from train.engine import train_one_epoch
     from train.prep import DevicePrep, GpuJpegDecoder
 
-    samples, _ = load_samples(root, "ilsvrc", "train")
-    ds = ImageDataset(samples, True, 256, args.crop, seed=0, encoded=share)
-    if slots and args.workers > 0:
-        ds.use_slots(args.batch_size, args.workers)
-    sampler = EpochSampler(len(ds), True, 0)
-    loader = torch.utils.data.DataLoader(
-        ds, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
-        pin_memory=device.type == "cuda", persistent_workers=args.workers > 0,
-        prefetch_factor=4 if args.workers > 0 else None, drop_last=True,
-        collate_fn=collate_batch,
-    )  # fmt: skip
+    loader, sampler = train_loader(args, device, root, share, slots)
     decoder = GpuJpegDecoder(device, 256, args.crop) if share > 0 else None
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     prep = DevicePrep(device, dtype, "paper", channels_last=True)
