@@ -124,3 +124,19 @@ def test_slots_declined_when_shared_memory_is_short(
     with pytest.warns(UserWarning, match="too little for"):
         assert ds.use_slots(256, 14) is None
     assert ds.slots is None
+
+
+def test_slots_reach_spawned_workers(export: Path) -> None:
+    """With the spawn start method the dataset is pickled to the workers: the slots travel as
+    shared-memory handles, so the main process sees what the workers wrote."""
+    samples, _ = load_samples(export, "ilsvrc", "train")
+    ds = ImageDataset(samples, True, resize=40, crop=32, seed=5)
+    ds.use_slots(4, 2, 3)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, sampler=EpochSampler(len(ds), True, 5),
+                                         num_workers=2, collate_fn=collate_batch,
+                                         multiprocessing_context="spawn")  # fmt: skip
+    _, _, plain = _loader(samples, False)
+    for batch, want in zip(loader, plain, strict=True):
+        assert isinstance(batch[0], SlotRef)
+        assert torch.equal(ds.slots.view(batch[0], CPU), want[0])
+        ds.slots.release(batch[0], CPU)
