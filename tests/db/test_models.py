@@ -15,6 +15,7 @@ from db.models import (
     phash_from_db,
     phash_to_db,
 )
+from db.migrations import HEADS
 from db.session import make_engine, session_factory, upgrade
 
 
@@ -33,7 +34,7 @@ def test_upgrade_is_idempotent(db_url: str) -> None:
     upgrade(db_url, "head")  # second call is a no-op, not an error
     engine = make_engine(db_url)
     with engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_heads() == ("0001",)
+        assert MigrationContext.configure(conn).get_current_heads() == tuple(HEADS)
     engine.dispose()
 
 
