@@ -62,7 +62,9 @@ def test_heads_fast_path_needs_a_matching_version_table(sqlite_url: str) -> None
     assert not dbs._at_heads(sqlite_url, engine)
     dbs._upgraded.discard(sqlite_url)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO alembic_version (version_num) VALUES ('0001')"))
+        conn.execute(
+                text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": next(iter(HEADS))}
+            )
     assert dbs._at_heads(sqlite_url, engine)
     engine.dispose()
 
