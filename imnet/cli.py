@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -83,9 +84,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("imnet: interrupted; finished work is kept, rerun to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader left early (`imnet synsets list | head`): stdout is gone, so point it at
+        # /dev/null before the interpreter's final flush raises the same error again.
+        _silence_stdout()
+        print("imnet: error: output closed before the command finished", file=sys.stderr)
+        return 2
+    except OSError as e:
+        # Unwritable or non-directory paths, busy ports, full disks: the environment, not a bug.
+        print(f"imnet: error: {os_error_line(e)}", file=sys.stderr)
+        return 2
     finally:
         if app is not None:
             app.close()
+
+
+def os_error_line(e: OSError) -> str:
+    """`cannot use PATH: reason` for an OSError, on one line."""
+    reason = e.strerror or str(e) or type(e).__name__
+    where = e.filename if e.filename is not None else None
+    line = f"cannot use {where}: {reason}" if where is not None else reason
+    return " ".join(line.split())
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def print_json(obj: object) -> None:
