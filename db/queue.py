@@ -1,28 +1,86 @@
 """Work queue over any table with LeaseMixin columns: claim with a lease, renew, complete, re-take.
 
-Many processes on many machines share one queue. On PostgreSQL a claim is one
-`UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING`, so concurrent claimers never
-block each other or get the same row. On SQLite the same UPDATE runs inside `BEGIN IMMEDIATE`, which
+Many processes on many machines share one queue. On PostgreSQL a claim is
+`UPDATE ... WHERE id = ANY(ARRAY(SELECT ... FOR UPDATE SKIP LOCKED)) RETURNING`, so concurrent
+claimers never block each other or get the same row. On SQLite the same UPDATE runs inside `BEGIN IMMEDIATE`, which
 serialises writers. A row whose lease has expired (its worker died) is claimable again.
+
+A claim costs O(log n + limit) at any table size: expired leases and pending rows are two separate
+index range scans, on `(status, lease_until)` and `(status, id)`. One `status = pending OR (status =
+claimed AND lease_until < now)` condition defeats both indexes: SQLite then sorted every pending row
+in a temp B-tree and PostgreSQL walked the finished rows in id order (bench/claim_scale.py).
+tests/db/test_queue_plans.py fails if a claim's plan scans or sorts the table again.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import random
 import socket
 import time
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, and_, bindparam, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    any_,
+    bindparam,
+    func,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.exc import OperationalError
 
 from db.models import Base
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# How long a queue call keeps retrying a busy SQLite database, on top of the busy_timeout the
+# engine already waits inside SQLite for each attempt (db/session.py).
+BUSY_RETRY_SECONDS = 600.0
+_BUSY_MAX_SLEEP = 2.0
 
 
 def make_owner(prefix: str = "") -> str:
     """A lease owner id unique across machines and processes."""
     return f"{prefix}{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def is_busy(e: BaseException) -> bool:
+    """True for SQLite's "database is locked" / "database is busy": the same call can succeed later."""
+    if not isinstance(e, OperationalError):
+        return False
+    msg = str(e.orig if e.orig is not None else e).lower()
+    return "database is locked" in msg or "database table is locked" in msg or "busy" in msg
+
+
+def retry_busy(fn: Callable[[], T], *, give_up_after: float | None = None) -> T:
+    """Run `fn` (one whole transaction) again, with bounded backoff, while the database is busy.
+
+    A crawl worker that met a long write lock used to die with "database is locked" and leave its
+    leases to expire. `fn` must be safe to repeat: a failed attempt rolled its transaction back.
+    Any other error, or a database still busy after `give_up_after` seconds, is raised.
+    """
+    limit = BUSY_RETRY_SECONDS if give_up_after is None else give_up_after
+    deadline = time.monotonic() + limit
+    delay = 0.05
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except OperationalError as e:
+            attempt += 1
+            if not is_busy(e) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("database busy (attempt %d), retrying in %.2fs: %s", attempt, delay, e.orig)
+        # Jitter so that workers released by the same commit do not collide again at once.
+        time.sleep(delay * random.uniform(0.5, 1.0))
+        delay = min(delay * 2, _BUSY_MAX_SLEEP)
 
 
 def _begin(engine: Engine):  # type: ignore[no-untyped-def]
@@ -43,33 +101,97 @@ def claim(
     claimed: str = "fetching",
     where: ColumnElement[bool] | None = None,
     columns: Sequence[str] = (),
+    after_id: int | None = None,
+    kinds: Sequence[str] = ("expired", "pending"),
 ) -> list[dict[str, Any]]:
-    """Lease up to `limit` rows that are pending or whose lease expired; return their id + columns."""
+    """Lease up to `limit` rows whose lease expired or that are pending; return their id + columns.
+
+    Expired leases go first, oldest expiry first (older work whose worker died); then pending rows
+    in id order. `kinds` may name only one of the two. `after_id` skips pending rows up to that
+    id: a keyset cursor for a caller that walks the queue once (an index range, where a NOT IN
+    list of the rows it has seen grows past the bound-parameter limit).
+    """
+    if limit <= 0:
+        return []
     t = model.__table__
     now = time.time()
-    claimable = or_(
-        t.c.status == pending,
-        and_(t.c.status == claimed, t.c.lease_until < now),
-    )
-    cond = claimable if where is None else and_(claimable, where)
-    sub = select(t.c.id).where(cond).order_by(t.c.id).limit(limit)
-    if engine.dialect.name == "postgresql":
-        sub = sub.with_for_update(skip_locked=True)
-    stmt = (
-        update(t)
-        .where(t.c.id.in_(sub.scalar_subquery()))
-        .values(
-            status=claimed,
-            lease_owner=owner,
-            lease_until=now + lease_seconds,
-            attempts=t.c.attempts + 1,
-        )
-        .returning(t.c.id, *(t.c[c] for c in columns))
-    )
-    with _begin(engine) as conn, conn.begin():
-        rows = [dict(r._mapping) for r in conn.execute(stmt)]
+    values = {
+        "status": claimed,
+        "lease_owner": owner,
+        "lease_until": now + lease_seconds,
+        "attempts": t.c.attempts + 1,
+    }
+    out = (t.c.id, *(t.c[c] for c in columns))
+    pg = engine.dialect.name == "postgresql"
+    expired = _status_is(t.c.status, claimed, pg) & (t.c.lease_until < now)
+    fresh = _status_is(t.c.status, pending, pg)
+    if after_id is not None:
+        fresh = fresh & (t.c.id > after_id)
+    # Each ORDER BY is its index's whole key, so neither pick sorts: (status, lease_until) for
+    # expired leases (the oldest expiry first), (status, id) for pending rows (first come first).
+    orders = {"expired": (t.c.status, t.c.lease_until), "pending": (t.c.status, t.c.id)}
+    conds = {"expired": expired, "pending": fresh}
+    picks = [(conds[k], orders[k]) for k in ("expired", "pending") if k in kinds]
+
+    def run() -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        with _begin(engine) as conn, conn.begin():
+            for cond, order in picks:
+                want = limit - len(rows)
+                if want <= 0:
+                    break
+                if where is not None:
+                    cond = cond & where
+                sub = select(t.c.id).where(cond).order_by(*order).limit(_const(want))
+                if pg:
+                    # `id = ANY(ARRAY(...))` fetches the picked rows by primary key, always;
+                    # for `id IN (...)` PostgreSQL may choose a hash join over a table scan.
+                    sub = sub.with_for_update(skip_locked=True)
+                    picked = t.c.id == any_(func.array(sub.scalar_subquery()))
+                else:
+                    picked = t.c.id.in_(sub.scalar_subquery())
+                stmt = update(t).where(picked).values(values).returning(*out)
+                rows += [dict(r._mapping) for r in conn.execute(stmt)]
+        return rows
+
+    rows = retry_busy(run)
     rows.sort(key=lambda r: r["id"])
     return rows
+
+
+def _status_is(col: Any, value: str, pg: bool) -> Any:
+    if not pg:
+        return col == _const(value)
+    # A range, not `=`, on PostgreSQL: after `status = 'pending'` the planner drops status from
+    # ORDER BY status, id, and may then walk the primary key and filter. With statistics taken
+    # before the finished rows piled up at the low ids it expects a pending row at every step and
+    # walks them all (1.6 s at 2.5M done). Ordered by the full (status, id) key, only the
+    # composite index gives the order without sorting every pending row.
+    return col.between(_const(value), _const(value))
+
+
+def _const(value: Any) -> Any:
+    # Rendered into the SQL text: psycopg turns a statement run 5 times into a server-side
+    # prepared one, and PostgreSQL may then reuse a generic plan made for any `status = $1 ...
+    # LIMIT $2` (it guesses 10% of the table for the limit); with constants it plans for these.
+    return literal(value, literal_execute=True)
+
+
+def count_claimable(
+    engine: Engine,
+    model: type[Base],
+    *,
+    pending: str = "pending",
+    claimed: str = "fetching",
+) -> int:
+    """How many rows a claim could take now (pending + expired), counted on the claim indexes."""
+    t = model.__table__
+    with engine.connect() as conn:
+        n_pending = conn.execute(select(func.count()).where(t.c.status == pending)).scalar()
+        n_expired = conn.execute(
+            select(func.count()).where(t.c.status == claimed, t.c.lease_until < time.time())
+        ).scalar()
+    return int(n_pending or 0) + int(n_expired or 0)
 
 
 def renew(
@@ -90,8 +212,7 @@ def renew(
         .where(t.c.id.in_(list(ids)), t.c.lease_owner == owner, t.c.status == claimed)
         .values(lease_until=time.time() + lease_seconds)
     )
-    with _begin(engine) as conn, conn.begin():
-        return conn.execute(stmt).rowcount
+    return retry_busy(lambda: _write(engine, stmt))
 
 
 def complete(
@@ -115,25 +236,33 @@ def complete(
     shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for r in results:
         keys = tuple(sorted(k for k in r if k != "id"))
-        shapes.setdefault(keys, []).append({"_id": r["id"], "_owner": owner, **r})
-    done = 0
-    with _begin(engine) as conn, conn.begin():
-        for keys, params in shapes.items():
-            stmt = (
-                update(t)
-                .where(
-                    t.c.id == bindparam("_id"),
-                    t.c.lease_owner == bindparam("_owner"),
-                    t.c.status == claimed,
+        row = {"_id": r["id"], "_owner": owner, **r}
+        row.pop("id")
+        shapes.setdefault(keys, []).append(row)
+
+    def run() -> int:
+        done = 0
+        with _begin(engine) as conn, conn.begin():
+            for keys, params in shapes.items():
+                stmt = (
+                    update(t)
+                    .where(
+                        t.c.id == bindparam("_id"),
+                        t.c.lease_owner == bindparam("_owner"),
+                        t.c.status == claimed,
+                    )
+                    .values(
+                        {
+                            **{k: bindparam(k) for k in keys},
+                            "lease_owner": None,
+                            "lease_until": None,
+                        }
+                    )
                 )
-                .values(
-                    {**{k: bindparam(k) for k in keys}, "lease_owner": None, "lease_until": None}
-                )
-            )
-            for p in params:
-                p.pop("id", None)
-            done += conn.execute(stmt, params).rowcount
-    return done
+                done += conn.execute(stmt, params).rowcount
+        return done
+
+    return retry_busy(run)
 
 
 def _alive(pid: int) -> bool:
@@ -159,10 +288,10 @@ def expire_dead_local(engine: Engine, models: Sequence[type[Base]] | None = None
     host = socket.gethostname()
     if models is None:
         models = [m.class_ for m in Base.registry.mappers if issubclass(m.class_, LeaseMixin)]
-    freed = 0
     now = time.time()
-    for model in models:
-        t = model.__table__
+
+    def free(t: Any) -> int:
+        freed = 0
         with _begin(engine) as conn, conn.begin():
             owners = conn.execute(
                 select(t.c.lease_owner)
@@ -180,7 +309,9 @@ def expire_dead_local(engine: Engine, models: Sequence[type[Base]] | None = None
                 freed += conn.execute(
                     update(t).where(t.c.lease_owner == owner).values(lease_until=now - 1)
                 ).rowcount
-    return freed
+        return freed
+
+    return sum(retry_busy(lambda t=m.__table__: free(t)) for m in models)
 
 
 def release(
@@ -201,5 +332,9 @@ def release(
         .where(t.c.id.in_(list(ids)), t.c.lease_owner == owner, t.c.status == claimed)
         .values(status=pending, lease_owner=None, lease_until=None)
     )
+    return retry_busy(lambda: _write(engine, stmt))
+
+
+def _write(engine: Engine, stmt: Any) -> int:
     with _begin(engine) as conn, conn.begin():
         return conn.execute(stmt).rowcount

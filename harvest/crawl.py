@@ -52,23 +52,10 @@ def _worker_main(settings: Settings, limit: int | None, msgs: Any) -> None:
 
 
 def _claimable(app: App) -> int:
-    from sqlalchemy import func, or_, select
-
     from db.models import Candidate
+    from db.queue import count_claimable, retry_busy
 
-    t = Candidate.__table__
-    with app.engine.connect() as conn:
-        return int(
-            conn.execute(
-                select(func.count()).where(
-                    or_(
-                        t.c.status == "pending",
-                        (t.c.status == "fetching") & (t.c.lease_until < time.time()),
-                    )
-                )
-            ).scalar()
-            or 0
-        )
+    return retry_busy(lambda: count_claimable(app.engine, Candidate))
 
 
 class _Bar:

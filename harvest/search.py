@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import Counter
@@ -48,21 +49,32 @@ def run_search(
         from tqdm import tqdm
 
         bar = tqdm(unit="query", desc="search", dynamic_ncols=True)
-    handled: list[int] = []  # queries released back this run are not claimed again by it
+    # Pending queries are walked once per run by a keyset cursor on id, so a query released back
+    # for more pages is not claimed again by this run (a NOT IN list of handled ids outgrew the
+    # bound-parameter limit and made each claim walk past them). Expired leases of dead runs
+    # are taken whatever their id (and kept out of the walk: few, so a short NOT IN list).
+    after = 0
+    retaken: list[int] = []
+    claim = functools.partial(
+        queue.claim,
+        app.engine,
+        Query,
+        owner,
+        lease_seconds=max(60.0, s.search_timeout * 4),
+        claimed="searching",
+        columns=["wnid", "text", "source", "next_page", "n_results"],
+    )
     while True:
-        cond = where
-        if handled:
-            cond = t.c.id.not_in(handled) if cond is None else (cond & t.c.id.not_in(handled))
-        rows = queue.claim(
-            app.engine,
-            Query,
-            owner,
-            8,
-            max(60.0, s.search_timeout * 4),
-            claimed="searching",
-            where=cond,
-            columns=["wnid", "text", "source", "next_page", "n_results"],
-        )
+        rows = claim(8, kinds=("expired",), where=where)
+        retaken += [r["id"] for r in rows]
+        if len(rows) < 8:
+            cond = where
+            if retaken:
+                seen = t.c.id.not_in(retaken)
+                cond = seen if cond is None else (cond & seen)
+            fresh = claim(8 - len(rows), kinds=("pending",), where=cond, after_id=after)
+            after = max([after, *(r["id"] for r in fresh)])
+            rows += fresh
         if not rows:
             break
         for row in rows:
@@ -79,7 +91,6 @@ def run_search(
                 SourceError,
             )
             stats[f"queries_{outcome}"] += 1
-            handled.append(row["id"])
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(candidates=stats["candidates_added"])

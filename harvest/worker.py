@@ -48,7 +48,7 @@ class CrawlWorker:
         from db import queue
         from db.models import Candidate
 
-        return queue.claim(
+        rows = queue.claim(
             self.app.engine,
             Candidate,
             self.owner,
@@ -56,20 +56,30 @@ class CrawlWorker:
             self.s.crawl_lease_seconds,
             columns=["wnid", "url"],
         )
+        # Noted here in the io thread, not by the awaiting feeder: a feeder cancelled while the
+        # claim commits would otherwise leave these rows leased to nobody until the lease ends.
+        for r in rows:
+            self.wnid[r["id"]] = r["wnid"]
+        return rows
 
     def _others_busy(self) -> float | None:
         """Seconds until the earliest foreign lease ends, when others still hold candidates."""
         from sqlalchemy import func, select
 
         from db.models import Candidate
+        from db.queue import retry_busy
 
         t = Candidate.__table__
-        with self.app.engine.connect() as conn:
-            until = conn.execute(
-                select(func.min(t.c.lease_until)).where(
-                    t.c.status == "fetching", t.c.lease_owner != self.owner
-                )
-            ).scalar()
+
+        def read() -> float | None:
+            with self.app.engine.connect() as conn:
+                return conn.execute(
+                    select(func.min(t.c.lease_until)).where(
+                        t.c.status == "fetching", t.c.lease_owner != self.owner
+                    )
+                ).scalar()
+
+        until = retry_busy(read)
         return None if until is None else max(0.0, until - time.time())
 
     def _renew(self, ids: list[int]) -> None:
@@ -103,8 +113,13 @@ class CrawlWorker:
         # Blobs first (crawl puts skip the per-file fsync): no row may point to a lost blob.
         self.app.blobs.sync()
         if images:
-            with self.app.engine.begin() as conn:
-                insert_ignore(conn, Image.__table__, list(images.values()))
+            # A busy SQLite database is waited out (bounded), not a reason to stop the worker;
+            # the insert ignores rows already there, so a retry is harmless.
+            def put_images() -> None:
+                with self.app.engine.begin() as conn:
+                    insert_ignore(conn, Image.__table__, list(images.values()))
+
+            queue.retry_busy(put_images)
         t = Candidate.__table__
         counts: Counter[str] = Counter()
         now = time.time()
@@ -198,8 +213,6 @@ class CrawlWorker:
                         continue
                     self.claimed += len(rows)
                     for r in rows:
-                        self.wnid[r["id"]] = r["wnid"]
-                    for r in rows:
                         await q.put(r)
             finally:
                 for _ in range(n_tasks):
@@ -283,9 +296,9 @@ class CrawlWorker:
                 except Exception as e:  # the error that stopped the crawl, most likely
                     log.error("could not record %d finished candidates: %s", len(self.results), e)
                 self.results = []
+            io.shutdown(wait=True)  # a claim still running there adds to self.wnid first
             if self.wnid:
                 self._release(list(self.wnid))
-            io.shutdown(wait=True)
             if decoder is not None:
                 decoder.shutdown(wait=True, cancel_futures=True)
         return self.stats

@@ -5,9 +5,13 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import sqlite3
+import threading
 import time
 
-from sqlalchemy import func, insert, select
+import pytest
+from sqlalchemy import event, func, insert, select, update
+from sqlalchemy.exc import OperationalError
 
 from db import queue
 from db.models import Candidate, Synset
@@ -186,3 +190,116 @@ def test_leases_of_dead_local_processes_are_expired_at_once(db_url: str) -> None
     again = queue.claim(engine, Candidate, queue.make_owner("rerun"), 10, 60)
     assert len(again) == 4 and not {r["id"] for r in again} & {r["id"] for r in mine}
     engine.dispose()
+
+
+def test_claim_outlasts_a_write_lock_longer_than_the_busy_timeout(sqlite_url: str) -> None:
+    """A worker that meets a locked SQLite database waits and retries instead of dying."""
+    _fill(sqlite_url, 5)
+    engine = make_engine(sqlite_url)
+    # A short busy_timeout (after the engine's own pragmas) so the test need not hold a lock 30 s.
+    event.listen(engine, "connect", lambda c, _r: c.execute("PRAGMA busy_timeout=100"))
+    path = sqlite_url.split("///", 1)[1]
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        # The lock outlasts SQLite's own wait: a plain write gives up ...
+        with pytest.raises(OperationalError, match="database is locked"):
+            with engine.begin() as conn:
+                conn.execute(update(Candidate).values(attempts=0))
+        timer = threading.Timer(1.5, holder.execute, ("COMMIT",))
+        timer.start()
+        t0 = time.monotonic()
+        # ... and the queue's calls wait it out.
+        got = queue.claim(engine, Candidate, "w", 5, 60)
+        waited = time.monotonic() - t0
+        timer.join()
+    finally:
+        holder.close()
+    assert len(got) == 5 and waited >= 1.0, waited
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.6, holder.execute, ("COMMIT",)).start()
+    assert (
+        queue.complete(engine, Candidate, "w", [{"id": r["id"], "status": "fetched"} for r in got])
+        == 5
+    )
+    holder.close()
+    engine.dispose()
+
+
+def test_busy_retries_are_bounded(sqlite_url: str, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    _fill(sqlite_url, 1)
+    engine = make_engine(sqlite_url)
+    event.listen(engine, "connect", lambda c, _r: c.execute("PRAGMA busy_timeout=50"))
+    monkeypatch.setattr(queue, "BUSY_RETRY_SECONDS", 0.5)
+    holder = sqlite3.connect(sqlite_url.split("///", 1)[1], isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(OperationalError, match="database is locked"):
+            queue.claim(engine, Candidate, "w", 1, 60)
+    finally:
+        holder.close()
+    assert 3.0 > time.monotonic() - t0 >= 0.3
+    assert sum("database busy" in r.getMessage() for r in caplog.records) >= 2
+    # Other errors are never retried.
+    calls = 0
+
+    def broken() -> None:
+        nonlocal calls
+        calls += 1
+        raise OperationalError("SELECT 1", {}, Exception("no such table: nope"))
+
+    with pytest.raises(OperationalError, match="no such table"):
+        queue.retry_busy(broken)
+    assert calls == 1
+    engine.dispose()
+
+
+def _claim_until_empty(url: str, name: str, out: str, start) -> None:  # type: ignore[no-untyped-def]
+    engine = make_engine(url)
+    owner = queue.make_owner(name)
+    start.wait(60)
+    ids: list[int] = []
+    while rows := queue.claim(engine, Candidate, owner, 7, 3600):
+        ids += [r["id"] for r in rows]
+    with open(out, "w") as f:
+        f.write("\n".join(map(str, ids)))
+    engine.dispose()
+
+
+def test_processes_claim_every_row_exactly_once(db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """N processes drain one queue of pending rows and expired leases; no row is taken twice."""
+    n, expired = 3000, 300
+    _fill(db_url, n)
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(
+            update(Candidate)
+            .where(Candidate.id % 10 == 0)
+            .values(status="fetching", lease_owner="dead", lease_until=time.time() - 5, attempts=1)
+        )
+    engine.dispose()
+    ctx = mp.get_context("spawn")
+    k = 3
+    start = ctx.Barrier(k)
+    outs = [tmp_path / f"w{i}.txt" for i in range(k)]
+    procs = [
+        ctx.Process(target=_claim_until_empty, args=(db_url, f"w{i}", str(outs[i]), start))
+        for i in range(k)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(180)
+    assert [p.exitcode for p in procs] == [0] * k
+    per = [[int(x) for x in o.read_text().split()] for o in outs]
+    claimed = [i for ids in per for i in ids]
+    assert len(claimed) == n and sorted(claimed) == list(range(1, n + 1))
+    assert sum(1 for ids in per if ids) >= 2, [len(ids) for ids in per]
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        left = conn.execute(select(func.count()).where(Candidate.status != "fetching")).scalar()
+        retaken = conn.execute(select(func.count()).where(Candidate.attempts == 2)).scalar()
+    engine.dispose()
+    assert left == 0 and retaken == expired
