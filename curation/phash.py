@@ -84,8 +84,3 @@ def flipped(h: int) -> int:
 
 def hamming(a: int, b: int) -> int:
     return (a ^ b).bit_count()
-
-
-def to_array(hashes) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """Python ints (unsigned 64-bit) to a uint64 array."""
-    return np.fromiter((int(h) & ((1 << 64) - 1) for h in hashes), dtype=np.uint64)

@@ -160,23 +160,3 @@ def form_field_names(document: str) -> set[str]:
     p.feed(document)
     p.close()
     return names
-
-
-def parse_tiles(document: str) -> list[dict[str, str]]:
-    """Tiles of a task document: data-sha256, position and checkbox name (used by the bots)."""
-    from html.parser import HTMLParser
-
-    tiles: list[dict[str, str]] = []
-
-    class _P(HTMLParser):
-        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-            d = {k: v or "" for k, v in attrs}
-            if "data-sha256" in d:
-                tiles.append({"sha256": d["data-sha256"], "position": d.get("data-position", "")})
-            elif tag == "input" and d.get("type") == "checkbox" and tiles:
-                tiles[-1]["name"] = d.get("name", "")
-
-    p = _P(convert_charrefs=True)
-    p.feed(document)
-    p.close()
-    return tiles

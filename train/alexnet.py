@@ -151,9 +151,6 @@ class AlexNet2012(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(torch.flatten(self.features(x), 1))
 
-    def feature_layers(self) -> nn.Sequential:
-        return self.features
-
 
 def init_paper(model: nn.Module, std: float) -> None:
     """Weights N(0, std); biases 1 in grouped convs (conv2/4/5) and hidden FC layers, else 0."""
