@@ -51,3 +51,34 @@ def assignment_cost(reward: Decimal, max_assignments: int) -> Decimal:
     cent = Decimal("0.01")
     fee = max(cent, (reward * fee_rate(max_assignments)).quantize(cent, rounding=ROUND_HALF_UP))
     return reward + fee
+
+
+def derive_hit(
+    status: str,
+    max_assignments: int,
+    expiration: float,
+    n_done: int,
+    deadlines: list[float],
+    reviewable_at: float | None,
+    now: float,
+) -> dict[str, Any]:
+    """The derived columns of a HIT (see SandboxHit) from its stored status and assignments:
+    n_done finished ones and the deadlines of its Accepted ones."""
+    deadlines = sorted(deadlines, reverse=True)
+    left = max_assignments - n_done
+    pending = deadlines[0] if deadlines else None
+    if left > 0:
+        # Reviewable once it has expired and no accepted work can still come back.
+        at = max(expiration, pending or expiration)
+    elif reviewable_at is None or reviewable_at > now:
+        at = now  # done just now; one reviewable already keeps its place in the listing
+    else:
+        at = reviewable_at
+    return {
+        "n_done": n_done,
+        "pending_until": pending,
+        # Accepted ones fill the `left` free slots until the left-th latest deadline passes.
+        "full_until": deadlines[left - 1] if 0 < left <= len(deadlines) else None,
+        "reviewable_at": at,
+        "is_open": status == "Assignable" and left > 0,
+    }

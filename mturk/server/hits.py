@@ -32,6 +32,7 @@ class HitWriteMixin:
     _hit: Any
     _assignment: Any
     _counts: Any
+    _sync: Any
     _status: Any
     _hit_dict: Any
     _token: Any
@@ -129,6 +130,9 @@ class HitWriteMixin:
                 expiration=now + lifetime,
                 requester_annotation=p.get("RequesterAnnotation"),
                 created_at=now,
+                n_done=0,
+                is_open=True,
+                reviewable_at=now + lifetime,
             )
             s.add(hit)
             self._remember(s, token, op, hit.hit_id)
@@ -170,6 +174,7 @@ class HitWriteMixin:
             else:
                 a.status, a.rejection_time = "Rejected", now
             a.requester_feedback = feedback
+            self._sync(s, hit.hit_id, now)
             s.commit()
         return {}
 
@@ -191,6 +196,7 @@ class HitWriteMixin:
                 )
             self._token(s, token, "CreateAdditionalAssignmentsForHIT")
             hit.max_assignments += n
+            self._sync(s, hit.hit_id, time.time())
             self._remember(s, token, "CreateAdditionalAssignmentsForHIT", hit.hit_id)
             self._commit(s)
         return {}
@@ -206,6 +212,7 @@ class HitWriteMixin:
                 raise MTurkError("AWS.MechanicalTurk.InvalidHITState", "The HIT was deleted.")
             # A time in the past expires the HIT now, as MTurk does.
             hit.expiration = max(min(at, now + 31536000), now) if at > now else now
+            self._sync(s, hit.hit_id, now)
             s.commit()
         return {}
 
@@ -225,6 +232,7 @@ class HitWriteMixin:
                     "called with a status of: Reviewable, Reviewing (all assignments reviewed).",
                 )
             hit.status = "Disposed"
+            self._sync(s, hit.hit_id, now)
             s.commit()
         return {}
 
@@ -233,5 +241,6 @@ class HitWriteMixin:
             hit = self._hit(s, p.get("HITId", ""), lock=True)
             if hit.status != "Disposed":
                 hit.status = "Assignable" if p.get("Revert") else "Reviewing"
+                self._sync(s, hit.hit_id, time.time())
             s.commit()
         return {}

@@ -123,7 +123,8 @@ class WorkerSite:
         wid = self._need_worker(request)
         try:
             limit = max(1, min(100, int(request.query.get("limit", 20))))
-            offset = max(0, int(request.query.get("offset", 0)))
+            # Bounded: the poll reads offset + limit rows of the open-HIT index.
+            offset = max(0, min(10_000, int(request.query.get("offset", 0))))
         except ValueError:
             limit, offset = 20, 0
         rows = await self._run(self.ops.available, wid, limit, offset)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import time
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, func, literal_column, select
+from sqlalchemy import Engine, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,7 +22,7 @@ from db.models import (
     SandboxRequestToken,
 )
 from mturk.server.admin import WorkerAdminMixin
-from mturk.server.common import MTurkError, assignment_cost
+from mturk.server.common import MTurkError, assignment_cost, derive_hit
 from mturk.server.hits import HitWriteMixin
 
 # Statuses that hold a slot of the HIT for good (Accepted holds one only until its deadline).
@@ -56,23 +59,58 @@ class Store(HitWriteMixin, WorkerAdminMixin):
             )
         return a
 
+    def _sync(self, s: Session, hit_id: str, now: float) -> SandboxHit:
+        """Recompute the HIT's derived columns from its assignments (see SandboxHit).
+
+        Every write that changes a HIT or the status of one of its assignments calls this in
+        its own transaction; the HIT row is locked first (PostgreSQL), so two writers on the
+        same HIT recount one after the other and neither loses the other's change."""
+        q = select(SandboxHit).where(SandboxHit.hit_id == hit_id)
+        if self.pg:
+            q = q.with_for_update()
+        hit = s.scalars(q.execution_options(populate_existing=True)).one()
+        A = SandboxAssignment
+        rows = s.execute(
+            select(A.status, A.deadline).where(
+                A.hit_id == hit_id, A.status.in_(("Accepted", *DONE))
+            )
+        ).all()
+        n_done = sum(1 for st, _d in rows if st in DONE)
+        got = derive_hit(
+            hit.status,
+            hit.max_assignments,
+            hit.expiration,
+            n_done,
+            [d for st, d in rows if st == "Accepted"],
+            hit.reviewable_at,
+            now,
+        )
+        for key, val in got.items():
+            setattr(hit, key, val)
+        return hit
+
     def _counts(self, s: Session, hit_ids: Iterable[str], now: float) -> dict[str, dict[str, int]]:
         ids = list(hit_ids)
         out: dict[str, dict[str, int]] = {h: {} for h in ids}
         if not ids:
             return out
         A = SandboxAssignment
-        # One inlined literal (a float, safe) so SELECT and GROUP BY carry the same expression.
-        live = A.deadline > literal_column(repr(float(now)))
+        # Live (before its deadline) Accepted ones are summed rather than grouped on, so the
+        # statement has no inlined time and its compiled form is cached.
+        n_live = func.sum(case((A.deadline > now, 1), else_=0))
         for i in range(0, len(ids), 500):
             rows = s.execute(
-                select(A.hit_id, A.status, live.label("live"), func.count())
+                select(A.hit_id, A.status, func.count(), n_live)
                 .where(A.hit_id.in_(ids[i : i + 500]))
-                .group_by(A.hit_id, A.status, live)
+                .group_by(A.hit_id, A.status)
             )
-            for hit_id, status, live, n in rows:
-                key = "Pending" if status == "Accepted" and live else status
-                out[hit_id][key] = out[hit_id].get(key, 0) + n
+            for hit_id, status, n, live in rows:
+                c = out[hit_id]
+                if status == "Accepted" and live:
+                    c["Pending"] = c.get("Pending", 0) + int(live)
+                    n -= int(live)
+                if n:
+                    c[status] = c.get(status, 0) + n
         return out
 
     @staticmethod
@@ -90,9 +128,22 @@ class Store(HitWriteMixin, WorkerAdminMixin):
             return "Unassignable", pending, 0, done
         return "Assignable", pending, available, done
 
-    def _hit_dict(self, s: Session, hit: SandboxHit, c: dict[str, int], now: float) -> dict:
-        ht = s.get(SandboxHitType, hit.hit_type_id)
-        assert ht is not None
+    def _hit_dict(
+        self,
+        s: Session,
+        hit: SandboxHit,
+        c: dict[str, int],
+        now: float,
+        types: dict[str, SandboxHitType] | None = None,
+    ) -> dict:
+        # The session only holds objects weakly: a page passes `types` so its HIT type is read
+        # once, not once per HIT.
+        ht = types.get(hit.hit_type_id) if types is not None else None
+        if ht is None:
+            ht = s.get(SandboxHitType, hit.hit_type_id)
+            assert ht is not None
+            if types is not None:
+                types[hit.hit_type_id] = ht
         status, pending, available, _done = self._status(hit, c, now)
         d: dict[str, Any] = {
             "HITId": hit.hit_id,
@@ -233,35 +284,70 @@ class Store(HitWriteMixin, WorkerAdminMixin):
             raise MTurkError("AWS.ParameterOutOfRange", "MaxResults must be 1..100")
         return size, offset
 
+    @staticmethod
+    def _keyset(p: dict, default: int = 10) -> tuple[int, tuple[float, str] | None]:
+        """Page size and the last key of the previous page (NextToken is that key, encoded)."""
+        try:
+            size = int(p.get("MaxResults", default))
+        except (TypeError, ValueError):
+            raise MTurkError("AWS.ParameterOutOfRange", "bad MaxResults") from None
+        if not 1 <= size <= 100:
+            raise MTurkError("AWS.ParameterOutOfRange", "MaxResults must be 1..100")
+        token = p.get("NextToken")
+        if not token:
+            return size, None
+        try:
+            key, hit_id = json.loads(base64.urlsafe_b64decode(str(token)[:512].encode()))
+            return size, (float(key), str(hit_id))
+        except (ValueError, TypeError, binascii.Error, UnicodeError):
+            raise MTurkError("AWS.ParameterOutOfRange", "bad NextToken") from None
+
+    @staticmethod
+    def _token_of(key: float, hit_id: str) -> str:
+        return base64.urlsafe_b64encode(json.dumps([key, hit_id]).encode()).decode()
+
     def list_hits(self, p: dict, reviewable: bool = False) -> dict:
-        size, offset = self._page(p)
+        """ListHITs / ListReviewableHITs: keyset pages read by index range scans.
+
+        Reviewable HITs are those whose reviewable_at has passed (status Assignable), listed in
+        that order; everything else lists by (created_at, hit_id)."""
+        size, after = self._keyset(p)
         now = time.time()
+        H = SandboxHit
+        htype = p.get("HITTypeId")
+        want = (p.get("Status") or "Reviewable") if reviewable else None
+        if want not in (None, "Reviewable", "Reviewing"):
+            raise MTurkError("AWS.ParameterOutOfRange", "Status must be Reviewable or Reviewing")
         with self.Session() as s:
-            q = select(SandboxHit).where(SandboxHit.status != "Disposed")
-            if p.get("HITTypeId"):
-                q = q.where(SandboxHit.hit_type_id == p["HITTypeId"])
-            if not reviewable:
-                hits = list(
-                    s.scalars(
-                        q.order_by(SandboxHit.created_at, SandboxHit.hit_id)
-                        .offset(offset)
-                        .limit(size)
-                    )
-                )
-                counts = self._counts(s, [h.hit_id for h in hits], now)
-                items = [self._hit_dict(s, h, counts[h.hit_id], now) for h in hits]
-                nxt = offset + size if len(hits) == size else None
+            if want == "Reviewable":
+                key_col, statuses = H.reviewable_at, ["Assignable"]
             else:
-                want = p.get("Status") or "Reviewable"
-                hits = list(s.scalars(q.order_by(SandboxHit.created_at, SandboxHit.hit_id)))
-                counts = self._counts(s, [h.hit_id for h in hits], now)
-                match = [h for h in hits if self._status(h, counts[h.hit_id], now)[0] == want]
-                page = match[offset : offset + size]
-                items = [self._hit_dict(s, h, counts[h.hit_id], now) for h in page]
-                nxt = offset + size if offset + size < len(match) else None
+                key_col = H.created_at
+                statuses = ["Reviewing"] if want == "Reviewing" else ["Assignable", "Reviewing"]
+            # One range scan per stored status (an IN list would lose the index order); the
+            # merged head of the runs is the page.
+            keyed: list[tuple[float, str]] = []
+            for st in statuses:
+                q = select(key_col, H.hit_id).where(H.status == st)
+                if htype:
+                    q = q.where(H.hit_type_id == str(htype))
+                if want == "Reviewable":
+                    q = q.where(H.reviewable_at <= now)
+                if after is not None:
+                    q = q.where(key_col >= after[0], or_(key_col > after[0], H.hit_id > after[1]))
+                keyed += [
+                    (k, h) for k, h in s.execute(q.order_by(key_col, H.hit_id).limit(size + 1))
+                ]
+            keyed.sort()
+            page = keyed[:size]
+            ids = [h for _k, h in page]
+            by_id = {h.hit_id: h for h in s.scalars(select(H).where(H.hit_id.in_(ids)))}
+            counts = self._counts(s, ids, now)
+            types: dict[str, SandboxHitType] = {}
+            items = [self._hit_dict(s, by_id[h], counts[h], now, types) for h in ids if h in by_id]
         out: dict[str, Any] = {"NumResults": len(items), "HITs": items}
-        if nxt is not None:
-            out["NextToken"] = str(nxt)
+        if len(keyed) > size:
+            out["NextToken"] = self._token_of(*page[-1])
         return out
 
     def list_assignments(self, p: dict) -> dict:

@@ -7,7 +7,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from db.models import (
@@ -70,18 +70,13 @@ class WorkerOps:
         return True
 
     def available(self, worker_id: str, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
-        """HITs this worker may accept now, oldest first (one query; columns, not objects)."""
+        """HITs this worker may accept now, soonest to expire first.
+
+        An index range scan over the open HITs (is_open, expiration > now) that skips those
+        whose free slots are all held by pending work (full_until) and those the worker has
+        an assignment of; finished, expired and deleted HITs are never read."""
         now = time.time()
         H, A, T = SandboxHit, SandboxAssignment, SandboxHitType
-        holding = or_(A.status.in_(DONE), and_(A.status == "Accepted", A.deadline > now))
-        used = (
-            select(A.hit_id, func.count().label("n"))
-            .join(H, H.hit_id == A.hit_id)
-            .where(holding, H.status == "Assignable", H.expiration > now)
-            .group_by(A.hit_id)
-            .subquery()
-        )
-        n_used = func.coalesce(used.c.n, 0)
         mine = exists().where(A.hit_id == H.hit_id, A.worker_id == worker_id)
         q = (
             select(
@@ -93,12 +88,15 @@ class WorkerOps:
                 T.reward,
                 T.assignment_duration,
                 T.qualification_requirements,
-                n_used,
             )
             .join(T, T.hit_type_id == H.hit_type_id)
-            .outerjoin(used, used.c.hit_id == H.hit_id)
-            .where(H.status == "Assignable", H.expiration > now, ~mine, n_used < H.max_assignments)
-            .order_by(H.created_at, H.hit_id)
+            .where(
+                H.is_open.is_(True),
+                H.expiration > now,
+                or_(H.full_until.is_(None), H.full_until <= now),
+                ~mine,
+            )
+            .order_by(H.expiration, H.hit_id)
         )
         out: list[dict[str, Any]] = []
         with self.store.Session() as s:
@@ -106,29 +104,47 @@ class WorkerOps:
                 return []
             skipped = 0
             quals: dict[str, bool] = {}
-            # Qualification checks are per HIT type, so read ahead until the page is full.
-            for row in s.execute(q.limit(limit + offset + 200)):
-                key = repr(row.qualification_requirements)
-                if key not in quals:
-                    quals[key] = self._quals_ok(s, worker_id, row.qualification_requirements)
-                if not quals[key]:
-                    continue
-                if skipped < offset:
-                    skipped += 1
-                    continue
-                out.append(
-                    {
-                        "hit_id": row.hit_id,
-                        "title": row.title,
-                        "description": row.description,
-                        "reward": row.reward,
-                        "available": row.max_assignments - row[-1],
-                        "expiration": row.expiration,
-                        "duration": row.assignment_duration,
-                    }
-                )
-                if len(out) >= limit:
+            # Qualification checks are per HIT type: read the page's worth, then more only while
+            # some were skipped, up to 200 rows beyond it (keyset on the scan's own order).
+            batch, budget, last = limit + offset, limit + offset + 200, None
+            while len(out) < limit and budget > 0:
+                qq = q
+                if last is not None:
+                    qq = q.where(
+                        H.expiration >= last[0], or_(H.expiration > last[0], H.hit_id > last[1])
+                    )
+                rows = s.execute(qq.limit(min(batch, budget))).all()
+                budget -= len(rows)
+                for row in rows:
+                    key = repr(row.qualification_requirements)
+                    if key not in quals:
+                        quals[key] = self._quals_ok(s, worker_id, row.qualification_requirements)
+                    if not quals[key]:
+                        continue
+                    if skipped < offset:
+                        skipped += 1
+                        continue
+                    out.append(
+                        {
+                            "hit_id": row.hit_id,
+                            "title": row.title,
+                            "description": row.description,
+                            "reward": row.reward,
+                            "available": row.max_assignments,
+                            "expiration": row.expiration,
+                            "duration": row.assignment_duration,
+                        }
+                    )
+                    if len(out) >= limit:
+                        break
+                if len(rows) < batch:
                     break
+                last = (rows[-1].expiration, rows[-1].hit_id)
+            # Free slots of the page's HITs only: one grouped read over their assignments.
+            counts = self.store._counts(s, [r["hit_id"] for r in out], now)
+            for r in out:
+                c = counts[r["hit_id"]]
+                r["available"] -= c.get("Pending", 0) + sum(c.get(k, 0) for k in DONE)
         return out
 
     def hit_summary(self, hit_id: str) -> dict[str, Any]:
@@ -185,6 +201,7 @@ class WorkerOps:
             )
             s.add(a)
             try:
+                self.store._sync(s, hit.hit_id, now)
                 s.commit()
             except IntegrityError:
                 s.rollback()
@@ -258,6 +275,7 @@ class WorkerOps:
             a.status = "Submitted"
             a.submit_time = now
             a.auto_approval_time = now + ht.auto_approval_delay
+            self.store._sync(s, hit.hit_id, now)
             s.commit()
             return {"assignment_id": a.assignment_id, "hit_id": a.hit_id}
 
@@ -269,4 +287,5 @@ class WorkerOps:
             if a.status != "Accepted":
                 raise WorkError(409, f"This assignment was already {a.status.lower()}.")
             a.status = "Returned"
+            self.store._sync(s, a.hit_id, time.time())
             s.commit()
