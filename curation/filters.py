@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -121,7 +122,9 @@ def analyse(
         with Image.open(io.BytesIO(data)) as im:
             pr, rgb = probe(im)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        res.quality, res.reason = "rejected", f"unreadable: {type(e).__name__}: {e}"[:500]
+        # Pillow names the BytesIO with its address: drop it so a reason is reproducible.
+        msg = re.sub(r" <[^<>]* at 0x[0-9a-fA-F]+>", "", str(e))
+        res.quality, res.reason = "rejected", f"unreadable: {type(e).__name__}: {msg}"[:500]
         return res
     stage = "phash"
     try:
@@ -174,20 +177,27 @@ def _work(task: tuple[str, bool, bool, FilterParams]) -> Result:
     return analyse(data, sha, want_phash, want_filter, fp)
 
 
-def _apply(app: Any, results: Any, report: dict[str, Any], bar: Any = None) -> dict[str, Result]:
-    """Store a batch of results in one transaction and count them into the report."""
-    from sqlalchemy import update
+def _apply(
+    app: Any, results: Any, report: dict[str, Any], bar: Any = None, owner: str | None = None
+) -> dict[str, Result]:
+    """Store a batch of results in one transaction and count them into the report.
+
+    Set-based: one cached UPDATE per shape of values, run as executemany over the batch. With an
+    owner, a row is written (and its lease ended) only while that owner still holds it.
+    """
+    from sqlalchemy import bindparam, update
 
     from db.models import Image, phash_to_db
 
     done: dict[str, Result] = {}
-    updates = []
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     streak = report.setdefault("_store_streak", 0)
     for res in results:
         done[res.sha256] = res
         report["scanned"] += 1
         if bar is not None:
             bar.update(1)
+        values: dict[str, Any] = {}
         if res.error:
             report["errors"].append(f"{res.sha256}: {res.error}")
             streak = streak + 1 if res.store_error else 0
@@ -196,25 +206,36 @@ def _apply(app: Any, results: Any, report: dict[str, Any], bar: Any = None) -> d
                     f"blob store failing, stopped after {MAX_STORE_ERRORS} errors in a row; "
                     f"last: {res.error}"
                 )
-            continue
-        streak = 0
-        values: dict[str, Any] = {}
-        if res.phash is not None:
-            values["phash"] = phash_to_db(res.phash)
-            report["hashed"] += 1
-        if res.quality is not None:
-            values["quality"], values["quality_reason"] = res.quality, res.reason
-            report[res.quality] += 1
-            if res.reason:
-                code = res.reason.split(":", 1)[0]
-                by = report["rejected_by_reason"]
-                by[code] = by.get(code, 0) + 1
-        if values:
-            updates.append((res.sha256, values))
+        else:
+            streak = 0
+            if res.phash is not None:
+                values["phash"] = phash_to_db(res.phash)
+                report["hashed"] += 1
+            if res.quality is not None:
+                values["quality"], values["quality_reason"] = res.quality, res.reason
+                report[res.quality] += 1
+                if res.reason:
+                    code = res.reason.split(":", 1)[0]
+                    by = report["rejected_by_reason"]
+                    by[code] = by.get(code, 0) + 1
+        # An unchecked image still has its lease ended, so that the next run retries it.
+        if values or owner is not None:
+            shapes.setdefault(tuple(values), []).append({"_sha": res.sha256, **values})
     report["_store_streak"] = streak
-    with app.Session.begin() as s:
-        for sha, values in updates:
-            s.execute(update(Image).where(Image.sha256 == sha).values(**values))
+    t = Image.__table__
+    sent = written = 0
+    with app.engine.begin() as conn:
+        for keys, params in shapes.items():
+            cond = t.c.sha256 == bindparam("_sha")
+            vals: dict[str, Any] = {k: bindparam(k) for k in keys}
+            if owner is not None:
+                cond = cond & (t.c.lease_owner == owner)
+                vals.update(lease_owner=None, lease_until=None)
+            written += conn.execute(update(t).where(cond).values(vals), params).rowcount or 0
+            sent += len(params)
+    if owner is not None and written < sent:
+        # Leases that ran out and went to another process: that one writes the same results.
+        report["lease_lost"] = report.get("lease_lost", 0) + sent - written
     return done
 
 
@@ -229,50 +250,83 @@ def _new_report() -> dict[str, Any]:
     }
 
 
+def scan_passes(want_phash: bool, want_filter: bool) -> list[tuple[Any, bool, bool]]:
+    """(rows to do, hash them, filter them) per pass; each `where` matches a partial index."""
+    from sqlalchemy import or_
+
+    from db.models import Image
+
+    passes: list[tuple[Any, bool, bool]] = []
+    if want_filter:
+        passes.append((Image.quality.is_(None), want_phash, True))
+    if want_phash:
+        # Left by an earlier filter-only run (with want_filter), or the whole job (without).
+        rest = (
+            Image.quality == "ok"
+            if want_filter
+            else or_(Image.quality.is_(None), Image.quality != "rejected")
+        )
+        passes.append((Image.phash.is_(None) & rest, True, False))
+    return passes
+
+
 def run_scan(
-    app: Any, want_phash: bool = True, want_filter: bool = True, batch: int = 512
+    app: Any,
+    want_phash: bool = True,
+    want_filter: bool = True,
+    batch: int = 512,
+    lease_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """Hash and/or filter every image not done yet, in committed batches; returns counts."""
-    from sqlalchemy import func, or_, select
+    """Hash and/or filter every image not done yet, in committed batches; returns counts.
+
+    Any number of processes on any number of machines may run this at once on one database and
+    blob store: each leases its batches (curation/workers.py ImageLeases), so they split the
+    images with no overlap, and a killed process's rows are taken up by the next run.
+    """
+    from collections import deque
+
+    from sqlalchemy import func, select
     from tqdm import tqdm
 
-    from curation.workers import Mapper
+    from curation.workers import LEASE_SECONDS, ImageLeases, Mapper
     from db.models import Image
 
     fp = FilterParams.from_settings(app.settings)
     report = _new_report()
-    conds = []
-    if want_phash:
-        conds.append(
-            Image.phash.is_(None) & or_(Image.quality.is_(None), Image.quality != "rejected")
-        )
-    if want_filter:
-        conds.append(Image.quality.is_(None))
-    if not conds:
+    passes = scan_passes(want_phash, want_filter)
+    if not passes:
         return report
-    where = or_(*conds)
-    with app.Session() as s:
-        total = s.scalar(select(func.count()).select_from(Image).where(where)) or 0
-    after = ""
+    leases = ImageLeases(app.engine, lease_seconds or LEASE_SECONDS)
+    total = 0
+    with app.engine.connect() as conn:
+        for where, _, _ in passes:
+            total += (
+                conn.execute(select(func.count()).select_from(Image).where(where)).scalar() or 0
+            )
     bar = tqdm(total=total, desc="curate scan", unit="img", disable=total < 100)
     with Mapper(app.settings, _init_worker, total) as mapper:
-        while True:
-            with app.Session() as s:
-                shas = list(
-                    s.scalars(
-                        select(Image.sha256)
-                        .where(where, Image.sha256 > after)
-                        .order_by(Image.sha256)
-                        .limit(batch)
-                    )
-                )
-            if not shas:
-                break
-            after = shas[-1]
-            tasks = [(sha, want_phash, want_filter, fp) for sha in shas]
-            _apply(app, mapper.map(_work, tasks, chunksize=8), report, bar)
+        for where, wp, wf in passes:
+            leases.free_dead_local(where)
+            after = ""
+            # Two batches in flight: the pool works on the next while this one is written.
+            inflight: deque[Any] = deque()
+            try:
+                while True:
+                    shas = leases.claim(where, after, batch)
+                    if shas:
+                        after = shas[-1]
+                        tasks = [(sha, wp, wf, fp) for sha in shas]
+                        inflight.append(mapper.map(_work, tasks, chunksize=8))
+                    if inflight and (len(inflight) > 1 or not shas):
+                        _apply(app, inflight.popleft(), report, bar, leases.owner)
+                    if not shas and not inflight:
+                        break
+            except BaseException:
+                leases.release(where)
+                raise
     bar.close()
     report.pop("_store_streak", None)
+    report["owner"] = leases.owner
     if report["errors"]:
         log.warning("%d images left unchecked (see the report's errors)", len(report["errors"]))
     return report

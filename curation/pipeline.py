@@ -12,11 +12,18 @@ STEPS = ("dedup", "phash", "filter", "neardup")
 
 
 def run_curation(
-    app: Any, steps: Sequence[str] = STEPS, radius: int | None = None, flip: bool = False
+    app: Any,
+    steps: Sequence[str] = STEPS,
+    radius: int | None = None,
+    flip: bool = False,
+    batch: int = 512,
 ) -> dict[str, Any]:
     """Run the named steps in pipeline order; returns counts and rejections by reason per step.
 
-    phash and filter share one decode of each image when both are asked for.
+    phash and filter share one decode of each image when both are asked for. Several processes
+    (on several machines sharing the database and blob store) may run this at once: they split
+    the scan between them, and near-duplicate clustering, which needs every hash, is left to
+    whichever finishes its share last (see `_others_scanning`).
     """
     unknown = [s for s in steps if s not in STEPS]
     if unknown:
@@ -29,7 +36,9 @@ def run_curation(
         report["dedup"] = exact_dedup(app)
         log.info("dedup: %s", report["dedup"])
     if "phash" in steps or "filter" in steps:
-        scan = run_scan(app, want_phash="phash" in steps, want_filter="filter" in steps)
+        scan = run_scan(
+            app, want_phash="phash" in steps, want_filter="filter" in steps, batch=batch
+        )
         report["scan"] = scan
         report["rejected_by_reason"] = dict(scan["rejected_by_reason"])
         log.info(
@@ -41,10 +50,25 @@ def run_curation(
             len(scan["errors"]),
         )
     if "neardup" in steps:
-        report["neardup"] = mark_near_duplicates(app, radius=radius, flip=flip)
+        busy = _others_scanning(app) if ("phash" in steps or "filter" in steps) else 0
+        if busy:
+            report["neardup"] = {"deferred": True, "held_by_others": busy}
+        else:
+            report["neardup"] = mark_near_duplicates(app, radius=radius, flip=flip)
         log.info("neardup: %s", report["neardup"])
     report["totals"] = image_totals(app)
     return report
+
+
+def _others_scanning(app: Any) -> int:
+    """Images other processes hold leases on now: their scans are still running, and the last of
+    them to finish clusters every hash, so clustering here too would be wasted work. (A process
+    that dies holding leases defers clustering until a rerun after its leases run out.)"""
+    from curation.filters import scan_passes
+    from curation.workers import ImageLeases
+
+    leases = ImageLeases(app.engine)
+    return sum(leases.held_elsewhere(where) for where, _, _ in scan_passes(True, True))
 
 
 def image_totals(app: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""A process pool for CPU-bound per-image work, run inline when the job is too small to pay off."""
+"""Per-image work in parallel: a local process pool, and leases that split images between hosts."""
 
 from __future__ import annotations
 
@@ -50,3 +50,144 @@ class Mapper:
     def __exit__(self, *exc: object) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+# -- image leases: the scan's work split between processes on any number of machines ------------
+# A process claims a batch of image rows by writing its owner id and a lease end into them, in
+# sha256 order after its own cursor (keyset), on a partial index that holds only the work left.
+# PostgreSQL: `FOR UPDATE SKIP LOCKED` so concurrent claimers never wait for nor get the same row;
+# SQLite: `BEGIN IMMEDIATE` serialises claimers. A result is written only while its owner still
+# holds the row, so every image is processed once even when a slow process's lease runs out.
+LEASE_SECONDS = 600.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+class ImageLeases:
+    """Batches of `image` rows leased to this process (see the comment above)."""
+
+    def __init__(self, engine: Any, lease_seconds: float = LEASE_SECONDS) -> None:
+        from db.queue import make_owner
+
+        self.engine = engine
+        self.lease_seconds = lease_seconds
+        self.owner = make_owner("curate:")
+
+    def begin(self) -> Any:
+        """A connection whose next transaction takes SQLite's write lock at once."""
+        conn = self.engine.connect()
+        if self.engine.dialect.name == "sqlite":
+            conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"
+        return conn
+
+    def claim(self, where: Any, after: str, limit: int) -> list[str]:
+        """Lease up to `limit` rows matching `where` with sha256 > after; returns them sorted."""
+        import time
+
+        from sqlalchemy import bindparam, or_, select, update
+
+        from db.models import Image
+
+        t = Image.__table__
+        now = time.time()
+        pick = (
+            select(t.c.sha256)
+            .where(
+                where,
+                t.c.sha256 > after,
+                or_(t.c.lease_until.is_(None), t.c.lease_until < now),
+            )
+            .order_by(t.c.sha256)
+            .limit(limit)
+        )
+        if self.engine.dialect.name == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        # Pick, then lease by primary key (executemany) in the same transaction, which holds
+        # the picked rows: one `UPDATE ... WHERE sha256 IN (subquery)` let PostgreSQL's planner
+        # hash-join the subquery against a scan of the whole table.
+        lease = (
+            update(t)
+            .where(t.c.sha256 == bindparam("_sha"))
+            .values(lease_owner=self.owner, lease_until=now + self.lease_seconds)
+        )
+        with self.begin() as conn, conn.begin():
+            shas = list(conn.execute(pick).scalars())
+            if shas:
+                conn.execute(lease, [{"_sha": sha} for sha in shas])
+        return shas
+
+    def release(self, where: Any) -> int:
+        """Give back the rows matching `where` this process still holds (e.g. after an error)."""
+        from sqlalchemy import update
+
+        from db.models import Image
+
+        t = Image.__table__
+        stmt = (
+            update(t)
+            .where(where, t.c.lease_owner == self.owner)
+            .values(lease_owner=None, lease_until=None)
+        )
+        with self.begin() as conn, conn.begin():
+            return conn.execute(stmt).rowcount or 0
+
+    def held_elsewhere(self, where: Any) -> int:
+        """Rows matching `where` that other processes hold now (their scans are not finished)."""
+        import time
+
+        from sqlalchemy import func, select
+
+        from db.models import Image
+
+        t = Image.__table__
+        stmt = select(func.count()).where(
+            where, t.c.lease_until > time.time(), t.c.lease_owner != self.owner
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar() or 0)
+
+    def free_dead_local(self, where: Any) -> int:
+        """End the leases of processes on this host that are gone (killed), so their rows are
+        claimable now rather than after the lease time. Other hosts' leases can only expire."""
+        import socket
+        import time
+
+        from sqlalchemy import select, update
+
+        from db.models import Image
+
+        t = Image.__table__
+        host = socket.gethostname()
+        now = time.time()
+        freed = 0
+        with self.begin() as conn, conn.begin():
+            owners = conn.execute(
+                select(t.c.lease_owner)
+                .where(where, t.c.lease_until > now, t.c.lease_owner.is_not(None))
+                .distinct()
+            ).scalars()
+            for owner in list(owners):
+                try:
+                    head, pid_s, _tag = owner.rsplit(":", 2)
+                    pid = int(pid_s)
+                except ValueError:
+                    continue
+                if owner == self.owner or not head.endswith(host) or _alive(pid):
+                    continue
+                freed += (
+                    conn.execute(
+                        update(t)
+                        .where(where, t.c.lease_owner == owner)
+                        .values(lease_owner=None, lease_until=None)
+                    ).rowcount
+                    or 0
+                )
+        return freed

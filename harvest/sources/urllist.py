@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -10,7 +11,7 @@ from urllib.parse import urlsplit
 from harvest.sources.base import Page, Source, SourceError, register_source
 
 
-def parse_lines(path: str | Path) -> Iterator[tuple[int, str | None, str | None, str]]:
+def parse_lines(path: str | Path) -> Generator[tuple[int, str | None, str | None, str]]:
     """Yield (line number, wnid, url, problem) per non-blank line; problem is '' when valid."""
     from harvest.synsets import WNID_RE
 
@@ -36,7 +37,7 @@ def parse_lines(path: str | Path) -> Iterator[tuple[int, str | None, str | None,
 
 @register_source("urllist")
 class UrlListSource(Source):
-    """No search: `import_urls` reads the whole file. Listed so `get_source` knows every source."""
+    """No search: `import_urls` streams the file. Listed so `get_source` knows every source."""
 
     def search(self, text: str, cursor: str | None, page_size: int) -> Page:
         raise SourceError(
@@ -44,11 +45,15 @@ class UrlListSource(Source):
         )
 
 
-def import_urls(app: Any, path: str, chunk: int = 2000) -> dict[str, Any]:
+def import_urls(app: Any, path: str, batch: int = 10_000) -> dict[str, Any]:
     """Add one pending candidate per valid line; returns counts and the first bad lines.
 
     Unknown but valid wnids get their synset row from WordNet; lines with a wnid that is not a
     WordNet noun synset are reported and skipped, never silently dropped.
+
+    Streams: the file is read line by line and written `batch` rows per transaction, so memory
+    stays bounded whatever the file's size (plus one entry per distinct wnid). A rerun after a
+    crash adds the lines not yet stored and counts the others under `already_known`.
     """
     from db.models import Candidate
     from harvest._db import insert_ignore
@@ -57,42 +62,62 @@ def import_urls(app: Any, path: str, chunk: int = 2000) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"URL list {path} does not exist")
-    good: list[tuple[int, str, str]] = []
+    if batch < 1:
+        raise ValueError("batch must be at least 1")
+    known: set[str] = set()  # wnids with a synset row (checked once each)
+    not_synsets: set[str] = set()
     bad: list[str] = []
-    n_bad = 0
-    for n, wnid, url, problem in parse_lines(p):
-        if problem:
-            n_bad += 1
-            if len(bad) < 20:
-                bad.append(f"line {n}: {problem}")
-        else:
-            good.append((n, wnid, url))  # type: ignore[arg-type]
-    not_synsets = set(ensure_synsets(app, sorted({w for _, w, _ in good})))
-    rows = []
-    for n, wnid, url in good:
-        if wnid in not_synsets:
-            n_bad += 1
-            if len(bad) < 20:
-                bad.append(f"line {n}: {wnid} is not a WordNet noun synset")
-            continue
-        rows.append(
-            {
-                "wnid": wnid,
-                "url": url,
-                "source": "urllist",
-                "source_ref": f"{p.name}:{n}",
-                "status": "pending",
-                "attempts": 0,
-            }
-        )
-    added = 0
-    with app.engine.begin() as conn:
-        for i in range(0, len(rows), chunk):
-            added += insert_ignore(conn, Candidate.__table__, rows[i : i + chunk])
+    counts = {"lines_ok": 0, "added": 0, "bad_lines": 0, "batches": 0}
+
+    def report_bad(n: int, problem: str) -> None:
+        counts["bad_lines"] += 1
+        if len(bad) < 20:
+            bad.append(f"line {n}: {problem}")
+
+    def flush(pending: list[tuple[int, str, str]]) -> None:
+        fresh = {w for _, w, _ in pending} - known - not_synsets
+        if fresh:
+            missing = set(ensure_synsets(app, sorted(fresh)))
+            not_synsets.update(missing)
+            known.update(fresh - missing)
+        rows = []
+        for n, wnid, url in pending:
+            if wnid in not_synsets:
+                report_bad(n, f"{wnid} is not a WordNet noun synset")
+                continue
+            rows.append(
+                {
+                    "wnid": wnid,
+                    "url": url,
+                    "source": "urllist",
+                    "source_ref": f"{p.name}:{n}",
+                    "status": "pending",
+                    "attempts": 0,
+                }
+            )
+        with app.engine.begin() as conn:
+            counts["added"] += insert_ignore(conn, Candidate.__table__, rows, chunk=2000)
+        counts["lines_ok"] += len(rows)
+        counts["batches"] += 1
+
+    pending: list[tuple[int, str, str]] = []
+    # closing(): a failed batch closes the file now, not whenever the generator is collected.
+    with contextlib.closing(parse_lines(p)) as lines:
+        for n, wnid, url, problem in lines:
+            if problem:
+                report_bad(n, problem)
+                continue
+            pending.append((n, wnid, url))  # type: ignore[arg-type]
+            if len(pending) >= batch:
+                flush(pending)
+                pending = []
+    if pending:
+        flush(pending)
     return {
-        "lines_ok": len(rows),
-        "added": added,
-        "already_known": len(rows) - added,
-        "bad_lines": n_bad,
+        "lines_ok": counts["lines_ok"],
+        "added": counts["added"],
+        "already_known": counts["lines_ok"] - counts["added"],
+        "bad_lines": counts["bad_lines"],
         "bad_examples": bad,
+        "batches": counts["batches"],
     }
