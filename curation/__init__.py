@@ -11,8 +11,9 @@ def run_curation(
     steps: Sequence[str] = ("dedup", "phash", "filter", "neardup"),
     radius: int | None = None,
     flip: bool = False,
+    **kwargs: Any,
 ) -> dict[str, Any]:
     """Run curation steps (see curation.pipeline); imported lazily to keep `imnet --help` fast."""
     from curation.pipeline import run_curation as _run
 
-    return _run(app, steps, radius=radius, flip=flip)
+    return _run(app, steps, radius=radius, flip=flip, **kwargs)
