@@ -32,6 +32,19 @@ def register(sub: Any) -> None:
     )
     run.add_argument("--wnid", action="append", help="only this synset (repeatable)")
     run.add_argument("--json", action="store_true", help="print the full report as JSON")
+    run.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="decide synsets in this many processes, each with its own connection (default 1)",
+    )
+    run.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="only hash partition I of N of the synsets (0 <= I < N): N invocations, on any "
+        "machines sharing the database, together decide every synset once",
+    )
     run.set_defaults(func=cmd_run)
 
     needs = csub.add_parser(
@@ -74,18 +87,29 @@ def _help(p: argparse.ArgumentParser) -> int:
 
 
 def cmd_run(args: argparse.Namespace, app: Any) -> int:
+    from curation.consensus.parallel import parse_shard, run_parallel
     from curation.consensus.plan import run_consensus
-    from imnet.cli import print_json
+    from imnet.cli import UserError, print_json
 
     algorithm = args.algorithm or app.settings.consensus_algorithm
     if algorithm not in ALGORITHM_CHOICES:
-        from imnet.cli import UserError
-
         raise UserError(
             f"setting consensus_algorithm={algorithm!r} is not one of {ALGORITHM_CHOICES}"
         )
-    with app.Session() as session:
-        report = run_consensus(session, algorithm, wnids=args.wnid, settings=app.settings)
+    if args.processes < 1:
+        raise UserError(f"--processes must be at least 1, got {args.processes}")
+    try:
+        shard = parse_shard(args.shard) if args.shard else None
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if args.processes > 1:
+        app.engine  # noqa: B018 - upgrade the schema once here, not in every child at once
+        report = run_parallel(app.settings, algorithm, args.wnid, args.processes, shard or (0, 1))
+    else:
+        with app.Session() as session:
+            report = run_consensus(
+                session, algorithm, wnids=args.wnid, settings=app.settings, shard=shard
+            )
     if args.json:
         print_json(report)
         return 0

@@ -1,0 +1,297 @@
+"""Reading votes per synset: streamed from the database into compact arrays, one synset at a time."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Select, bindparam, func, or_, select
+from sqlalchemy.orm import Session
+
+from curation.consensus.base import ACCEPT, REJECT, Votes
+from db.models import Assignment, Candidate, Hit, HitItem, Image, Label, Vote, Worker
+
+# Hit statuses (MTurk's) under which more assignments can still arrive.
+OPEN_HIT_STATUSES = ("Assignable", "Unassignable")
+# Assignment statuses whose votes do not count.
+DISCARDED_ASSIGNMENTS = ("Rejected", "Invalid")
+# Rows fetched per round trip when streaming (server-side cursor on PostgreSQL).
+STREAM_ROWS = 20_000
+
+
+@dataclass
+class SynsetVotes:
+    """Everything the algorithms need about one synset, read from the database."""
+
+    wnid: str
+    candidate_ids: list[int]
+    votes: Votes
+    calibration: np.ndarray  # bool per item
+    known: np.ndarray  # -1 unknown, 0/1 hand label (label.overridden)
+    gold_seen: np.ndarray  # per worker code
+    gold_correct: np.ndarray
+    pending: np.ndarray  # votes already asked for (open HITs) per item
+    # Per worker code: blocked and no better than consensus_min_voter_gold on gold (or without
+    # gold). The gold bar that blocks a worker is about the price of evidence (a 0.7 worker's
+    # vote is worth less than a 0.9 worker's at the same pay); distrust is about chance-level
+    # answers. Only the worker-aware model, which weighs each vote by its worker's gold-seeded
+    # coins, counts every vote (see `counted_votes`).
+    blocked: np.ndarray | None = None
+    manual: dict[int, str] = field(default_factory=dict)  # candidate_id -> hand decision
+
+    def counted_votes(self, algorithm: str) -> Votes:
+        """The votes `algorithm` reads: all of them for worker-aware, else none from distrusted
+        blocked workers (a worker-agnostic model would take a spammer's votes at face value)."""
+        if algorithm == "worker-aware" or self.blocked is None or not self.blocked.any():
+            return self.votes
+        return self.votes.subset(~self.blocked[self.votes.worker])
+
+
+def _settings(settings: Any) -> Any:
+    if settings is None:
+        from imnet.settings import Settings
+
+        return Settings()
+    return settings
+
+
+def eligible_candidates(session: Session, wnids: list[str] | None) -> dict[str, list[int]]:
+    """wnid -> eligible candidate ids (fetched, not rejected by quality, not a near duplicate).
+
+    Holds every id of the selection: for a whole dataset use `synset_wnids` and
+    `synset_candidates`, one synset at a time."""
+    q = _eligible().order_by(Candidate.wnid, Candidate.id)
+    if wnids is not None:
+        q = q.where(Candidate.wnid.in_(list(wnids)))
+    out: dict[str, list[int]] = defaultdict(list)
+    for cid, wnid in session.execute(q):
+        out[wnid].append(cid)
+    return dict(out)
+
+
+def _eligible() -> Select[tuple[int, str]]:
+    return (
+        select(Candidate.id, Candidate.wnid)
+        .join(Image, Image.sha256 == Candidate.image_sha256)
+        .where(
+            Candidate.status == "fetched",
+            or_(Image.quality.is_(None), Image.quality != "rejected"),
+            Image.near_dup_of.is_(None),
+        )
+    )
+
+
+def synset_wnids(
+    session: Session, wnids: list[str] | None = None, shard: tuple[int, int] | None = None
+) -> list[str]:
+    """The synsets to decide, sorted: those given (or every synset with a fetched candidate),
+    restricted to shard (i, n) of a stable hash partition. A synset may turn out to have no
+    eligible candidate; `iter_synset_votes` skips it."""
+    if wnids is None:
+        q = select(Candidate.wnid).where(Candidate.status == "fetched").distinct()
+        found = set(session.scalars(q))
+    else:
+        found = set(wnids)
+    return sorted(w for w in found if shard is None or in_shard(w, shard))
+
+
+def in_shard(wnid: str, shard: tuple[int, int]) -> bool:
+    """Synset `wnid` belongs to shard (i, n): a hash partition every process computes alike."""
+    i, n = shard
+    return int.from_bytes(hashlib.sha256(wnid.encode()).digest()[:8], "big") % n == i
+
+
+def synset_candidates(session: Session, wnid: str) -> np.ndarray:
+    """One synset's eligible candidate ids, ascending."""
+    ids = session.connection().execute(_statements()["candidates"], {"wnid": wnid}).scalars()
+    return np.asarray(ids.all(), dtype=np.int64)
+
+
+@functools.cache
+def _statements() -> dict[str, Any]:
+    """The per-synset queries, built once: run per synset, building them would cost more than
+    running them. Parameters: wnid (and now)."""
+    wnid = bindparam("wnid")
+    got = (
+        select(func.count())
+        .select_from(Assignment)
+        .where(Assignment.hit_id == Hit.hit_id)
+        .correlate(Hit)
+        .scalar_subquery()
+    )
+    return {
+        "candidates": _eligible()
+        .where(Candidate.wnid == wnid)
+        .order_by(Candidate.id)
+        .with_only_columns(Candidate.id),
+        "votes": select(Vote.candidate_id, Vote.worker_id, Vote.is_match)
+        .join(Assignment, Assignment.assignment_id == Vote.assignment_id)
+        .where(Vote.wnid == wnid, Assignment.status.not_in(DISCARDED_ASSIGNMENTS))
+        .order_by(Vote.created_at, Vote.assignment_id, Vote.candidate_id)
+        .execution_options(yield_per=STREAM_ROWS),
+        "manual": select(Label.candidate_id, Label.decision).where(
+            Label.wnid == wnid, Label.overridden.is_(True)
+        ),
+        "machine": select(Label.candidate_id).where(
+            Label.wnid == wnid, Label.overridden.is_(False)
+        ),
+        # Per open HIT its missing assignments: a correlated count by hit_id (indexed), not a
+        # count over the whole assignment table.
+        "pending": select(HitItem.candidate_id, Hit.max_assignments, got)
+        .join(Hit, Hit.hit_id == HitItem.hit_id)
+        .where(
+            Hit.wnid == wnid,
+            HitItem.gold_label.is_(None),
+            Hit.status.in_(OPEN_HIT_STATUSES),
+            or_(Hit.expires_at.is_(None), Hit.expires_at > bindparam("now")),
+        ),
+    }
+
+
+@dataclass
+class WorkerTable:
+    """The only input shared across synsets: each worker's gold record and whether their votes
+    are distrusted (blocked and near chance on gold). One small row per worker, read once."""
+
+    gold: dict[str, tuple[int, int]]
+    distrusted: set[str]
+
+    @classmethod
+    def read(cls, session: Session, settings: Any) -> WorkerTable:
+        gold: dict[str, tuple[int, int]] = {}
+        distrusted: set[str] = set()
+        q = select(Worker.worker_id, Worker.gold_seen, Worker.gold_correct, Worker.blocked)
+        for wid, seen, correct, is_blocked in session.execute(
+            q.execution_options(yield_per=STREAM_ROWS)
+        ):
+            gold[wid] = (seen, correct)
+            # A blocked worker's votes are distrusted when their gold says near chance.
+            if is_blocked and (
+                not seen or (correct or 0) / seen < settings.consensus_min_voter_gold
+            ):
+                distrusted.add(wid)
+        return cls(gold, distrusted)
+
+
+def _synset_votes(session: Session, wnid: str, cids: np.ndarray) -> Votes:
+    """The counted votes on `cids` (one synset) in time order, streamed into numpy arrays: a
+    worker's second vote on the same image is no independent evidence, only the first counts."""
+    vq = _statements()["votes"]
+    codes: dict[str, int] = {}
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for rows in session.connection().execute(vq, {"wnid": wnid}).partitions():
+        n = len(rows)
+        cid = np.fromiter((r[0] for r in rows), np.int64, n)
+        wk = np.fromiter((codes.setdefault(r[1], len(codes)) for r in rows), np.int64, n)
+        lab = np.fromiter((bool(r[2]) for r in rows), np.int64, n)
+        parts.append((cid, wk, lab))
+    if parts:
+        cid, wk, lab = (np.concatenate(a) for a in zip(*parts, strict=True))
+    else:
+        cid = wk = lab = np.zeros(0, dtype=np.int64)
+    del parts
+    item = np.searchsorted(cids, cid)
+    ok = item < len(cids)
+    ok[ok] = cids[item[ok]] == cid[ok]
+    item, wk, lab = item[ok], wk[ok], lab[ok]
+    _, first = np.unique(item * max(len(codes), 1) + wk, return_index=True)
+    keep = np.sort(first)
+    item, wk, lab = item[keep], wk[keep], lab[keep]
+    # Worker codes in sorted id order, as Votes.from_tuples gives them.
+    by_code = np.array(list(codes), dtype=object)
+    present = np.unique(wk)
+    names = by_code[present].tolist()
+    order = sorted(range(len(names)), key=names.__getitem__)
+    recode = np.zeros(len(codes), dtype=np.int64)
+    recode[present[order]] = np.arange(len(present))
+    return Votes(
+        item=item,
+        worker=recode[wk],
+        label=lab,
+        n_items=len(cids),
+        n_workers=len(present),
+        item_keys=cids.tolist(),
+        worker_keys=[names[k] for k in order],
+    )
+
+
+def load_synset(
+    session: Session, wnid: str, settings: Any = None, workers: WorkerTable | None = None
+) -> SynsetVotes | None:
+    """One synset's eligible items, counted votes, hand labels, gold stats, distrusted workers
+    and open asks (None when it has no eligible candidate). Memory: this synset's votes."""
+    s = _settings(settings)
+    cids = synset_candidates(session, wnid)
+    if not len(cids):
+        return None
+    workers = workers or WorkerTable.read(session, s)
+    votes = _synset_votes(session, wnid, cids)
+    mq = _statements()["manual"]
+    manual = {cid: d for cid, d in session.connection().execute(mq, {"wnid": wnid})}
+    ids = votes.item_keys
+    known = np.array(
+        [1 if manual.get(c) == ACCEPT else 0 if manual.get(c) == REJECT else -1 for c in ids],
+        dtype=np.int64,
+    )
+    from curation.consensus.dynamic import choose_calibration
+
+    calib = choose_calibration(ids, s.consensus_initial_subset, f"imnet-calibration:{wnid}")
+    pending = _pending_asks(session, wnid)
+    gold = [workers.gold.get(w, (0, 0)) for w in votes.worker_keys]
+    return SynsetVotes(
+        wnid=wnid,
+        candidate_ids=ids,  # type: ignore[arg-type]
+        votes=votes,
+        calibration=np.array([c in calib for c in ids], dtype=bool),
+        known=known,
+        gold_seen=np.array([g[0] for g in gold], dtype=float),
+        gold_correct=np.array([g[1] for g in gold], dtype=float),
+        pending=np.array([pending.get(c, 0) for c in ids], dtype=np.int64),
+        blocked=np.array([w in workers.distrusted for w in votes.worker_keys], dtype=bool),
+        manual=manual,
+    )
+
+
+def iter_synset_votes(
+    session: Session,
+    wnids: list[str] | None = None,
+    settings: Any = None,
+    shard: tuple[int, int] | None = None,
+) -> Iterator[SynsetVotes]:
+    """`load_synset` for each selected synset in wnid order: memory is bounded by the largest
+    synset, not the dataset. The worker table is read once, first."""
+    s = _settings(settings)
+    workers = WorkerTable.read(session, s)
+    for wnid in synset_wnids(session, wnids, shard):
+        data = load_synset(session, wnid, s, workers)
+        if data is not None:
+            yield data
+
+
+def load_votes(
+    session: Session, wnids: list[str] | None, settings: Any = None
+) -> list[SynsetVotes]:
+    """Every selected synset's `SynsetVotes` at once (for a few synsets; whole-dataset loops
+    use `iter_synset_votes`)."""
+    return list(iter_synset_votes(session, wnids, settings))
+
+
+def machine_label_ids(session: Session, wnid: str) -> np.ndarray:
+    """Ids of the synset's labels written by consensus (not by hand)."""
+    rows = session.connection().execute(_statements()["machine"], {"wnid": wnid}).scalars()
+    return np.asarray(rows.all(), dtype=np.int64)
+
+
+def _pending_asks(session: Session, wnid: str) -> dict[int, int]:
+    """Votes already asked for: open, unexpired HITs' missing assignments, per non-gold item."""
+    q = _statements()["pending"]
+    out: dict[int, int] = defaultdict(int)
+    for cid, max_a, n in session.connection().execute(q, {"wnid": wnid, "now": time.time()}):
+        out[cid] += max(0, int(max_a or 0) - int(n or 0))
+    return dict(out)

@@ -1,0 +1,70 @@
+"""Consensus in several processes (on one or many machines) sharing one database, split by synset."""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from curation.consensus.base import ACCEPT, REJECT, UNDECIDED
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/n' (0 <= i < n) -> (i, n); ValueError with a one-line message otherwise."""
+    try:
+        i_text, n_text = text.split("/")
+        i, n = int(i_text), int(n_text)
+    except ValueError:
+        raise ValueError(f"--shard wants i/n, e.g. 0/4; got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"--shard {text}: need 0 <= i < n")
+    return i, n
+
+
+def sub_shards(shard: tuple[int, int], processes: int) -> list[tuple[int, int]]:
+    """Split hash partition (i, n) into `processes` partitions of the same hash: a synset with
+    hash h is in (i + n * p, n * processes) iff h % n == i and (h // n) % processes == p."""
+    i, n = shard
+    return [(i + n * p, n * processes) for p in range(processes)]
+
+
+def _run_one(settings: Any, algorithm: str, wnids: list[str] | None, shard: tuple[int, int]):  # type: ignore[no-untyped-def]
+    from curation.consensus.plan import run_consensus
+    from imnet.app import App
+
+    app = App(settings)
+    try:
+        with app.Session() as session:
+            return run_consensus(session, algorithm, wnids, settings, shard=shard)
+    finally:
+        app.close()
+
+
+def merge_reports(algorithm: str, reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from the reports of disjoint shards (totals summed, synsets in wnid order)."""
+    totals = {ACCEPT: 0, REJECT: 0, UNDECIDED: 0, "needs_votes": 0, "votes": 0, "manual": 0}
+    per: dict[str, Any] = {}
+    for rep in reports:
+        for k in totals:
+            totals[k] += rep["totals"][k]
+        per.update(rep["per_wnid"])
+    return {"algorithm": algorithm, "per_wnid": dict(sorted(per.items())), "totals": totals}
+
+
+def run_parallel(
+    settings: Any,
+    algorithm: str,
+    wnids: list[str] | None = None,
+    processes: int = 2,
+    shard: tuple[int, int] = (0, 1),
+) -> dict[str, Any]:
+    """`run_consensus` over shard `shard` in `processes` fresh processes (each opens its own
+    connection); the labels are those one process writes, since no synset depends on another."""
+    parts = sub_shards(shard, processes)
+    if processes == 1:
+        return merge_reports(algorithm, [_run_one(settings, algorithm, wnids, parts[0])])
+    # spawn, not fork: a forked child would share the parent's open database connections.
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=processes, mp_context=ctx) as pool:
+        futures = [pool.submit(_run_one, settings, algorithm, wnids, p) for p in parts]
+        return merge_reports(algorithm, [f.result() for f in futures])
