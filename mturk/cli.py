@@ -48,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="only these synsets (repeatable)",
     )
     pub.add_argument("--yes", action="store_true", help="do not ask before spending")
+    _concurrency_flag(pub)
     pub.set_defaults(func=_publish)
 
     col = m.add_parser(
@@ -64,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="request further votes without asking (else only the estimate is shown)",
     )
+    _concurrency_flag(col)
     col.set_defaults(func=_collect)
 
     st = m.add_parser(
@@ -107,12 +109,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     sim.set_defaults(func=_simulate)
 
 
+def _concurrency_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=8,
+        metavar="N",
+        help="API requests in flight at once (default 8; 1 = one after another)",
+    )
+
+
+def _concurrency(args: argparse.Namespace) -> int:
+    from imnet.cli import UserError
+
+    if args.concurrency < 1:
+        raise UserError("--concurrency must be at least 1")
+    return int(args.concurrency)
+
+
 def _publish(args: argparse.Namespace, app: Any) -> int:
     from imnet.cli import UserError, print_json
     from mturk.publish import PublishError, publish
 
+    n = _concurrency(args)
     try:
-        report = publish(app, args.wnids, yes=args.yes)
+        report = publish(app, args.wnids, yes=args.yes, concurrency=n)
     except (PublishError, ValueError) as e:
         raise UserError(str(e)) from None
     except Exception as e:
@@ -126,8 +147,9 @@ def _collect(args: argparse.Namespace, app: Any) -> int:
     from imnet.cli import print_json
     from mturk.collect import collect
 
+    n = _concurrency(args)
     try:
-        report = collect(app, more=not args.no_more, yes=args.yes)
+        report = collect(app, more=not args.no_more, yes=args.yes, concurrency=n)
     except Exception as e:
         _api_error(e)
         raise

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 AWS_SANDBOX_URL = "https://mturk-requester-sandbox.us-east-1.amazonaws.com"
 AWS_LIVE_URL = "https://mturk-requester.us-east-1.amazonaws.com"
+# Requests in flight at once: publish and collect wait on the network, not on the CPU.
+CONCURRENCY = 8
 
 
 def endpoint_url(settings: Any) -> str:
@@ -21,8 +27,10 @@ def is_self_hosted(settings: Any) -> bool:
     return endpoint_url(settings) not in (AWS_SANDBOX_URL, AWS_LIVE_URL)
 
 
-def make_client(settings: Any) -> Any:
-    """A real boto3 client; retries are bounded and every creating call carries its own token."""
+def make_client(settings: Any, connections: int = 16) -> Any:
+    """A real boto3 client; retries are bounded and every creating call carries its own token.
+    It is shared by the request threads (botocore clients are thread-safe): `connections` should
+    be at least the number of threads, or connections are dropped and reopened."""
     import boto3
     from botocore.config import Config
 
@@ -40,7 +48,7 @@ def make_client(settings: Any) -> Any:
             retries={"max_attempts": 3, "mode": "standard"},
             connect_timeout=10,
             read_timeout=60,
-            max_pool_connections=16,
+            max_pool_connections=max(1, connections),
         ),
     )
 
@@ -52,7 +60,16 @@ def error_code(exc: BaseException) -> str:
 
 
 def paginate(call: Any, key: str, page_size: int = 100, **params: Any) -> Any:
-    """Yield every item of a NextToken-paged list call (bounded: stops on a repeated token)."""
+    """Yield every item of a NextToken-paged list call: botocore's own paginator for a boto3
+    client method (it stops with PaginationError on a repeated token), else a bounded loop."""
+    client, name = getattr(call, "__self__", None), getattr(call, "__name__", "")
+    if client is not None and hasattr(client, "can_paginate") and client.can_paginate(name):
+        pages = client.get_paginator(name).paginate(
+            **params, PaginationConfig={"PageSize": page_size}
+        )
+        for page in pages:
+            yield from page.get(key, [])
+        return
     token = None
     seen: set[str] = set()
     while True:
@@ -65,6 +82,32 @@ def paginate(call: Any, key: str, page_size: int = 100, **params: Any) -> Any:
         if not token or token in seen:
             return
         seen.add(token)
+
+
+def call_all(
+    fn: Callable[[T], R], items: Sequence[T], concurrency: int = CONCURRENCY
+) -> list[tuple[T, R | None, BaseException | None]]:
+    """fn over items on up to `concurrency` threads: [(item, result, error)] in input order.
+    Every call finishes before this returns, so a caller records what succeeded before it
+    raises the first error."""
+
+    def one(x: T) -> tuple[T, R | None, BaseException | None]:
+        try:
+            return x, fn(x), None
+        except Exception as e:  # handed back to the caller, which re-raises after recording
+            return x, None, e
+
+    if concurrency <= 1 or len(items) <= 1:
+        return [one(x) for x in items]
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(items))) as pool:
+        return list(pool.map(one, items))
+
+
+def first_error(results: Sequence[tuple[Any, Any, BaseException | None]]) -> None:
+    """Raise the first error of call_all's results, if any."""
+    for _x, _r, err in results:
+        if err is not None:
+            raise err
 
 
 @contextmanager

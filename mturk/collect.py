@@ -12,26 +12,46 @@ Policy (stated, and the feedback the worker reads says which rule applied):
   they lack it) and is marked blocked locally: they get no more HITs. Their earlier votes stay;
   worker-aware consensus weighs them by the worker's record, the others drop them when the
   worker's gold accuracy is under `consensus_min_voter_gold`.
-Every step is recorded before or with its API call, so a rerun repeats nothing and finishes
-whatever a crash interrupted.
+Every step is recorded right after its API call, so a rerun repeats nothing and finishes
+whatever a crash interrupted. At scale: HITs and reviews go in batches, each batch's requests run
+concurrently (`concurrency` threads, one shared boto3 client) and its rows are written in one
+transaction (executemany); nothing is loaded per HIT or per assignment.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
+from collections import defaultdict
+from functools import partial
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Float, bindparam, func, insert, select, update
 
 from db.models import Assignment, Hit, HitItem, Vote, Worker
 from mturk.answers import AnswerError, parse_grid_answer
-from mturk.client import error_code, make_client, paginate, write_session
-from mturk.planning import MAX_ASSIGNMENTS_PER_HIT
+from mturk.client import (
+    CONCURRENCY,
+    call_all,
+    error_code,
+    first_error,
+    make_client,
+    paginate,
+    write_session,
+)
+from mturk.more import request_more
+from mturk.planning import chunked
 from mturk.publish import exclusion_qualification
 
+__all__ = ["collect", "exclude_workers", "request_more"]
+
 log = logging.getLogger(__name__)
+# HITs per round of concurrent listing calls and per transaction; assignments per review round.
+COLLECT_BATCH = 200
+REVIEW_BATCH = 500
+# What is kept of a listed assignment (its HIT's question is never needed here).
+_KEEP = ("AssignmentId", "WorkerId", "AssignmentStatus", "SubmitTime", "Answer")
+_ITEMS = ("Submitted", "Approved", "Rejected")
 
 
 def _review(item: dict[str, Any], gold: dict[int, bool], positions: list[int], s: Any) -> dict:
@@ -69,293 +89,355 @@ def _review(item: dict[str, Any], gold: dict[int, bool], positions: list[int], s
     }
 
 
-def _store(app: Any, hit: Hit, item: dict[str, Any], items: list[HitItem]) -> bool:
-    """Record one assignment with its votes and the worker's counts in one transaction."""
-    s = app.settings
-    gold = {i.position: bool(i.gold_label) for i in items if i.gold_label is not None}
-    d = _review(item, gold, [i.position for i in items], s)
-    with write_session(app) as session:
-        if session.get(Assignment, item["AssignmentId"]) is not None:
-            return False
-        session.add(
-            Assignment(
-                assignment_id=item["AssignmentId"],
-                hit_id=hit.hit_id,
-                worker_id=item["WorkerId"],
-                status=d["status"],
-                submitted_at=_ts(item.get("SubmitTime")),
-                answer_xml=item.get("Answer"),
-                reject_reason=d["reason"] or (d["feedback"] if d["status"] != "Approved" else None),
-                gold_seen=d["seen"],
-                gold_correct=d["correct"],
-                reviewed_at=None,
-            )
-        )
-        session.flush()
-        if d["ticked"] is not None:
-            # One vote per worker and item: a worker who meets an item again in a later round's
-            # HIT would otherwise count twice in a consensus that assumes independent votes.
-            voted = set(
-                session.scalars(
-                    select(Vote.candidate_id).where(
-                        Vote.worker_id == item["WorkerId"],
-                        Vote.candidate_id.in_([i.candidate_id for i in items]),
-                    )
-                )
-            )
-            for i in items:
-                if i.gold_label is None and i.candidate_id not in voted:
-                    session.add(
-                        Vote(
-                            assignment_id=item["AssignmentId"],
-                            candidate_id=i.candidate_id,
-                            worker_id=item["WorkerId"],
-                            wnid=hit.wnid,
-                            is_match=bool(d["ticked"].get(i.position, False)),
-                        )
-                    )
-        w = session.get(Worker, item["WorkerId"])
-        if w is None:
-            w = Worker(
-                worker_id=item["WorkerId"],
-                gold_seen=0,
-                gold_correct=0,
-                approved=0,
-                rejected=0,
-                blocked=False,
-            )
-            session.add(w)
-        w.gold_seen += d["seen"]
-        w.gold_correct += d["correct"]
-        if d["status"] == "Approved":
-            w.approved += 1
-        else:
-            w.rejected += 1
-        session.commit()
-    return True
-
-
 def _ts(v: Any) -> float | None:
     return v.timestamp() if hasattr(v, "timestamp") else (float(v) if v is not None else None)
 
 
-def _send_reviews(app: Any, client: Any, server_status: dict[str, str]) -> dict[str, int]:
+def _hit_info(h: dict[str, Any]) -> tuple[str, int, float | None]:
+    return h["HITStatus"], h["MaxAssignments"], _ts(h.get("Expiration"))
+
+
+def _fetch(
+    client: Any, listed: dict[str, tuple[str, int, float | None]], hit_id: str
+) -> tuple[list[dict[str, Any]], tuple[str, int, float | None]]:
+    """One HIT's assignments, and its state: from ListReviewableHITs, else GetHIT."""
+    got = [
+        {k: a.get(k) for k in _KEEP}
+        for a in paginate(
+            client.list_assignments_for_hit, "Assignments", HITId=hit_id, AssignmentStatuses=_ITEMS
+        )
+    ]
+    info = listed.get(hit_id)
+    if info is None:
+        info = _hit_info(client.get_hit(HITId=hit_id)["HIT"])
+    return got, info
+
+
+def _collect_batch(
+    app: Any,
+    client: Any,
+    batch: list[tuple[str, str]],
+    listed: dict[str, tuple[str, int, float | None]],
+    server_status: dict[str, str],
+    concurrency: int,
+) -> int:
+    """Fetch a batch of HITs concurrently; store their new assignments, votes, worker counts and
+    HIT states in one transaction. Returns the number of new assignments."""
+    s = app.settings
+    hit_ids = [hid for hid, _w in batch]
+    known: set[str] = set()
+    items: dict[str, list[tuple[int, int, bool | None]]] = defaultdict(list)
+    with app.Session() as session:
+        for part in chunked(hit_ids):
+            known.update(
+                session.scalars(select(Assignment.assignment_id).where(Assignment.hit_id.in_(part)))
+            )
+            q = select(HitItem.hit_id, HitItem.position, HitItem.candidate_id, HitItem.gold_label)
+            for hid, pos, cid, g in session.execute(q.where(HitItem.hit_id.in_(part))):
+                items[hid].append((pos, cid, g))
+    results = call_all(partial(_fetch, client, listed), hit_ids, concurrency)
+    wnids = dict(batch)
+    now = time.time()
+    assignments: list[dict[str, Any]] = []
+    # (assignment, worker, wnid, [(candidate, is_match)]) in listing order: the first answer of a
+    # worker on an item is the one kept.
+    votes: list[tuple[str, str, str, list[tuple[int, bool]]]] = []
+    states: list[dict[str, Any]] = []
+    for hid, res, _err in results:
+        if res is None:
+            continue
+        got, (status, max_a, expires) = res
+        its = sorted(items[hid])
+        gold = {pos: bool(g) for pos, _c, g in its if g is not None}
+        for a in got:
+            aid = a["AssignmentId"]
+            if a["AssignmentStatus"] != "Submitted":
+                server_status[aid] = a["AssignmentStatus"]
+            if aid in known:
+                continue
+            known.add(aid)
+            d = _review(a, gold, [pos for pos, _c, _g in its], s)
+            assignments.append(
+                {
+                    "assignment_id": aid,
+                    "hit_id": hid,
+                    "worker_id": a["WorkerId"],
+                    "status": d["status"],
+                    "submitted_at": _ts(a.get("SubmitTime")),
+                    "answer_xml": a.get("Answer"),
+                    "reject_reason": d["reason"]
+                    or (d["feedback"] if d["status"] != "Approved" else None),
+                    "gold_seen": d["seen"],
+                    "gold_correct": d["correct"],
+                    "reviewed_at": None,
+                }
+            )
+            if d["ticked"] is not None:
+                ticked = d["ticked"]
+                pairs = [(c, bool(ticked.get(p, False))) for p, c, g in its if g is None]
+                votes.append((aid, a["WorkerId"], wnids[hid], pairs))
+        states.append(
+            {
+                "h": hid,
+                "st": status,
+                "mx": max_a,
+                "ex": expires,
+                "co": now if status == "Reviewable" else None,
+            }
+        )
+    _write_batch(app, assignments, votes, states)
+    first_error(results)
+    return len(assignments)
+
+
+def _write_batch(
+    app: Any,
+    assignments: list[dict[str, Any]],
+    votes: list[tuple[str, str, str, list[tuple[int, bool]]]],
+    states: list[dict[str, Any]],
+) -> None:
+    W, H = Worker.__table__, Hit.__table__
+    with write_session(app) as session:
+        # Read again under the write lock: a concurrent collect may have stored some meanwhile.
+        dup: set[str] = set()
+        for part in chunked([a["assignment_id"] for a in assignments]):
+            dup.update(
+                session.scalars(
+                    select(Assignment.assignment_id).where(Assignment.assignment_id.in_(part))
+                )
+            )
+        rows = [a for a in assignments if a["assignment_id"] not in dup]
+        # One vote per worker and item: a worker who meets an item again in a later round's HIT
+        # would otherwise count twice in a consensus that assumes independent votes.
+        prior: set[tuple[str, int]] = set()
+        for part in chunked({c for aid, _w, _n, ps in votes if aid not in dup for c, _m in ps}):
+            q = select(Vote.worker_id, Vote.candidate_id).where(Vote.candidate_id.in_(part))
+            prior.update((w, c) for w, c in session.execute(q))
+        vote_rows: list[dict[str, Any]] = []
+        for aid, wid, wnid, pairs in votes:
+            if aid in dup:
+                continue
+            for cid, match in pairs:
+                if (wid, cid) not in prior:
+                    prior.add((wid, cid))
+                    vote_rows.append(
+                        {
+                            "assignment_id": aid,
+                            "candidate_id": cid,
+                            "worker_id": wid,
+                            "wnid": wnid,
+                            "is_match": match,
+                        }
+                    )
+        delta: dict[str, list[int]] = {}
+        for a in rows:
+            d = delta.setdefault(a["worker_id"], [0, 0, 0, 0])
+            d[0] += a["gold_seen"]
+            d[1] += a["gold_correct"]
+            d[2 if a["status"] == "Approved" else 3] += 1
+        old: set[str] = set()
+        for part in chunked(set(delta)):
+            old.update(session.scalars(select(Worker.worker_id).where(Worker.worker_id.in_(part))))
+        if rows:
+            session.execute(insert(Assignment), rows)
+        if vote_rows:
+            session.execute(insert(Vote), vote_rows)
+        fresh = [
+            {"worker_id": w, "gold_seen": d[0], "gold_correct": d[1], "approved": d[2]}
+            | {"rejected": d[3], "blocked": False}
+            for w, d in delta.items()
+            if w not in old
+        ]
+        if fresh:
+            session.execute(insert(Worker), fresh)
+        bumps = [
+            {"w": w, "gs": d[0], "gc": d[1], "ap": d[2], "rj": d[3]}
+            for w, d in delta.items()
+            if w in old
+        ]
+        if bumps:
+            session.execute(
+                update(W)
+                .where(W.c.worker_id == bindparam("w"))
+                .values(
+                    gold_seen=W.c.gold_seen + bindparam("gs"),
+                    gold_correct=W.c.gold_correct + bindparam("gc"),
+                    approved=W.c.approved + bindparam("ap"),
+                    rejected=W.c.rejected + bindparam("rj"),
+                ),
+                bumps,
+            )
+        if states:
+            session.execute(
+                update(H)
+                .where(H.c.hit_id == bindparam("h"))
+                .values(
+                    status=bindparam("st"),
+                    max_assignments=bindparam("mx"),
+                    expires_at=bindparam("ex"),
+                    collected_at=func.coalesce(bindparam("co", type_=Float), H.c.collected_at),
+                ),
+                states,
+            )
+        session.commit()
+
+
+def _review_one(
+    client: Any, server_status: dict[str, str], row: tuple[str, str, str | None]
+) -> tuple[str, str]:
+    """Send one verdict; returns (the server's verdict now, approved|rejected|already)."""
+    aid, status, reason = row
+    approve = status == "Approved"
+    verdict = server_status.get(aid, "Submitted")
+    if verdict != "Submitted":
+        return verdict, "already"
+    try:
+        if approve:
+            client.approve_assignment(AssignmentId=aid, RequesterFeedback="Thank you.")
+        else:
+            feedback = reason or "Rejected by the review policy."
+            client.reject_assignment(AssignmentId=aid, RequesterFeedback=feedback[:1000])
+    except client.exceptions.RequestError as e:
+        if "InvalidAssignmentState" not in error_code(e):
+            raise
+        return client.get_assignment(AssignmentId=aid)["Assignment"]["AssignmentStatus"], "already"
+    return ("Approved", "approved") if approve else ("Rejected", "rejected")
+
+
+def _send_reviews(
+    app: Any, client: Any, server_status: dict[str, str], concurrency: int = CONCURRENCY
+) -> dict[str, int]:
     """Approve or reject every locally decided, not yet reviewed assignment (resumable).
 
     When the server already holds a verdict (reviewed before a crash, or auto-approved), its word
     stands and the local status follows it (an "Invalid" answer stays Invalid: it has no votes)."""
     done = {"approved": 0, "rejected": 0, "already": 0}
-    with app.Session() as session:
-        todo = list(session.scalars(select(Assignment).where(Assignment.reviewed_at.is_(None))))
-    for a in todo:
-        approve = a.status == "Approved"
-        verdict = server_status.get(a.assignment_id, "Submitted")
-        try:
-            if verdict == "Submitted":
-                if approve:
-                    client.approve_assignment(
-                        AssignmentId=a.assignment_id, RequesterFeedback="Thank you."
-                    )
-                else:
-                    feedback = a.reject_reason or "Rejected by the review policy."
-                    client.reject_assignment(
-                        AssignmentId=a.assignment_id, RequesterFeedback=feedback[:1000]
-                    )
-                done["approved" if approve else "rejected"] += 1
-                verdict = "Approved" if approve else "Rejected"
-            else:
-                done["already"] += 1
-        except client.exceptions.RequestError as e:
-            if "InvalidAssignmentState" not in error_code(e):
-                raise
-            got = client.get_assignment(AssignmentId=a.assignment_id)["Assignment"]
-            verdict = got["AssignmentStatus"]
-            done["already"] += 1
-        with write_session(app) as session:
-            row = session.get(Assignment, a.assignment_id)
-            if row is not None:
-                if row.status != "Invalid" and verdict in ("Approved", "Rejected"):
-                    row.status = verdict
-                row.reviewed_at = time.time()
+    A = Assignment.__table__
+    last = ""
+    while True:
+        with app.Session() as session:
+            page = [
+                (aid, st, reason)
+                for aid, st, reason in session.execute(
+                    select(A.c.assignment_id, A.c.status, A.c.reject_reason)
+                    .where(A.c.reviewed_at.is_(None), A.c.assignment_id > last)
+                    .order_by(A.c.assignment_id)
+                    .limit(REVIEW_BATCH)
+                )
+            ]
+        if not page:
+            return done
+        last = page[-1][0]
+        results = call_all(partial(_review_one, client, server_status), page, concurrency)
+        now = time.time()
+        rows = []
+        for (aid, status, _r), res, _err in results:
+            if res is None:
+                continue
+            verdict, kind = res
+            done[kind] += 1
+            keep = status == "Invalid" or verdict not in ("Approved", "Rejected")
+            rows.append({"a": aid, "st": status if keep else verdict, "t": now})
+        if rows:
+            with write_session(app) as session:
+                session.execute(
+                    update(A)
+                    .where(A.c.assignment_id == bindparam("a"), A.c.reviewed_at.is_(None))
+                    .values(status=bindparam("st"), reviewed_at=bindparam("t")),
+                    rows,
+                )
                 session.commit()
-    return done
+        first_error(results)
 
 
-def exclude_workers(app: Any, client: Any) -> list[str]:
+def exclude_workers(app: Any, client: Any, concurrency: int = CONCURRENCY) -> list[str]:
     """Give the exclusion qualification to workers under the accuracy bar (once each)."""
     s = app.settings
     with app.Session() as session:
-        rows = list(
-            session.scalars(
-                select(Worker).where(
-                    Worker.blocked.is_(False), Worker.gold_seen >= max(1, s.mturk_min_gold_seen)
-                )
+        rows = session.execute(
+            select(Worker.worker_id, Worker.gold_seen, Worker.gold_correct).where(
+                Worker.blocked.is_(False), Worker.gold_seen >= max(1, s.mturk_min_gold_seen)
             )
-        )
-    bad = [w.worker_id for w in rows if w.gold_correct / w.gold_seen < s.mturk_min_worker_gold]
+        ).all()
+    bad = [w for w, seen, correct in rows if correct / seen < s.mturk_min_worker_gold]
     if not bad:
         return []
     qual = exclusion_qualification(client)
-    for wid in bad:
+
+    def grant(wid: str) -> None:
         client.associate_qualification_with_worker(
             QualificationTypeId=qual, WorkerId=wid, IntegerValue=1, SendNotification=False
         )
-        with write_session(app) as session:
-            w = session.get(Worker, wid)
-            if w is not None:
-                w.blocked = True
-                session.commit()
+
+    results = call_all(grant, bad, concurrency)
+    ok = [w for w, _r, err in results if err is None]
+    with write_session(app) as session:
+        for part in chunked(ok):
+            session.execute(update(Worker).where(Worker.worker_id.in_(part)).values(blocked=True))
+        session.commit()
+    first_error(results)
     return bad
 
 
 def collect(
-    app: Any, *, client: Any = None, more: bool = True, yes: bool = True, out: Any = print
+    app: Any,
+    *,
+    client: Any = None,
+    more: bool = True,
+    yes: bool = True,
+    out: Any = print,
+    concurrency: int = CONCURRENCY,
 ) -> dict[str, Any]:
-    """Collect every known HIT's submitted assignments; then ask for votes still needed."""
-    client = client or make_client(app.settings)
+    """Collect every known HIT's submitted assignments; then ask for votes still needed.
+
+    HITs go in batches: `concurrency` listing requests in flight, one transaction per batch."""
+    client = client or make_client(app.settings, connections=2 * concurrency)
     with app.Session() as session:
-        local = {h.hit_id: h for h in session.scalars(select(Hit).where(Hit.status != "Disposed"))}
-    # Reviewable HITs first (MTurk's own list), then every local HIT still open for partial work.
-    with app.Session() as session:
+        local = {
+            hid: (wnid, collected)
+            for hid, wnid, collected in session.execute(
+                select(Hit.hit_id, Hit.wnid, Hit.collected_at).where(Hit.status != "Disposed")
+            )
+        }
         have = dict(
             session.execute(
                 select(Assignment.hit_id, func.count()).group_by(Assignment.hit_id)
             ).all()
         )
+    # Reviewable HITs first (MTurk's own list), then every local HIT still open for partial work.
+    listed: dict[str, tuple[str, int, float | None]] = {}
     order: list[str] = []
     for h in paginate(client.list_reviewable_hits, "HITs", Status="Reviewable"):
-        row = local.get(h["HITId"])
+        hid = h["HITId"]
+        row = local.get(hid)
         # Finished and fully collected before: nothing new can be there.
-        if row is None or (row.collected_at and have.get(row.hit_id, 0) >= h["MaxAssignments"]):
+        if row is None or hid in listed or (row[1] and have.get(hid, 0) >= h["MaxAssignments"]):
             continue
-        order.append(h["HITId"])
-    order += [hid for hid, h in local.items() if hid not in order and h.collected_at is None]
-    report = {"hits": 0, "assignments_new": 0, "invalid": 0, "server_status": {}}
+        listed[hid] = _hit_info(h)
+        order.append(hid)
+    order += [
+        hid for hid, (_w, collected) in local.items() if collected is None and hid not in listed
+    ]
+    report: dict[str, Any] = {"hits": 0, "assignments_new": 0, "invalid": 0}
+    # Only verdicts other than "Submitted" are kept: the review step assumes Submitted otherwise.
     server_status: dict[str, str] = {}
-    for hit_id in order:
-        hit = local[hit_id]
-        with app.Session() as session:
-            items = list(session.scalars(select(HitItem).where(HitItem.hit_id == hit_id)))
-        n_new = 0
-        for a in paginate(
-            client.list_assignments_for_hit,
-            "Assignments",
-            HITId=hit_id,
-            AssignmentStatuses=["Submitted", "Approved", "Rejected"],
-        ):
-            server_status[a["AssignmentId"]] = a["AssignmentStatus"]
-            if _store(app, hit, a, items):
-                n_new += 1
-        report["assignments_new"] += n_new
-        report["hits"] += 1
-        info = client.get_hit(HITId=hit_id)["HIT"]
-        with write_session(app) as session:
-            row = session.get(Hit, hit_id)
-            assert row is not None
-            row.status = info["HITStatus"]
-            row.max_assignments = info["MaxAssignments"]
-            row.expires_at = info["Expiration"].timestamp()
-            if info["HITStatus"] == "Reviewable":
-                row.collected_at = time.time()
-            session.commit()
-    reviews = _send_reviews(app, client, server_status)
-    report.update(reviews)
-    report["excluded_workers"] = exclude_workers(app, client)
-    with app.Session() as session:
-        report["invalid"] = len(
-            list(
-                session.scalars(
-                    select(Assignment.assignment_id).where(Assignment.status == "Invalid")
-                )
-            )
+    for i in range(0, len(order), COLLECT_BATCH):
+        batch = [(hid, local[hid][0]) for hid in order[i : i + COLLECT_BATCH]]
+        report["assignments_new"] += _collect_batch(
+            app, client, batch, listed, server_status, concurrency
         )
-    del report["server_status"]
+        report["hits"] += len(batch)
+    reviews = _send_reviews(app, client, server_status, concurrency)
+    report.update(reviews)
+    report["excluded_workers"] = exclude_workers(app, client, concurrency)
+    with app.Session() as session:
+        report["invalid"] = session.scalar(
+            select(func.count()).select_from(Assignment).where(Assignment.status == "Invalid")
+        )
     if more:
-        report["more"] = request_more(app, client=client, yes=yes, out=out)
+        report["more"] = request_more(app, client=client, yes=yes, out=out, concurrency=concurrency)
     out(
         f"collected {report['assignments_new']} new assignments from {report['hits']} HITs: "
         f"{reviews['approved']} approved, {reviews['rejected']} rejected"
     )
     return report
-
-
-def request_more(
-    app: Any,
-    *,
-    client: Any = None,
-    yes: bool = True,
-    out: Any = print,
-    needs: dict[int, int] | None = None,
-) -> dict:
-    """Items consensus still leaves undecided: extend their finished HITs, else publish new ones.
-
-    `needs` (candidate_id -> votes) defaults to consensus's `needs_votes`."""
-    from mturk.publish import needs_from_consensus, publish
-
-    client = client or make_client(app.settings)
-    given = needs is not None
-    if needs is None:
-        needs = needs_from_consensus(app, None)
-    extended = 0
-    if needs:
-        with app.Session() as session:
-            hits = list(
-                session.scalars(
-                    select(Hit).where(
-                        Hit.status == "Reviewable", Hit.expires_at > time.time() + 600
-                    )
-                )
-            )
-            items = {}
-            for h in hits:
-                items[h.hit_id] = [
-                    i.candidate_id
-                    for i in session.scalars(
-                        select(HitItem).where(
-                            HitItem.hit_id == h.hit_id, HitItem.gold_label.is_(None)
-                        )
-                    )
-                ]
-        for h in hits:
-            want = [needs[c] for c in items[h.hit_id] if c in needs]
-            # Extend only when most of the HIT still needs votes; otherwise a new HIT wastes less.
-            if not want or 2 * len(want) < len(items[h.hit_id]):
-                continue
-            # Enough for the neediest item: fewer rounds; the others just get a surer posterior.
-            k = min(max(want), MAX_ASSIGNMENTS_PER_HIT - h.max_assignments)
-            if k < 1 or not yes:
-                continue
-            # One extension per (HIT, size): a rerun after a crash repeats the same token.
-            token = (
-                "imnet-more-"
-                + hashlib.sha256(f"{h.hit_id}|{h.max_assignments}".encode()).hexdigest()[:50]
-            )
-            try:
-                client.create_additional_assignments_for_hit(
-                    HITId=h.hit_id, NumberOfAdditionalAssignments=k, UniqueRequestToken=token
-                )
-                new_max = h.max_assignments + k
-            except client.exceptions.RequestError as e:
-                if "DuplicateRequest" not in error_code(e):
-                    raise
-                new_max = client.get_hit(HITId=h.hit_id)["HIT"]["MaxAssignments"]
-            with write_session(app) as session:
-                row = session.get(Hit, h.hit_id)
-                assert row is not None
-                row.max_assignments = new_max
-                row.status = "Assignable"
-                row.collected_at = None
-                session.commit()
-            extended += 1
-    if extended:
-        out(f"asked for more assignments on {extended} HITs")
-    result = publish(
-        app,
-        None,
-        yes=yes,
-        client=client,
-        out=out,
-        needs=needs if given else None,
-        confirm=(lambda _p: False) if not yes else None,
-    )
-    return {"extended_hits": extended, "published": result}

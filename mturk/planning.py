@@ -6,6 +6,7 @@ import hashlib
 import random
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -16,6 +17,16 @@ from db.models import Candidate, Hit, HitItem, Label
 
 # MTurk charges 40% instead of 20% from 10 assignments on, so a HIT never asks for more than 9.
 MAX_ASSIGNMENTS_PER_HIT = 9
+# Bound parameters per IN list: under the smallest limit any SQLite build may have (999 before
+# 3.32), far under PostgreSQL's 65,535; a statement per chunk costs little beside its rows.
+IN_CHUNK = 900
+
+
+def chunked(values: Iterable[Any], n: int = IN_CHUNK) -> Iterator[list[Any]]:
+    """Consecutive lists of at most n values (sorted first when given a set, for stable plans)."""
+    seq = sorted(values) if isinstance(values, set | frozenset) else list(values)
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
 
 
 @dataclass
@@ -52,6 +63,19 @@ def estimate_cost(plan: list[PlannedHit], reward: str) -> dict[str, Any]:
 
 def gold_pool(session: Any, wnids: list[str]) -> dict[str, list[tuple[int, bool]]]:
     """wnid -> [(candidate_id, answer)]: hand labels first, then near-certain consensus labels."""
+    manual: dict[str, list[tuple[int, bool]]] = defaultdict(list)
+    confident: dict[str, list[tuple[int, bool]]] = defaultdict(list)
+    for part in chunked(wnids):
+        _gold_rows(session, part, manual, confident)
+    return {w: manual.get(w, []) + confident.get(w, []) for w in wnids}
+
+
+def _gold_rows(
+    session: Any,
+    wnids: list[str],
+    manual: dict[str, list[tuple[int, bool]]],
+    confident: dict[str, list[tuple[int, bool]]],
+) -> None:
     q = (
         select(
             Label.candidate_id,
@@ -75,40 +99,34 @@ def gold_pool(session: Any, wnids: list[str]) -> dict[str, list[tuple[int, bool]
         )
         .order_by(Label.candidate_id)
     )
-    manual: dict[str, list[tuple[int, bool]]] = defaultdict(list)
-    confident: dict[str, list[tuple[int, bool]]] = defaultdict(list)
     for cid, wnid, decision, posterior, overridden, by in session.execute(q):
         if overridden or by == "manual":
             if decision in ("accept", "reject"):
                 manual[wnid].append((cid, decision == "accept"))
         elif posterior is not None:
             confident[wnid].append((cid, posterior >= 0.999))
-    return {w: manual.get(w, []) + confident.get(w, []) for w in wnids}
 
 
-def _pick_gold(pool: list[tuple[int, bool]], k: int, rng: random.Random) -> list[tuple[int, bool]]:
-    # Balance yes and no answers, so that ticking everything (or nothing) fails a check.
-    yes = [g for g in pool if g[1]]
-    no = [g for g in pool if not g[1]]
-    rng.shuffle(yes)
-    rng.shuffle(no)
-    out: list[tuple[int, bool]] = []
-    while len(out) < k and (yes or no):
-        src = yes if (len(out) % 2 == 0 and yes) or not no else no
-        out.append(src.pop())
-    return out
+def _pick_gold(
+    yes: list[tuple[int, bool]], no: list[tuple[int, bool]], k: int, rng: random.Random
+) -> list[tuple[int, bool]]:
+    # Balance yes and no answers, so that ticking everything (or nothing) fails a check. O(k),
+    # not O(pool): a synset's pool can hold every item a former round decided.
+    n_yes = min(len(yes), max(k - len(no), (k + 1) // 2))
+    n_no = min(len(no), k - n_yes)
+    return rng.sample(yes, n_yes) + rng.sample(no, n_no)
 
 
 def plan_hits(session: Any, needs: dict[int, int], settings: Any) -> list[PlannedHit]:
     """Group items per synset and per votes-needed level (1..9) into HITs with gold mixed in."""
     if not needs:
         return []
-    rows = session.execute(
-        select(Candidate.id, Candidate.wnid).where(Candidate.id.in_(list(needs)))
-    ).all()
     by_wnid: dict[str, list[int]] = defaultdict(list)
-    for cid, wnid in rows:
-        by_wnid[wnid].append(cid)
+    for part in chunked(needs.keys()):
+        for cid, wnid in session.execute(
+            select(Candidate.id, Candidate.wnid).where(Candidate.id.in_(part))
+        ):
+            by_wnid[wnid].append(cid)
     per_hit = max(1, settings.mturk_images_per_hit)
     n_gold = max(0, min(settings.mturk_gold_per_hit, per_hit - 1))
     pools = gold_pool(session, sorted(by_wnid))
@@ -119,6 +137,8 @@ def plan_hits(session: Any, needs: dict[int, int], settings: Any) -> list[Planne
             levels[min(needs[cid], MAX_ASSIGNMENTS_PER_HIT)].append(cid)
         voted = set(by_wnid[wnid])
         pool = [g for g in pools.get(wnid, []) if g[0] not in voted]
+        yes = [g for g in pool if g[1]]
+        no = [g for g in pool if not g[1]]
         for level in sorted(levels, reverse=True):
             cids = levels[level]
             gold_here = n_gold if len(pool) >= n_gold else len(pool)
@@ -127,7 +147,7 @@ def plan_hits(session: Any, needs: dict[int, int], settings: Any) -> list[Planne
                 chunk = cids[i : i + step]
                 seed = hashlib.sha256(f"{wnid}|{level}|{chunk}".encode()).digest()
                 rng = random.Random(seed)
-                gold = _pick_gold(pool, gold_here, rng)
+                gold = _pick_gold(yes, no, gold_here, rng)
                 tiles: list[tuple[int, bool | None]] = [(c, None) for c in chunk]
                 tiles += [(c, ans) for c, ans in gold]
                 rng.shuffle(tiles)
@@ -143,23 +163,35 @@ def plan_hits(session: Any, needs: dict[int, int], settings: Any) -> list[Planne
 
 def assign_tokens(session: Any, plan: list[PlannedHit]) -> None:
     """Deterministic UniqueRequestToken per HIT content and round."""
-    for h in plan:
-        first = next(c for _p, c, g in h.items if g is None)
-        # Rounds = finished earlier HITs of this item: while a HIT is open the same content gives
-        # the same token (so a rerun never duplicates it); once it is done, a new round may ask.
-        rounds = session.scalar(
-            select(func.count())
-            .select_from(HitItem)
-            .join(Hit, Hit.hit_id == HitItem.hit_id)
-            .where(
-                HitItem.candidate_id == first,
-                HitItem.gold_label.is_(None),
-                Hit.status.not_in(("Assignable", "Unassignable")),
-            )
+    firsts = [next(c for _p, c, g in h.items if g is None) for h in plan]
+    # Rounds = finished earlier HITs of this item: while a HIT is open the same content gives
+    # the same token (so a rerun never duplicates it); once it is done, a new round may ask.
+    rounds: dict[int, int] = {}
+    for part in chunked(set(firsts)):
+        rounds.update(
+            session.execute(
+                select(HitItem.candidate_id, func.count())
+                .join(Hit, Hit.hit_id == HitItem.hit_id)
+                .where(
+                    HitItem.candidate_id.in_(part),
+                    HitItem.gold_label.is_(None),
+                    Hit.status.not_in(("Assignable", "Unassignable")),
+                )
+                .group_by(HitItem.candidate_id)
+            ).all()
         )
+    for i, h in enumerate(plan):
         content = "|".join(f"{p}:{c}:{g}" for p, c, g in h.items)
-        raw = f"imnet-hit|{h.wnid}|{h.max_assignments}|{rounds}|{content}"
+        raw = f"imnet-hit|{h.wnid}|{h.max_assignments}|{rounds.get(firsts[i], 0)}|{content}"
         h.token = "imnet-" + hashlib.sha256(raw.encode()).hexdigest()[:58]
+
+
+def known_tokens(session: Any, tokens: Iterable[str]) -> set[str]:
+    """The request tokens among `tokens` that already have a local HIT row."""
+    out: set[str] = set()
+    for part in chunked(tokens):
+        out.update(session.scalars(select(Hit.request_token).where(Hit.request_token.in_(part))))
+    return out
 
 
 def open_items(session: Any) -> set[int]:

@@ -4,27 +4,43 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from db.models import Candidate, Hit, HitItem, Synset
 from mturk.client import (
+    CONCURRENCY,
+    call_all,
     endpoint_url,
     error_code,
+    first_error,
     is_self_hosted,
     make_client,
     paginate,
     write_session,
 )
 from mturk.layout import Tile, html_question, render_task_html
-from mturk.planning import PlannedHit, assign_tokens, estimate_cost, open_items, plan_hits
+from mturk.planning import (
+    PlannedHit,
+    assign_tokens,
+    chunked,
+    estimate_cost,
+    known_tokens,
+    open_items,
+    plan_hits,
+)
 
 log = logging.getLogger(__name__)
 
 EXCLUSION_QUAL_NAME = "imnet: excluded for low accuracy on check images"
+# HITs per round of concurrent CreateHIT calls and per local write: bounds memory (the questions
+# of one batch) and what a crash can leave created on the server but unrecorded here.
+PUBLISH_BATCH = 256
 HIT_TITLE = "Tick every image that shows the named concept"
 HIT_DESCRIPTION = (
     "You see a word with its dictionary definition and a grid of images. Tick each image that "
@@ -86,47 +102,73 @@ def hit_type(client: Any, settings: Any, qual_id: str) -> str:
     )["HITTypeId"]
 
 
-def _find_hit_by_token(client: Any, token: str, message: str) -> str | None:
-    m = re.search(r"HITId: ([A-Z0-9]{10,64})", message)
-    if m:
-        return m.group(1)
-    # AWS's message may not carry the id: the token is also the HIT's RequesterAnnotation.
-    for h in paginate(client.list_hits, "HITs"):
-        if h.get("RequesterAnnotation") == token:
-            return h["HITId"]
-    return None
+class _TokenIndex:
+    """Which HIT a UniqueRequestToken made. AWS's HitAlreadyExists message may not carry the id;
+    the token is also the HIT's RequesterAnnotation, so the HIT list is read once per run (not
+    once per conflict: a crash can leave a whole batch to be found)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.by_token: dict[str, str] | None = None
+        self.lock = threading.Lock()
+
+    def find(self, token: str, message: str) -> str | None:
+        m = re.search(r"HITId: ([A-Z0-9]{10,64})", message)
+        if m:
+            return m.group(1)
+        with self.lock:
+            if self.by_token is None:
+                self.by_token = {
+                    h["RequesterAnnotation"]: h["HITId"]
+                    for h in paginate(self.client.list_hits, "HITs")
+                    if h.get("RequesterAnnotation")
+                }
+            return self.by_token.get(token)
 
 
-def create_planned(app: Any, client: Any, plan: list[PlannedHit], type_id: str) -> dict[str, int]:
-    """Create each planned HIT once; a retried or repeated run finds the HIT it already made."""
+def _tile_info(session: Any, ids: set[int]) -> dict[int, tuple[str | None, str, str | None]]:
+    info: dict[int, tuple[str | None, str, str | None]] = {}
+    for part in chunked(ids):
+        q = select(Candidate.id, Candidate.image_sha256, Candidate.url, Candidate.title)
+        for cid, sha, url, title in session.execute(q.where(Candidate.id.in_(part))):
+            info[cid] = (sha, url, title)
+    return info
+
+
+def _synsets(session: Any, wnids: set[str]) -> dict[str, tuple[list[str], str]]:
+    out: dict[str, tuple[list[str], str]] = {}
+    for part in chunked(wnids):
+        for sy in session.scalars(select(Synset).where(Synset.wnid.in_(part))):
+            out[sy.wnid] = (list(sy.lemmas or []), sy.gloss or "")
+    return out
+
+
+def create_planned(
+    app: Any,
+    client: Any,
+    plan: list[PlannedHit],
+    type_id: str,
+    *,
+    concurrency: int = CONCURRENCY,
+    batch_size: int = PUBLISH_BATCH,
+) -> dict[str, int]:
+    """Create each planned HIT once; a retried or repeated run finds the HIT it already made.
+
+    Batches of HITs are created by concurrent requests, then recorded in one transaction; no
+    transaction is open during the API calls (the server may share this database)."""
     s = app.settings
     counts = {"created": 0, "existing": 0}
     with app.Session() as session:
-        ids = {c for h in plan for _p, c, _g in h.items}
-        info = {
-            cid: (sha, url, title)
-            for cid, sha, url, title in session.execute(
-                select(Candidate.id, Candidate.image_sha256, Candidate.url, Candidate.title).where(
-                    Candidate.id.in_(ids)
-                )
-            )
-        }
-        synsets = {
-            sy.wnid: sy
-            for sy in session.scalars(select(Synset).where(Synset.wnid.in_({h.wnid for h in plan})))
-        }
-    for h in plan:
-        with app.Session() as session:
-            if session.scalar(select(Hit.hit_id).where(Hit.request_token == h.token)):
-                counts["existing"] += 1
-                continue
-        sy = synsets.get(h.wnid)
+        synsets = _synsets(session, {h.wnid for h in plan})
+    tokens = _TokenIndex(client)
+
+    def create(info: dict[int, Any], h: PlannedHit) -> tuple[str, float, bool]:
+        lemmas, gloss = synsets.get(h.wnid, ([], ""))
         tiles = [
             Tile(p, info[c][0] or "", image_src(s, info[c][0] or "", info[c][1]), info[c][2] or "")
             for p, c, _g in h.items
         ]
-        doc = render_task_html(h.wnid, list(sy.lemmas if sy else []), sy.gloss if sy else "", tiles)
-        # No transaction is open during the API call: the server may share this database.
+        doc = render_task_html(h.wnid, lemmas, gloss, tiles)
         try:
             resp = client.create_hit_with_hit_type(
                 HITTypeId=type_id,
@@ -136,36 +178,66 @@ def create_planned(app: Any, client: Any, plan: list[PlannedHit], type_id: str) 
                 RequesterAnnotation=h.token,
                 UniqueRequestToken=h.token,
             )
-            hit_id, expires = resp["HIT"]["HITId"], resp["HIT"]["Expiration"].timestamp()
-            counts["created"] += 1
+            return resp["HIT"]["HITId"], resp["HIT"]["Expiration"].timestamp(), True
         except client.exceptions.RequestError as e:
             if "HitAlreadyExists" not in error_code(e):
                 raise
-            found = _find_hit_by_token(client, h.token, str(e))
+            found = tokens.find(h.token, str(e))
             if found is None:
                 raise PublishError(f"HIT with token {h.token} exists but was not found") from e
-            hit_id, expires = found, client.get_hit(HITId=found)["HIT"]["Expiration"].timestamp()
-            counts["existing"] += 1
-        with write_session(app) as session:
-            session.add(
-                Hit(
-                    hit_id=hit_id,
-                    hit_type_id=type_id,
-                    wnid=h.wnid,
-                    status="Assignable",
-                    request_token=h.token,
-                    max_assignments=h.max_assignments,
-                    reward=s.mturk_reward,
-                    endpoint=endpoint_url(s),
-                    created_at=time.time(),
-                    expires_at=expires,
-                )
-            )
-            session.flush()
-            for p, c, g in h.items:
-                session.add(HitItem(hit_id=hit_id, position=p, candidate_id=c, gold_label=g))
-            session.commit()
+            return found, client.get_hit(HITId=found)["HIT"]["Expiration"].timestamp(), False
+
+    for start in range(0, len(plan), batch_size):
+        part = plan[start : start + batch_size]
+        with app.Session() as session:
+            known = known_tokens(session, [h.token for h in part])
+            todo = [h for h in part if h.token not in known]
+            info = _tile_info(session, {c for h in todo for _p, c, _g in h.items})
+        counts["existing"] += len(part) - len(todo)
+        results = call_all(partial(create, info), todo, concurrency)
+        done = [(h, r) for h, r, err in results if r is not None]
+        _record(app, type_id, done)
+        for _h, (_hid, _exp, fresh) in done:
+            counts["created" if fresh else "existing"] += 1
+        first_error(results)
     return counts
+
+
+def _record(app: Any, type_id: str, done: list[tuple[PlannedHit, tuple[str, float, bool]]]) -> None:
+    """Local rows for created HITs, in one transaction (executemany)."""
+    if not done:
+        return
+    s = app.settings
+    now = time.time()
+    with write_session(app) as session:
+        # A HIT recorded meanwhile (a concurrent publish) is left as it is.
+        have = known_tokens(session, [h.token for h, _r in done])
+        hits, items = [], []
+        for h, (hit_id, expires, _fresh) in done:
+            if h.token in have:
+                continue
+            hits.append(
+                {
+                    "hit_id": hit_id,
+                    "hit_type_id": type_id,
+                    "wnid": h.wnid,
+                    "status": "Assignable",
+                    "request_token": h.token,
+                    "max_assignments": h.max_assignments,
+                    "reward": s.mturk_reward,
+                    "endpoint": endpoint_url(s),
+                    "created_at": now,
+                    "expires_at": expires,
+                }
+            )
+            items += [
+                {"hit_id": hit_id, "position": p, "candidate_id": c, "gold_label": g}
+                for p, c, g in h.items
+            ]
+        if hits:
+            session.execute(insert(Hit), hits)
+            session.execute(insert(HitItem), items)
+        session.commit()
 
 
 def needs_from_consensus(app: Any, wnids: list[str] | None) -> dict[int, int]:
@@ -184,10 +256,12 @@ def publish(
     needs: dict[int, int] | None = None,
     confirm: Callable[[str], bool] | None = None,
     out: Callable[[str], None] = print,
+    concurrency: int = CONCURRENCY,
 ) -> dict[str, Any]:
     """Publish HITs for every item that still needs votes; returns counts and the cost estimate.
 
-    `yes=False` asks `confirm(prompt)` (default: the terminal) before spending anything.
+    `yes=False` asks `confirm(prompt)` (default: the terminal) before spending anything;
+    `concurrency` is the number of CreateHIT requests in flight.
     """
     if needs is None:
         needs = needs_from_consensus(app, wnids)
@@ -199,11 +273,8 @@ def publish(
         needs = {c: n for c, n in needs.items() if c not in busy}
         plan = plan_hits(session, needs, app.settings)
         assign_tokens(session, plan)
-        fresh = [
-            h
-            for h in plan
-            if not session.scalar(select(Hit.hit_id).where(Hit.request_token == h.token))
-        ]
+        known = known_tokens(session, [h.token for h in plan])
+        fresh = [h for h in plan if h.token not in known]
     cost = estimate_cost(fresh, app.settings.mturk_reward)
     report: dict[str, Any] = {
         "items": len(needs),
@@ -219,7 +290,7 @@ def publish(
             f"{len(deferred)} wait for their open HITs)"
         )
         return report
-    client = client or make_client(app.settings)
+    client = client or make_client(app.settings, connections=2 * concurrency)
     balance = client.get_account_balance().get("AvailableBalance", "?")
     out(
         f"{cost['hits']} HITs, {cost['assignments']} assignments at ${cost['reward_per_assignment']}: "
@@ -234,7 +305,7 @@ def publish(
             return report
     qual = exclusion_qualification(client)
     type_id = hit_type(client, app.settings, qual)
-    got = create_planned(app, client, fresh, type_id)
+    got = create_planned(app, client, fresh, type_id, concurrency=concurrency)
     report["created"] = got["created"]
     report["existing"] += got["existing"]
     report["hit_type_id"] = type_id
