@@ -16,11 +16,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "content twice in one synset), phash (64-bit perceptual hash, stored once per image), "
         "filter (minimum side, aspect ratio, near-blank or single-colour, unreadable blobs; each "
         "rejection keeps its reason), neardup (clusters within --radius bits; all but one image "
-        "of a cluster get near_dup_of). Every step resumes where it stopped.",
+        "of a cluster get near_dup_of). Every step resumes where it stopped. Several `imnet "
+        "curate` processes, on one machine or many sharing the database and blob store, split "
+        "the scan: each leases images in batches, and the last to finish clusters them.",
     )
     c.add_argument("step", nargs="?", default="all", choices=STEP_CHOICES, help="default: all")
     c.add_argument("--radius", type=int, default=None, help="Hamming radius (setting phash_radius)")
     c.add_argument("--flip", action="store_true", help="also match horizontally mirrored images")
+    c.add_argument(
+        "--batch", type=int, default=512, help="images leased and written at a time (default 512)"
+    )
     c.add_argument("--json", action="store_true", help="print the full report as JSON")
     c.set_defaults(func=_curate)
 
@@ -74,6 +79,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     e.add_argument("--seed", type=int, default=None, help="split seed (setting split_seed)")
     e.add_argument("--name", default=None, help="export record name (default: set-format-dir)")
+    e.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="encoding processes (setting curation_workers; 0 there = one per CPU)",
+    )
+    e.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="encode only part I of N (N invocations, any machines sharing the database, blob "
+        "store and output folder); the one that finds nothing left writes the manifest; rerun "
+        "without --shard to finish whatever is left",
+    )
     e.add_argument("--json", action="store_true", help="print the report as JSON")
     e.set_defaults(func=_export)
 
@@ -89,8 +108,10 @@ def _curate(args: argparse.Namespace, app: Any) -> int:
     from imnet.cli import print_json
 
     steps = STEPS if args.step == "all" else (args.step,)
+    if args.batch < 1:
+        raise _user_error(ValueError("--batch must be at least 1"))
     try:
-        report = run_curation(app, steps, radius=args.radius, flip=args.flip)
+        report = run_curation(app, steps, radius=args.radius, flip=args.flip, batch=args.batch)
     except (ValueError, RuntimeError) as e:
         raise _user_error(e) from None
     if args.json:
@@ -110,7 +131,14 @@ def _curate(args: argparse.Namespace, app: Any) -> int:
         )
         for err in sc["errors"][:10]:
             print(f"  error: {err}")
-    if "neardup" in report:
+        if sc.get("lease_lost"):
+            print(f"  {sc['lease_lost']} results dropped: their lease ran out and moved on")
+    if report.get("neardup", {}).get("deferred"):
+        print(
+            f"neardup: deferred, other processes still scan {report['neardup']['held_by_others']} "
+            "images (the last to finish clusters; else rerun `imnet curate neardup`)"
+        )
+    elif "neardup" in report:
         n = report["neardup"]
         print(
             f"neardup: {n['hashed_images']} hashed images, {n['pairs']} pairs within {n['radius']} "
@@ -191,11 +219,18 @@ def _export(args: argparse.Namespace, app: Any) -> int:
             quality=s.export_quality if args.quality is None else args.quality,
             seed=s.split_seed if args.seed is None else args.seed,
             name=args.name,
+            workers=args.workers,
+            shard=args.shard,
         )
     except ExportError as e:
         raise _user_error(e) from None
     if args.json:
         print_json(rep)
+        return 0
+    if rep["status"] != "complete" or "counts" not in rep:
+        left = rep.get("pending", 0)
+        rest = f"{left} items left to other shards" if left else "finished by another run"
+        print(f"export {rep['name']!r}: this part is done ({rep.get('encoded', 0)} new); {rest}")
         return 0
     c = rep["counts"]
     print(f"export {rep['name']!r} ({rep['format']}) -> {rep['path']}")

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -80,7 +81,12 @@ class SynsetTarget(Base):
 
 class Query(LeaseMixin, Base):
     __tablename__ = "query"
-    __table_args__ = (UniqueConstraint("wnid", "text", "lang", "source"),)
+    __table_args__ = (
+        UniqueConstraint("wnid", "text", "lang", "source"),
+        # The work queue's two claim scans (db/queue.py): pending by id, expired by lease end.
+        Index("ix_query_status_id", "status", "id"),
+        Index("ix_query_status_lease_until", "status", "lease_until"),
+    )
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     wnid: Mapped[str] = mapped_column(ForeignKey("synset.wnid"), index=True)
     text: Mapped[str] = mapped_column(Text)
@@ -88,7 +94,7 @@ class Query(LeaseMixin, Base):
     source: Mapped[str] = mapped_column(String(32))
     # Opaque paging cursor of the source; NULL before the first page.
     next_page: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
     error: Mapped[str | None] = mapped_column(Text)
     n_results: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[float] = mapped_column(Float, default=now, onupdate=now)
@@ -96,27 +102,49 @@ class Query(LeaseMixin, Base):
 
 class Image(Base):
     __tablename__ = "image"
+    # Partial indexes over the images the curate scan still has to do (small once curated): a
+    # claim reads them in sha256 order instead of walking the whole table.
+    __table_args__ = (
+        Index(
+            "ix_image_unchecked",
+            "sha256",
+            sqlite_where=text("quality IS NULL"),
+            postgresql_where=text("quality IS NULL"),
+        ),
+        Index(
+            "ix_image_unhashed",
+            "sha256",
+            sqlite_where=text("phash IS NULL"),
+            postgresql_where=text("phash IS NULL"),
+        ),
+    )
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     blob_key: Mapped[str] = mapped_column(Text)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     format: Mapped[str] = mapped_column(String(16))
     bytes: Mapped[int] = mapped_column(BigInteger)
-    # 64-bit perceptual hash as signed BIGINT (phash_to_db / phash_from_db).
-    phash: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    # 64-bit perceptual hash as signed BIGINT (phash_to_db / phash_from_db). No plain index:
+    # matching is in memory (curation/neardup.py); ix_image_unhashed finds the NULLs.
+    phash: Mapped[int | None] = mapped_column(BigInteger)
     # Quality filters (curation): NULL = not checked yet, "ok", or "rejected" with a reason.
     quality: Mapped[str | None] = mapped_column(String(16))
     quality_reason: Mapped[str | None] = mapped_column(Text)
     # Near-duplicate clustering: the representative image's sha256 (NULL = it is its own).
     near_dup_of: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[float] = mapped_column(Float, default=now)
+    # The curate scan's lease (curation/filters.py): which process holds the row, until when.
+    lease_owner: Mapped[str | None] = mapped_column(String(128), default=None)
+    lease_until: Mapped[float | None] = mapped_column(Float, default=None)
 
 
 class Candidate(LeaseMixin, Base):
     __tablename__ = "candidate"
     __table_args__ = (
         UniqueConstraint("wnid", "url"),
+        # The work queue's two claim scans (db/queue.py): pending by id, expired by lease end.
         Index("ix_candidate_status_id", "status", "id"),
+        Index("ix_candidate_status_lease_until", "status", "lease_until"),
     )
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     wnid: Mapped[str] = mapped_column(ForeignKey("synset.wnid"), index=True)
@@ -141,6 +169,8 @@ class Hit(Base):
     """A HIT this requester published (requester-side record, whichever server hosts it)."""
 
     __tablename__ = "hit"
+    # publish's open items and collect's finished HITs are found by status (mturk/planning.py).
+    __table_args__ = (Index("ix_hit_status", "status"),)
     hit_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     hit_type_id: Mapped[str] = mapped_column(String(64))
     wnid: Mapped[str] = mapped_column(ForeignKey("synset.wnid"), index=True)
@@ -165,6 +195,8 @@ class HitItem(Base):
 
 class Assignment(Base):
     __tablename__ = "assignment"
+    # collect's review step pages through the unreviewed ones by key (mturk/collect.py).
+    __table_args__ = (Index("ix_assignment_reviewed_at", "reviewed_at", "assignment_id"),)
     assignment_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     hit_id: Mapped[str] = mapped_column(ForeignKey("hit.hit_id"), index=True)
     worker_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -180,6 +212,8 @@ class Assignment(Base):
 
 class Vote(Base):
     __tablename__ = "vote"
+    # collect's one-vote-per-worker-and-item check reads the votes of a batch's items.
+    __table_args__ = (Index("ix_vote_candidate_id_worker_id", "candidate_id", "worker_id"),)
     assignment_id: Mapped[str] = mapped_column(
         ForeignKey("assignment.assignment_id"), primary_key=True
     )
@@ -234,16 +268,35 @@ class Export(Base):
     created_at: Mapped[float] = mapped_column(Float, default=now)
     params_json: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     manifest_sha256: Mapped[str | None] = mapped_column(String(64))
+    # encoding (the plan is stored, files being written) -> finalizing (one process writes the
+    # manifest) -> complete. Rows from before exports were resumable are complete.
+    status: Mapped[str] = mapped_column(String(16), default="encoding", server_default="complete")
 
 
 class ExportItem(Base):
     __tablename__ = "export_item"
+    __table_args__ = (
+        # Plan order: keyset pages for encoding shards and the streaming manifest.
+        Index("ix_export_item_export_id_position", "export_id", "position", unique=True),
+    )
     export_id: Mapped[int] = mapped_column(ForeignKey("export.id"), primary_key=True)
     image_sha256: Mapped[str] = mapped_column(ForeignKey("image.sha256"), primary_key=True)
     wnid: Mapped[str] = mapped_column(String(16))
     split: Mapped[str] = mapped_column(String(8))
     class_index: Mapped[int] = mapped_column(Integer)
     path: Mapped[str] = mapped_column(Text)
+    # The item's place in the export (train by class, then val, then test); `--shard i/N`
+    # encodes the items with position % N == i.
+    position: Mapped[int | None] = mapped_column(BigInteger)
+    # pending -> done | failed (encoding). Rows from before exports were resumable are done.
+    status: Mapped[str] = mapped_column(String(8), default="pending", server_default="done")
+    url: Mapped[str | None] = mapped_column(Text)
+    # The exported JPEG, recorded by the worker that wrote it (the manifest is built from these).
+    file_sha256: Mapped[str | None] = mapped_column(String(64))
+    file_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 # --- mturk: state of the self-hosted MTurk-compatible server (mturk/server), kept apart from the
@@ -283,6 +336,31 @@ class SandboxHit(Base):
     review_status: Mapped[str] = mapped_column(String(32), default="NotReviewed")
     requester_annotation: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Float, default=now, index=True)
+    # Derived from the HIT's assignments and kept in step by Store._sync in the transaction of
+    # every change, so that listings and worker polls are index range scans, not recounts.
+    # n_done: Submitted/Approved/Rejected ones (they hold a slot for good).
+    n_done: Mapped[int] = mapped_column(Integer, default=0)
+    # Latest deadline of an Accepted one: the HIT has pending work while it is in the future.
+    pending_until: Mapped[float | None] = mapped_column(Float)
+    # Until when Accepted ones fill every slot not done (None: a slot is free now).
+    full_until: Mapped[float | None] = mapped_column(Float)
+    # When it became, or will become, Reviewable unless something changes; the keyset order of
+    # ListReviewableHITs, so new reviewable HITs come after those already listed.
+    reviewable_at: Mapped[float] = mapped_column(Float)
+    # Status Assignable with a slot not done: the worker poll's set (expiration checked apart).
+    is_open: Mapped[bool] = mapped_column(Boolean, default=True)
+    __table_args__ = (
+        Index("ix_sandbox_hit_status_reviewable_at", "status", "reviewable_at", "hit_id"),
+        Index(
+            "ix_sandbox_hit_type_status_reviewable_at",
+            "hit_type_id",
+            "status",
+            "reviewable_at",
+            "hit_id",
+        ),
+        Index("ix_sandbox_hit_status_created_at", "status", "created_at", "hit_id"),
+        Index("ix_sandbox_hit_is_open_expiration", "is_open", "expiration", "hit_id"),
+    )
 
 
 class SandboxAssignment(Base):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,7 +21,10 @@ class ClassInfo:
 
 @dataclass(frozen=True)
 class Sample:
-    """One exported image; `name` is the file stem / shard key, e.g. ILSVRC2012_val_00000001."""
+    """One exported image; `name` is the file stem / shard key, e.g. ILSVRC2012_val_00000001.
+
+    The JPEG is either in memory (`jpeg`) or a file an encode worker already wrote and hashed
+    (`source`, `digest`, `size`): then writers link or copy it and never hash it again."""
 
     split: str
     name: str
@@ -30,6 +35,15 @@ class Sample:
     jpeg: bytes
     width: int
     height: int
+    source: Path | None = None
+    digest: str | None = None
+    size: int | None = None
+
+    def jpeg_sha256(self) -> str:
+        return self.digest if self.digest is not None else hashlib.sha256(self.jpeg).hexdigest()
+
+    def jpeg_bytes(self) -> int:
+        return self.size if self.size is not None else len(self.jpeg)
 
 
 class Writer(Protocol):
@@ -54,6 +68,40 @@ def write_file(root: Path, rel: str, data: bytes, **extra: Any) -> dict[str, Any
     return file_entry(root, rel, data, **extra)
 
 
+class HashingFile:
+    """A file written sequentially whose sha256 and size are known when it is closed, so nothing
+    has to be read back."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.f = open(path, "wb")  # noqa: SIM115 (closed by close())
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.f.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def close(self) -> tuple[str, int]:
+        self.f.close()
+        return self.digest.hexdigest(), self.size
+
+
+def place_file(source: Path, dest: Path) -> None:
+    """Put a staged file at dest: a hard link (no bytes copied; the staged copy stays, so an
+    interrupted finish can simply run again), or a copy where links are not supported."""
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
+
+
 def sample_json(sample: Sample) -> bytes:
     """The per-sample metadata, serialised deterministically."""
     return json.dumps(
@@ -76,8 +124,11 @@ def synset_mapping(classes: list[ClassInfo]) -> bytes:
     return "".join(f"{c.wnid} {', '.join(c.words)}\n" for c in classes).encode()
 
 
-def open_writer(fmt: str, root: Path, classes: list[ClassInfo], settings: Any) -> Writer:
-    """The writer registered under `fmt`."""
+def open_writer(
+    fmt: str, root: Path, classes: list[ClassInfo], settings: Any, pool: Any = None
+) -> Writer:
+    """The writer registered under `fmt`; `pool` (an executor) lets it hand whole files (tar
+    shards) to worker processes."""
     if fmt == "ilsvrc":
         from curation.export.ilsvrc import IlsvrcWriter
 
@@ -90,6 +141,7 @@ def open_writer(fmt: str, root: Path, classes: list[ClassInfo], settings: Any) -
             classes,
             maxcount=settings.export_shard_maxcount,
             maxsize=settings.export_shard_maxsize,
+            pool=pool,
         )
     raise ValueError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
 

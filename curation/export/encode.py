@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from typing import Any
 
 # Byte-for-byte reproducibility: the output depends only on the original's bytes and (resize,
@@ -74,7 +75,12 @@ def encode(data: bytes, resize: int = 0, quality: int = 90) -> tuple[bytes, int,
 
 
 # -- worker processes -----------------------------------------------------------------------------
+# A worker reads the original, encodes it, writes the staged file and hashes it; the parent gets
+# back only a small record, so the parent's work per image is a row update, whatever the size.
 _store: Any = None
+
+Task = tuple[int, str, str, int, int]  # position, image sha256, staged path, resize, quality
+Result = tuple[int, str | None, int, int, int, str | None]  # position, sha256, bytes, w, h, error
 
 
 def init_worker(settings: Any) -> None:
@@ -98,3 +104,74 @@ def work(task: tuple[str, int, int]) -> tuple[str, bytes | None, int, int, str |
     except EncodeError as e:
         return sha, None, 0, 0, str(e)
     return sha, jpeg, w, h, None
+
+
+def stage(task: Task) -> Result:
+    """Encode one planned item into its staged file (written whole, then renamed into place, so
+    a killed worker never leaves a truncated file under the final name)."""
+    import hashlib
+    import os
+
+    pos, sha, path, resize, quality = task
+    sha, jpeg, w, h, err = work((sha, resize, quality))
+    if jpeg is None:
+        return pos, None, 0, 0, 0, err
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(jpeg)
+        os.replace(tmp, path)
+    except FileNotFoundError:  # first file of its folder
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(jpeg)
+        os.replace(tmp, path)
+    return pos, hashlib.sha256(jpeg).hexdigest(), len(jpeg), w, h, None
+
+
+def stage_many(tasks: list[Task]) -> list[Result]:
+    return [stage(t) for t in tasks]
+
+
+def spawn_pool(settings: Any, workers: int) -> Any:
+    """Spawned worker processes (nothing of this process, such as a database connection or a
+    thread, is inherited), each with its own blob store."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    return ProcessPoolExecutor(
+        workers, mp_context=get_context("spawn"), initializer=init_worker, initargs=(settings,)
+    )
+
+
+def stage_all(
+    settings: Any, tasks: Iterator[Task], workers: int, pool: Any = None, chunk: int = 16
+) -> Iterator[list[Result]]:
+    """Staged results, a chunk at a time, in task order. Tasks are taken from the iterator only
+    as workers free up (a few chunks per worker in flight), so a keyset-paged task source keeps
+    the memory bounded whatever the number of images. One worker runs inline here."""
+    if pool is None:
+        init_worker(settings)
+        for batch in _batched(tasks, chunk):
+            yield stage_many(batch)
+        return
+    from collections import deque
+
+    inflight: deque[Any] = deque()
+    for batch in _batched(tasks, chunk):
+        inflight.append(pool.submit(stage_many, batch))
+        while len(inflight) > 3 * workers:
+            yield inflight.popleft().result()
+    while inflight:
+        yield inflight.popleft().result()
+
+
+def _batched(it: Iterator[Task], n: int) -> Iterator[list[Task]]:
+    batch: list[Task] = []
+    for t in it:
+        batch.append(t)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

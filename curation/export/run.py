@@ -1,63 +1,30 @@
-"""`imnet export`: accepted labels -> one class per image -> splits -> parallel encode -> files."""
+"""`imnet export`: accepted labels -> one class per image -> splits -> stored plan -> parallel,
+sharded, resumable encode -> one streaming finish that names files and writes the manifest."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import shutil
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+INLINE_BELOW = 48
+
+# How the work is shared. The plan (one export_item row per image, in output order) is stored
+# once; `--shard i/N` encodes the items with position % N == i, in N invocations on any machines
+# that share the database, the blob store and the output folder's parent. Each encode worker
+# reads, encodes, writes and hashes its files itself; the parent only batches row updates. The
+# invocation that finds nothing left to encode writes the layout and manifest (a plain run
+# without --shard finishes whatever is left, and repairs a finish that died). Staged JPEGs are
+# kept until the export is complete, so a killed run, rerun with the same arguments, encodes
+# only what is missing. File names, numbering and every byte depend only on the plan and the
+# encode results, never on the number of processes, shards or their timing.
 
 
 class ExportError(ValueError):
     """The export cannot run; the message is one line for the user. Nothing was changed."""
-
-
-def _gather(app: Any, set_name: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
-    """The class set and, per image, its owner class (dedup rule 3), url and phash."""
-    from sqlalchemy import or_, select
-
-    from curation.classes import class_set
-    from curation.dedup import Claim, claim_rank
-    from db.models import Candidate, ClassChoice, Image, Label
-
-    with app.Session() as s:
-        classes = class_set(s, set_name)
-        rows = s.execute(
-            select(
-                Candidate.image_sha256,
-                Label.wnid,
-                Label.decided_by,
-                Label.overridden,
-                Label.posterior,
-                Label.votes_yes,
-                Candidate.id,
-                Candidate.url,
-                Image.phash,
-            )
-            .join(Candidate, Candidate.id == Label.candidate_id)
-            .join(Image, Image.sha256 == Candidate.image_sha256)
-            .join(
-                ClassChoice, (ClassChoice.wnid == Label.wnid) & (ClassChoice.set_name == set_name)
-            )
-            .where(
-                Label.decision == "accept",
-                or_(Image.quality.is_(None), Image.quality != "rejected"),
-                Image.near_dup_of.is_(None),
-            )
-        ).all()
-    best: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
-    for sha, wnid, by, overridden, post, yes, cid, url, phash in rows:
-        claim = Claim(wnid, by == "manual" or bool(overridden), post, yes or 0)
-        key = (*claim_rank(claim), cid)  # the same image twice in one class: lowest candidate id
-        if sha not in best or key < best[sha][0]:
-            best[sha] = (key, {"wnid": wnid, "url": url, "phash": phash})
-    return classes, {sha: info for sha, (_, info) in best.items()}
 
 
 def _check_out_dir(out_dir: Path) -> None:
@@ -71,14 +38,10 @@ def _check_out_dir(out_dir: Path) -> None:
             )
 
 
-def _prepare_dir(out_dir: Path) -> Path:
-    """A fresh staging directory beside out_dir; it replaces out_dir only once complete."""
-    _check_out_dir(out_dir)
-    staging = out_dir.parent / f".{out_dir.name}.partial"
+def _reset(staging: Path) -> None:
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
-    return staging
 
 
 def _swap_in(staging: Path, out_dir: Path) -> None:
@@ -93,80 +56,135 @@ def _swap_in(staging: Path, out_dir: Path) -> None:
         shutil.rmtree(old)
 
 
-def _write_export(
+def parse_shard(text: str) -> tuple[int, int]:
+    """`i/N` (0 <= i < N) -> (i, N)."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ExportError(f"--shard must look like i/N (e.g. 0/4), got {text!r}") from None
+    if not 0 <= i < n:
+        raise ExportError(f"--shard i/N needs 0 <= i < N, got {text!r}")
+    return i, n
+
+
+def _encode(
     app: Any,
-    fmt: str,
+    export_id: int,
     staging: Path,
-    classes: list[Any],
-    plan: list[tuple[str, Any]],
-    images: dict[str, Any],
     resize: int,
     quality: int,
-    dropped: dict[str, str],
-) -> tuple[list[dict[str, Any]], str, int]:
-    """Encode in parallel (results come back in plan order, so files are written in a fixed
-    order), write every file, the manifest and SHA256SUMS; returns (export items, manifest
-    sha256, file count)."""
+    workers: int,
+    shard: tuple[int, int] | None,
+) -> int:
+    """Encode this invocation's items that have no staged file yet; returns how many."""
+    from sqlalchemy import bindparam, func, select, update
     from tqdm import tqdm
 
-    from curation.export import encode as enc
-    from curation.export.base import Sample, open_writer
-    from curation.workers import Mapper
+    from curation.export.encode import spawn_pool, stage_all
+    from curation.export.finish import item_pages, staged_path
+    from db.models import ExportItem
 
-    index = {c.wnid: c.index for c in classes}
-    writer = open_writer(fmt, staging, classes, app.settings)
-    tasks = [(it.sha256, resize, quality) for _, it in plan]
-    entries: list[dict[str, Any]] = []
-    export_items: list[dict[str, Any]] = []
-    numbers: Counter[str] = Counter()
-    bar = tqdm(total=len(tasks), desc=f"export {fmt}", unit="img", disable=len(tasks) < 100)
-    with Mapper(app.settings, enc.init_worker, len(tasks)) as mapper:
-        for (part, it), (sha, jpeg, w, h, err) in zip(
-            plan, mapper.map(enc.work, tasks, chunksize=4), strict=True
-        ):
-            bar.update(1)
-            if jpeg is None:
-                dropped[sha] = err or "encode failed"
-                continue
-            counter = it.wnid if part == "train" else part
-            numbers[counter] += 1
-            n = numbers[counter]
-            stem = f"{it.wnid}_{n}" if part == "train" else f"ILSVRC2012_{part}_{n:08d}"
-            sample = Sample(
-                part, stem, it.wnid, index[it.wnid], sha, images[sha]["url"] or "", jpeg, w, h
-            )
-            new = writer.write(sample)
-            entries.extend(new)
-            path = next(
-                (
-                    e["path"] + ("#" + e["member"] if "member" in e else "")
-                    for e in new
-                    if e.get("image_sha256") == sha
-                ),
-                "",
-            )
-            export_items.append(
-                {
-                    "image_sha256": sha,
-                    "wnid": it.wnid,
-                    "split": part,
-                    "class_index": index[it.wnid],
-                    "path": path,
-                }
-            )
-    bar.close()
-    entries.extend(writer.close())
-    for e in entries:  # one schema for every line: metadata files carry nulls
-        for key in ("split", "wnid", "class_index"):
-            e.setdefault(key, None)
-    manifest = "".join(json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n" for e in entries)
-    manifest_bytes = manifest.encode()
-    (staging / "manifest.jsonl").write_bytes(manifest_bytes)
-    manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
-    files = {e["path"]: e["sha256"] for e in entries if "member" not in e}
-    files["manifest.jsonl"] = manifest_sha
-    (staging / "SHA256SUMS").write_text("".join(f"{files[p]}  {p}\n" for p in sorted(files)))
-    return export_items, manifest_sha, len(files) + 1
+    mine = None if shard is None else (ExportItem.position % shard[1]) == shard[0]
+    with app.Session() as s:
+        q = select(func.count()).where(ExportItem.export_id == export_id)
+        q = q.where(ExportItem.status != "done") if mine is None else q.where(mine)
+        total = int(s.scalar(q) or 0)
+
+    def tasks() -> Any:
+        cols = [ExportItem.image_sha256, ExportItem.status]
+        for pos, sha, status in item_pages(app, export_id, cols, mine):
+            path = staged_path(staging, sha)
+            if status == "done" and path.exists():
+                continue  # finished by an earlier or another run
+            yield pos, sha, str(path), resize, quality
+
+    table = ExportItem.__table__
+    record = (
+        update(table)
+        .where(table.c.export_id == export_id, table.c.position == bindparam("pos"))
+        .values(
+            status=bindparam("st"),
+            file_sha256=bindparam("fsha"),
+            file_bytes=bindparam("fbytes"),
+            width=bindparam("w"),
+            height=bindparam("h"),
+            error=bindparam("err"),
+        )
+    )
+    done = 0
+    rows: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        if rows:
+            with app.Session.begin() as s:
+                s.execute(record, rows)  # one executemany per batch
+            rows.clear()
+
+    # Below a few dozen images, starting processes costs more than it saves.
+    pool = spawn_pool(app.settings, workers) if workers > 1 and total >= INLINE_BELOW else None
+    bar = tqdm(total=total, desc="export encode", unit="img", disable=total < 100)
+    last = time.monotonic()
+    try:
+        for results in stage_all(app.settings, tasks(), workers, pool):
+            for pos, fsha, fbytes, w, h, err in results:
+                st = "failed" if fsha is None else "done"
+                rows.append(
+                    {
+                        "pos": pos,
+                        "st": st,
+                        "fsha": fsha,
+                        "fbytes": fbytes,
+                        "w": w,
+                        "h": h,
+                        "err": err,
+                    }
+                )
+            done += len(results)
+            bar.update(len(results))
+            # Batched, and at least every few seconds: a killed run loses little finished work.
+            if len(rows) >= 1000 or time.monotonic() - last > 5:
+                flush()
+                last = time.monotonic()
+        flush()
+    except BaseException:
+        try:
+            flush()  # record what was finished before the error or Ctrl-C, then re-raise it
+        except Exception:
+            log.exception("could not record finished export files")
+        raise
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return done
+
+
+def _claim_finish(app: Any, export_id: int, takeover: bool) -> bool:
+    """Mark the export as being finished by this process: exactly one shard wins."""
+    from sqlalchemy import update
+
+    from db.models import Export
+
+    allowed = ("encoding", "finalizing") if takeover else ("encoding",)
+    with app.Session.begin() as s:
+        res = s.execute(
+            update(Export)
+            .where(Export.id == export_id, Export.status.in_(allowed))
+            .values(status="finalizing")
+        )
+        return bool(res.rowcount)
+
+
+def _pending(app: Any, export_id: int) -> int:
+    from sqlalchemy import func, select
+
+    from db.models import ExportItem
+
+    with app.Session() as s:
+        q = select(func.count()).where(
+            ExportItem.export_id == export_id, ExportItem.status == "pending"
+        )
+        return int(s.scalar(q) or 0)
 
 
 def run_export(
@@ -178,13 +196,18 @@ def run_export(
     quality: int = 90,
     seed: int = 0,
     name: str | None = None,
+    workers: int | None = None,
+    shard: str | tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Export the accepted images of a class set; returns paths, counts and the manifest sha256."""
-    from curation.classes import describe
-    from curation.export.base import FORMATS, ClassInfo
-    from curation.filters import hash_images
-    from curation.splits import Item, SplitParams, assign_splits
-    from db.models import phash_from_db
+    """Export the accepted images of a class set; returns paths, counts and the manifest sha256
+    (or, for a shard that leaves the finish to another, `status` "waiting" and what is left)."""
+    import os
+
+    from sqlalchemy.exc import IntegrityError
+
+    from curation.export.base import FORMATS
+    from curation.export.plan import compute_plan, find_plan, fingerprint, store_plan
+    from curation.splits import SplitParams
 
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
@@ -192,110 +215,141 @@ def run_export(
         raise ExportError(f"--quality must be 1..100, got {quality}")
     if resize < 0:
         raise ExportError(f"--resize must be >= 0, got {resize}")
+    if workers is not None and workers < 1:
+        raise ExportError(f"--workers must be >= 1, got {workers}")
+    part = parse_shard(shard) if isinstance(shard, str) else shard
+    n_workers = workers or app.settings.curation_workers or os.cpu_count() or 1
     out = Path(out_dir).resolve()
     _check_out_dir(out)
     started = time.monotonic()
-    class_rows, images = _gather(app, set_name)
-    if not class_rows:
-        raise ExportError(f"no class set named {set_name!r}; run `imnet classes choose` first")
-    dropped: dict[str, str] = {}
-    unhashed = sorted(sha for sha, v in images.items() if v["phash"] is None)
-    if unhashed:
-        # Splits need every image's phash (near-duplicate leakage check); hash the missing ones.
-        for sha, (ph, reason) in hash_images(app, unhashed).items():
-            if ph is None:
-                dropped[sha] = reason or "unhashed"
-                images.pop(sha)
-            else:
-                images[sha]["phash"] = ph
-    params = SplitParams.from_settings(app.settings, seed=seed)
-    items = [Item(sha, v["wnid"], phash_from_db(v["phash"])) for sha, v in sorted(images.items())]
-    split = assign_splits(items, params)
-    dropped.update(split.dropped)
-    kept_wnids = sorted({it.wnid for part in split.by_split().values() for it in part})
-    no_images = sorted({w for w, _ in class_rows} - {it.wnid for it in items})
-    dropped_classes = dict(split.dropped_classes)
-    for w in no_images:
-        dropped_classes[w] = "no_accepted_images"
-    if not kept_wnids:
-        raise ExportError(
-            f"set {set_name!r} has no class with enough accepted images "
-            f"(train_min_per_class={params.train_min_per_class}); nothing was written"
-        )
-    names = describe(app, kept_wnids)
-    classes = [ClassInfo(i, w, names[w][0], names[w][1]) for i, w in enumerate(kept_wnids)]
-
-    plan: list[tuple[str, Any]] = []
-    for part in ("train", "val", "test"):
-        plan.extend((part, it) for it in split.by_split()[part])
-    staging = _prepare_dir(out)
-    try:
-        export_items, manifest_sha, n_files = _write_export(
-            app, fmt, staging, classes, plan, images, resize, quality, dropped
-        )
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)  # a failed export leaves nothing behind
-        raise
-    _swap_in(staging, out)
-
-    counts = {p: sum(1 for e in export_items if e["split"] == p) for p in ("train", "val", "test")}
-    reasons = Counter(r.split(":", 1)[0] for r in dropped.values())
+    split_params = SplitParams.from_settings(app.settings, seed=seed)
     export_name = name or f"{set_name}-{fmt}-{out.name}"
-    record_params = {
+    params = {
         "set": set_name,
         "format": fmt,
+        "path": str(out),
         "resize": resize,
         "quality": quality,
         "seed": seed,
-        "split": params.__dict__,
-        "counts": counts,
-        "classes": len(classes),
+        "split": split_params.__dict__,
     }
-    export_id = _record(app, export_name, fmt, str(out), record_params, manifest_sha, export_items)
-    elapsed = time.monotonic() - started
+    key = fingerprint(params)
+    staging = out.parent / f".{out.name}.partial"
+    plan = find_plan(app, export_name, key)
+    if plan is None and part is not None and _complete(app, export_name, key):
+        return {"name": export_name, "status": "complete", "path": str(out)}
+    if plan is None:
+        planned = compute_plan(app, set_name, split_params)
+        if planned is None:
+            raise ExportError(f"no class set named {set_name!r}; run `imnet classes choose` first")
+        if not planned.wnids:
+            raise ExportError(
+                f"set {set_name!r} has no class with enough accepted images "
+                f"(train_min_per_class={split_params.train_min_per_class}); nothing was written"
+            )
+        record = {
+            **params,
+            "plan": key,
+            "wnids": planned.wnids,
+            "planned_dropped_images": dict(planned.dropped),
+            "dropped_classes": planned.dropped_classes,
+        }
+        try:
+            plan = store_plan(
+                app, export_name, fmt, str(out), record, planned, lambda: _reset(staging)
+            )
+        except IntegrityError:
+            plan = find_plan(app, export_name, key)  # another shard stored the same plan first
+            if plan is None:
+                raise ExportError(
+                    f"export {export_name!r} is being planned by another run with other "
+                    "arguments; wait for it or choose another --name"
+                ) from None
+        del planned
+    staging.mkdir(parents=True, exist_ok=True)
+    if plan.status == "encoding" or part is None:
+        encoded = _encode(app, plan.export_id, staging, resize, quality, n_workers, part)
+    else:
+        encoded = 0
+    left = _pending(app, plan.export_id)
+    waiting = {"name": export_name, "status": "waiting", "path": str(out), "encoded": encoded}
+    if left:
+        if part is None:
+            raise ExportError(f"{left} items of {export_name!r} are still pending; run again")
+        return {**waiting, "pending": left}
+    if not _claim_finish(app, plan.export_id, takeover=part is None):
+        return {**waiting, "pending": 0, "finishing": "another run"}
+    return _finish(app, plan, export_name, fmt, out, staging, n_workers, encoded, started)
+
+
+def _complete(app: Any, name: str, key: str) -> bool:
+    from sqlalchemy import select
+
+    from db.models import Export
+
+    with app.Session() as s:
+        row = s.execute(
+            select(Export.status, Export.params_json).where(Export.name == name)
+        ).first()
+    return row is not None and row.status == "complete" and row.params_json.get("plan") == key
+
+
+def _finish(
+    app: Any,
+    plan: Any,
+    export_name: str,
+    fmt: str,
+    out: Path,
+    staging: Path,
+    workers: int,
+    encoded: int,
+    started: float,
+) -> dict[str, Any]:
+    from collections import Counter
+
+    from sqlalchemy import delete, update
+
+    from curation.classes import describe
+    from curation.export.base import ClassInfo
+    from curation.export.finish import finish
+    from db.models import Export, ExportItem
+
+    wnids = plan.params["wnids"]
+    names = describe(app, wnids)
+    classes = [ClassInfo(i, w, names[w][0], names[w][1]) for i, w in enumerate(wnids)]
+    res = finish(app, plan.export_id, fmt, staging, classes, workers)
+    shutil.rmtree(staging / ".objects", ignore_errors=True)
+    _swap_in(staging, out)
+    dropped = Counter(plan.params.get("planned_dropped_images", {}))
+    dropped.update(res["failed"])
+    params = {**plan.params, "counts": res["counts"], "classes": len(classes)}
+    with app.Session.begin() as s:
+        # Images that could not be encoded are not part of the export.
+        s.execute(
+            delete(ExportItem).where(
+                ExportItem.export_id == plan.export_id, ExportItem.status != "done"
+            )
+        )
+        s.execute(
+            update(Export)
+            .where(Export.id == plan.export_id)
+            .values(status="complete", manifest_sha256=res["manifest_sha256"], params_json=params)
+        )
     return {
         "name": export_name,
-        "export_id": export_id,
+        "export_id": plan.export_id,
+        "status": "complete",
         "format": fmt,
         "path": str(out),
         "manifest": str(out / "manifest.jsonl"),
         "sha256sums": str(out / "SHA256SUMS"),
-        "manifest_sha256": manifest_sha,
-        "counts": counts,
+        "manifest_sha256": res["manifest_sha256"],
+        "counts": res["counts"],
         "classes": len(classes),
-        "dropped_images": dict(sorted(reasons.items())),
-        "dropped_classes": dict(sorted(dropped_classes.items())),
-        "files": n_files,
-        "seconds": round(elapsed, 3),
+        "dropped_images": dict(sorted(dropped.items())),
+        "dropped_classes": plan.params.get("dropped_classes", {}),
+        "files": res["files"],
+        "encoded": encoded,
+        "resumed": plan.resumed,
+        "seconds": round(time.monotonic() - started, 3),
     }
-
-
-def _record(
-    app: Any,
-    name: str,
-    fmt: str,
-    path: str,
-    params: dict[str, Any],
-    manifest_sha: str,
-    items: list[dict[str, Any]],
-) -> int:
-    """Store the export and its items; an export of the same name is replaced."""
-    from sqlalchemy import delete, insert, select
-
-    from db.models import Export, ExportItem
-
-    with app.Session.begin() as s:
-        old = s.scalar(select(Export.id).where(Export.name == name))
-        if old is not None:
-            s.execute(delete(ExportItem).where(ExportItem.export_id == old))
-            s.execute(delete(Export).where(Export.id == old))
-            s.flush()
-        exp = Export(
-            name=name, format=fmt, path=path, params_json=params, manifest_sha256=manifest_sha
-        )
-        s.add(exp)
-        s.flush()
-        rows = [dict(r, export_id=exp.id) for r in items]
-        for start in range(0, len(rows), 5000):
-            s.execute(insert(ExportItem), rows[start : start + 5000])
-        return int(exp.id)

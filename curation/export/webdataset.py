@@ -2,107 +2,173 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import tarfile
+from collections import deque
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from curation.export.base import ClassInfo, Sample, sample_json, synset_mapping, write_file
+from curation.export.base import (
+    ClassInfo,
+    HashingFile,
+    Sample,
+    sample_json,
+    synset_mapping,
+    write_file,
+)
 
 # Reproducible tars: fixed member order (jpg, cls, json per sample, samples in write order), mtime 0,
 # uid/gid 0 with empty names, mode 0644, ustar headers (no PAX timestamps), no compression.
 
+Member = tuple[str, "bytes | str", int]  # member name, bytes or a staged file's path, size
 
-def _member(name: str, data: bytes) -> tuple[tarfile.TarInfo, io.BytesIO]:
+
+def _info(name: str, size: int) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
-    info.size = len(data)
+    info.size = size
     info.mtime = 0
     info.mode = 0o644
     info.uid = info.gid = 0
     info.uname = info.gname = ""
-    return info, io.BytesIO(data)
+    return info
+
+
+def write_shard(path: str, members: list[Member]) -> tuple[str, int]:
+    """Write one tar shard, hashing it as it is written; (sha256, bytes). Runs in a worker
+    process when the writer has a pool: only member names and staged paths travel."""
+    out = HashingFile(Path(path))
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:  # type: ignore[call-overload]
+        for name, data, size in members:
+            if isinstance(data, bytes):
+                tar.addfile(_info(name, size), io.BytesIO(data))
+            else:
+                with open(data, "rb") as f:
+                    tar.addfile(_info(name, size), f)
+    return out.close()
+
+
+def _tar_size(size: int) -> int:
+    return 512 + (size + 511) // 512 * 512
 
 
 class _Shard:
-    def __init__(self, root: Path, split: str, number: int) -> None:
+    def __init__(self, split: str, number: int) -> None:
         self.rel = f"{split}-{number:06d}.tar"
-        self.path = root / self.rel
         self.split = split
-        self.tar = tarfile.open(self.path, "w", format=tarfile.USTAR_FORMAT)
+        self.members: list[Member] = []
         self.count = 0
         self.size = 0
 
-    def add(self, key: str, parts: list[tuple[str, bytes]]) -> None:
-        for ext, data in parts:
-            self.tar.addfile(*_member(f"{key}.{ext}", data))
-            self.size += 512 + (len(data) + 511) // 512 * 512
+    def add(self, parts: list[Member]) -> None:
+        self.members.extend(parts)
+        self.size += sum(_tar_size(size) for _, _, size in parts)
         self.count += 1
-
-    def finish(self) -> dict[str, Any]:
-        self.tar.close()
-        digest = hashlib.sha256()
-        with open(self.path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        return {
-            "path": self.rel,
-            "sha256": digest.hexdigest(),
-            "bytes": self.path.stat().st_size,
-            "split": self.split,
-            "samples": self.count,
-        }
 
 
 class ShardWriter:
-    """One open shard per split; a shard closes at maxcount samples or maxsize bytes."""
+    """One open shard per split; a shard closes at maxcount samples or maxsize bytes.
 
-    def __init__(self, root: Path, classes: list[ClassInfo], maxcount: int, maxsize: int) -> None:
+    A closed shard is written by `pool` (an executor) when given, else here. Manifest entries
+    come back in the same order either way: a sample's entry waits behind the entry of any
+    shard closed before it, and at most `inflight` shards are written at once (memory stays
+    bounded by maxcount, whatever the number of images)."""
+
+    def __init__(
+        self,
+        root: Path,
+        classes: list[ClassInfo],
+        maxcount: int,
+        maxsize: int,
+        pool: Any = None,
+        inflight: int = 4,
+    ) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         self.classes = classes
         self.maxcount = max(1, maxcount)
         self.maxsize = max(1, maxsize)
+        self.pool = pool
+        self.inflight = max(1, inflight)
         self.open: dict[str, _Shard] = {}
         self.numbers: dict[str, int] = {}
+        self.queue: deque[dict[str, Any] | tuple[_Shard, Future[tuple[str, int]]]] = deque()
+        self.running = 0
+
+    def _finish(self, shard: _Shard) -> None:
+        path = str(self.root / shard.rel)
+        if self.pool is None:
+            fut: Future[tuple[str, int]] = Future()
+            fut.set_result(write_shard(path, shard.members))
+        else:
+            fut = self.pool.submit(write_shard, path, shard.members)
+            self.running += 1
+        shard.members = []
+        self.queue.append((shard, fut))
+
+    def _drain(self, wait: bool) -> list[dict[str, Any]]:
+        done: list[dict[str, Any]] = []
+        while self.queue:
+            head = self.queue[0]
+            if isinstance(head, tuple):
+                shard, fut = head
+                if not fut.done() and not (wait or self.running > self.inflight):
+                    break
+                digest, size = fut.result()
+                if self.pool is not None:
+                    self.running -= 1
+                head = {
+                    "path": shard.rel,
+                    "sha256": digest,
+                    "bytes": size,
+                    "split": shard.split,
+                    "samples": shard.count,
+                }
+            done.append(head)
+            self.queue.popleft()
+        return done
 
     def write(self, sample: Sample) -> list[dict[str, Any]]:
-        done: list[dict[str, Any]] = []
-        parts = [
-            ("jpg", sample.jpeg),
-            ("cls", str(sample.class_index).encode()),
-            ("json", sample_json(sample)),
+        jpg: bytes | str = sample.jpeg if sample.source is None else str(sample.source)
+        cls = str(sample.class_index).encode()
+        meta = sample_json(sample)
+        parts: list[Member] = [
+            (f"{sample.name}.jpg", jpg, sample.jpeg_bytes()),
+            (f"{sample.name}.cls", cls, len(cls)),
+            (f"{sample.name}.json", meta, len(meta)),
         ]
-        incoming = sum(512 + (len(d) + 511) // 512 * 512 for _, d in parts)
+        incoming = sum(_tar_size(size) for _, _, size in parts)
         shard = self.open.get(sample.split)
         if shard is not None and (
             shard.count >= self.maxcount or (shard.count and shard.size + incoming > self.maxsize)
         ):
-            done.append(shard.finish())
+            self._finish(shard)
             shard = None
         if shard is None:
             n = self.numbers.get(sample.split, 0)
             self.numbers[sample.split] = n + 1
-            shard = self.open[sample.split] = _Shard(self.root, sample.split, n)
-        shard.add(sample.name, parts)
+            shard = self.open[sample.split] = _Shard(sample.split, n)
+        shard.add(parts)
         # A manifest line per sample too (member = the .jpg inside the shard), so every image's
         # bytes can be checked without trusting the tar.
-        done.append(
+        self.queue.append(
             {
                 "path": shard.rel,
                 "member": f"{sample.name}.jpg",
-                "sha256": hashlib.sha256(sample.jpeg).hexdigest(),
-                "bytes": len(sample.jpeg),
+                "sha256": sample.jpeg_sha256(),
+                "bytes": sample.jpeg_bytes(),
                 "split": sample.split,
                 "wnid": sample.wnid,
                 "class_index": sample.class_index,
                 "image_sha256": sample.image_sha256,
             }
         )
-        return done
+        return self._drain(wait=False)
 
     def close(self) -> list[dict[str, Any]]:
-        done = [self.open[s].finish() for s in sorted(self.open)]
+        for s in sorted(self.open):
+            self._finish(self.open[s])
         self.open.clear()
+        done = self._drain(wait=True)
         done.append(write_file(self.root, "LOC_synset_mapping.txt", synset_mapping(self.classes)))
         return done
