@@ -1,0 +1,478 @@
+"""The curate stage and the URL import at growing sizes: wall, CPU, peak RSS, growth exponents.
+
+Usage: python bench/curate_scale.py [--sizes 1000,2000,4000] [--url-lines 100000,1000000]
+       [--postgres] [--workdir DIR] [--only curate|urls]
+
+Curate: at each size, N image rows whose blobs are real generated JPEGs (smooth random colour
+fields, 200-500 px) with ImageNet-crawl-like shares: 75% distinct pictures, 10% near-duplicates
+(resized, re-encoded at q40 or cropped 2% copies of a picture of the same block), 5% exact
+duplicates (a second candidate of the same synset for the same bytes), 4% broken (truncated JPEG
+or not an image) and 6% low quality (tiny, blank, panorama). Synset, image, candidate and label
+rows are DIRECT INSERTS (the crawl that would write them is measured by bench/scale.py); the blobs
+go through the blob store. Then the real command `imnet curate --json` (dedup, phash, filters,
+near-duplicates; its default worker pool) runs on SQLite, or on PostgreSQL + S3 (SeaweedFS)
+with --postgres; then `imnet curate neardup` alone (re-clustering every hash, nothing to change).
+Baseline in the same run: a plain single-process loop that reads every blob and computes its
+phash (curation.phash.phash_bytes); the ratio says what the stage costs beyond decoding.
+
+URL import: `imnet harvest import-urls FILE` on FILE of L `wnid<TAB>url` lines, against the
+import as it was before streaming (git 9dc62d3, whole file in memory, one transaction), run the
+same way when git can show it. Goals: curate CPU exponent <= 1.1 between the two largest sizes;
+the import's peak RSS at the largest size <= 1.5x the smallest's.
+
+CPU is user+sys of the command's whole process tree (os.wait4); peak RSS the largest sum over
+the live tree, sampled every 0.2 s (bench/_scalemeasure.py). Database and S3 servers' CPU is
+printed apart. Noisy on a shared machine: compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from _scalemeasure import run as measure  # noqa: E402
+
+OLD_IMPORT = "9dc62d3"  # the last commit with the whole-file URL import
+SYNSETS = 20
+URL_WNIDS = ("n02084071", "n02123045", "n02085620", "n01503061", "n04285008")
+GOAL_EXP, GOAL_RSS = 1.1, 1.5
+
+
+# -- the generated collection -----------------------------------------------------------------
+def kind_of(i: int) -> str:
+    """Every block of 100 has the same mix, so any prefix has the stated shares."""
+    r = i % 100
+    if r < 75:
+        return "original"
+    if r < 85:
+        return "near"
+    if r < 90:
+        return "exact"
+    if r < 94:
+        return "broken"
+    return "low"
+
+
+def source_of(i: int) -> int:
+    """The original (same block, hence same synset) a near or exact duplicate copies."""
+    r = i % 100
+    return i - r + (r * 7) % 75
+
+
+def _jpeg(im: Any, quality: int = 85) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _picture(i: int) -> Any:
+    from PIL import Image
+
+    rng = np.random.default_rng(1_000_003 * i + 17)
+    w, h = int(rng.integers(200, 501)), int(rng.integers(200, 501))
+    low = rng.integers(0, 256, size=(int(rng.integers(6, 17)), int(rng.integers(6, 17)), 3))
+    im = Image.fromarray(low.astype(np.uint8), "RGB").resize((w, h), Image.Resampling.BICUBIC)
+    # Grain, so the JPEGs weigh and decode like photos rather than flat gradients.
+    grain = rng.integers(0, 24, size=(h, w, 3), dtype=np.uint8)
+    arr = np.asarray(im, dtype=np.uint8)
+    return Image.fromarray(arr - arr // 8 + grain, "RGB")  # <= 224 + 23: no overflow
+
+
+def content(i: int) -> bytes | None:
+    """The bytes of item i (None for an exact duplicate: it reuses its source's bytes)."""
+    from PIL import Image
+
+    kind = kind_of(i)
+    if kind == "original":
+        return _jpeg(_picture(i))
+    if kind == "exact":
+        return None
+    if kind == "near":
+        src = _picture(source_of(i))
+        w, h = src.size
+        how = i % 3
+        if how == 0:
+            return _jpeg(src.resize((w * 3 // 4, h * 3 // 4), Image.Resampling.BILINEAR))
+        if how == 1:
+            return _jpeg(src, quality=40)
+        cw, ch = max(1, w // 50), max(1, h // 50)
+        return _jpeg(src.crop((cw, ch, w - cw, h - ch)))
+    if kind == "broken":
+        data = _jpeg(_picture(i))
+        return data[: len(data) * 2 // 5] if i % 2 else b"<html>not an image</html>" * 20
+    r = i % 3
+    if r == 0:
+        return _jpeg(_picture(i).resize((48, 36)))
+    if r == 1:
+        flat = np.full((240, 320, 3), (i % 251, 140, 200), np.uint8)
+        return _jpeg(Image.fromarray(flat))
+    return _jpeg(_picture(i).resize((900, 120)))
+
+
+def _size(data: bytes) -> tuple[int, int, str]:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.width, im.height, im.format or "?"
+    except OSError:
+        return 0, 0, "?"
+
+
+def populate(n: int, db_url: str, blobs: Any) -> dict[str, int]:
+    """Blobs through the store; synset, image, candidate and label rows by direct inserts."""
+    from sqlalchemy import insert
+
+    from db.models import Candidate, Image, Label, Synset
+    from db.session import make_engine, upgrade
+
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    wnids = [f"n9{k:07d}" for k in range(SYNSETS)]
+    shas: dict[int, str] = {}
+    images: dict[str, dict[str, Any]] = {}
+    cands, labels = [], []
+    # Generating the pictures is the slow part of the setup: both cores, in item order.
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(os.cpu_count() or 1)
+    for i, data in enumerate(pool.map(content, range(n), chunksize=64)):
+        if data is None:
+            sha = shas[source_of(i)]
+        else:
+            sha = blobs.put(data, sync=False)
+            if sha not in images:
+                w, h, fmt = _size(data)
+                images[sha] = {
+                    "sha256": sha,
+                    "blob_key": f"{sha[:2]}/{sha[2:4]}/{sha}",
+                    "width": w,
+                    "height": h,
+                    "format": fmt,
+                    "bytes": len(data),
+                }
+        shas[i] = sha
+        wnid = wnids[(i // 100) % SYNSETS]
+        cands.append(
+            {
+                "id": i + 1,
+                "wnid": wnid,
+                "url": f"http://fixture.invalid/{wnid}/{i}.jpg",
+                "source": "urllist",
+                "status": "fetched",
+                "image_sha256": sha,
+                "attempts": 1,
+            }
+        )
+        if i % 10 == 3:  # a tenth already labelled: the near-dup representative rule sees them
+            labels.append({"candidate_id": i + 1, "wnid": wnid, "decision": "accept"})
+    pool.shutdown()
+    blobs.sync()
+    with engine.begin() as conn:
+        conn.execute(insert(Synset), [{"wnid": w, "lemmas": [w], "gloss": "bench"} for w in wnids])
+        rows = list(images.values())
+        for k in range(0, len(rows), 5000):
+            conn.execute(insert(Image), rows[k : k + 5000])
+        for k in range(0, len(cands), 5000):
+            conn.execute(insert(Candidate), cands[k : k + 5000])
+        if labels:
+            conn.execute(insert(Label), labels)
+    engine.dispose()
+    return {"images": len(images), "candidates": len(cands), "labels": len(labels), "shas": rows}
+
+
+def baseline(rows: list[dict[str, Any]], blobs: Any) -> dict[str, float]:
+    """A plain loop in this one process: read each image's blob and compute its phash."""
+    from curation.phash import phash_bytes
+
+    t0, c0 = time.monotonic(), os.times()
+    for row in rows:
+        try:
+            phash_bytes(blobs.get(row["sha256"]))
+        except Exception:  # the broken ones fail to decode, as in the stage
+            pass
+    c1 = os.times()
+    return {"wall_s": time.monotonic() - t0, "cpu_s": c1.user - c0.user + c1.system - c0.system}
+
+
+# -- running the commands ---------------------------------------------------------------------
+def env_for(work: Path, db_url: str, blob_url: str, s3: Any) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMNET_")}
+    env.update(IMNET_DATA_DIR=str(work), IMNET_DATABASE_URL=db_url, IMNET_BLOB_URL=blob_url)
+    if s3 is not None:
+        env.update(
+            IMNET_S3_ENDPOINT_URL=s3.endpoint,
+            IMNET_S3_ACCESS_KEY=s3.access_key,
+            IMNET_S3_SECRET_KEY=s3.secret_key,
+        )
+    return env
+
+
+def imnet(args: list[str], env: dict[str, str], log: Path, servers: dict[str, int]) -> dict:
+    res = measure([sys.executable, "-m", "imnet", *args], env, log, servers)
+    if res["rc"] != 0:
+        raise SystemExit(f"imnet {' '.join(args)} failed ({res['rc']}):\n{res['output_tail']}")
+    return res
+
+
+def _json_tail(text: str) -> dict[str, Any]:
+    """The JSON report a command printed (after any progress lines)."""
+    start = text.index("{\n") if "{\n" in text else text.index("{")
+    return json.loads(text[start:])
+
+
+def exponent(a: tuple[int, float], b: tuple[int, float]) -> float:
+    (n1, c1), (n2, c2) = a, b
+    if c1 <= 0 or c2 <= 0 or n1 == n2:
+        return float("nan")
+    return math.log(c2 / c1) / math.log(n2 / n1)
+
+
+def bench_curate(args: argparse.Namespace, store: Any, out: Path) -> list[dict[str, Any]]:
+    from imnet.blobstore import open_store
+    from imnet.settings import Settings
+
+    pg, s3 = store
+    results = []
+    for n in args.sizes:
+        work = out / f"curate-{n}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        if pg is None:
+            db_url, blob_url = f"sqlite:///{work / 'imnet.sqlite3'}", f"file://{out / 'blobs'}"
+            settings = Settings(data_dir=str(work), blob_url=blob_url)
+        else:
+            db_url, blob_url = pg.create_database(), f"s3://{args.bucket}/blobs"
+            settings = Settings(
+                data_dir=str(work),
+                blob_url=blob_url,
+                s3_endpoint_url=s3.endpoint,
+                s3_access_key=s3.access_key,
+                s3_secret_key=s3.secret_key,
+            )
+        blobs = open_store(blob_url, settings)
+        t0 = time.monotonic()
+        made = populate(n, db_url, blobs)
+        setup = time.monotonic() - t0
+        base = baseline(made.pop("shas"), blobs)
+        env = env_for(work, db_url, blob_url, s3)
+        full = imnet(["curate", "--json"], env, work / "curate.log", args.servers)
+        rep = _json_tail(full["output"])
+        again = imnet(["curate", "neardup", "--json"], env, work / "neardup.log", args.servers)
+        scan = rep["scan"]
+        row = {
+            "n": n,
+            **made,
+            "setup_s": round(setup, 1),
+            "curate": full,
+            "neardup": again,
+            "baseline": base,
+            "scanned": scan["scanned"],
+            "rejected": scan["rejected"],
+            "by_reason": rep["rejected_by_reason"],
+            "near_duplicates": rep["neardup"].get("near_duplicates"),
+            "dups_marked": rep["dedup"]["duplicates_marked"],
+        }
+        results.append(row)
+        print(
+            f"  {n:>7} candidates ({made['images']} images, rows+blobs set up in {setup:.0f} s): "
+            f"curate wall {full['wall_s']:.1f} s, cpu {full['cpu_s']:.1f} s, "
+            f"rss {full['rss_peak_mb']:.0f} MB{_srv(full)} | neardup alone "
+            f"{again['wall_s']:.1f} s cpu {again['cpu_s']:.1f} s | baseline loop cpu "
+            f"{base['cpu_s']:.1f} s (curate/baseline cpu {full['cpu_s'] / base['cpu_s']:.2f}x)",
+            flush=True,
+        )
+        print(
+            f"           scanned {scan['scanned']}, rejected {scan['rejected']} "
+            f"{rep['rejected_by_reason']}, {rep['dedup']['duplicates_marked']} exact duplicates "
+            f"marked, {rep['neardup'].get('near_duplicates')} near-duplicates",
+            flush=True,
+        )
+    return results
+
+
+def _srv(res: dict[str, Any]) -> str:
+    srv = res.get("server_cpu_s") or {}
+    return "".join(f", {k} cpu {v:.1f} s" for k, v in srv.items())
+
+
+def write_urls(path: Path, lines: int) -> None:
+    with open(path, "w") as f:
+        for i in range(lines):
+            w = URL_WNIDS[i % len(URL_WNIDS)]
+            f.write(f"{w}\thttp://img{i % 97}.example.org/photos/{i:09d}/{w}-{i}.jpg\n")
+
+
+OLD_RUNNER = """
+import sys, importlib.util
+sys.path.insert(0, sys.argv[1])
+spec = importlib.util.spec_from_file_location("urllist_old", sys.argv[2])
+mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+from imnet.app import App
+from imnet.settings import load_settings
+app = App(load_settings())
+rep = mod.import_urls(app, sys.argv[3])
+print({k: v for k, v in rep.items() if k != "bad_examples"})
+app.close()
+"""
+
+
+def old_import_source(out: Path) -> Path | None:
+    try:
+        src = subprocess.run(
+            ["git", "show", f"{OLD_IMPORT}:harvest/sources/urllist.py"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+            text=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    path = out / "urllist_old.py"
+    path.write_text(src)
+    return path
+
+
+def bench_urls(args: argparse.Namespace, store: Any, out: Path) -> list[dict[str, Any]]:
+    pg, _s3 = store
+    old_src = old_import_source(out)
+    results = []
+    for lines in args.url_lines:
+        work = out / f"urls-{lines}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        path = work / "urls.tsv"
+        write_urls(path, lines)
+        row: dict[str, Any] = {"lines": lines}
+        for which in ("streaming", "before") if old_src else ("streaming",):
+            db_url = f"sqlite:///{work / which}.sqlite3" if pg is None else pg.create_database()
+            env = env_for(work, db_url, f"file://{work / 'blobs'}", None)
+            if which == "streaming":
+                res = imnet(["harvest", "import-urls", str(path)], env, work / "new.log", {})
+                rep = _json_tail(res["output"])
+                assert rep["added"] == lines, rep
+            else:
+                res = measure(
+                    [sys.executable, "-c", OLD_RUNNER, str(ROOT), str(old_src), str(path)],
+                    env,
+                    work / "old.log",
+                    args.servers,
+                )
+                if res["rc"] != 0:
+                    print(f"  (the old import failed: {res['output_tail'][-300:]})")
+                    continue
+            row[which] = res
+            print(
+                f"  {lines:>9} lines, {which:9}: wall {res['wall_s']:.1f} s, cpu "
+                f"{res['cpu_s']:.1f} s, rss {res['rss_peak_mb']:.0f} MB{_srv(res)}",
+                flush=True,
+            )
+        results.append(row)
+    return results
+
+
+def summary(curate: list[dict[str, Any]], urls: list[dict[str, Any]]) -> None:
+    print("\n== summary")
+    if len(curate) >= 2:
+        a, b = curate[-2], curate[-1]
+        k = exponent((a["n"], a["curate"]["cpu_s"]), (b["n"], b["curate"]["cpu_s"]))
+        kw = exponent((a["n"], a["curate"]["wall_s"]), (b["n"], b["curate"]["wall_s"]))
+        kb = exponent((a["n"], a["baseline"]["cpu_s"]), (b["n"], b["baseline"]["cpu_s"]))
+        kn = exponent((a["n"], a["neardup"]["cpu_s"]), (b["n"], b["neardup"]["cpu_s"]))
+        print(
+            f"curate {a['n']} -> {b['n']}: CPU exponent {k:.2f} (goal <= {GOAL_EXP}: "
+            f"{'met' if k <= GOAL_EXP else 'NOT met'}), wall exponent {kw:.2f}; baseline loop "
+            f"{kb:.2f}; neardup alone {kn:.2f}"
+        )
+        per = b["curate"]["cpu_s"] / b["n"] * 1000
+        print(f"  {per:.2f} ms CPU per candidate at {b['n']} (command tree, all steps)")
+    for which in ("streaming", "before"):
+        got = [u for u in urls if which in u]
+        if len(got) >= 2:
+            a, b = got[0], got[-1]
+            r = b[which]["rss_peak_mb"] / a[which]["rss_peak_mb"]
+            k = exponent((a["lines"], a[which]["cpu_s"]), (b["lines"], b[which]["cpu_s"]))
+            goal = f" (goal <= {GOAL_RSS}x: {'met' if r <= GOAL_RSS else 'NOT met'})"
+            print(
+                f"import-urls {which} {a['lines']} -> {b['lines']} lines: peak RSS "
+                f"{a[which]['rss_peak_mb']:.0f} -> {b[which]['rss_peak_mb']:.0f} MB = {r:.2f}x"
+                f"{goal if which == 'streaming' else ''}, CPU exponent {k:.2f}"
+            )
+
+
+def _ints(text: str) -> list[int]:
+    return sorted(int(x.replace("_", "")) for x in text.split(",") if x.strip())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--sizes", type=_ints, default=[1000, 2000, 4000], help="candidates")
+    ap.add_argument("--url-lines", type=_ints, default=[100_000, 1_000_000])
+    ap.add_argument("--postgres", action="store_true", help="PostgreSQL + S3 (SeaweedFS)")
+    ap.add_argument("--only", choices=("curate", "urls"))
+    ap.add_argument("--workdir", default=None, help="kept afterwards when given")
+    ap.add_argument("--json", dest="json_out", default=None, help="write all figures here")
+    args = ap.parse_args()
+    out = Path(args.workdir or tempfile.mkdtemp(prefix="imnet-curate-scale-"))
+    out.mkdir(parents=True, exist_ok=True)
+    handles: list[Any] = []
+    store: tuple[Any, Any] = (None, None)
+    args.servers = {}
+    try:
+        if args.postgres:
+            sys.path.insert(0, str(ROOT / "tests"))
+            from _servers import start_postgres, start_s3
+
+            pg = start_postgres()
+            handles.append(pg)
+            s3 = start_s3()
+            handles.append(s3)
+            store = (pg, s3)
+            args.bucket = s3.create_bucket()
+            pid = int((pg.root / "data" / "postmaster.pid").read_text().split()[0])
+            args.servers = {"postgres": pid, "s3": s3.proc.pid}
+        backend = "PostgreSQL + S3" if args.postgres else "SQLite + file blobs"
+        print(f"backend: {backend}; {os.cpu_count()} CPUs; work dir {out}")
+        curate: list[dict[str, Any]] = []
+        urls: list[dict[str, Any]] = []
+        if args.only in (None, "curate"):
+            print(
+                "== imnet curate (synset/image/candidate/label rows by DIRECT INSERTS; blobs "
+                "through the blob store; then the real command)"
+            )
+            curate = bench_curate(args, store, out)
+        if args.only in (None, "urls"):
+            print("== imnet harvest import-urls (streaming) vs the import before it (9dc62d3)")
+            urls = bench_urls(args, store, out)
+        summary(curate, urls)
+        if args.json_out:
+            Path(args.json_out).write_text(
+                json.dumps({"curate": curate, "urls": urls}, indent=1, default=str)
+            )
+    finally:
+        for h in handles:
+            h.stop()
+        if args.workdir is None:
+            shutil.rmtree(out, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
