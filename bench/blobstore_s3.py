@@ -67,9 +67,7 @@ def main() -> int:
             s3_secret_key=srv.secret_key,
         )
         rows = {}
-        blobs = {
-            v: [os.urandom(args.size) for _ in range(args.n)] for v in ("old", "new", "again")
-        }
+        blobs = {v: [os.urandom(args.size) for _ in range(args.n)] for v in ("old", "new")}
         new_store = S3Store(f"s3://{srv.create_bucket()}", settings)
         old_store = S3Store(f"s3://{srv.create_bucket()}", settings)
         old_client = old_store.client
