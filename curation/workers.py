@@ -61,16 +61,6 @@ class Mapper:
 LEASE_SECONDS = 600.0
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        return True
-    return True
-
-
 class ImageLeases:
     """Batches of `image` rows leased to this process (see the comment above)."""
 
@@ -157,15 +147,14 @@ class ImageLeases:
     def free_dead_local(self, where: Any) -> int:
         """End the leases of processes on this host that are gone (killed), so their rows are
         claimable now rather than after the lease time. Other hosts' leases can only expire."""
-        import socket
         import time
 
         from sqlalchemy import select, update
 
         from db.models import Image
+        from db.queue import dead_local_owners
 
         t = Image.__table__
-        host = socket.gethostname()
         now = time.time()
         freed = 0
         with self.begin() as conn, conn.begin():
@@ -174,14 +163,7 @@ class ImageLeases:
                 .where(where, t.c.lease_until > now, t.c.lease_owner.is_not(None))
                 .distinct()
             ).scalars()
-            for owner in list(owners):
-                try:
-                    head, pid_s, _tag = owner.rsplit(":", 2)
-                    pid = int(pid_s)
-                except ValueError:
-                    continue
-                if owner == self.owner or not head.endswith(host) or _alive(pid):
-                    continue
+            for owner in dead_local_owners(list(owners), keep=self.owner):
                 freed += (
                     conn.execute(
                         update(t)

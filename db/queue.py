@@ -20,7 +20,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -277,6 +277,23 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def dead_local_owners(owners: Iterable[str | None], *, keep: str | None = None) -> list[str]:
+    """The lease owners (`make_owner` ids) that were processes on this host and are gone."""
+    host = socket.gethostname()
+    dead = []
+    for owner in owners:
+        if not owner or owner == keep:
+            continue
+        try:
+            head, pid_s, _tag = owner.rsplit(":", 2)
+            pid = int(pid_s)
+        except ValueError:
+            continue
+        if head.endswith(host) and not _alive(pid):
+            dead.append(owner)
+    return dead
+
+
 def expire_dead_local(engine: Engine, models: Sequence[type[Base]] | None = None) -> int:
     """End the leases of owners that were processes on this host and are gone (e.g. SIGKILLed).
 
@@ -285,7 +302,6 @@ def expire_dead_local(engine: Engine, models: Sequence[type[Base]] | None = None
     """
     from db.models import LeaseMixin
 
-    host = socket.gethostname()
     if models is None:
         models = [m.class_ for m in Base.registry.mappers if issubclass(m.class_, LeaseMixin)]
     now = time.time()
@@ -298,14 +314,7 @@ def expire_dead_local(engine: Engine, models: Sequence[type[Base]] | None = None
                 .where(t.c.lease_owner.is_not(None), t.c.lease_until > now)
                 .distinct()
             ).scalars()
-            for owner in list(owners):
-                try:
-                    head, pid_s, _tag = owner.rsplit(":", 2)
-                    pid = int(pid_s)
-                except ValueError:
-                    continue
-                if not head.endswith(host) or _alive(pid):
-                    continue
+            for owner in dead_local_owners(list(owners)):
                 freed += conn.execute(
                     update(t).where(t.c.lease_owner == owner).values(lease_until=now - 1)
                 ).rowcount
