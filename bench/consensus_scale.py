@@ -11,8 +11,8 @@ Each measurement runs in a fresh subprocess (`--child`), which reports its own w
 * `run`: `run_consensus` (the default worker-aware algorithm), per synset: read, decide,
   upsert labels; memory bounded by the largest synset.
 * `load`: the per-synset loader alone (`iter_synset_votes`), the peer of
-* `load-old`: the whole-dataset loader before issue 15 (`old_load_votes` below, every vote a
-  Python tuple), measured at the sizes up to `--old-max` as the baseline.
+* `load-old`: the whole-dataset loader before issue 15 (`old_load_votes`, kept verbatim in
+  tests/curation/consensus/wholeload.py; every vote a Python tuple), measured at the sizes up to `--old-max` as the baseline.
 
 Growth exponents between consecutive sizes: log(t2/t1) / log(n2/n1) (goal CPU <= 1.1), and peak
 RSS at the largest size over the smallest (goal <= 1.5).
@@ -34,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -174,107 +173,6 @@ def _wnid(s: int) -> str:
     return f"n{s:08d}"
 
 
-def old_load_votes(session: Any, wnids: list[str] | None, settings: Any) -> list[Any]:
-    """The whole-dataset loader before issue 15 (every vote a Python tuple), verbatim but for
-    the imports and the inlined helpers: the baseline."""
-    from sqlalchemy import func, or_, select
-
-    from curation.consensus.base import ACCEPT, REJECT, Votes
-    from curation.consensus.dynamic import choose_calibration
-    from curation.consensus.plan import DISCARDED_ASSIGNMENTS, OPEN_HIT_STATUSES, SynsetVotes
-    from db.models import Assignment, Candidate, Hit, HitItem, Image, Label, Vote, Worker
-
-    s = settings
-    q = (
-        select(Candidate.id, Candidate.wnid)
-        .join(Image, Image.sha256 == Candidate.image_sha256)
-        .where(
-            Candidate.status == "fetched",
-            or_(Image.quality.is_(None), Image.quality != "rejected"),
-            Image.near_dup_of.is_(None),
-        )
-        .order_by(Candidate.wnid, Candidate.id)
-    )
-    if wnids is not None:
-        q = q.where(Candidate.wnid.in_(list(wnids)))
-    items: dict[str, list[int]] = defaultdict(list)
-    for cid, wnid in session.execute(q):
-        items[wnid].append(cid)
-    if not items:
-        return []
-    wanted = list(items)
-    vq = (
-        select(Vote.candidate_id, Vote.worker_id, Vote.is_match, Vote.created_at, Vote.wnid)
-        .join(Assignment, Assignment.assignment_id == Vote.assignment_id)
-        .where(Assignment.status.not_in(DISCARDED_ASSIGNMENTS))
-        .order_by(Vote.created_at, Vote.assignment_id, Vote.candidate_id)
-    )
-    if wnids is not None:
-        vq = vq.where(Vote.wnid.in_(wanted))
-    votes_by_wnid: dict[str, list[tuple[int, str, int]]] = defaultdict(list)
-    seen_pairs: set[tuple[int, str]] = set()
-    for cid, worker_id, is_match, _created, wnid in session.execute(vq):
-        if (cid, worker_id) in seen_pairs:
-            continue
-        seen_pairs.add((cid, worker_id))
-        votes_by_wnid[wnid].append((cid, worker_id, int(bool(is_match))))
-    mq = select(Label.candidate_id, Label.decision).where(Label.overridden.is_(True))
-    if wnids is not None:
-        mq = mq.where(Label.wnid.in_(wanted))
-    manual = dict(session.execute(mq).all())
-    gold = {}
-    blocked = set()
-    for wid, seen, correct, is_blocked in session.execute(
-        select(Worker.worker_id, Worker.gold_seen, Worker.gold_correct, Worker.blocked)
-    ):
-        gold[wid] = (seen, correct)
-        if is_blocked and (not seen or (correct or 0) / seen < s.consensus_min_voter_gold):
-            blocked.add(wid)
-    now = time.time()
-    got = select(Assignment.hit_id, func.count().label("n")).group_by(Assignment.hit_id).subquery()
-    pq = (
-        select(HitItem.candidate_id, Hit.max_assignments, func.coalesce(got.c.n, 0))
-        .join(Hit, Hit.hit_id == HitItem.hit_id)
-        .outerjoin(got, got.c.hit_id == Hit.hit_id)
-        .where(
-            HitItem.gold_label.is_(None),
-            Hit.status.in_(OPEN_HIT_STATUSES),
-            or_(Hit.expires_at.is_(None), Hit.expires_at > now),
-        )
-    )
-    if wnids is not None:
-        pq = pq.where(Hit.wnid.in_(wanted))
-    pending: dict[int, int] = defaultdict(int)
-    for cid, max_a, n in session.execute(pq):
-        pending[cid] += max(0, int(max_a or 0) - int(n or 0))
-    out = []
-    for wnid in sorted(items):
-        cids = items[wnid]
-        cset = set(cids)
-        rows = [r for r in votes_by_wnid.get(wnid, []) if r[0] in cset]
-        workers = sorted({r[1] for r in rows})
-        votes = Votes.from_tuples(rows, items=cids, workers=workers)
-        calib = choose_calibration(cids, s.consensus_initial_subset, f"imnet-calibration:{wnid}")
-        known = np.array(
-            [1 if manual.get(c) == ACCEPT else 0 if manual.get(c) == REJECT else -1 for c in cids],
-            dtype=np.int64,
-        )
-        out.append(
-            SynsetVotes(
-                wnid=wnid,
-                candidate_ids=cids,
-                votes=votes,
-                calibration=np.array([c in calib for c in cids], dtype=bool),
-                known=known,
-                gold_seen=np.array([gold.get(w, (0, 0))[0] for w in workers], dtype=float),
-                gold_correct=np.array([gold.get(w, (0, 0))[1] for w in workers], dtype=float),
-                pending=np.array([pending.get(c, 0) for c in cids], dtype=np.int64),
-                blocked=np.array([w in blocked for w in workers], dtype=bool),
-            )
-        )
-    return out
-
-
 def _vm(key: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -304,6 +202,10 @@ def child(mode: str, url: str, algorithm: str, processes: int) -> None:
         elif mode == "load":
             out = {"votes": sum(len(d.votes) for d in iter_synset_votes(s, None, settings))}
         else:
+            # The pre-issue-15 loader, kept verbatim as the tests' reference.
+            sys.path.insert(0, str(ROOT / "tests" / "curation" / "consensus"))
+            from wholeload import old_load_votes
+
             out = {"votes": sum(len(d.votes) for d in old_load_votes(s, None, settings))}
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     ch = resource.getrusage(resource.RUSAGE_CHILDREN)  # the --processes workers, if any
