@@ -18,27 +18,19 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 import _servers  # noqa: E402
+from _scalemeasure import tree_cpu  # noqa: E402
 
 from imnet.blobstore import S3Store, sha256_hex  # noqa: E402
 from imnet.settings import Settings  # noqa: E402
 
 
-def proc_cpu(pid: int) -> float:
-    """User+system CPU seconds of a process (from /proc), 0 where unreadable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measure(label: str, fn, n: int, server_pid: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    c0, s0, w0 = time.process_time(), proc_cpu(server_pid), time.perf_counter()
+    c0, s0, w0 = time.process_time(), tree_cpu(server_pid), time.perf_counter()
     fn()
-    c1, s1, w1 = time.process_time(), proc_cpu(server_pid), time.perf_counter()
+    c1, s1, w1 = time.process_time(), tree_cpu(server_pid), time.perf_counter()
     row = {
         "client_ms": (c1 - c0) * 1e3 / n,
         "server_ms": (s1 - s0) * 1e3 / n,

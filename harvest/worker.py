@@ -129,10 +129,15 @@ class CrawlWorker:
             shas = list(images)
             with self.app.engine.connect() as conn:
                 for i in range(0, len(shas), 500):
-                    q = select(t.c.id, t.c.wnid, t.c.image_sha256).where(
-                        t.c.status == "fetched", t.c.image_sha256.in_(shas[i : i + 500])
+                    # Status is checked here, not in SQL: with `status = 'fetched'` in the WHERE,
+                    # PostgreSQL with statistics from before the crawl (no row fetched yet) walks
+                    # the (status, id) index over every fetched row, for every batch: quadratic.
+                    q = select(t.c.id, t.c.wnid, t.c.image_sha256, t.c.status).where(
+                        t.c.image_sha256.in_(shas[i : i + 500])
                     )
-                    for cid, wnid, sha in conn.execute(q):
+                    for cid, wnid, sha, status in conn.execute(q):
+                        if status != "fetched":
+                            continue
                         key = (wnid, sha)
                         first[key] = min(cid, first.get(key, cid))
             rows = []
