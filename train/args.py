@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 ABLATIONS = ("none", "no-fc7", "no-fc6-fc7", "no-conv3-conv4", "no-conv3-conv4-fc6-fc7")
 ARCHS = ("alexnet2012", "alexnet-towers", "alexnet-tv")
+
+
+def default_workers() -> int:
+    """Loader workers by default: the cores this process may run on (its affinity, which a
+    container or taskset narrows), at most 8, the reference recipe's value."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -57,7 +68,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--devices", default="", help="two-tower placement, e.g. cuda:0,cuda:1")
     p.add_argument("-b", "--batch-size", type=int, default=128, help="images per process per step")
     p.add_argument("--epochs", type=int, default=90)
-    p.add_argument("-j", "--workers", type=int, default=8, help="data loader processes")
+    p.add_argument(
+        "-j",
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="data loader processes (default: the CPUs this process may use, at most 8)",
+    )
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument(
