@@ -23,6 +23,7 @@ a file blob store by default; --postgres starts PostgreSQL and SeaweedFS S3 (tes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import math
@@ -127,12 +128,10 @@ def fill(app: Any, n: int, n_classes: int, seed: int = 0) -> None:
 
 
 def _hwm(pid: int) -> int:
-    try:
+    with contextlib.suppress(OSError):  # the process is gone: no reading
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
-    except OSError:
-        pass
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
@@ -108,12 +109,11 @@ def os_error_line(e: OSError) -> str:
 
 
 def _silence_stdout() -> None:
-    try:
+    # Best effort: if even /dev/null cannot take stdout, the one-line error still goes out.
+    with contextlib.suppress(OSError, ValueError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-    except (OSError, ValueError):
-        pass
 
 
 def print_json(obj: object) -> None:

@@ -172,7 +172,7 @@ def test_processes_and_shards_give_identical_exports(
 
 
 class Killed(RuntimeError):
-    pass
+    """Stands for a SIGKILL part-way through encoding."""
 
 
 def test_killed_export_resumes_without_redoing_files(
