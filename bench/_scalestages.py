@@ -52,8 +52,8 @@ def free_port() -> int:
 
 
 def _app(env: dict[str, str]):  # type: ignore[no-untyped-def]
-    from imnet.app import App
-    from imnet.settings import load_settings
+    from imnet.core.app import App
+    from imnet.core.settings import load_settings
 
     return App(load_settings(env=env))
 

@@ -23,8 +23,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 import _servers  # noqa: E402
 from _scalemeasure import tree_cpu  # noqa: E402
 
-from imnet.blobstore import S3Store, sha256_hex  # noqa: E402
-from imnet.settings import Settings  # noqa: E402
+from imnet.core.blobstore import S3Store, sha256_hex  # noqa: E402
+from imnet.core.settings import Settings  # noqa: E402
 
 
 def measure(label: str, fn, n: int, server_pid: int) -> dict[str, float]:  # type: ignore[no-untyped-def]

@@ -54,7 +54,7 @@ from curation.consensus.dynamic import DynamicConsensus, choose_calibration  # n
 from curation.consensus.majority import MajorityVote  # noqa: E402
 from curation.consensus.plan import cost_rule  # noqa: E402
 from curation.consensus.worker_aware import WorkerAwareConsensus  # noqa: E402
-from imnet.settings import Settings  # noqa: E402
+from imnet.core.settings import Settings  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from consensus_crowdkit import run_crowdkit  # noqa: E402

@@ -185,7 +185,7 @@ def child(mode: str, url: str, algorithm: str, processes: int) -> None:
     from curation.consensus.parallel import run_parallel
     from curation.consensus.plan import iter_synset_votes, run_consensus
     from db.session import make_engine, session_factory
-    from imnet.settings import Settings
+    from imnet.core.settings import Settings
 
     settings = Settings(database_url=url)
     eng = make_engine(url)

@@ -244,8 +244,8 @@ def exponent(a: tuple[int, float], b: tuple[int, float]) -> float:
 
 
 def bench_curate(args: argparse.Namespace, store: Any, out: Path) -> list[dict[str, Any]]:
-    from imnet.blobstore import open_store
-    from imnet.settings import Settings
+    from imnet.core.blobstore import open_store
+    from imnet.core.settings import Settings
 
     pg, s3 = store
     results = []
@@ -323,8 +323,8 @@ import sys, importlib.util
 sys.path.insert(0, sys.argv[1])
 spec = importlib.util.spec_from_file_location("urllist_old", sys.argv[2])
 mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-from imnet.app import App
-from imnet.settings import load_settings
+from imnet.core.app import App
+from imnet.core.settings import load_settings
 app = App(load_settings())
 rep = mod.import_urls(app, sys.argv[3])
 print({k: v for k, v in rep.items() if k != "bad_examples"})

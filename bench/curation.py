@@ -240,8 +240,8 @@ def bench_export(n: int) -> None:
     from curation.classes import choose_classes
     from curation.export import run_export
     from db.models import Candidate, Image, Label, Synset
-    from imnet.app import App
-    from imnet.settings import Settings
+    from imnet.core.app import App
+    from imnet.core.settings import Settings
 
     print(
         f"\n== export throughput: {n} JPEG photos (400-1200 px), resize 256, q90, "

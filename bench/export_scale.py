@@ -228,8 +228,8 @@ def main() -> int:
         from _servers import start_postgres, start_s3
 
         servers = [start_postgres(), start_s3()]
-    from imnet.app import App
-    from imnet.settings import Settings
+    from imnet.core.app import App
+    from imnet.core.settings import Settings
 
     modes = {"1 process": [("1", None)], "2 processes": [("2", None)]}
     if args.shards:

@@ -35,7 +35,7 @@ def main() -> int:
     ap.add_argument("--database-url", default="", help="default: a fresh SQLite file")
     args = ap.parse_args()
 
-    from imnet.settings import Settings
+    from imnet.core.settings import Settings
     from mturk.client import make_client, paginate
     from mturk.layout import Tile, html_question, render_task_html
     from mturk.simulate import run_workers

@@ -262,8 +262,8 @@ def main() -> int:
     backends = ["postgresql"] if args.postgres else ["sqlite"]
     if not args.postgres and not args.no_postgres:
         backends.append("postgresql")
-    from imnet.app import App
-    from imnet.settings import Settings
+    from imnet.core.app import App
+    from imnet.core.settings import Settings
 
     pg = None
     if "postgresql" in backends:

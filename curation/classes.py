@@ -16,7 +16,7 @@ class ClassError(ValueError):
 def _wordnet() -> Any:
     from nltk.corpus import wordnet as wn
 
-    from imnet.wordnet import ensure_wordnet
+    from imnet.core.wordnet import ensure_wordnet
 
     ensure_wordnet(allow_download=False)
     return wn

@@ -98,14 +98,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _user_error(e: Exception) -> Exception:
-    from imnet.cli import UserError
+    from imnet.core.console import UserError
 
     return UserError(str(e))
 
 
 def _curate(args: argparse.Namespace, app: Any) -> int:
     from curation.pipeline import STEPS, run_curation
-    from imnet.cli import print_json
+    from imnet.core.console import print_json
 
     steps = STEPS if args.step == "all" else (args.step,)
     if args.batch < 1:
@@ -165,7 +165,7 @@ def _import(args: argparse.Namespace, app: Any) -> int:
 
 def _choose(args: argparse.Namespace, app: Any) -> int:
     from curation.classes import ClassError, choose_classes
-    from imnet.cli import print_json
+    from imnet.core.console import print_json
 
     try:
         rep = choose_classes(
@@ -190,7 +190,7 @@ def _choose(args: argparse.Namespace, app: Any) -> int:
 
 def _show(args: argparse.Namespace, app: Any) -> int:
     from curation.classes import ClassError, show_classes
-    from imnet.cli import print_json
+    from imnet.core.console import print_json
 
     try:
         rows = show_classes(app, args.set_name)
@@ -206,7 +206,7 @@ def _show(args: argparse.Namespace, app: Any) -> int:
 
 def _export(args: argparse.Namespace, app: Any) -> int:
     from curation.export.run import ExportError, run_export
-    from imnet.cli import print_json
+    from imnet.core.console import print_json
 
     s = app.settings
     try:

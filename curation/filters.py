@@ -151,13 +151,13 @@ _store: Any = None
 
 def _init_worker(settings: Any) -> None:
     global _store
-    from imnet.blobstore import open_store
+    from imnet.core.blobstore import open_store
 
     _store = open_store(settings.resolved_blob_url(), settings)
 
 
 def _fetch(store: Any, sha256: str) -> tuple[bytes | None, Result | None]:
-    from imnet.blobstore import BlobError
+    from imnet.core.blobstore import BlobError
 
     try:
         return store.get(sha256), None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from imnet.app import App
+from imnet.core.app import App
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -145,7 +145,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _user_error(e: Exception) -> Exception:
-    from imnet.cli import UserError
+    from imnet.core.console import UserError
 
     return UserError(str(e))
 
@@ -174,7 +174,7 @@ def _synsets_add(args: argparse.Namespace, app: App) -> int:
 
 def _synsets_list(args: argparse.Namespace, app: App) -> int:
     from harvest.synsets import list_synsets
-    from imnet.cli import print_json
+    from imnet.core.console import print_json
 
     rows = list_synsets(app)
     if args.json:
@@ -204,7 +204,7 @@ def _queries(args: argparse.Namespace, app: App) -> int:
 
 def _search(args: argparse.Namespace, app: App) -> int:
     from harvest.search import run_search
-    from imnet.cli import print_json
+    from imnet.core.console import print_json
 
     if args.max_pages < 1 or args.limit_per_query < 1:
         raise _user_error(ValueError("--max-pages and --limit-per-query must be at least 1"))
@@ -222,7 +222,7 @@ def _search(args: argparse.Namespace, app: App) -> int:
 
 def _import_urls(args: argparse.Namespace, app: App) -> int:
     from harvest.sources.urllist import import_urls
-    from imnet.cli import print_json
+    from imnet.core.console import print_json
 
     try:
         report = import_urls(app, args.file)
@@ -234,7 +234,7 @@ def _import_urls(args: argparse.Namespace, app: App) -> int:
 
 def _crawl(args: argparse.Namespace, app: App) -> int:
     from harvest.crawl import crawl
-    from imnet.cli import print_json
+    from imnet.core.console import print_json
 
     if args.processes < 1:
         raise _user_error(ValueError("--processes must be at least 1"))
@@ -271,7 +271,7 @@ def status_counts(app: App) -> dict[str, Any]:
 
 
 def _status(args: argparse.Namespace, app: App) -> int:
-    from imnet.cli import print_json
+    from imnet.core.console import print_json
 
     data = status_counts(app)
     if args.json:

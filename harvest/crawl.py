@@ -12,8 +12,8 @@ from collections import Counter
 from typing import Any
 
 from harvest.worker import FINAL, CrawlWorker
-from imnet.app import App
-from imnet.settings import Settings
+from imnet.core.app import App
+from imnet.core.settings import Settings
 
 log = logging.getLogger(__name__)
 __all__ = ["CrawlWorker", "crawl"]

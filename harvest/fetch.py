@@ -18,7 +18,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from harvest.validate import ImageInfo, validate_or_reason
-from imnet.settings import Settings
+from imnet.core.settings import Settings
 
 log = logging.getLogger(__name__)
 REDIRECTS = {301, 302, 303, 307, 308}

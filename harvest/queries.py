@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from imnet.app import App
+from imnet.core.app import App
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import update
 
-from imnet.app import App
+from imnet.core.app import App
 
 log = logging.getLogger(__name__)
 

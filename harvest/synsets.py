@@ -7,7 +7,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from imnet.app import App
+from imnet.core.app import App
 
 WNID_RE = re.compile(r"^n\d{8}$")
 
@@ -34,7 +34,7 @@ def _ilsvrc2012() -> tuple[str, ...]:
 def _wn() -> Any:
     import nltk.corpus
 
-    from imnet.wordnet import WordNetUnavailable, ensure_wordnet
+    from imnet.core.wordnet import WordNetUnavailable, ensure_wordnet
 
     try:
         ensure_wordnet(allow_download=False)

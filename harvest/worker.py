@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
-from imnet.app import App
+from imnet.core.app import App
 
 log = logging.getLogger(__name__)
 FLUSH_EVERY = 0.5  # seconds between batched result writes
@@ -95,7 +95,7 @@ class CrawlWorker:
         from db import queue
         from db.models import Candidate, Image
         from harvest._db import insert_ignore, write_lock
-        from imnet.blobstore import key_for
+        from imnet.core.blobstore import key_for
 
         images = {
             r.info.sha256: {

@@ -5,33 +5,28 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from imnet import __version__
-from imnet.settings import SettingsError, load_settings
+from imnet.core.console import UserError, os_error_line
+from imnet.core.settings import SettingsError, load_settings
 
 # Each module has `register(subparsers)`, adding parsers whose `func(args, app) -> int` runs them.
 COMMAND_MODULES = (
     "imnet.commands",
-    "db.cli",
     "harvest.cli",
     "curation.cli",
     "curation.consensus.cli",
     "mturk.cli",
     "train.cli",
-    "imnet.demo",
+    "imnet.demo.cli",
 )
 
 # Global flags that map straight onto settings keys.
 GLOBAL_FLAGS = {"data_dir": "data-dir", "database_url": "database-url", "blob_url": "blob-url"}
-
-
-class UserError(RuntimeError):
-    """Raised by commands for a clear one-line failure (no traceback)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,8 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     from db.session import DatabaseError
-    from imnet.app import App
-    from imnet.blobstore import BlobError
+    from imnet.core.app import App
+    from imnet.core.blobstore import BlobError
 
     app = None
     try:
@@ -100,21 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             app.close()
 
 
-def os_error_line(e: OSError) -> str:
-    """`cannot use PATH: reason` for an OSError, on one line."""
-    reason = e.strerror or str(e) or type(e).__name__
-    where = e.filename if e.filename is not None else None
-    line = f"cannot use {where}: {reason}" if where is not None else reason
-    return " ".join(line.split())
-
-
 def _silence_stdout() -> None:
     # Best effort: if even /dev/null cannot take stdout, the one-line error still goes out.
     with contextlib.suppress(OSError, ValueError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-
-
-def print_json(obj: object) -> None:
-    print(json.dumps(obj, indent=2, sort_keys=True, default=str))

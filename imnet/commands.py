@@ -1,10 +1,10 @@
-"""Top-level commands that belong to no stage: `imnet config show` and `imnet setup`."""
+"""Top-level commands that belong to no stage: `imnet config show`, `imnet setup`, `imnet db`."""
 
 from __future__ import annotations
 
 import argparse
 
-from imnet.app import App
+from imnet.core.app import App
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,9 +27,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--no-download", action="store_true", help="never try nltk.download")
     s.set_defaults(func=_setup)
 
+    p = sub.add_parser("db", help="database schema and status", description="Database commands.")
+    dsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    up = dsub.add_parser(
+        "upgrade",
+        help="apply Alembic migrations",
+        description="Apply the migrations shipped in db/migrations (other commands do this "
+        "automatically).",
+    )
+    up.add_argument("revision", nargs="?", default="head")
+    up.set_defaults(func=_upgrade)
+    st = dsub.add_parser("status", help="row counts per table", description="Row counts.")
+    st.set_defaults(func=_status)
+
 
 def _config_show(args: argparse.Namespace, app: App) -> int:
-    from imnet.cli import print_json
+    from imnet.core.console import print_json
 
     data = app.settings.masked()
     if args.json:
@@ -42,12 +55,36 @@ def _config_show(args: argparse.Namespace, app: App) -> int:
 
 
 def _setup(args: argparse.Namespace, app: App) -> int:
-    from imnet.wordnet import WordNetUnavailable, ensure_wordnet
+    from imnet.core.wordnet import WordNetUnavailable, ensure_wordnet
 
     try:
         print(ensure_wordnet(allow_download=not args.no_download))
     except WordNetUnavailable as e:
-        from imnet.cli import UserError
+        from imnet.core.console import UserError
 
         raise UserError(str(e)) from None
+    return 0
+
+
+def _upgrade(args: argparse.Namespace, app: App) -> int:
+    from db.session import check_connection, make_engine, upgrade
+
+    url = app.settings.resolved_database_url()
+    engine = make_engine(url)
+    check_connection(engine)
+    upgrade(url, args.revision, engine=engine)
+    engine.dispose()
+    print(f"database at {args.revision}")
+    return 0
+
+
+def _status(args: argparse.Namespace, app: App) -> int:
+    from sqlalchemy import func, select
+
+    from db.models import Base
+
+    with app.Session() as s:
+        for name, table in sorted(Base.metadata.tables.items()):
+            n = s.execute(select(func.count()).select_from(table)).scalar_one()
+            print(f"{name:20s} {n}")
     return 0

@@ -120,7 +120,7 @@ def _concurrency_flag(p: argparse.ArgumentParser) -> None:
 
 
 def _concurrency(args: argparse.Namespace) -> int:
-    from imnet.cli import UserError
+    from imnet.core.console import UserError
 
     if args.concurrency < 1:
         raise UserError("--concurrency must be at least 1")
@@ -128,7 +128,7 @@ def _concurrency(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace, app: Any) -> int:
-    from imnet.cli import UserError, print_json
+    from imnet.core.console import UserError, print_json
     from mturk.publish import PublishError, publish
 
     n = _concurrency(args)
@@ -144,7 +144,7 @@ def _publish(args: argparse.Namespace, app: Any) -> int:
 
 
 def _collect(args: argparse.Namespace, app: Any) -> int:
-    from imnet.cli import print_json
+    from imnet.core.console import print_json
     from mturk.collect import collect
 
     n = _concurrency(args)
@@ -161,7 +161,7 @@ def _api_error(e: Exception) -> None:
     """Turn connection and API errors into a one-line UserError."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from imnet.cli import UserError
+    from imnet.core.console import UserError
     from mturk.publish import PublishError
 
     if isinstance(e, ClientError | BotoCoreError | PublishError):
@@ -172,7 +172,7 @@ def _status(args: argparse.Namespace, app: Any) -> int:
     from sqlalchemy import func, select
 
     from db.models import Assignment, Hit, Vote, Worker
-    from imnet.cli import print_json
+    from imnet.core.console import print_json
     from mturk.client import endpoint_url, make_client
 
     with app.Session() as s:
@@ -212,7 +212,7 @@ def _serve(args: argparse.Namespace, app: Any) -> int:
 
 
 def _simulate(args: argparse.Namespace, app: Any) -> int:
-    from imnet.cli import UserError, print_json
+    from imnet.core.console import UserError, print_json
     from mturk.simulate import run_workers
 
     s = app.settings

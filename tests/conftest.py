@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import _servers  # noqa: E402
 
-from imnet.settings import Settings  # noqa: E402
+from imnet.core.settings import Settings  # noqa: E402
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -92,7 +92,7 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
 
 @pytest.fixture
 def app(settings: Settings):  # type: ignore[no-untyped-def]
-    from imnet.app import App
+    from imnet.core.app import App
 
     a = App(settings)
     yield a

@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> dict:
-    from imnet.cli import UserError
+    from imnet.core.console import UserError
     from train.data import ExportError
     from train.engine import run
 
@@ -98,7 +98,7 @@ def _evaluate(args: argparse.Namespace, app) -> int:
 
 
 def _invariance(args: argparse.Namespace, app) -> int:
-    from imnet.cli import UserError
+    from imnet.core.console import UserError
     from train.data import ExportError
     from train.invariance import analyze
 

@@ -89,7 +89,7 @@ def _help(p: argparse.ArgumentParser) -> int:
 def cmd_run(args: argparse.Namespace, app: Any) -> int:
     from curation.consensus.parallel import parse_shard, run_parallel
     from curation.consensus.plan import run_consensus
-    from imnet.cli import UserError, print_json
+    from imnet.core.console import UserError, print_json
 
     algorithm = args.algorithm or app.settings.consensus_algorithm
     if algorithm not in ALGORITHM_CHOICES:
@@ -131,7 +131,7 @@ def cmd_needs(args: argparse.Namespace, app: Any) -> int:
 
     from curation.consensus.plan import needs_votes
     from db.models import Candidate
-    from imnet.cli import print_json
+    from imnet.core.console import print_json
 
     with app.Session() as session:
         needs = needs_votes(session, wnids=args.wnid, settings=app.settings)
@@ -155,7 +155,7 @@ def cmd_needs(args: argparse.Namespace, app: Any) -> int:
 
 def cmd_table(args: argparse.Namespace, app: Any) -> int:
     from curation.consensus.plan import dynamic_model, load_votes
-    from imnet.cli import UserError
+    from imnet.core.console import UserError
 
     s = app.settings
     with app.Session() as session:

@@ -55,7 +55,7 @@ class SynsetVotes:
 
 def _settings(settings: Any) -> Any:
     if settings is None:
-        from imnet.settings import Settings
+        from imnet.core.settings import Settings
 
         return Settings()
     return settings

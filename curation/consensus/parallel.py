@@ -30,7 +30,7 @@ def sub_shards(shard: tuple[int, int], processes: int) -> list[tuple[int, int]]:
 
 def _run_one(settings: Any, algorithm: str, wnids: list[str] | None, shard: tuple[int, int]):  # type: ignore[no-untyped-def]
     from curation.consensus.plan import run_consensus
-    from imnet.app import App
+    from imnet.core.app import App
 
     app = App(settings)
     try:

@@ -273,7 +273,7 @@ async def thumb(request: web.Request) -> web.Response:
 def _make_thumb(store: Any, sha: str) -> bytes | None:
     from PIL import Image as PILImage
 
-    from imnet.blobstore import BlobError
+    from imnet.core.blobstore import BlobError
 
     try:
         raw = store.get(sha)

@@ -85,14 +85,14 @@ Result = tuple[int, str | None, int, int, int, str | None]  # position, sha256, 
 
 def init_worker(settings: Any) -> None:
     global _store
-    from imnet.blobstore import open_store
+    from imnet.core.blobstore import open_store
 
     _store = open_store(settings.resolved_blob_url(), settings)
 
 
 def work(task: tuple[str, int, int]) -> tuple[str, bytes | None, int, int, str | None]:
     """(sha256, jpeg or None, width, height, error) for one image; never raises on bad input."""
-    from imnet.blobstore import BlobError
+    from imnet.core.blobstore import BlobError
 
     sha, resize, quality = task
     try:

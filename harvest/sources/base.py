@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from imnet.settings import Settings
+from imnet.core.settings import Settings
 
 
 @dataclass

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from curation_rows import add_candidate, add_synset, encode, photo, smooth_image
 
-from imnet.app import App
 from imnet.cli import main
-from imnet.settings import Settings
+from imnet.core.app import App
+from imnet.core.settings import Settings
 
 
 def test_cli_curate_choose_show_export(tmp_path: Path, sqlite_url: str, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -53,7 +53,7 @@ def test_near_duplicates_cluster_to_one_representative(app) -> None:  # type: ig
         for im in unrelated:
             add_candidate(s, app.blobs, "n10000003", encode(im, "PNG"), decision=None)
     rep = curation.run_curation(app, steps=("phash", "neardup"))
-    from imnet.blobstore import sha256_hex
+    from imnet.core.blobstore import sha256_hex
 
     rep_sha = sha256_hex(encode(big, "PNG"))
     with app.Session() as s:

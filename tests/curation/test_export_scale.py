@@ -20,8 +20,8 @@ from curation.classes import choose_classes
 from curation.export import run_export
 from curation.export.finish import staged_path
 from db.models import Export, ExportItem, Image
-from imnet.app import App
-from imnet.settings import Settings
+from imnet.core.app import App
+from imnet.core.settings import Settings
 
 CLASSES = ("n02085620", "n02085782", "n02123045")
 SIZES = {"val_per_class": 4, "test_per_class": 3, "train_max_per_class": 30}

@@ -63,7 +63,7 @@ def test_scan_records_every_rejection_and_resumes(app) -> None:  # type: ignore[
     by_reason = {
         sha: (r.quality, (r.quality_reason or "").split(":", 1)[0]) for sha, r in rows.items()
     }
-    from imnet.blobstore import sha256_hex
+    from imnet.core.blobstore import sha256_hex
 
     assert by_reason[sha256_hex(good)] == ("ok", "")
     assert rows[sha256_hex(good)].phash is not None

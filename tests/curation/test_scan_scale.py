@@ -16,8 +16,8 @@ from sqlalchemy import event, select, update
 
 from curation.pipeline import run_curation
 from db.models import Image
-from imnet.app import App
-from imnet.settings import Settings
+from imnet.core.app import App
+from imnet.core.settings import Settings
 
 STEPS = ("phash", "filter", "neardup")
 

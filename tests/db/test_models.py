@@ -6,6 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select
 
+from db.migrations import HEADS
 from db.models import (
     Base,
     Candidate,
@@ -15,7 +16,6 @@ from db.models import (
     phash_from_db,
     phash_to_db,
 )
-from db.migrations import HEADS
 from db.session import make_engine, session_factory, upgrade
 
 
@@ -63,8 +63,8 @@ def test_heads_fast_path_needs_a_matching_version_table(sqlite_url: str) -> None
     dbs._upgraded.discard(sqlite_url)
     with engine.begin() as conn:
         conn.execute(
-                text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": next(iter(HEADS))}
-            )
+            text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": next(iter(HEADS))}
+        )
     assert dbs._at_heads(sqlite_url, engine)
     engine.dispose()
 

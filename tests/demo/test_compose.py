@@ -83,7 +83,7 @@ def test_compose_services_and_wiring() -> None:
         assert env["IMNET_S3_ACCESS_KEY"] and env["IMNET_S3_SECRET_KEY"], name
         assert env["IMNET_MTURK_ENDPOINT_URL"].startswith("http://mturk:"), name
         # Every variable handed to imnet is a real settings key.
-        from imnet.settings import load_settings
+        from imnet.core.settings import load_settings
 
         imnet_vars = {k: v for k, v in env.items() if k.startswith("IMNET_")}
         load_settings(env=imnet_vars, config_path=None)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from imnet.fixtureimages import ROOTS, SYNSETS
-from imnet.fixtureweb import corpus_summary, match_synset, start_fixture_web
+from imnet.demo.fixtureimages import ROOTS, SYNSETS
+from imnet.demo.fixtureweb import corpus_summary, match_synset, start_fixture_web
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,7 @@ def test_truth_matches_served_bytes_and_restart_keeps_urls(tmp_path: Path) -> No
 
 def test_harvest_openverse_adapter_reads_the_fixture(web) -> None:  # type: ignore[no-untyped-def]
     from harvest.sources import get_source
-    from imnet.settings import Settings
+    from imnet.core.settings import Settings
 
     src = get_source("openverse", Settings(source_openverse_url=f"{web.url}/v1/images/"))
     urls, cursor = [], None

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from db.models import Candidate, Image
 from harvest.crawl import crawl
 from harvest.synsets import add_synsets
-from imnet.app import App
+from imnet.core.app import App
 
 W1, W2 = "n01440764", "n01443537"
 
@@ -207,7 +207,7 @@ def test_sigkill_mid_crawl_then_resume(tmp_path: Path, sqlite_url: str) -> None:
 
     from loopweb import unique
 
-    from imnet.settings import Settings
+    from imnet.core.settings import Settings
 
     data_dir = tmp_path / "data"
     app = App(Settings(data_dir=str(data_dir), database_url=sqlite_url, allow_private_hosts=True))
@@ -283,7 +283,7 @@ def test_sigkill_mid_crawl_then_resume(tmp_path: Path, sqlite_url: str) -> None:
 def test_two_processes_share_one_postgres_queue(pg_url: str, tmp_path: Path) -> None:
     from loopweb import unique
 
-    from imnet.settings import Settings
+    from imnet.core.settings import Settings
 
     settings = Settings(
         data_dir=str(tmp_path / "data"),
@@ -327,7 +327,7 @@ def test_decode_in_a_process_pool(app: App) -> None:
 
 def test_crawl_into_s3_blob_store(s3_server, sqlite_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The same crawl with blobs in a real S3 server (SeaweedFS) through boto3."""
-    from imnet.settings import Settings
+    from imnet.core.settings import Settings
 
     bucket = s3_server.create_bucket()
     app = App(

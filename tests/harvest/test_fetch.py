@@ -8,7 +8,7 @@ import pytest
 from loopweb import LoopWeb, body, jpeg
 
 from harvest.fetch import AddressPolicy, Fetcher, HostGate, PrivateAddress, noai_tag
-from imnet.settings import Settings
+from imnet.core.settings import Settings
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from db.models import Query
 from harvest.queries import expand_queries, expand_texts
 from harvest.synsets import add_synsets
-from imnet.app import App
+from imnet.core.app import App
 
 
 def test_expand_texts_dedupes_and_combines() -> None:

@@ -10,7 +10,7 @@ from test_sources import wikimedia_api
 from db.models import Candidate, Query
 from harvest.search import run_search
 from harvest.synsets import add_synsets
-from imnet.app import App
+from imnet.core.app import App
 
 W = "n01440764"
 
@@ -63,7 +63,7 @@ def test_limit_per_query_stops_early(app: App) -> None:
 
 
 def test_429_retry_after_honoured_and_bounded(sqlite_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from imnet.settings import Settings
+    from imnet.core.settings import Settings
 
     ok = {
         "result_count": 1,

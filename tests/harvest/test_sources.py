@@ -9,7 +9,7 @@ from aiohttp import web
 from loopweb import LoopWeb, json_body, sequence
 
 from harvest.sources import SourceError, get_source, source_names
-from imnet.settings import Settings
+from imnet.core.settings import Settings
 
 
 def wm_page(titles: list[str], offset: int | None) -> dict:

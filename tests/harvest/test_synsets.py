@@ -14,7 +14,7 @@ from harvest.synsets import (
     subtree,
     synset_for,
 )
-from imnet.app import App
+from imnet.core.app import App
 
 
 def test_ilsvrc2012_list_is_the_real_one() -> None:

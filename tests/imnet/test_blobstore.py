@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from imnet.blobstore import BlobError, FileStore, key_for, open_store, sha256_hex
-from imnet.settings import Settings
+from imnet.core.blobstore import BlobError, FileStore, key_for, open_store, sha256_hex
+from imnet.core.settings import Settings
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -71,7 +71,7 @@ def test_file_interrupted_write_leaves_nothing_visible(tmp_path: Path, monkeypat
 
 def test_deferred_sync_flushes_each_batch(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """put(sync=False) defers durability to sync(); the fallback fsyncs every file and dir."""
-    import imnet.blobstore as bs
+    import imnet.core.blobstore as bs
 
     store = FileStore(tmp_path)
     datas = [os.urandom(2048 + i) for i in range(3)]
@@ -101,7 +101,7 @@ def test_deferred_sync_flushes_each_batch(tmp_path: Path, monkeypatch) -> None: 
 def test_syncfs_path_runs_on_linux(tmp_path: Path) -> None:
     import sys
 
-    import imnet.blobstore as bs
+    import imnet.core.blobstore as bs
 
     store = FileStore(tmp_path)
     store.put(b"x" * 100, sync=False)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from imnet.settings import SettingsError, load_settings
+from imnet.core.settings import SettingsError, load_settings
 
 
 def test_layers(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from imnet.wordnet import DEBIAN_DIR, WordNetUnavailable, install_from_debian, lexnames_text
+from imnet.core.wordnet import DEBIAN_DIR, WordNetUnavailable, install_from_debian, lexnames_text
 
 
 def test_lexnames_matches_wordnet_numbering() -> None:

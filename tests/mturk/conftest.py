@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from imnet.app import App
-from imnet.settings import Settings
+from imnet.core.app import App
+from imnet.core.settings import Settings
 
 
 def seed(

@@ -13,8 +13,8 @@ from sqlalchemy import event, func, insert, select
 from sqlalchemy.exc import OperationalError
 
 from db.models import Assignment, Candidate, Hit, HitItem, Image, Synset, Vote
-from imnet.app import App
-from imnet.settings import Settings
+from imnet.core.app import App
+from imnet.core.settings import Settings
 from mturk.client import paginate
 from mturk.collect import collect
 from mturk.publish import publish

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 from sqlalchemy import select
 
 from db.models import SandboxAssignment, SandboxHit
-from imnet.app import App
+from imnet.core.app import App
 from mturk.client import paginate
 from mturk.layout import html_question
 from tests.mturk.conftest import client_for, serve

@@ -7,8 +7,8 @@ from functools import cached_property
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from imnet.blobstore import FileStore, S3Store, open_store
-from imnet.settings import Settings
+from imnet.core.blobstore import FileStore, S3Store, open_store
+from imnet.core.settings import Settings
 
 
 class App:

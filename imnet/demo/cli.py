@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from imnet.app import App
-from imnet.demo_report import format_footer, format_report, format_section
-from imnet.settings import Settings
+from imnet.core.app import App
+from imnet.core.settings import Settings
+from imnet.demo.report import format_footer, format_report, format_section
 
 DEFAULT_SCALE = 1
 # Enough for the small AlexNet to leave chance on the fixture (it needs a few hundred SGD steps).
@@ -59,8 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd(args: argparse.Namespace, app: App) -> int:
-    from imnet.cli import UserError
-    from imnet.fixtureimages import FixtureError
+    from imnet.core.console import UserError
+    from imnet.demo.fixtureimages import FixtureError
 
     if args.scale < 1 or args.epochs < 1:
         raise UserError("--scale and --epochs must be at least 1")
@@ -109,8 +109,8 @@ def run_demo(
     verbose: bool = True,
 ) -> dict[str, Any]:
     """Run (or resume) the demo in workdir; returns the report (also written to report.json)."""
-    from imnet import demo_stages as st
-    from imnet.fixtureweb import corpus_summary, start_fixture_web
+    from imnet.demo import stages as st
+    from imnet.demo.fixtureweb import corpus_summary, start_fixture_web
 
     t0 = time.time()
     workdir = Path(workdir).resolve()
@@ -150,7 +150,7 @@ def run_demo(
             mturk_assignment_duration=60,
             export_resize=256,
         )
-        from imnet.demo_verify import start_mturk
+        from imnet.demo.verify import start_mturk
 
         mturk, mturk_app = start_mturk(settings, workdir)
         settings = settings.replace(mturk_endpoint_url=mturk.url)
@@ -218,9 +218,9 @@ def run_demo(
 
 
 def _stages() -> list[tuple[str, Callable[..., dict[str, Any]]]]:
-    from imnet import demo_export as ex
-    from imnet import demo_stages as st
-    from imnet import demo_verify as ver
+    from imnet.demo import export as ex
+    from imnet.demo import stages as st
+    from imnet.demo import verify as ver
 
     return [
         ("synsets+queries", st.stage_synsets),
@@ -238,7 +238,7 @@ def _stages() -> list[tuple[str, Callable[..., dict[str, Any]]]]:
 
 
 def _prepare_blobs(app: App) -> None:
-    from imnet.blobstore import S3Store
+    from imnet.core.blobstore import S3Store
 
     if isinstance(app.blobs, S3Store):
         app.blobs.ensure_bucket()

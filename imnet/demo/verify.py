@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from imnet.settings import Settings
+from imnet.core.settings import Settings
 
 log = logging.getLogger("imnet.demo")
 
@@ -21,7 +21,7 @@ def start_mturk(settings: Settings, workdir: Path):  # type: ignore[no-untyped-d
 
     Returns (server handle, the App it serves); stop the handle, then close the App.
     """
-    from imnet.app import App
+    from imnet.core.app import App
     from mturk.server import start_in_thread
 
     port_file = workdir / "mturk_port"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from imnet.settings import Settings
+from imnet.core.settings import Settings
 
 
 class BlobError(RuntimeError):

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imnet.app import App
-from imnet.settings import Settings
+from imnet.core.app import App
+from imnet.core.settings import Settings
 
 SOURCES = ["openverse"]
 GOLD_PER_SYNSET = 2  # manual labels seeded per synset and polarity, from the fixture's truth

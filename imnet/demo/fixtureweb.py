@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imnet.fixtureimages import ROOTS, SYNSETS, Corpus, load_or_build, truth_map
+from imnet.demo.fixtureimages import ROOTS, SYNSETS, Corpus, load_or_build, truth_map
 
 # Openverse lets anonymous clients page 20 at a time; authenticated ones up to 500.
 DEFAULT_PAGE_SIZE = 20

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from imnet.demo_stages import Ctx
+from imnet.demo.stages import Ctx
 
 SET_NAME = "demo"
 
