@@ -62,7 +62,7 @@ def seed_gold(env: dict[str, str], truth: dict[str, str | None]) -> int:
     """Hand labels (overridden) for the first GOLD_PER_CLASS right and wrong images per class."""
     from sqlalchemy import insert, select
 
-    from curation.consensus.plan import eligible_candidates
+    from curation.consensus.loading import eligible_candidates
     from db.models import Candidate, Label
 
     app = _app(env)
@@ -98,7 +98,7 @@ def fill_votes(env: dict[str, str], truth: dict[str, str | None], seed: int) -> 
     """FILL_WORKERS votes on every eligible candidate, one synthetic HIT per class."""
     from sqlalchemy import insert, select
 
-    from curation.consensus.plan import eligible_candidates
+    from curation.consensus.loading import eligible_candidates
     from db.models import Assignment, Candidate, Hit, Vote, Worker
 
     rng = random.Random(seed)

@@ -38,6 +38,7 @@ from sqlalchemy import Engine, and_, or_, select, text, update  # noqa: E402
 from db import queue  # noqa: E402
 from db.models import Candidate  # noqa: E402
 from db.session import make_engine, upgrade  # noqa: E402
+from db.tx import write_connection  # noqa: E402
 
 LIMIT = 256
 GOAL_MS = 10.0
@@ -66,7 +67,7 @@ def old_claim(engine: Engine, owner: str, limit: int, lease_seconds: float) -> l
         )
         .returning(t.c.id)
     )
-    with queue._begin(engine) as conn, conn.begin():
+    with write_connection(engine) as conn, conn.begin():
         return [r[0] for r in conn.execute(stmt)]
 
 

@@ -182,8 +182,9 @@ def _vm(key: str) -> float:
 
 def child(mode: str, url: str, algorithm: str, processes: int) -> None:
     """One measurement in this fresh process; prints one JSON line."""
+    from curation.consensus.decide import run_consensus
+    from curation.consensus.loading import iter_synset_votes
     from curation.consensus.parallel import run_parallel
-    from curation.consensus.plan import iter_synset_votes, run_consensus
     from db.session import make_engine, session_factory
     from imnet.core.settings import Settings
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import math
 import os
@@ -41,160 +40,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from _scalemeasure import run as measure  # noqa: E402
 
 OLD_IMPORT = "9dc62d3"  # the last commit with the whole-file URL import
-SYNSETS = 20
 URL_WNIDS = ("n02084071", "n02123045", "n02085620", "n01503061", "n04285008")
 GOAL_EXP, GOAL_RSS = 1.1, 1.5
 
 
-# -- the generated collection -----------------------------------------------------------------
-def kind_of(i: int) -> str:
-    """Every block of 100 has the same mix, so any prefix has the stated shares."""
-    r = i % 100
-    if r < 75:
-        return "original"
-    if r < 85:
-        return "near"
-    if r < 90:
-        return "exact"
-    if r < 94:
-        return "broken"
-    return "low"
-
-
-def source_of(i: int) -> int:
-    """The original (same block, hence same synset) a near or exact duplicate copies."""
-    r = i % 100
-    return i - r + (r * 7) % 75
-
-
-def _jpeg(im: Any, quality: int = 85) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=quality)
-    return buf.getvalue()
-
-
-def _picture(i: int) -> Any:
-    from PIL import Image
-
-    rng = np.random.default_rng(1_000_003 * i + 17)
-    w, h = int(rng.integers(200, 501)), int(rng.integers(200, 501))
-    low = rng.integers(0, 256, size=(int(rng.integers(6, 17)), int(rng.integers(6, 17)), 3))
-    im = Image.fromarray(low.astype(np.uint8), "RGB").resize((w, h), Image.Resampling.BICUBIC)
-    # Grain, so the JPEGs weigh and decode like photos rather than flat gradients.
-    grain = rng.integers(0, 24, size=(h, w, 3), dtype=np.uint8)
-    arr = np.asarray(im, dtype=np.uint8)
-    return Image.fromarray(arr - arr // 8 + grain, "RGB")  # <= 224 + 23: no overflow
-
-
-def content(i: int) -> bytes | None:
-    """The bytes of item i (None for an exact duplicate: it reuses its source's bytes)."""
-    from PIL import Image
-
-    kind = kind_of(i)
-    if kind == "original":
-        return _jpeg(_picture(i))
-    if kind == "exact":
-        return None
-    if kind == "near":
-        src = _picture(source_of(i))
-        w, h = src.size
-        how = i % 3
-        if how == 0:
-            return _jpeg(src.resize((w * 3 // 4, h * 3 // 4), Image.Resampling.BILINEAR))
-        if how == 1:
-            return _jpeg(src, quality=40)
-        cw, ch = max(1, w // 50), max(1, h // 50)
-        return _jpeg(src.crop((cw, ch, w - cw, h - ch)))
-    if kind == "broken":
-        data = _jpeg(_picture(i))
-        return data[: len(data) * 2 // 5] if i % 2 else b"<html>not an image</html>" * 20
-    r = i % 3
-    if r == 0:
-        return _jpeg(_picture(i).resize((48, 36)))
-    if r == 1:
-        flat = np.full((240, 320, 3), (i % 251, 140, 200), np.uint8)
-        return _jpeg(Image.fromarray(flat))
-    return _jpeg(_picture(i).resize((900, 120)))
-
-
-def _size(data: bytes) -> tuple[int, int, str]:
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return im.width, im.height, im.format or "?"
-    except OSError:
-        return 0, 0, "?"
-
-
-def populate(n: int, db_url: str, blobs: Any) -> dict[str, int]:
-    """Blobs through the store; synset, image, candidate and label rows by direct inserts."""
-    from sqlalchemy import insert
-
-    from db.models import Candidate, Image, Label, Synset
-    from db.session import make_engine, upgrade
-
-    upgrade(db_url)
-    engine = make_engine(db_url)
-    wnids = [f"n9{k:07d}" for k in range(SYNSETS)]
-    shas: dict[int, str] = {}
-    images: dict[str, dict[str, Any]] = {}
-    cands, labels = [], []
-    # Generating the pictures is the slow part of the setup: both cores, in item order.
-    from concurrent.futures import ProcessPoolExecutor
-
-    pool = ProcessPoolExecutor(os.cpu_count() or 1)
-    for i, data in enumerate(pool.map(content, range(n), chunksize=64)):
-        if data is None:
-            sha = shas[source_of(i)]
-        else:
-            sha = blobs.put(data, sync=False)
-            if sha not in images:
-                w, h, fmt = _size(data)
-                images[sha] = {
-                    "sha256": sha,
-                    "blob_key": f"{sha[:2]}/{sha[2:4]}/{sha}",
-                    "width": w,
-                    "height": h,
-                    "format": fmt,
-                    "bytes": len(data),
-                }
-        shas[i] = sha
-        wnid = wnids[(i // 100) % SYNSETS]
-        cands.append(
-            {
-                "id": i + 1,
-                "wnid": wnid,
-                "url": f"http://fixture.invalid/{wnid}/{i}.jpg",
-                "source": "urllist",
-                "status": "fetched",
-                "image_sha256": sha,
-                "attempts": 1,
-            }
-        )
-        if i % 10 == 3:  # a tenth already labelled: the near-dup representative rule sees them
-            labels.append({"candidate_id": i + 1, "wnid": wnid, "decision": "accept"})
-    pool.shutdown()
-    blobs.sync()
-    with engine.begin() as conn:
-        conn.execute(insert(Synset), [{"wnid": w, "lemmas": [w], "gloss": "bench"} for w in wnids])
-        rows = list(images.values())
-        for k in range(0, len(rows), 5000):
-            conn.execute(insert(Image), rows[k : k + 5000])
-        for k in range(0, len(cands), 5000):
-            conn.execute(insert(Candidate), cands[k : k + 5000])
-        if labels:
-            conn.execute(insert(Label), labels)
-    engine.dispose()
-    return {"images": len(images), "candidates": len(cands), "labels": len(labels), "shas": rows}
+from _curate_fixture import SYNSETS, content, populate  # noqa: E402,F401
 
 
 def baseline(rows: list[dict[str, Any]], blobs: Any) -> dict[str, float]:
@@ -321,6 +177,14 @@ def write_urls(path: Path, lines: int) -> None:
 OLD_RUNNER = """
 import sys, importlib.util
 sys.path.insert(0, sys.argv[1])
+import imnet.core.app, imnet.core.settings, imnet.core.blobstore, imnet.core.console
+# The old module's imports, under the names they had at that commit.
+for old, new in (("imnet.app", imnet.core.app), ("imnet.settings", imnet.core.settings),
+                 ("imnet.blobstore", imnet.core.blobstore), ("imnet.cli", imnet.core.console)):
+    sys.modules[old] = new
+dspec = importlib.util.spec_from_file_location("harvest._db", sys.argv[4])
+dmod = importlib.util.module_from_spec(dspec); sys.modules["harvest._db"] = dmod
+dspec.loader.exec_module(dmod)
 spec = importlib.util.spec_from_file_location("urllist_old", sys.argv[2])
 mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
 from imnet.core.app import App
@@ -333,19 +197,23 @@ app.close()
 
 
 def old_import_source(out: Path) -> Path | None:
-    try:
-        src = subprocess.run(
-            ["git", "show", f"{OLD_IMPORT}:harvest/sources/urllist.py"],
-            cwd=ROOT,
-            capture_output=True,
-            check=True,
-            text=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    path = out / "urllist_old.py"
-    path.write_text(src)
-    return path
+    """The old import and the old harvest/_db.py it used (written beside it as _db_old.py)."""
+    for name, rel in (
+        ("urllist_old.py", "harvest/sources/urllist.py"),
+        ("_db_old.py", "harvest/_db.py"),
+    ):
+        try:
+            src = subprocess.run(
+                ["git", "show", f"{OLD_IMPORT}:{rel}"],
+                cwd=ROOT,
+                capture_output=True,
+                check=True,
+                text=True,
+            ).stdout
+        except (OSError, subprocess.CalledProcessError):
+            return None
+        (out / name).write_text(src)
+    return out / "urllist_old.py"
 
 
 def bench_urls(args: argparse.Namespace, store: Any, out: Path) -> list[dict[str, Any]]:
@@ -368,7 +236,15 @@ def bench_urls(args: argparse.Namespace, store: Any, out: Path) -> list[dict[str
                 assert rep["added"] == lines, rep
             else:
                 res = measure(
-                    [sys.executable, "-c", OLD_RUNNER, str(ROOT), str(old_src), str(path)],
+                    [
+                        sys.executable,
+                        "-c",
+                        OLD_RUNNER,
+                        str(ROOT),
+                        str(old_src),
+                        str(path),
+                        str(old_src.parent / "_db_old.py"),
+                    ],
                     env,
                     work / "old.log",
                     args.servers,

@@ -44,9 +44,12 @@ def fill(app: Any, n: int, question_kb: int, seed: int = 0) -> dict[str, Any]:
     """n HITs (+ their assignments) by direct inserts; returns ids to query and the mix."""
     from sqlalchemy import insert
 
-    from db.models import SandboxAssignment, SandboxHit, SandboxHitType
     from mturk.layout import html_question
     from mturk.server.common import derive_hit, new_id
+    from mturk.server.migrations import upgrade_server
+    from mturk.server.models import SandboxAssignment, SandboxHit, SandboxHitType
+
+    upgrade_server(app.engine)  # the server's tables, as its first start would make them
 
     rng = random.Random(seed)
     now = time.time()
@@ -178,9 +181,9 @@ def serve(app: Any, picked: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     import requests
     from sqlalchemy import func, select
 
-    from db.models import SandboxHit
     from mturk.client import make_client
     from mturk.server import SITE_KEY, start_in_thread
+    from mturk.server.models import SandboxHit
     from mturk.server.store import Store
 
     handle = start_in_thread(app, mount_review=False)

@@ -68,7 +68,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Export the accepted images of a class set with deterministic hash-based "
         "splits (per class <= train_max_per_class train, val_per_class val, test_per_class test; "
         "near-duplicates of val/test images removed from train), a manifest.jsonl and SHA256SUMS. "
-        "The same database and settings give byte-identical files. Originals are never modified.",
+        "The same database and settings give byte-identical files. Originals are never modified. "
+        "Every class gets exactly its val and test quota, or the export stops naming the classes "
+        "short of images. Also written: ATTRIBUTION.txt (every image's author and licence) and "
+        "DATASHEET.md.",
     )
     e.add_argument("--set", dest="set_name", required=True, help="class set name")
     e.add_argument("--format", dest="fmt", required=True, choices=("ilsvrc", "webdataset"))
@@ -92,6 +95,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="encode only part I of N (N invocations, any machines sharing the database, blob "
         "store and output folder); the one that finds nothing left writes the manifest; rerun "
         "without --shard to finish whatever is left",
+    )
+    e.add_argument(
+        "--val-layout",
+        choices=("folders", "flat"),
+        default="folders",
+        help="ilsvrc: val/<wnid>/ (default; torchvision ImageNet/ImageFolder, timm, Hugging Face "
+        "imagefolder) or ILSVRC's flat val/ (labels in the devkit ground truth)",
+    )
+    e.add_argument(
+        "--with-test-labels",
+        action="store_true",
+        help="keep the test labels (a private export); by default test images ship unlabelled",
+    )
+    e.add_argument(
+        "--licenses",
+        default=None,
+        metavar="LIST",
+        help="export only images under these licences, e.g. cc0,cc-by,cc-by-sa (families or "
+        "SPDX ids; default: all)",
+    )
+    e.add_argument(
+        "--drop-short-classes",
+        action="store_true",
+        help="leave out classes short of their val/test quota instead of stopping",
     )
     e.add_argument("--json", action="store_true", help="print the report as JSON")
     e.set_defaults(func=_export)
@@ -221,6 +248,10 @@ def _export(args: argparse.Namespace, app: Any) -> int:
             name=args.name,
             workers=args.workers,
             shard=args.shard,
+            val_layout=args.val_layout,
+            with_test_labels=args.with_test_labels,
+            licenses=args.licenses,
+            drop_short_classes=args.drop_short_classes,
         )
     except ExportError as e:
         raise _user_error(e) from None
@@ -238,6 +269,8 @@ def _export(args: argparse.Namespace, app: Any) -> int:
         f"  {rep['classes']} classes; train {c['train']}, val {c['val']}, test {c['test']} images"
     )
     print(f"  manifest sha256 {rep['manifest_sha256']}")
+    print(f"  licences: {rep['licenses']}")
+    print(f"  credits in {rep['attribution']}, datasheet {rep['datasheet']}")
     if rep["dropped_images"]:
         print(f"  left out: {rep['dropped_images']}")
     for w, reason in rep["dropped_classes"].items():

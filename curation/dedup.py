@@ -56,7 +56,7 @@ def exact_dedup(app: Any) -> dict[str, Any]:
     from sqlalchemy import and_, bindparam, func, select, update
 
     from db.models import Candidate
-    from harvest._db import write_lock
+    from db.tx import write_lock
 
     t = Candidate.__table__
     stmt = (
@@ -157,7 +157,7 @@ def mark_near_duplicates(app: Any, radius: int | None = None, flip: bool = False
 
     from curation.neardup import clusters, self_pairs
     from db.models import Image
-    from harvest._db import write_lock
+    from db.tx import write_lock
 
     radius = app.settings.phash_radius if radius is None else radius
     with write_lock(app.engine, "curate-neardup"):

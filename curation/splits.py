@@ -13,10 +13,18 @@ import numpy as np
 # v < V / (V + T + M), test when v < (V + T) / (V + T + M), else train, where V, T, M are
 # val_per_class, test_per_class and train_max_per_class (the ILSVRC-2012 proportions by default:
 # 50 : 100 : 1300). The bucket is a function of (seed, image) only, so adding images never moves an
-# existing image to another split. Within each class and bucket, images are taken in order of u up
-# to the quota (V val, T test, M train); images past a quota are left out of the export, never moved
-# to another split. Train images that are near-duplicates of any kept val or test image (any class,
-# mirrored too) are removed before the train quota is filled, as ILSVRC did. A class with fewer than
+# existing image to another split, with one exception below. Within each class and bucket, images
+# are taken in order of u up to the quota (V val, T test, M train); images past a quota are left out
+# of the export, never moved to another split.
+# Stratified: every class gets exactly V val and T test images. A class whose val (test) bucket
+# holds fewer than V (T) borrows the missing ones from its own train bucket, lowest u first (val
+# before test); that is the one case where an image can move when images arrive: a borrowed image
+# goes back to train once its class has enough of its own. A class that still falls short (fewer
+# than V + T images) is reported in dropped_classes as too_few_val / too_few_test: the export
+# refuses it, or leaves it out, but never exports it with a class missing from val or test (every
+# folder-based reader would then number the classes of val differently from train).
+# Train images that are near-duplicates of any kept val or test image (any class, mirrored too) are
+# removed before the train quota is filled, as ILSVRC did. A class with fewer than
 # train_min_per_class train images is left out entirely.
 
 SPLITS = ("train", "val", "test")
@@ -92,12 +100,28 @@ def assign_splits(items: list[Item], params: SplitParams) -> SplitResult:
         per[(it.wnid, params.bucket(u))].append((u, it))
     quota = {"val": params.val_per_class, "test": params.test_per_class}
     held: list[tuple[int, Item]] = []
-    for (wnid, split), members in per.items():
-        if split == "train":
-            continue
-        held.extend(members[: quota[split]])
-        for _, it in members[quota[split] :]:
-            res.dropped[it.sha256] = f"{split}_quota: class {wnid} already has {quota[split]}"
+    held_split: dict[str, str] = {}  # sha256 -> val | test (a borrowed image is not in its bucket)
+    short: dict[str, str] = {}
+    for wnid in sorted({w for w, _ in per}):
+        train_b = per.get((wnid, "train"), [])
+        taken = 0
+        for split in ("val", "test"):
+            members = per.get((wnid, split), [])
+            held.extend(members[: quota[split]])
+            held_split.update((it.sha256, split) for _, it in members[: quota[split]])
+            for _, it in members[quota[split] :]:
+                res.dropped[it.sha256] = f"{split}_quota: class {wnid} already has {quota[split]}"
+            need = max(0, quota[split] - len(members))
+            borrowed = train_b[taken : taken + need]
+            taken += len(borrowed)
+            held.extend(borrowed)
+            held_split.update((it.sha256, split) for _, it in borrowed)
+            have = min(len(members), quota[split]) + len(borrowed)
+            if have < quota[split] and wnid not in short:
+                short[wnid] = f"too_few_{split}: {have} < {quota[split]}"
+        if taken:
+            per[(wnid, "train")] = train_b[taken:]
+    held = [(u, it) for u, it in held if it.wnid not in short]
     # Leakage: no train image may be a near-duplicate of any held-out image, whatever its class.
     train_cands = [(u, it) for (_, split), m in per.items() if split == "train" for u, it in m]
     if held and train_cands:
@@ -128,16 +152,18 @@ def assign_splits(items: list[Item], params: SplitParams) -> SplitResult:
     keep = set()
     for w in classes:
         n_train = len(train.get(w, []))
-        if n_train < params.train_min_per_class:
+        if w in short:
+            res.dropped_classes[w] = short[w]
+        elif n_train < params.train_min_per_class:
             res.dropped_classes[w] = f"too_few_train: {n_train} < {params.train_min_per_class}"
         else:
             keep.add(w)
     for w in sorted(keep):
         res.train.extend(it for _, it in train[w])
-    for u, it in sorted(held, key=lambda t: (t[0], t[1].sha256)):
+    for _u, it in sorted(held, key=lambda t: (t[0], t[1].sha256)):
         if it.wnid not in keep:
             continue
-        (res.val if params.bucket(u) == "val" else res.test).append(it)
+        (res.val if held_split[it.sha256] == "val" else res.test).append(it)
     for it in items:
         if it.wnid in res.dropped_classes and it.sha256 not in res.dropped:
             res.dropped[it.sha256] = f"class_dropped: {res.dropped_classes[it.wnid]}"

@@ -73,10 +73,9 @@ class ImageLeases:
 
     def begin(self) -> Any:
         """A connection whose next transaction takes SQLite's write lock at once."""
-        conn = self.engine.connect()
-        if self.engine.dialect.name == "sqlite":
-            conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"
-        return conn
+        from db.tx import write_connection
+
+        return write_connection(self.engine)
 
     def claim(self, where: Any, after: str, limit: int) -> list[str]:
         """Lease up to `limit` rows matching `where` with sha256 > after; returns them sorted."""

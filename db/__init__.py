@@ -1,4 +1,4 @@
-"""Database layer: models, engines and sessions, migrations, and the leasing work queue."""
+"""Database layer: models, sessions, migrations, work queue, transactions (tx), status counts."""
 
 from db.session import make_engine, session_factory, upgrade
 

@@ -2,8 +2,9 @@
 
 Many processes on many machines share one queue. On PostgreSQL a claim is
 `UPDATE ... WHERE id = ANY(ARRAY(SELECT ... FOR UPDATE SKIP LOCKED)) RETURNING`, so concurrent
-claimers never block each other or get the same row. On SQLite the same UPDATE runs inside `BEGIN IMMEDIATE`, which
-serialises writers. A row whose lease has expired (its worker died) is claimable again.
+claimers never block each other or get the same row. On SQLite the same UPDATE runs inside
+`BEGIN IMMEDIATE`, which serialises writers; a busy database is retried (both in db/tx.py).
+A row whose lease has expired (its worker died) is claimable again.
 
 A claim costs O(log n + limit) at any table size: expired leases and pending rows are two separate
 index range scans, on `(status, lease_until)` and `(status, id)`. One `status = pending OR (status =
@@ -14,14 +15,12 @@ tests/db/test_queue_plans.py fails if a claim's plan scans or sorts the table ag
 
 from __future__ import annotations
 
-import logging
 import os
-import random
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -33,61 +32,14 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import OperationalError
 
 from db.models import Base
-
-log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-# How long a queue call keeps retrying a busy SQLite database, on top of the busy_timeout the
-# engine already waits inside SQLite for each attempt (db/session.py).
-BUSY_RETRY_SECONDS = 600.0
-_BUSY_MAX_SLEEP = 2.0
+from db.tx import retry_busy, write_connection
 
 
 def make_owner(prefix: str = "") -> str:
     """A lease owner id unique across machines and processes."""
     return f"{prefix}{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def is_busy(e: BaseException) -> bool:
-    """True for SQLite's "database is locked" / "database is busy": the same call can succeed later."""
-    if not isinstance(e, OperationalError):
-        return False
-    msg = str(e.orig if e.orig is not None else e).lower()
-    return "database is locked" in msg or "database table is locked" in msg or "busy" in msg
-
-
-def retry_busy(fn: Callable[[], T], *, give_up_after: float | None = None) -> T:
-    """Run `fn` (one whole transaction) again, with bounded backoff, while the database is busy.
-
-    A crawl worker that met a long write lock used to die with "database is locked" and leave its
-    leases to expire. `fn` must be safe to repeat: a failed attempt rolled its transaction back.
-    Any other error, or a database still busy after `give_up_after` seconds, is raised.
-    """
-    limit = BUSY_RETRY_SECONDS if give_up_after is None else give_up_after
-    deadline = time.monotonic() + limit
-    delay = 0.05
-    attempt = 0
-    while True:
-        try:
-            return fn()
-        except OperationalError as e:
-            attempt += 1
-            if not is_busy(e) or time.monotonic() + delay > deadline:
-                raise
-            log.warning("database busy (attempt %d), retrying in %.2fs: %s", attempt, delay, e.orig)
-        # Jitter so that workers released by the same commit do not collide again at once.
-        time.sleep(delay * random.uniform(0.5, 1.0))
-        delay = min(delay * 2, _BUSY_MAX_SLEEP)
-
-
-def _begin(engine: Engine):  # type: ignore[no-untyped-def]
-    conn = engine.connect()
-    if engine.dialect.name == "sqlite":
-        conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"
-    return conn
 
 
 def claim(
@@ -135,7 +87,7 @@ def claim(
 
     def run() -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
-        with _begin(engine) as conn, conn.begin():
+        with write_connection(engine) as conn, conn.begin():
             for cond, order in picks:
                 want = limit - len(rows)
                 if want <= 0:
@@ -242,7 +194,7 @@ def complete(
 
     def run() -> int:
         done = 0
-        with _begin(engine) as conn, conn.begin():
+        with write_connection(engine) as conn, conn.begin():
             for keys, params in shapes.items():
                 stmt = (
                     update(t)
@@ -308,7 +260,7 @@ def expire_dead_local(engine: Engine, models: Sequence[type[Base]] | None = None
 
     def free(t: Any) -> int:
         freed = 0
-        with _begin(engine) as conn, conn.begin():
+        with write_connection(engine) as conn, conn.begin():
             owners = conn.execute(
                 select(t.c.lease_owner)
                 .where(t.c.lease_owner.is_not(None), t.c.lease_until > now)
@@ -345,5 +297,5 @@ def release(
 
 
 def _write(engine: Engine, stmt: Any) -> int:
-    with _begin(engine) as conn, conn.begin():
+    with write_connection(engine) as conn, conn.begin():
         return conn.execute(stmt).rowcount

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.migrations import HEADS
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).parent / "migrations"
-_upgraded: set[str] = set()
+_upgraded: set[tuple[str, str]] = set()
 _lock = threading.Lock()
 
 
@@ -18,7 +25,7 @@ class DatabaseError(RuntimeError):
     """The database cannot be reached or upgraded; the message is one line for the user."""
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     # WAL lets readers run beside the one writer; busy_timeout makes writers wait, not fail.
     cur.execute("PRAGMA journal_mode=WAL")
@@ -28,7 +35,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.close()
 
 
-def make_engine(url: str, **kw) -> Engine:  # type: ignore[no-untyped-def]
+def make_engine(url: str, **kw: Any) -> Engine:
     """An engine with the project's connection settings for either backend."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
@@ -38,13 +45,13 @@ def make_engine(url: str, **kw) -> Engine:  # type: ignore[no-untyped-def]
         event.listen(engine, "connect", _sqlite_pragmas)
 
         # pysqlite's own transaction handling defers BEGIN; emit it ourselves so that a write
-        # transaction (BEGIN IMMEDIATE via queue helpers) is really atomic.
+        # transaction (BEGIN IMMEDIATE via db/tx.py) is really atomic.
         @event.listens_for(engine, "connect")
-        def _no_autobegin(dbapi_conn, _rec):  # type: ignore[no-untyped-def]
+        def _no_autobegin(dbapi_conn: Any, _rec: Any) -> None:
             dbapi_conn.isolation_level = None
 
         @event.listens_for(engine, "begin")
-        def _begin(conn):  # type: ignore[no-untyped-def]
+        def _begin(conn: Connection) -> None:
             mode = conn.info.pop("sqlite_begin", "BEGIN")
             conn.exec_driver_sql(mode)
 
@@ -57,32 +64,54 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def alembic_config(url: str):  # type: ignore[no-untyped-def]
+@dataclass(frozen=True)
+class Chain:
+    """One Alembic lineage: its script folder, its head revision(s) and its own version table.
+
+    The core schema is one chain; the self-hosted MTurk server's tables are another
+    (mturk/server/migrations), applied only where the server runs. Each keeps its own version
+    table, so neither needs the other's scripts to read where a database stands.
+    """
+
+    scripts: Path
+    heads: frozenset[str]
+    version_table: str = "alembic_version"
+
+
+CORE = Chain(MIGRATIONS, HEADS)
+
+
+def alembic_config(url: str, chain: Chain = CORE) -> Config:
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("script_location", str(chain.scripts))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.set_main_option("version_table", chain.version_table)
     return cfg
 
 
-def upgrade(url: str, revision: str = "head", engine: Engine | None = None) -> None:
-    """Bring the schema to `revision`; a no-op when already there (checked once per process)."""
+def upgrade(
+    url: str, revision: str = "head", engine: Engine | None = None, chain: Chain = CORE
+) -> None:
+    """Bring `chain`'s tables to `revision`; a no-op when already there (checked once per process)."""
+    key = (url, chain.version_table)
     with _lock:
-        if revision == "head" and url in _upgraded:
+        if revision == "head" and key in _upgraded:
             return
-        if revision == "head" and _at_heads(url, engine):
-            _upgraded.add(url)
+        if revision == "head" and _at_heads(url, engine, chain):
+            _upgraded.add(key)
             return
         from alembic import command
         from alembic.runtime.migration import MigrationContext
         from alembic.script import ScriptDirectory
 
-        cfg = alembic_config(url)
+        cfg = alembic_config(url, chain)
         eng = engine or make_engine(url)
         try:
             with eng.connect() as conn:
-                current = set(MigrationContext.configure(conn).get_current_heads())
+                ctx = MigrationContext.configure(conn, opts={"version_table": chain.version_table})
+                current = set(ctx.get_current_heads())
             heads = set(ScriptDirectory.from_config(cfg).get_heads())
             if revision != "head" or current != heads:
                 with eng.begin() as conn:
@@ -94,23 +123,23 @@ def upgrade(url: str, revision: str = "head", engine: Engine | None = None) -> N
             if engine is None:
                 eng.dispose()
         if revision == "head":
-            _upgraded.add(url)
+            _upgraded.add(key)
 
 
-def _at_heads(url: str, engine: Engine | None) -> bool:
-    """True when the version table already names exactly migrations.HEADS (no alembic import)."""
-    from db.migrations import HEADS
-
+def _at_heads(url: str, engine: Engine | None, chain: Chain = CORE) -> bool:
+    """True when the chain's version table names exactly its heads (no alembic import)."""
     eng = engine or make_engine(url)
     try:
         with eng.connect() as conn:
-            rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+            rows = (
+                conn.execute(text(f"SELECT version_num FROM {chain.version_table}")).scalars().all()
+            )
     except Exception:  # no version table yet, or unreachable: the full path says which
         return False
     finally:
         if engine is None:
             eng.dispose()
-    return set(rows) == HEADS
+    return set(rows) == chain.heads
 
 
 def check_connection(engine: Engine) -> None:

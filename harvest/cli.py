@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from imnet.core.app import App
 
@@ -142,6 +141,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     st.add_argument("--json", action="store_true", help="machine-readable output")
     st.set_defaults(func=_status)
+    rt = hsub.add_parser(
+        "retry",
+        help="put failed or rejected candidates back in the queue",
+        description="Set failed and rejected candidates back to pending (lease, error and "
+        "HTTP status cleared) so the next `imnet harvest crawl` fetches them again. "
+        "Example, after setting allow_private_hosts: "
+        "`imnet harvest retry --reason private_address`.",
+    )
+    rt.add_argument(
+        "--reason",
+        metavar="CODE",
+        help="only candidates with this reason code (see `imnet harvest status`), "
+        "e.g. private_address, timeout, http_503",
+    )
+    rt.set_defaults(func=_retry)
 
 
 def _user_error(e: Exception) -> Exception:
@@ -222,12 +236,14 @@ def _search(args: argparse.Namespace, app: App) -> int:
 
 def _import_urls(args: argparse.Namespace, app: App) -> int:
     from harvest.sources.urllist import import_urls
-    from imnet.core.console import print_json
+    from imnet.core.console import UserError, os_error_line, print_json
 
     try:
         report = import_urls(app, args.file)
-    except (FileNotFoundError, ValueError) as e:
+    except ValueError as e:
         raise _user_error(e) from None
+    except OSError as e:
+        raise UserError(os_error_line(e)) from None
     print_json(report)
     return 0 if report["bad_lines"] == 0 else 1
 
@@ -246,34 +262,36 @@ def _crawl(args: argparse.Namespace, app: App) -> int:
         progress=not args.no_progress,
     )
     print_json(summary)
+    _hint_private(summary.get("reasons", {}), stderr=True)
     return 0 if not summary.get("worker_errors") else 1
 
 
-def status_counts(app: App) -> dict[str, Any]:
-    from sqlalchemy import func, select
+def _retry(args: argparse.Namespace, app: App) -> int:
+    from harvest.requeue import requeue
 
-    from db.models import Candidate, Query
+    try:
+        n = requeue(app, reason=args.reason)
+    except ValueError as e:
+        raise _user_error(e) from None
+    which = f" with reason {args.reason}" if args.reason else ""
+    print(f"{n} failed or rejected candidates{which} back in the queue (pending)")
+    return 0
 
-    out: dict[str, Any] = {"queries": {}, "candidates": {}, "reasons": {}}
-    with app.engine.connect() as conn:
-        for src, st, n in conn.execute(
-            select(Query.source, Query.status, func.count()).group_by(Query.source, Query.status)
-        ):
-            out["queries"].setdefault(src, {})[st] = n
-        for st, n in conn.execute(
-            select(Candidate.status, func.count()).group_by(Candidate.status)
-        ):
-            out["candidates"][st] = n
-        for (err,) in conn.execute(select(Candidate.error).where(Candidate.error.is_not(None))):
-            code = err.split(":", 1)[0]
-            out["reasons"][code] = out["reasons"].get(code, 0) + 1
-    return out
+
+def _hint_private(reasons: dict[str, int], stderr: bool = False) -> None:
+    import sys
+
+    from harvest.requeue import private_address_hint
+
+    if reasons.get("private_address"):
+        print(private_address_hint(reasons["private_address"]), file=sys.stderr if stderr else None)
 
 
 def _status(args: argparse.Namespace, app: App) -> int:
+    from db.status import harvest_counts
     from imnet.core.console import print_json
 
-    data = status_counts(app)
+    data = harvest_counts(app.engine)
     if args.json:
         print_json(data)
         return 0
@@ -284,4 +302,5 @@ def _status(args: argparse.Namespace, app: App) -> int:
     if data["reasons"]:
         top = sorted(data["reasons"].items(), key=lambda kv: -kv[1])[:10]
         print("reasons:    " + "  ".join(f"{k}={v}" for k, v in top))
+        _hint_private(data["reasons"])
     return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import socket
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -15,8 +14,9 @@ from urllib.parse import urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
 
+from harvest.guard import AddressPolicy, GuardedResolver, PrivateAddress
+from harvest.retry import RetryPolicy, clip, parse_retry_after
 from harvest.validate import ImageInfo, validate_or_reason
 from imnet.core.settings import Settings
 
@@ -26,64 +26,20 @@ NOAI = {"noai", "noimageai"}
 ROBOTS_MAX_BYTES = 512 * 1024
 
 
-class PrivateAddress(OSError):
-    """The target resolves to an address the crawler may not reach (private, loopback, ...)."""
-
-
 class Outcome(Exception):
     """A final non-success outcome of one URL: status (failed|rejected), reason code, detail."""
 
-    def __init__(self, status: str, code: str, detail: str = "", http_status: int | None = None):
+    def __init__(
+        self,
+        status: str,
+        code: str,
+        detail: str = "",
+        http_status: int | None = None,
+        retry_after: float | None = None,
+    ):
         super().__init__(f"{code}: {detail}" if detail else code)
         self.status, self.code, self.detail, self.http_status = status, code, detail, http_status
-
-
-class AddressPolicy:
-    """Which resolved addresses may be fetched: public ones, plus allowed networks or everything."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.allow_all = settings.allow_private_hosts
-        self.allowed = [
-            ipaddress.ip_network(n.strip(), strict=False)
-            for n in settings.crawl_allowed_networks.split(",")
-            if n.strip()
-        ]
-
-    def check(self, addr: str) -> None:
-        if self.allow_all:
-            return
-        ip = ipaddress.ip_address(addr.split("%", 1)[0])
-        if any(ip in net for net in self.allowed):
-            return
-        if (
-            ip.is_private
-            or ip.is_loopback
-            or ip.is_link_local
-            or ip.is_multicast
-            or ip.is_reserved
-            or ip.is_unspecified
-            or not ip.is_global
-        ):
-            raise PrivateAddress(f"{addr} is a private, loopback or link-local address")
-
-
-class GuardedResolver(AbstractResolver):
-    """Resolves names and refuses private targets, so the check covers every hop and retry."""
-
-    def __init__(self, policy: AddressPolicy) -> None:
-        self.policy = policy
-        self.inner = aiohttp.ThreadedResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        res = await self.inner.resolve(host, port, family)
-        for r in res:
-            self.policy.check(r["host"])
-        return res
-
-    async def close(self) -> None:
-        await self.inner.close()
+        self.retry_after = retry_after
 
 
 class HostGate:
@@ -158,6 +114,8 @@ class Fetcher:
         self.s = settings
         self.policy = AddressPolicy(settings)
         self.gate = HostGate(settings.crawl_per_host, settings.crawl_host_delay)
+        # Backoff 0.5 s, 1 s, 2 s, ... (jittered, at most 8 s); a longer Retry-After gives up.
+        self.retry = RetryPolicy(settings.crawl_retries, base=0.5, cap=8.0, max_wait=8.0)
         self.decode_executor = decode_executor
         self.store = store
         self.store_executor = store_executor
@@ -240,12 +198,11 @@ class Fetcher:
             try:
                 return await self._get(url)
             except Outcome as o:
-                retry = o.code in {"timeout"} or (o.http_status or 0) >= 500
-                if not retry or attempt >= self.s.crawl_retries:
+                attempt += 1
+                wait = self.retry.delay(attempt, o.code, o.retry_after)
+                if wait is None:
                     raise
-            attempt += 1
-            # Back off 0.5 s, 1 s, 2 s, ... (bounded) before trying again.
-            await asyncio.sleep(min(0.5 * 2 ** (attempt - 1), 8.0))
+            await asyncio.sleep(wait)
 
     async def _get(self, url: str) -> tuple[bytes, int, str]:
         assert self.session is not None
@@ -292,7 +249,11 @@ class Fetcher:
                         raise Outcome("rejected", "noai", "X-Robots-Tag", resp.status)
                     if resp.status != 200:
                         raise Outcome(
-                            "failed", f"http_{resp.status}", resp.reason or "", resp.status
+                            "failed",
+                            f"http_{resp.status}",
+                            resp.reason or "",
+                            resp.status,
+                            parse_retry_after(resp.headers.get("Retry-After")),
                         )
                     return await self._read_body(resp), resp.status, url
             except Outcome:
@@ -300,15 +261,13 @@ class Fetcher:
             except aiohttp.ClientConnectorDNSError as e:
                 if isinstance(e.os_error, PrivateAddress):
                     raise Outcome("rejected", "private_address", str(e.os_error)) from None
-                raise Outcome("failed", "dns_error", str(e)[:200]) from None
+                raise Outcome("failed", "dns_error", clip(str(e))) from None
             except TimeoutError as e:
                 raise Outcome("failed", "timeout", type(e).__name__) from None
             except aiohttp.ClientPayloadError as e:
-                raise Outcome("failed", "truncated", str(e)[:200]) from None
+                raise Outcome("failed", "truncated", clip(str(e))) from None
             except (aiohttp.ClientError, OSError, ValueError) as e:
-                raise Outcome(
-                    "failed", "connect_error", f"{type(e).__name__}: {str(e)[:200]}"
-                ) from None
+                raise Outcome("failed", "connect_error", clip(f"{type(e).__name__}: {e}")) from None
 
     def _check_literal(self, host: str) -> None:
         # aiohttp skips the resolver for IP literals, so those are checked here.

@@ -59,6 +59,36 @@ class TranslationTable:
     def translate(self, lang: str, phrase: str) -> list[str]:
         return list(self.table.get((lang, phrase.lower()), []))
 
+    def langs(self) -> set[str]:
+        return {lang for lang, _ in self.table}
+
+
+def _omw_missing(lang: str) -> str | None:
+    """What stops nltk's OMW from translating into `lang`, or None when it can."""
+    from harvest.synsets import synset_for
+
+    code = OMW_CODES.get(lang, lang)
+    try:
+        synset_for("n00001740").lemma_names(lang=code)  # `entity`, the root: always present
+    except LookupError:
+        return "nltk's Open Multilingual WordNet (OMW) corpus is not installed"
+    except Exception:  # nltk's WordNetError: OMW has no such language
+        return f"nltk's OMW has no language {code!r}"
+    return None
+
+
+def check_languages(langs: list[str], table: TranslationTable) -> None:
+    """ValueError naming what is missing when a language would get no queries at all."""
+    missing = {}
+    for lang in langs:
+        if lang not in table.langs() and (why := _omw_missing(lang)):
+            missing[lang] = why
+    if missing:
+        raise ValueError(
+            f"no translations for {', '.join(missing)}: {'; '.join(set(missing.values()))}, "
+            "and setting query_translation_file (lang<TAB>english<TAB>translation) has none"
+        )
+
 
 def _omw_lemmas(wnid: str, lang: str) -> list[str]:
     """Other-language lemmas of a synset from nltk's OMW corpus, or [] when it is not installed."""
@@ -121,7 +151,7 @@ def expand_queries(
     this again never restarts a half-done query.
     """
     from db.models import Query, Synset
-    from harvest._db import insert_ignore
+    from db.tx import insert_ignore
     from harvest.sources import source_names
 
     sources = list(sources or DEFAULT_SOURCES)
@@ -134,6 +164,7 @@ def expand_queries(
     if langs is None:
         langs = [x.strip() for x in app.settings.query_languages.split(",") if x.strip()]
     table = TranslationTable(app.settings.query_translation_file or None)
+    check_languages(langs, table)
     with app.Session() as s:
         q = s.query(Synset)
         if wnids:

@@ -94,7 +94,7 @@ class CrawlWorker:
 
         from db import queue
         from db.models import Candidate, Image
-        from harvest._db import insert_ignore, write_lock
+        from db.tx import insert_ignore, write_lock
         from imnet.core.blobstore import key_for
 
         images = {

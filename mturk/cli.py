@@ -1,9 +1,12 @@
-"""`imnet mturk ...`: publish, collect, status, serve (self-hosted server) and simulate."""
+"""`imnet mturk ...` (needs, publish, collect, status, serve, simulate) and `imnet review`."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from imnet.core.app import App
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -31,6 +34,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(settings_overrides=_overrides)
     m = p.add_subparsers(dest="mturk_command", metavar="ACTION", required=True)
+
+    needs = m.add_parser(
+        "needs",
+        help="list how many more votes each synset's candidates need now",
+        description="What `imnet mturk publish` will ask for: per synset, the candidates that "
+        "need more votes now and how many votes in all (votes already asked for in open HITs "
+        "are subtracted).",
+    )
+    needs.add_argument("--wnid", action="append", help="only this synset (repeatable)")
+    needs.add_argument("--json", action="store_true", help="print candidate_id -> votes as JSON")
+    needs.set_defaults(func=_needs)
 
     pub = m.add_parser(
         "publish",
@@ -108,6 +122,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     sim.set_defaults(func=_simulate)
 
+    rv = sub.add_parser(
+        "review",
+        help="serve the requester's review page (accepted/rejected images, workers, overrides)",
+        description="Serve the review page alone: per synset the accepted, rejected and "
+        "undecided images with their votes and posterior, the worker table, and forms to "
+        "override a label by hand. `imnet mturk serve` also mounts it under /review.",
+    )
+    rv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    rv.add_argument("--port", type=int, default=8644, help="port (default 8644)")
+    rv.set_defaults(func=_review)
+
 
 def _concurrency_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -127,7 +152,7 @@ def _concurrency(args: argparse.Namespace) -> int:
     return int(args.concurrency)
 
 
-def _publish(args: argparse.Namespace, app: Any) -> int:
+def _publish(args: argparse.Namespace, app: App) -> int:
     from imnet.core.console import UserError, print_json
     from mturk.publish import PublishError, publish
 
@@ -143,7 +168,7 @@ def _publish(args: argparse.Namespace, app: Any) -> int:
     return 0
 
 
-def _collect(args: argparse.Namespace, app: Any) -> int:
+def _collect(args: argparse.Namespace, app: App) -> int:
     from imnet.core.console import print_json
     from mturk.collect import collect
 
@@ -168,7 +193,7 @@ def _api_error(e: Exception) -> None:
         raise UserError(f"MTurk endpoint: {e}") from None
 
 
-def _status(args: argparse.Namespace, app: Any) -> int:
+def _status(args: argparse.Namespace, app: App) -> int:
     from sqlalchemy import func, select
 
     from db.models import Assignment, Hit, Vote, Worker
@@ -201,17 +226,16 @@ def _status(args: argparse.Namespace, app: Any) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace, app: Any) -> int:
+def _serve(args: argparse.Namespace, app: App) -> int:
     from mturk.server import serve_forever
 
     host = args.host or app.settings.mturk_host
     port = args.port if args.port is not None else app.settings.mturk_port
-    print(f"requester API: http://{host}:{port}/  worker site: http://{host}:{port}/worker/")
-    serve_forever(app, host, port)
+    serve_forever(app, host, port)  # prints the URLs once bound; a busy port is one OSError
     return 0
 
 
-def _simulate(args: argparse.Namespace, app: Any) -> int:
+def _simulate(args: argparse.Namespace, app: App) -> int:
     from imnet.core.console import UserError, print_json
     from mturk.simulate import run_workers
 
@@ -233,4 +257,52 @@ def _simulate(args: argparse.Namespace, app: Any) -> int:
     report.pop("per_worker", None)
     report.pop("assignment_ids", None)
     print_json(report)
+    return 0
+
+
+def _needs(args: argparse.Namespace, app: App) -> int:
+    from sqlalchemy import select
+
+    from db.models import Candidate
+    from imnet.core.console import print_json
+    from mturk.verify import chunked, needs_votes
+
+    with app.Session() as session:
+        needs = needs_votes(session, wnids=args.wnid, settings=app.settings)
+        if args.json:
+            print_json({str(k): v for k, v in sorted(needs.items())})
+            return 0
+        per: dict[str, list[int]] = {}
+        for part in chunked(needs):
+            for cid, wnid in session.execute(
+                select(Candidate.id, Candidate.wnid).where(Candidate.id.in_(part))
+            ):
+                per.setdefault(wnid, []).append(needs[cid])
+    if not per:
+        print("no candidate needs votes now")
+    for wnid, ks in sorted(per.items()):
+        print(f"{wnid}: {len(ks)} candidates need {sum(ks)} votes")
+    return 0
+
+
+def _review(args: argparse.Namespace, app: App) -> int:
+    from aiohttp import web
+
+    from mturk.server.review import mount_review
+
+    root = web.Application()
+    mount_review(root, app)
+
+    async def to_review(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/review/")
+
+    root.router.add_get("/", to_review)
+    url = f"http://{args.host}:{args.port}/review/"
+    # aiohttp calls `print` once the socket is listening: the line means "ready".
+    web.run_app(
+        root,
+        host=args.host,
+        port=args.port,
+        print=lambda _msg: print(f"review page on {url} (Ctrl-C stops)", flush=True),
+    )
     return 0

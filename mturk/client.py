@@ -115,13 +115,7 @@ def write_session(app: Any) -> Iterator[Any]:
     """A session for ONE read-then-write transaction. On SQLite it starts with BEGIN IMMEDIATE:
     a deferred transaction whose snapshot went stale (the server wrote meanwhile) cannot upgrade
     to a writer and fails at once instead of waiting."""
-    from sqlalchemy.orm import Session
+    from db.tx import write_session as _write_session
 
-    conn = app.engine.connect()
-    if app.engine.dialect.name == "sqlite":
-        conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"
-    try:
-        with Session(bind=conn, expire_on_commit=False) as s:
-            yield s
-    finally:
-        conn.close()
+    with _write_session(app.engine) as s:
+        yield s

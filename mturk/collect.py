@@ -24,7 +24,7 @@ import logging
 import time
 from collections import defaultdict
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Float, bindparam, func, insert, select, update
 
@@ -40,8 +40,11 @@ from mturk.client import (
     write_session,
 )
 from mturk.more import request_more
-from mturk.planning import chunked
 from mturk.publish import exclusion_qualification
+from mturk.verify import chunked
+
+if TYPE_CHECKING:
+    from imnet.core.app import App
 
 __all__ = ["collect", "exclude_workers", "request_more"]
 
@@ -114,7 +117,7 @@ def _fetch(
 
 
 def _collect_batch(
-    app: Any,
+    app: App,
     client: Any,
     batch: list[tuple[str, str]],
     listed: dict[str, tuple[str, int, float | None]],
@@ -191,7 +194,7 @@ def _collect_batch(
 
 
 def _write_batch(
-    app: Any,
+    app: App,
     assignments: list[dict[str, Any]],
     votes: list[tuple[str, str, str, list[tuple[int, bool]]]],
     states: list[dict[str, Any]],
@@ -305,7 +308,7 @@ def _review_one(
 
 
 def _send_reviews(
-    app: Any, client: Any, server_status: dict[str, str], concurrency: int = CONCURRENCY
+    app: App, client: Any, server_status: dict[str, str], concurrency: int = CONCURRENCY
 ) -> dict[str, int]:
     """Approve or reject every locally decided, not yet reviewed assignment (resumable).
 
@@ -350,7 +353,7 @@ def _send_reviews(
         first_error(results)
 
 
-def exclude_workers(app: Any, client: Any, concurrency: int = CONCURRENCY) -> list[str]:
+def exclude_workers(app: App, client: Any, concurrency: int = CONCURRENCY) -> list[str]:
     """Give the exclusion qualification to workers under the accuracy bar (once each)."""
     s = app.settings
     with app.Session() as session:
@@ -380,7 +383,7 @@ def exclude_workers(app: Any, client: Any, concurrency: int = CONCURRENCY) -> li
 
 
 def collect(
-    app: Any,
+    app: App,
     *,
     client: Any = None,
     more: bool = True,

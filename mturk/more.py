@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, select, update
 
@@ -18,13 +18,16 @@ from mturk.client import (
     make_client,
     write_session,
 )
-from mturk.planning import MAX_ASSIGNMENTS_PER_HIT
+from mturk.fees import MAX_ASSIGNMENTS_PER_HIT
+
+if TYPE_CHECKING:
+    from imnet.core.app import App
 
 # HITs per round of concurrent extension requests and per transaction.
 EXTEND_BATCH = 200
 
 
-def _extendable(app: Any, needs: dict[int, int]) -> list[tuple[str, int, int]]:
+def _extendable(app: App, needs: dict[int, int]) -> list[tuple[str, int, int]]:
     """(hit_id, max_assignments, k): finished HITs worth extending by k assignments."""
     out: list[tuple[str, int, int]] = []
     q = (
@@ -78,7 +81,7 @@ def _extend(client: Any, target: tuple[str, int, int]) -> int:
 
 
 def request_more(
-    app: Any,
+    app: App,
     *,
     client: Any = None,
     yes: bool = True,
@@ -88,8 +91,9 @@ def request_more(
 ) -> dict:
     """Items consensus still leaves undecided: extend their finished HITs, else publish new ones.
 
-    `needs` (candidate_id -> votes) defaults to consensus's `needs_votes`."""
-    from mturk.publish import needs_from_consensus, publish
+    `needs` (candidate_id -> votes) defaults to `mturk.verify.needs_votes`."""
+    from mturk.publish import publish
+    from mturk.verify import needs_from_consensus
 
     client = client or make_client(app.settings, connections=2 * concurrency)
     if needs is None:

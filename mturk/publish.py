@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select
 
@@ -24,16 +24,20 @@ from mturk.client import (
     paginate,
     write_session,
 )
+from mturk.fees import estimate_cost
 from mturk.layout import Tile, html_question, render_task_html
-from mturk.planning import (
+from mturk.verify import (
     PlannedHit,
     assign_tokens,
     chunked,
-    estimate_cost,
     known_tokens,
+    needs_from_consensus,
     open_items,
     plan_hits,
 )
+
+if TYPE_CHECKING:
+    from imnet.core.app import App
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +148,7 @@ def _synsets(session: Any, wnids: set[str]) -> dict[str, tuple[list[str], str]]:
 
 
 def create_planned(
-    app: Any,
+    app: App,
     client: Any,
     plan: list[PlannedHit],
     type_id: str,
@@ -203,7 +207,7 @@ def create_planned(
     return counts
 
 
-def _record(app: Any, type_id: str, done: list[tuple[PlannedHit, tuple[str, float, bool]]]) -> None:
+def _record(app: App, type_id: str, done: list[tuple[PlannedHit, tuple[str, float, bool]]]) -> None:
     """Local rows for created HITs, in one transaction (executemany)."""
     if not done:
         return
@@ -240,15 +244,8 @@ def _record(app: Any, type_id: str, done: list[tuple[PlannedHit, tuple[str, floa
         session.commit()
 
 
-def needs_from_consensus(app: Any, wnids: list[str] | None) -> dict[int, int]:
-    from curation.consensus.plan import needs_votes
-
-    with app.Session() as session:
-        return needs_votes(session, wnids, app.settings)
-
-
 def publish(
-    app: Any,
+    app: App,
     wnids: list[str] | None = None,
     yes: bool = True,
     *,
@@ -275,7 +272,7 @@ def publish(
         assign_tokens(session, plan)
         known = known_tokens(session, [h.token for h in plan])
         fresh = [h for h in plan if h.token not in known]
-    cost = estimate_cost(fresh, app.settings.mturk_reward)
+    cost = estimate_cost([h.max_assignments for h in fresh], app.settings.mturk_reward)
     report: dict[str, Any] = {
         "items": len(needs),
         "deferred": len(deferred),

@@ -12,9 +12,18 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.error import HTTPError
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
+from urllib.request import (
+    HTTPCookieProcessor,
+    HTTPRedirectHandler,
+    ProxyHandler,
+    Request,
+    build_opener,
+)
 
 # Accuracy per kind; "random" ticks half at random, "yes" ticks everything.
 KINDS = {"good": 0.9, "mediocre": 0.7, "random": None, "yes": None}
@@ -101,6 +110,48 @@ def answer(kind: str, truth: bool, rng: random.Random) -> bool:
     return truth if rng.random() < (KINDS[kind] or 0.5) else not truth
 
 
+class Http:
+    """A browser-like HTTP client on the standard library: cookies kept, redirects not followed,
+    proxies from the environment ignored (loopback only)."""
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        self.timeout = timeout
+        self._opener = build_opener(
+            ProxyHandler({}), HTTPCookieProcessor(CookieJar()), _NoRedirect()
+        )
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        data: dict[str, str] | bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any, str]:
+        """(status, headers, text); 4xx/5xx and 3xx answers are returned, not raised."""
+        body = urlencode(data).encode() if isinstance(data, dict) else data
+        hdrs = dict(headers or {})
+        if isinstance(data, dict):
+            hdrs.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        req = Request(url, data=body, headers=hdrs, method=method)
+        try:
+            with self._opener.open(req, timeout=self.timeout) as r:
+                return r.status, r.headers, r.read().decode("utf-8", "replace")
+        except HTTPError as e:
+            with e:
+                return e.code, e.headers, e.read().decode("utf-8", "replace")
+
+    def get(self, url: str, **kw: Any) -> tuple[int, Any, str]:
+        return self.request("GET", url, **kw)
+
+    def post(self, url: str, **kw: Any) -> tuple[int, Any, str]:
+        return self.request("POST", url, **kw)
+
+
+class _NoRedirect(HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kw: Any) -> None:
+        return None  # the caller reads Location itself, as the bots' accept step needs
+
+
 def _bot(
     base: str,
     stats: BotStats,
@@ -111,18 +162,16 @@ def _bot(
     budget: list[int],
     lock: threading.Lock,
 ) -> None:
-    import requests
-
     rng = random.Random(f"{seed}:{stats.worker_id}")
-    http = requests.Session()
-    http.trust_env = False  # loopback only: never route through a proxy from the environment
-    r = http.post(f"{base}/worker/signin", data={"worker_id": stats.worker_id}, timeout=30)
-    r.raise_for_status()
+    http = Http()
+    status, _, text = http.post(f"{base}/worker/signin", data={"worker_id": stats.worker_id})
+    if status >= 400:
+        raise OSError(f"sign-in refused ({status}): {text[:200]}")
+    want_json = {"Accept": "application/json"}
     empty_polls = 0
     while time.time() < deadline and not stop.is_set():
-        hits = http.get(
-            f"{base}/worker/hits", params={"format": "json", "limit": 50}, timeout=30
-        ).json()["hits"]
+        _, _, text = http.get(f"{base}/worker/hits?" + urlencode({"format": "json", "limit": 50}))
+        hits = json.loads(text)["hits"]
         if not hits:
             # Other bots may still return or abandon work; look twice more, then stop.
             empty_polls += 1
@@ -131,23 +180,20 @@ def _bot(
             continue
         empty_polls = 0
         hit = rng.choice(hits)
-        r = http.post(
-            f"{base}/worker/hits/{hit['hit_id']}/accept",
-            allow_redirects=False,
-            timeout=30,
-            headers={"Accept": "application/json"},
+        status, headers, _ = http.post(
+            f"{base}/worker/hits/{hit['hit_id']}/accept", data=b"", headers=want_json
         )
-        if r.status_code != 303:
+        if status != 303:
             stats.conflicts += 1
             continue
-        page = http.get(urljoin(base, r.headers["Location"]), timeout=30)
-        m = _IFRAME_RE.search(page.text)
-        if page.status_code != 200 or not m:
-            stats.refused[f"assignment_page_{page.status_code}"] += 1
+        status, _, page = http.get(urljoin(base, headers["Location"]))
+        m = _IFRAME_RE.search(page)
+        if status != 200 or not m:
+            stats.refused[f"assignment_page_{status}"] += 1
             continue
         src = html.unescape(m.group(1))
         q = parse_qs(urlsplit(src).query)
-        doc = http.get(urljoin(base, src), timeout=30).text
+        _, _, doc = http.get(urljoin(base, src))
         form = _Form()
         form.feed(doc)
         fields: dict[str, str] = dict(form.hidden)
@@ -160,17 +206,16 @@ def _bot(
                 stop.set()
                 return
             budget[0] -= 1
-        r = http.post(
+        status, _, _ = http.post(
             q["turkSubmitTo"][0].rstrip("/") + "/mturk/externalSubmit",
             data=fields,
-            timeout=30,
-            headers={"Accept": "application/json"},
+            headers=want_json,
         )
-        if r.status_code == 200:
+        if status == 200:
             stats.submitted += 1
             stats.assignment_ids.append(fields["assignmentId"])
         else:
-            stats.refused[f"submit_{r.status_code}"] += 1
+            stats.refused[f"submit_{status}"] += 1
 
 
 def run_workers(

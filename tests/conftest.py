@@ -1,20 +1,19 @@
-"""Shared fixtures: real PostgreSQL and S3 servers on loopback, per-test databases, a network guard."""
+"""Shared fixtures: real PostgreSQL and S3 servers on loopback, per-test databases, headless
+Chromium, a network guard; and the markers that let `-m "not (postgres or s3 or browser or slow)"`
+select the fast set (see `pytest_collection_modifyitems`)."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-import _servers  # noqa: E402
-
-from imnet.core.settings import Settings  # noqa: E402
+from imnet.core.settings import Settings
+from tests import _chromium, _servers
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -97,3 +96,37 @@ def app(settings: Settings):  # type: ignore[no-untyped-def]
     a = App(settings)
     yield a
     a.close()
+
+
+@pytest.fixture
+def chromium() -> ModuleType:
+    """tests/_chromium.py (`Browser`, `dump_dom`, `screenshot`); skips where Debian chromium is
+    not installed. Asking for it marks the test `browser`."""
+    if not _chromium.installed():
+        pytest.skip("Debian chromium is not installed here (apt-get install chromium)")
+    return _chromium
+
+
+# A test that asks for one of these fixtures (directly or through another fixture) gets the mark.
+_MARK_BY_FIXTURE = {
+    "postgres": "postgres",
+    "pg_url": "postgres",
+    "s3_server": "s3",
+    "chromium": "browser",
+}
+_MARK_BY_PARAM = {"postgresql": "postgres", "s3": "s3"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests by the real servers they start, so the fast set is a marker expression away."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        marks = {mark for fixture, mark in _MARK_BY_FIXTURE.items() if fixture in names}
+        # Parametrized fixtures that fetch a server only for one param (db_url's "postgresql",
+        # the blob store's "s3") name it by that param.
+        callspec = getattr(item, "callspec", None)
+        for value in callspec.params.values() if callspec is not None else ():
+            if isinstance(value, str) and value in _MARK_BY_PARAM:
+                marks.add(_MARK_BY_PARAM[value])
+        for mark in sorted(marks):
+            item.add_marker(mark)

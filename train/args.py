@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import sys
+from collections.abc import Callable
 
 ABLATIONS = ("none", "no-fc7", "no-fc6-fc7", "no-conv3-conv4", "no-conv3-conv4-fc6-fc7")
 ARCHS = ("alexnet2012", "alexnet-towers", "alexnet-tv")
+FORMATS = ("auto", "ilsvrc", "webdataset")  # train.layouts.FORMATS, kept here: no torch import
 
 
 def default_workers() -> int:
@@ -19,12 +23,87 @@ def default_workers() -> int:
     return max(1, min(8, cpus))
 
 
+def int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """argparse type: an integer in [lo, hi] (no upper bound when hi is None)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(
+                f"{v} is out of range (at least {lo}" + (f", at most {hi})" if hi else ")")
+            )
+        return v
+
+    parse.__name__ = "integer"  # argparse names the type in "invalid <name> value"
+    return parse
+
+
+def float_in(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False):
+    """argparse type: a finite float in [lo, hi], either end open on request."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        low_ok = v > lo if lo_open else v >= lo
+        high_ok = v < hi if hi_open else v <= hi
+        if not (math.isfinite(v) and low_ok and high_ok):
+            span = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+            raise argparse.ArgumentTypeError(f"{text} is outside {span}")
+        return v
+
+    parse.__name__ = "number"
+    return parse
+
+
+def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Usage errors as one line on stderr and exit 2 (argparse prints the whole usage first)."""
+
+    def error(message: str):
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+    parser.error = error  # type: ignore[method-assign]
+    return parser
+
+
+# Sane ranges: image sides the net can take (at least 64 for its conv/pool stack; 224/227 and
+# 256 in the paper), a seed numpy's SeedSequence accepts.
+POSITIVE = int_in(1)
+NONNEGATIVE = int_in(0)
+SIDE = int_in(64, 4096)
+UNIT = float_in(0.0, 1.0)
+
+
+def check_args(args: argparse.Namespace) -> str:
+    """The cross-flag problem argparse cannot see on its own ('' when none)."""
+    crop, resize = getattr(args, "crop_size", None), getattr(args, "resize_size", None)
+    if crop is not None and resize is not None and crop > resize:
+        return f"--crop-size {crop} is larger than --resize-size {resize}"
+    return ""
+
+
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description="Train the 2012 AlexNet on an imnet export", add_help=add_help
+        description="Train the 2012 AlexNet on an imnet export or an ImageNet copy",
+        add_help=add_help,
     )
-    p.add_argument("--data-path", required=True, help="export directory (ilsvrc or webdataset)")
-    p.add_argument("--format", default="ilsvrc", choices=["ilsvrc", "webdataset"])
+    p.add_argument(
+        "--data-path",
+        required=True,
+        help="an imnet export (ilsvrc or webdataset), torchvision's prepared ImageNet root "
+        "(train/<wnid>/, val/<wnid>/) or Kaggle's (ILSVRC/Data/CLS-LOC/ + LOC_*.csv/txt)",
+    )
+    p.add_argument(
+        "--format",
+        default="auto",
+        choices=FORMATS,
+        help="auto: found from the files; ilsvrc: any folder layout; webdataset: tar shards",
+    )
     p.add_argument(
         "--arch",
         default="alexnet2012",
@@ -35,8 +114,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "--ablate", default="none", choices=ABLATIONS, help="remove layers (seed ablations)"
     )
     p.add_argument("--no-lrn", action="store_true", help="drop local response normalisation")
-    p.add_argument("--dropout", type=float, default=0.5)
-    p.add_argument("--fc-dim", type=int, default=4096, help="hidden FC width (4096 in the paper)")
+    p.add_argument("--dropout", type=float_in(0.0, 1.0, hi_open=True), default=0.5)
+    p.add_argument(
+        "--fc-dim",
+        type=int_in(1, 1 << 16),
+        default=4096,
+        help="hidden FC width (4096 in the paper)",
+    )
     p.add_argument(
         "--group-impl",
         default="auto",
@@ -66,22 +150,28 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N; auto: cuda when available")
     p.add_argument("--devices", default="", help="two-tower placement, e.g. cuda:0,cuda:1")
-    p.add_argument("-b", "--batch-size", type=int, default=128, help="images per process per step")
-    p.add_argument("--epochs", type=int, default=90)
+    p.add_argument(
+        "-b",
+        "--batch-size",
+        type=int_in(1, 1 << 20),
+        default=128,
+        help="images per process per step",
+    )
+    p.add_argument("--epochs", type=int_in(1, 100_000), default=90)
     p.add_argument(
         "-j",
         "--workers",
-        type=int,
+        type=int_in(0, 1024),
         default=default_workers(),
         help="data loader processes (default: the CPUs this process may use, at most 8)",
     )
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--lr", type=float_in(0.0, 1e3, lo_open=True), default=0.01)
+    p.add_argument("--momentum", type=float_in(0.0, 1.0, hi_open=True), default=0.9)
     p.add_argument(
         "--wd",
         "--weight-decay",
         dest="weight_decay",
-        type=float,
+        type=float_in(0.0, 1.0),
         default=5e-4,
         help="weight decay (on weights, not biases, as the 2012 code)",
     )
@@ -91,11 +181,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         choices=["plateau", "step"],
         help="plateau: /10 when val error stops improving; step: /10 every N epochs",
     )
-    p.add_argument("--lr-patience", type=int, default=3, help="plateau epochs before a drop")
-    p.add_argument("--lr-step-size", type=int, default=30)
-    p.add_argument("--lr-gamma", type=float, default=0.1)
-    p.add_argument("--crop-size", type=int, default=224, help="224 (padded to 227) or 227")
-    p.add_argument("--resize-size", type=int, default=256, help="shorter side, then centre square")
+    p.add_argument(
+        "--lr-patience", type=NONNEGATIVE, default=3, help="plateau epochs before a drop"
+    )
+    p.add_argument("--lr-step-size", type=POSITIVE, default=30)
+    p.add_argument("--lr-gamma", type=float_in(0.0, 1.0, lo_open=True), default=0.1)
+    p.add_argument("--crop-size", type=SIDE, default=224, help="224 (padded to 227) or 227")
+    p.add_argument("--resize-size", type=SIDE, default=256, help="shorter side, then centre square")
     p.add_argument(
         "--normalize",
         default="paper",
@@ -103,7 +195,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="paper: pixels minus mean; std: also divide by ImageNet's std",
     )
     p.add_argument("--no-lighting", action="store_true", help="skip PCA colour lighting")
-    p.add_argument("--init-std", type=float, default=0.01, help="std of N(0, std) weights")
+    p.add_argument(
+        "--init-std",
+        type=float_in(0.0, 10.0, lo_open=True),
+        default=0.01,
+        help="std of N(0, std) weights",
+    )
     p.add_argument(
         "--init",
         default="paper",
@@ -120,7 +217,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--gpu-share",
-        type=float,
+        type=UNIT,
         # the best of 1, 0.5 and 0.35 end to end on an H200 with 16 CPUs (bench/train_gpu.py)
         default=0.35,
         help="--decode hybrid: the share of batches nvJPEG decodes (the rest: CPU workers)",
@@ -145,10 +242,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "measured by bench/train_gpu.py, +15%% on an H200)",
     )
     p.add_argument("--ten-crop", action="store_true", help="also evaluate on 10 crops")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_in(0, 2**63 - 1), default=0)
     p.add_argument("--resume", default="", help="checkpoint to continue from (or to evaluate)")
     p.add_argument("--test-only", action="store_true", help="only evaluate --resume")
     p.add_argument("--output-dir", default="", help="run directory (nothing saved when empty)")
-    p.add_argument("--print-freq", type=int, default=0, help="unused; tqdm shows progress")
+    p.add_argument("--print-freq", type=NONNEGATIVE, default=0, help="unused; tqdm shows progress")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
-    return p
+    return one_line_errors(p) if add_help else p

@@ -74,22 +74,82 @@ def save(out_dir: Path, state: dict, epoch: int) -> str:
     return str(out_dir / "checkpoint.pth")
 
 
+class CheckpointError(ValueError):
+    """--resume names no readable imnet checkpoint; the message says why."""
+
+
 def load(path: str | Path) -> dict:
+    """The checkpoint at `path` (a run directory means its checkpoint.pth)."""
+    import pickle
+    import zipfile
+
     p = Path(path)
     if p.is_dir():
         p = p / "checkpoint.pth"
-    if not p.exists():
-        raise FileNotFoundError(f"checkpoint {p} does not exist")
-    state = torch.load(p, map_location="cpu", weights_only=False)
-    if not isinstance(state, dict) or "model" not in state:
-        raise ValueError(f"{p} is not an imnet checkpoint (no 'model' entry)")
+    if not p.is_file():
+        what = "does not exist" if not p.exists() else "is not a file"
+        raise CheckpointError(f"checkpoint {p} {what}")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=False)
+    except (
+        RuntimeError,
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        zipfile.BadZipFile,
+        AttributeError,
+        ImportError,
+        IndexError,
+        KeyError,
+        TypeError,
+    ) as e:
+        # Any non-checkpoint (a text file, a truncated or foreign pickle) fails somewhere inside
+        # torch.load; the reason is kept short, the path is what the user needs.
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise CheckpointError(f"{p} is not a readable checkpoint ({reason})") from None
+    if not isinstance(state, dict) or not {"model", "model_config", "num_classes", "args"} <= set(
+        state
+    ):
+        raise CheckpointError(f"{p} is not an imnet checkpoint (no 'model' entry)")
     return state
 
 
-def config_from_checkpoint(state: dict) -> AlexNetConfig:
-    c = dict(state["model_config"])
-    c["devices"] = tuple(c.get("devices") or ())
-    return AlexNetConfig(**c)
+def check_resume(state: dict, args: argparse.Namespace, data_classes: int) -> None:
+    """A checkpoint that cannot go on with these data or flags is refused up front, in words."""
+    where = args.resume
+    if args.test_only:
+        if data_classes > state["num_classes"]:
+            raise CheckpointError(
+                f"{where} knows {state['num_classes']} classes, the data has {data_classes}"
+            )
+        return
+    if state["num_classes"] != data_classes:
+        raise CheckpointError(
+            f"{where} was trained on {state['num_classes']} classes, the data has {data_classes}"
+        )
+    done = int(state.get("epoch", -1)) + 1
+    if done >= args.epochs:
+        raise CheckpointError(
+            f"{where} already ran {done} epochs: pass --epochs above {done} to train on"
+        )
+
+
+def config_from_checkpoint(state: dict, where: str = "the checkpoint") -> AlexNetConfig:
+    try:
+        c = dict(state["model_config"])
+        c["devices"] = tuple(c.get("devices") or ())
+        return AlexNetConfig(**c)
+    except (TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{where}: model_config is unusable ({e})") from None
+
+
+def load_model(model: torch.nn.Module, state: dict, where: str) -> None:
+    """The checkpoint's weights into `model`; a mismatch is the file's fault, said in one line."""
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, KeyError, AttributeError) as e:
+        reason = str(e).splitlines()[0][:160]
+        raise CheckpointError(f"{where} does not fit this model ({reason})") from None
 
 
 def write_config(

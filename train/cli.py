@@ -10,15 +10,17 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from train.args import get_args_parser
+    from train.args import FORMATS, get_args_parser, int_in, one_line_errors
 
-    base = get_args_parser(add_help=False)
+    # A base parser each: sharing one let evaluate's redefinition of --resume strip the option
+    # string off the shared action, so `imnet train --help` listed `resume` as a positional.
     tr = sub.add_parser(
         "train",
-        parents=[base],
+        parents=[get_args_parser(add_help=False)],
         help="train the 2012 AlexNet on an export",
         description="Train the 2012 two-GPU AlexNet (grouped form on one device, or two towers "
-        "with --devices cuda:0,cuda:1) on an ilsvrc or webdataset export. Flags follow "
+        "with --devices cuda:0,cuda:1) on an imnet export (ilsvrc or webdataset), torchvision's "
+        "prepared ImageNet root or Kaggle's CLS-LOC copy, found from the files. Flags follow "
         "torchvision's references/classification. For data parallelism run "
         "`torchrun --nproc-per-node N -m train.engine ...` with the same flags. "
         "Default run directory: <data_dir>/runs/train-<time>.",
@@ -26,10 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.set_defaults(func=_train)
     ev = sub.add_parser(
         "evaluate",
-        parents=[base],
+        parents=[get_args_parser(add_help=False)],
         conflict_handler="resolve",
         help="top-1/top-5 error of a checkpoint on the val split",
-        description="Evaluate a checkpoint (--resume PATH) on the export's val split: centre "
+        description="Evaluate a checkpoint (--resume PATH) on the val split: centre "
         "crop, and with --ten-crop also 10 crops (corners + centre and flips, softmax averaged).",
     )
     ev.add_argument("--resume", required=True, help="checkpoint.pth or model_<epoch>.pth")
@@ -47,20 +49,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         "of the true class and the normalised distances of conv5 and fc7 features change under "
         "vertical translation, scaling and rotation; writes invariance.csv and invariance.png.",
     )
-    inv.add_argument("--data-path", required=True, help="export directory")
-    inv.add_argument("--format", default="ilsvrc", choices=["ilsvrc", "webdataset"])
+    inv.add_argument("--data-path", required=True, help="export or ImageNet directory")
+    inv.add_argument("--format", default="auto", choices=FORMATS)
     inv.add_argument("--resume", required=True, help="checkpoint to analyse")
     inv.add_argument("--out", required=True, help="directory for invariance.csv/.png")
-    inv.add_argument("--max-images", type=int, default=200, help="val images to use")
+    inv.add_argument(
+        "--max-images", type=int_in(1, 10_000_000), default=200, help="val images to use"
+    )
     inv.add_argument("--device", default="cpu")
     inv.set_defaults(func=_invariance)
+    for parser in (tr, ev, an, inv):
+        one_line_errors(parser)
 
 
 def _run(args: argparse.Namespace) -> dict:
     from imnet.core.console import UserError
+    from train.args import check_args
     from train.data import ExportError
     from train.engine import run
 
+    problem = check_args(args)
+    if problem:
+        raise UserError(problem)
     try:
         return run(args)
     except (ExportError, FileNotFoundError, ValueError) as e:

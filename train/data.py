@@ -1,4 +1,4 @@
-"""Reading ilsvrc/webdataset exports: uint8 crops from loader workers, augmentation on the device."""
+"""Decoding and batching images (layouts: train.layouts): uint8 crops from loader workers."""
 
 from __future__ import annotations
 
@@ -6,17 +6,16 @@ import contextlib
 import functools
 import io
 import math
-import tarfile
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
+# re-exported: callers read these from train.data since before layouts.py split off
+from train.layouts import ExportError, Sample, load_samples, read_classes  # noqa: F401
 from train.slots import BatchSlots, shm_free
 
 # PCA lighting (Krizhevsky et al. 2012), for RGB in [0, 1]; rows of EIGVEC are R, G, B.
@@ -24,123 +23,6 @@ EIGVAL = (0.2175, 0.0188, 0.0045)
 EIGVEC = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
 MEAN_RGB = (0.485, 0.456, 0.406)  # the ImageNet mean image reduced to one value per channel
 STD_RGB = (0.229, 0.224, 0.225)
-
-
-class ExportError(ValueError):
-    """The export at --data-path is missing files or malformed; the message says which."""
-
-
-@dataclass
-class Sample:
-    """Where one image lives: a file path, or (tar path, byte offset, size)."""
-
-    label: int
-    path: str
-    offset: int = -1
-    size: int = -1
-
-    def read(self) -> bytes:
-        with open(self.path, "rb") as f:
-            if self.offset < 0:
-                return f.read()
-            f.seek(self.offset)
-            return f.read(self.size)
-
-    def where(self) -> str:
-        return self.path if self.offset < 0 else f"{self.path} at byte {self.offset}"
-
-
-def read_classes(root: Path) -> list[str]:
-    """wnids in class-index order from LOC_synset_mapping.txt."""
-    mapping = root / "LOC_synset_mapping.txt"
-    if not mapping.exists():
-        raise ExportError(f"{mapping} is missing: not an ilsvrc export")
-    wnids = [ln.split()[0] for ln in mapping.read_text().splitlines() if ln.strip()]
-    if not wnids:
-        raise ExportError(f"{mapping} lists no classes")
-    return wnids
-
-
-def ilsvrc_samples(root: Path, split: str) -> tuple[list[Sample], list[str]]:
-    """Samples of one split of an `ilsvrc` export; val labels come from the devkit ground truth."""
-    wnids = read_classes(root)
-    index = {w: i for i, w in enumerate(wnids)}
-    samples: list[Sample] = []
-    if split == "train":
-        for w in wnids:
-            d = root / "train" / w
-            if d.is_dir():
-                samples += [Sample(index[w], str(p)) for p in sorted(d.glob("*.JPEG"))]
-    elif split == "val":
-        files = sorted((root / "val").glob("ILSVRC2012_val_*.JPEG"))
-        gt = root / "data" / "ILSVRC2012_validation_ground_truth.txt"
-        if gt.exists():
-            ids = [int(s) for s in gt.read_text().split()]
-            labels = {f"ILSVRC2012_val_{i + 1:08d}": c - 1 for i, c in enumerate(ids)}
-        else:
-            sol = root / "LOC_val_solution.csv"
-            if not sol.exists():
-                raise ExportError(
-                    f"{root}: no devkit ground truth nor LOC_val_solution.csv for val"
-                )
-            labels = {}
-            for ln in sol.read_text().splitlines()[1:]:
-                image_id, pred = ln.split(",", 1)
-                labels[image_id] = index[pred.split()[0]]
-        for p in files:
-            if p.stem not in labels:
-                raise ExportError(f"{p.name} has no ground-truth label")
-            samples.append(Sample(labels[p.stem], str(p)))
-    else:
-        raise ExportError(f"unknown split {split!r}")
-    if not samples:
-        raise ExportError(f"{root}: the {split} split has no images")
-    bad = [s.label for s in samples if not 0 <= s.label < len(wnids)]
-    if bad:
-        raise ExportError(f"{root}: {split} label {bad[0]} outside 0..{len(wnids) - 1}")
-    return samples, wnids
-
-
-def webdataset_samples(root: Path, split: str) -> tuple[list[Sample], int]:
-    """Index `<split>-*.tar` shards by byte offset, so they read as a map-style dataset."""
-    shards = sorted(root.glob(f"{split}-*.tar"))
-    if not shards:
-        raise ExportError(f"{root}: no {split}-*.tar shards")
-    samples: list[Sample] = []
-    for shard in shards:
-        found: dict[str, dict[str, tuple[int, int]]] = {}
-        labels: dict[str, int] = {}
-        with tarfile.open(shard) as tf:
-            for m in tf:
-                if not m.isfile() or "." not in m.name:
-                    continue
-                key, ext = m.name.split(".", 1)
-                found.setdefault(key, {})[ext.lower()] = (m.offset_data, m.size)
-                if ext == "cls":
-                    labels[key] = int(tf.extractfile(m).read().decode().strip())
-        for key in sorted(found):
-            img = found[key].get("jpg") or found[key].get("jpeg")
-            if img is None or key not in labels:
-                raise ExportError(f"{shard.name}: sample {key} lacks .jpg or .cls")
-            samples.append(Sample(labels[key], str(shard), img[0], img[1]))
-    num_classes = max(s.label for s in samples) + 1
-    mapping = root / "LOC_synset_mapping.txt"
-    if mapping.exists():
-        num_classes = max(num_classes, len(read_classes(root)))
-    return samples, num_classes
-
-
-def load_samples(root: str | Path, fmt: str, split: str) -> tuple[list[Sample], int]:
-    """(samples, number of classes) for a split of an export in `fmt` (ilsvrc|webdataset)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ExportError(f"--data-path {root} is not a directory")
-    if fmt == "ilsvrc":
-        samples, wnids = ilsvrc_samples(root, split)
-        return samples, len(wnids)
-    if fmt == "webdataset":
-        return webdataset_samples(root, split)
-    raise ExportError(f"unknown format {fmt!r} (ilsvrc or webdataset)")
 
 
 @functools.cache

@@ -228,11 +228,13 @@ def run(args: argparse.Namespace) -> dict:
     val_samples, n_val_classes = load_samples(args.data_path, args.format, "val")
     num_classes = max(num_classes, n_val_classes)
     resume = ckpt.load(args.resume) if args.resume else None
+    if resume is not None:
+        ckpt.check_resume(resume, args, num_classes)
     cfg = model_config(args, num_classes, towers)
     if resume is not None and args.test_only:
         # evaluation rebuilds the trained net and its input geometry from the checkpoint
         num_classes = resume["num_classes"]
-        cfg = ckpt.config_from_checkpoint(resume)
+        cfg = ckpt.config_from_checkpoint(resume, args.resume)
         cfg.devices = towers
         cfg.arch = "alexnet-towers" if towers else cfg.arch
         if cfg.arch == "alexnet-towers" and not towers:
@@ -266,7 +268,7 @@ def run(args: argparse.Namespace) -> dict:
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, args.lr_step_size, args.lr_gamma)
     start_epoch = 0
     if resume is not None:
-        model.load_state_dict(resume["model"])
+        ckpt.load_model(model, resume, args.resume)
         if not args.test_only:
             optimizer.load_state_dict(resume["optimizer"])
             scheduler.load_state_dict(resume["lr_scheduler"])

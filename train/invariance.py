@@ -61,25 +61,25 @@ def analyze(
     data_path: str,
     resume: str,
     out_dir: str,
-    fmt: str = "ilsvrc",
+    fmt: str = "auto",
     max_images: int = 200,
     batch_size: int = 50,
     device: str = "cpu",
 ) -> dict:
     """Writes invariance.csv and invariance.png under out_dir; returns their paths and rows."""
     state = ckpt.load(resume)
-    cfg = ckpt.config_from_checkpoint(state)
+    cfg = ckpt.config_from_checkpoint(state, resume)
     if cfg.arch == "alexnet-towers":
         cfg.arch, cfg.devices = "alexnet2012", ()
         from train.alexnet import AlexNet2012, AlexNetTowers, grouped_from_towers
 
         towers = AlexNetTowers(cfg.__class__(**{**cfg.to_dict(), "arch": "alexnet-towers"}))
-        towers.load_state_dict(state["model"])
+        ckpt.load_model(towers, state, resume)
         model = AlexNet2012(cfg)
         grouped_from_towers(model, towers)
     else:
         model = build_model(cfg)
-        model.load_state_dict(state["model"])
+        ckpt.load_model(model, state, resume)
     dev = torch.device(device)
     model.to(dev).eval()
     args = state.get("args", {})

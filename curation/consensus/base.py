@@ -163,9 +163,6 @@ class Aggregator:
     def fit_predict(self, votes: Votes) -> np.ndarray:
         return self.fit(votes).labels_
 
-    def fit_predict_proba(self, votes: Votes) -> np.ndarray:
-        return self.fit(votes).probas_
-
 
 def threshold_decisions(
     p_yes: np.ndarray,

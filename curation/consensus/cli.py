@@ -1,9 +1,12 @@
-"""`imnet consensus run|needs|table` and `imnet review`: the decision loop and the requester's page."""
+"""`imnet consensus run|table`: turn votes into labels, and show the dynamic confidence table."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from imnet.core.app import App
 
 ALGORITHM_CHOICES = ("dynamic", "worker-aware", "majority", "dawid-skene")
 
@@ -13,16 +16,19 @@ def register(sub: Any) -> None:
         "consensus",
         help="turn workers' votes into labels (ImageNet's dynamic consensus and others)",
         description="Turn the votes collected from workers into accept/reject/undecided labels, "
-        "and report which candidates still need votes.",
+        "and report which candidates still want votes (`imnet mturk needs` lists what publish "
+        "will ask for).",
     )
     csub = p.add_subparsers(dest="consensus_command", metavar="ACTION")
 
     run = csub.add_parser(
         "run",
-        help="update labels from the votes and report what still needs votes",
+        help="update labels from the votes and report what still wants votes",
         description="Read every counted vote (not from rejected assignments or blocked workers), "
         "decide each eligible candidate with the chosen algorithm, and write `label` rows. Hand "
-        "overrides made on the review page are kept.",
+        "overrides made on the review page are kept. The count of candidates that need more "
+        "votes includes those already asked for in open HITs (`imnet mturk needs` subtracts "
+        "them).",
     )
     run.add_argument(
         "--algorithm",
@@ -47,17 +53,6 @@ def register(sub: Any) -> None:
     )
     run.set_defaults(func=cmd_run)
 
-    needs = csub.add_parser(
-        "needs",
-        help="list how many more votes each synset's candidates need now",
-        description="What `imnet mturk publish` will ask for: per synset, the candidates that "
-        "need more votes now and how many votes in all (votes already asked for in open HITs "
-        "are subtracted).",
-    )
-    needs.add_argument("--wnid", action="append", help="only this synset (repeatable)")
-    needs.add_argument("--json", action="store_true", help="print candidate_id -> votes as JSON")
-    needs.set_defaults(func=cmd_needs)
-
     table = csub.add_parser(
         "table",
         help="print a synset's confidence table P(good | #yes, #no) (the paper's Fig. 7)",
@@ -69,26 +64,15 @@ def register(sub: Any) -> None:
     table.set_defaults(func=cmd_table)
     p.set_defaults(func=lambda args, app: _help(p))
 
-    rv = sub.add_parser(
-        "review",
-        help="serve the requester's review page (accepted/rejected images, workers, overrides)",
-        description="Serve the review page alone: per synset the accepted, rejected and "
-        "undecided images with their votes and posterior, the worker table, and forms to "
-        "override a label by hand. `imnet mturk serve` also mounts it under /review.",
-    )
-    rv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    rv.add_argument("--port", type=int, default=8644, help="port (default 8644)")
-    rv.set_defaults(func=cmd_review)
-
 
 def _help(p: argparse.ArgumentParser) -> int:
     p.print_help()
     return 2
 
 
-def cmd_run(args: argparse.Namespace, app: Any) -> int:
+def cmd_run(args: argparse.Namespace, app: App) -> int:
+    from curation.consensus.decide import run_consensus
     from curation.consensus.parallel import parse_shard, run_parallel
-    from curation.consensus.plan import run_consensus
     from imnet.core.console import UserError, print_json
 
     algorithm = args.algorithm or app.settings.consensus_algorithm
@@ -126,35 +110,9 @@ def cmd_run(args: argparse.Namespace, app: Any) -> int:
     return 0
 
 
-def cmd_needs(args: argparse.Namespace, app: Any) -> int:
-    from sqlalchemy import select
-
-    from curation.consensus.plan import needs_votes
-    from db.models import Candidate
-    from imnet.core.console import print_json
-
-    with app.Session() as session:
-        needs = needs_votes(session, wnids=args.wnid, settings=app.settings)
-        if args.json:
-            print_json({str(k): v for k, v in sorted(needs.items())})
-            return 0
-        per: dict[str, list[int]] = {}
-        ids = list(needs)
-        for start in range(0, len(ids), 5000):
-            chunk = ids[start : start + 5000]
-            for cid, wnid in session.execute(
-                select(Candidate.id, Candidate.wnid).where(Candidate.id.in_(chunk))
-            ):
-                per.setdefault(wnid, []).append(needs[cid])
-    if not per:
-        print("no candidate needs votes now")
-    for wnid, ks in sorted(per.items()):
-        print(f"{wnid}: {len(ks)} candidates need {sum(ks)} votes")
-    return 0
-
-
-def cmd_table(args: argparse.Namespace, app: Any) -> int:
-    from curation.consensus.plan import dynamic_model, load_votes
+def cmd_table(args: argparse.Namespace, app: App) -> int:
+    from curation.consensus.decide import dynamic_model
+    from curation.consensus.loading import load_votes
     from imnet.core.console import UserError
 
     s = app.settings
@@ -172,27 +130,4 @@ def cmd_table(args: argparse.Namespace, app: Any) -> int:
     print("#yes\\#no " + " ".join(f"{n:>6d}" for n in range(k + 1)))
     for y in range(k + 1):
         print(f"{y:>8d} " + " ".join(f"{m.table_[y, n]:6.3f}" for n in range(k + 1)))
-    return 0
-
-
-def cmd_review(args: argparse.Namespace, app: Any) -> int:
-    from aiohttp import web
-
-    from curation.consensus.review import make_review_app
-
-    root = web.Application()
-    root.add_subapp("/review", make_review_app(app))
-
-    async def to_review(request: web.Request) -> web.StreamResponse:
-        raise web.HTTPFound("/review/")
-
-    root.router.add_get("/", to_review)
-    url = f"http://{args.host}:{args.port}/review/"
-    # aiohttp calls `print` once the socket is listening: the line means "ready".
-    web.run_app(
-        root,
-        host=args.host,
-        port=args.port,
-        print=lambda _msg: print(f"review page on {url} (Ctrl-C stops)", flush=True),
-    )
     return 0

@@ -24,12 +24,10 @@ def _upsert(dialect: str) -> Any:
     """INSERT .. ON CONFLICT DO UPDATE, built once. RETURNING makes SQLAlchemy's executemany
     send multi-row VALUES pages ("insertmanyvalues"), one statement per ~1,000 rows, from one
     compiled form; a row is updated only when it is no hand label and a value changed."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    from db.tx import dialect_insert
+
     t = Label.__table__
-    stmt = insert(t)
+    stmt = dialect_insert(dialect)(t)
     changed = or_(*(t.c[c].is_distinct_from(stmt.excluded[c]) for c in _COLUMNS))
     return stmt.on_conflict_do_update(
         index_elements=[t.c.candidate_id],
@@ -106,3 +104,25 @@ def write_labels(
         per["manual"] += 1
         per[d if d in per else UNDECIDED] += 1
     return per
+
+
+def override_label(session: Session, cid: int, decision: str) -> str | None:
+    """A hand decision on candidate `cid` (accept or reject; `clear` hands it back to the
+    algorithms, and the next consensus run decides it). Commits; returns its wnid, or None when
+    there is no such candidate."""
+    from db.models import Candidate
+
+    cand = session.get(Candidate, cid)
+    if cand is None:
+        return None
+    lab = session.get(Label, cid)
+    if lab is None:
+        lab = Label(candidate_id=cid, wnid=cand.wnid, votes_yes=0, votes_no=0)
+        session.add(lab)
+    if decision == "clear":
+        lab.decision, lab.decided_by, lab.overridden, lab.posterior = UNDECIDED, None, False, None
+    else:
+        lab.decision, lab.decided_by, lab.overridden = decision, "manual", True
+        lab.posterior = 1.0 if decision == ACCEPT else 0.0
+    session.commit()
+    return cand.wnid

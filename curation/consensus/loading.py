@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, bindparam, func, or_, select
+from sqlalchemy import ColumnElement, Select, String, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from curation.consensus.base import ACCEPT, REJECT, Votes
-from db.models import Assignment, Candidate, Hit, HitItem, Image, Label, Vote, Worker
+from db.models import Assignment, Candidate, Image, Label, Vote, Worker
 
-# Hit statuses (MTurk's) under which more assignments can still arrive.
-OPEN_HIT_STATUSES = ("Assignable", "Unassignable")
 # Assignment statuses whose votes do not count.
 DISCARDED_ASSIGNMENTS = ("Rejected", "Invalid")
 # Rows fetched per round trip when streaming (server-side cursor on PostgreSQL).
@@ -36,7 +33,6 @@ class SynsetVotes:
     known: np.ndarray  # -1 unknown, 0/1 hand label (label.overridden)
     gold_seen: np.ndarray  # per worker code
     gold_correct: np.ndarray
-    pending: np.ndarray  # votes already asked for (open HITs) per item
     # Per worker code: blocked and no better than consensus_min_voter_gold on gold (or without
     # gold). The gold bar that blocks a worker is about the price of evidence (a 0.7 worker's
     # vote is worth less than a 0.9 worker's at the same pay); distrust is about chance-level
@@ -75,15 +71,21 @@ def eligible_candidates(session: Session, wnids: list[str] | None) -> dict[str, 
     return dict(out)
 
 
-def _eligible() -> Select[tuple[int, str]]:
+def eligible_filter() -> tuple[ColumnElement[bool], ...]:
+    """What makes a candidate eligible for votes, over Candidate joined to its Image: fetched,
+    not rejected by the quality filter, not a near duplicate."""
+    return (
+        Candidate.status == "fetched",
+        or_(Image.quality.is_(None), Image.quality != "rejected"),
+        Image.near_dup_of.is_(None),
+    )
+
+
+def _eligible() -> Select[int, str]:
     return (
         select(Candidate.id, Candidate.wnid)
         .join(Image, Image.sha256 == Candidate.image_sha256)
-        .where(
-            Candidate.status == "fetched",
-            or_(Image.quality.is_(None), Image.quality != "rejected"),
-            Image.near_dup_of.is_(None),
-        )
+        .where(*eligible_filter())
     )
 
 
@@ -116,15 +118,8 @@ def synset_candidates(session: Session, wnid: str) -> np.ndarray:
 @functools.cache
 def _statements() -> dict[str, Any]:
     """The per-synset queries, built once: run per synset, building them would cost more than
-    running them. Parameters: wnid (and now)."""
-    wnid = bindparam("wnid")
-    got = (
-        select(func.count())
-        .select_from(Assignment)
-        .where(Assignment.hit_id == Hit.hit_id)
-        .correlate(Hit)
-        .scalar_subquery()
-    )
+    running them. Parameter: wnid."""
+    wnid = bindparam("wnid", type_=String)
     return {
         "candidates": _eligible()
         .where(Candidate.wnid == wnid)
@@ -140,16 +135,6 @@ def _statements() -> dict[str, Any]:
         ),
         "machine": select(Label.candidate_id).where(
             Label.wnid == wnid, Label.overridden.is_(False)
-        ),
-        # Per open HIT its missing assignments: a correlated count by hit_id (indexed), not a
-        # count over the whole assignment table.
-        "pending": select(HitItem.candidate_id, Hit.max_assignments, got)
-        .join(Hit, Hit.hit_id == HitItem.hit_id)
-        .where(
-            Hit.wnid == wnid,
-            HitItem.gold_label.is_(None),
-            Hit.status.in_(OPEN_HIT_STATUSES),
-            or_(Hit.expires_at.is_(None), Hit.expires_at > bindparam("now")),
         ),
     }
 
@@ -224,8 +209,8 @@ def _synset_votes(session: Session, wnid: str, cids: np.ndarray) -> Votes:
 def load_synset(
     session: Session, wnid: str, settings: Any = None, workers: WorkerTable | None = None
 ) -> SynsetVotes | None:
-    """One synset's eligible items, counted votes, hand labels, gold stats, distrusted workers
-    and open asks (None when it has no eligible candidate). Memory: this synset's votes."""
+    """One synset's eligible items, counted votes, hand labels, gold stats and distrusted
+    workers (None when it has no eligible candidate). Memory: this synset's votes."""
     s = _settings(settings)
     cids = synset_candidates(session, wnid)
     if not len(cids):
@@ -242,8 +227,7 @@ def load_synset(
     from curation.consensus.dynamic import choose_calibration
 
     calib = choose_calibration(ids, s.consensus_initial_subset, f"imnet-calibration:{wnid}")
-    pending = _pending_asks(session, wnid)
-    gold = [workers.gold.get(w, (0, 0)) for w in votes.worker_keys]
+    gold = [workers.gold.get(str(w), (0, 0)) for w in votes.worker_keys]
     return SynsetVotes(
         wnid=wnid,
         candidate_ids=ids,  # type: ignore[arg-type]
@@ -252,7 +236,6 @@ def load_synset(
         known=known,
         gold_seen=np.array([g[0] for g in gold], dtype=float),
         gold_correct=np.array([g[1] for g in gold], dtype=float),
-        pending=np.array([pending.get(c, 0) for c in ids], dtype=np.int64),
         blocked=np.array([w in workers.distrusted for w in votes.worker_keys], dtype=bool),
         manual=manual,
     )
@@ -286,12 +269,3 @@ def machine_label_ids(session: Session, wnid: str) -> np.ndarray:
     """Ids of the synset's labels written by consensus (not by hand)."""
     rows = session.connection().execute(_statements()["machine"], {"wnid": wnid}).scalars()
     return np.asarray(rows.all(), dtype=np.int64)
-
-
-def _pending_asks(session: Session, wnid: str) -> dict[int, int]:
-    """Votes already asked for: open, unexpired HITs' missing assignments, per non-gold item."""
-    q = _statements()["pending"]
-    out: dict[int, int] = defaultdict(int)
-    for cid, max_a, n in session.connection().execute(q, {"wnid": wnid, "now": time.time()}):
-        out[cid] += max(0, int(max_a or 0) - int(n or 0))
-    return dict(out)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from curation.consensus.base import ACCEPT, REJECT, UNDECIDED
+
+if TYPE_CHECKING:
+    from curation.consensus.decide import AskedVotes
+    from imnet.core.settings import Settings
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -28,14 +32,20 @@ def sub_shards(shard: tuple[int, int], processes: int) -> list[tuple[int, int]]:
     return [(i + n * p, n * processes) for p in range(processes)]
 
 
-def _run_one(settings: Any, algorithm: str, wnids: list[str] | None, shard: tuple[int, int]):  # type: ignore[no-untyped-def]
-    from curation.consensus.plan import run_consensus
+def _run_one(
+    settings: Settings,
+    algorithm: str,
+    wnids: list[str] | None,
+    shard: tuple[int, int],
+    asked: AskedVotes | None,
+) -> dict[str, Any]:
+    from curation.consensus.decide import run_consensus
     from imnet.core.app import App
 
     app = App(settings)
     try:
         with app.Session() as session:
-            return run_consensus(session, algorithm, wnids, settings, shard=shard)
+            return run_consensus(session, algorithm, wnids, settings, shard=shard, asked=asked)
     finally:
         app.close()
 
@@ -52,19 +62,21 @@ def merge_reports(algorithm: str, reports: list[dict[str, Any]]) -> dict[str, An
 
 
 def run_parallel(
-    settings: Any,
+    settings: Settings,
     algorithm: str,
     wnids: list[str] | None = None,
     processes: int = 2,
     shard: tuple[int, int] = (0, 1),
+    asked: AskedVotes | None = None,
 ) -> dict[str, Any]:
     """`run_consensus` over shard `shard` in `processes` fresh processes (each opens its own
-    connection); the labels are those one process writes, since no synset depends on another."""
+    connection); the labels are those one process writes, since no synset depends on another.
+    `asked` (a module-level function, so that it pickles) goes to every `run_consensus`."""
     parts = sub_shards(shard, processes)
     if processes == 1:
-        return merge_reports(algorithm, [_run_one(settings, algorithm, wnids, parts[0])])
+        return merge_reports(algorithm, [_run_one(settings, algorithm, wnids, parts[0], asked)])
     # spawn, not fork: a forked child would share the parent's open database connections.
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=processes, mp_context=ctx) as pool:
-        futures = [pool.submit(_run_one, settings, algorithm, wnids, p) for p in parts]
+        futures = [pool.submit(_run_one, settings, algorithm, wnids, p, asked) for p in parts]
         return merge_reports(algorithm, [f.result() for f in futures])

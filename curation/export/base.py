@@ -38,6 +38,9 @@ class Sample:
     source: Path | None = None
     digest: str | None = None
     size: int | None = None
+    # Licence and attribution (licences.py): url, page_url, license, author, source, title.
+    info: dict[str, Any] | None = None
+    labelled: bool = True  # False: a test image of a public export (no class anywhere)
 
     def jpeg_sha256(self) -> str:
         return self.digest if self.digest is not None else hashlib.sha256(self.jpeg).hexdigest()
@@ -102,21 +105,32 @@ def place_file(source: Path, dest: Path) -> None:
         shutil.copyfile(source, dest)
 
 
+ATTRIBUTION_KEYS = ("url", "page_url", "license", "author", "source", "title")
+
+
+def sample_meta(sample: Sample) -> dict[str, Any]:
+    """What the manifest line and the shard's .json say about an image: one meaning per name
+    (`sha256` = the exported bytes, `source_sha256` = the original), the class only when the
+    image is labelled, and its licence and attribution."""
+    info = sample.info or {}
+    meta: dict[str, Any] = {
+        "split": sample.split,
+        "wnid": sample.wnid if sample.labelled else None,
+        "class_index": sample.class_index if sample.labelled else None,
+        "sha256": sample.jpeg_sha256(),
+        "bytes": sample.jpeg_bytes(),
+        "source_sha256": sample.image_sha256,
+        "width": sample.width,
+        "height": sample.height,
+    }
+    for key in ATTRIBUTION_KEYS:
+        meta[key] = info.get(key, sample.url if key == "url" else None)
+    return meta
+
+
 def sample_json(sample: Sample) -> bytes:
     """The per-sample metadata, serialised deterministically."""
-    return json.dumps(
-        {
-            "class_index": sample.class_index,
-            "height": sample.height,
-            "sha256": sample.image_sha256,
-            "split": sample.split,
-            "url": sample.url,
-            "width": sample.width,
-            "wnid": sample.wnid,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-    ).encode()
+    return json.dumps(sample_meta(sample), sort_keys=True, separators=(",", ":")).encode()
 
 
 def synset_mapping(classes: list[ClassInfo]) -> bytes:
@@ -125,14 +139,19 @@ def synset_mapping(classes: list[ClassInfo]) -> bytes:
 
 
 def open_writer(
-    fmt: str, root: Path, classes: list[ClassInfo], settings: Any, pool: Any = None
+    fmt: str,
+    root: Path,
+    classes: list[ClassInfo],
+    settings: Any,
+    pool: Any = None,
+    val_layout: str = "folders",
 ) -> Writer:
     """The writer registered under `fmt`; `pool` (an executor) lets it hand whole files (tar
     shards) to worker processes."""
     if fmt == "ilsvrc":
         from curation.export.ilsvrc import IlsvrcWriter
 
-        return IlsvrcWriter(root, classes)
+        return IlsvrcWriter(root, classes, val_layout=val_layout)
     if fmt == "webdataset":
         from curation.export.webdataset import ShardWriter
 
@@ -147,3 +166,4 @@ def open_writer(
 
 
 FORMATS = ("ilsvrc", "webdataset")
+VAL_LAYOUTS = ("folders", "flat")

@@ -3,6 +3,7 @@ WordNet ancestors."""
 
 from __future__ import annotations
 
+import functools
 import io
 from typing import Any
 
@@ -12,7 +13,8 @@ from curation.export.base import ClassInfo
 
 # The devkit's `synsets` struct array (1860x1 for ILSVRC-2012) has, per row: ILSVRC2012_ID (1..1000
 # for the classes, in wnid order; then the internal nodes), WNID, words, gloss, num_children,
-# children (ILSVRC2012_IDs), wordnet_height (0 for a leaf), num_train_images (summed over the
+# children (ILSVRC2012_IDs), wordnet_height (in the full WordNet: a class can have hyponyms that
+# are not exported), num_train_images (summed over the
 # leaves below an internal node). Loaders keep the rows with num_children == 0 (torchvision's
 # parse_meta_mat does exactly that), so the classes must be leaves of this table: an ancestor of
 # one class is never a class itself (class selection guarantees it).
@@ -56,6 +58,47 @@ def _hierarchy(classes: list[ClassInfo]) -> dict[str, set[str]]:
     return children
 
 
+@functools.lru_cache(maxsize=1)
+def _hyponyms() -> dict[str, list[str]]:
+    """wnid -> hyponym and instance-hyponym wnids of every WordNet noun, read straight from
+    data.noun (one pass, about a second; nltk's per-synset objects take far longer)."""
+    from curation.classes import _wordnet
+
+    kids: dict[str, list[str]] = {}
+    with _wordnet().open("data.noun") as f:
+        for line in f:
+            if line.startswith("  "):  # the licence header
+                continue
+            fields = line.split()
+            i = 4 + 2 * int(fields[3], 16)
+            n = int(fields[i])
+            ptrs = fields[i + 1 : i + 1 + 4 * n]
+            kids[f"n{fields[0]}"] = [
+                f"n{ptrs[k + 1]}"
+                for k in range(0, len(ptrs), 4)
+                if ptrs[k] in ("~", "~i") and ptrs[k + 2] == "n"
+            ]
+    return kids
+
+
+def wordnet_heights(wnids: list[str]) -> dict[str, int]:
+    """The devkit's wordnet_height: the longest path down to a leaf of the FULL WordNet noun
+    hierarchy (hyponyms and instance hyponyms), not of the exported subtree; wnids WordNet does
+    not know are left out (the caller falls back to the subtree height)."""
+    try:
+        kids = _hyponyms()
+    except Exception:  # WordNet missing
+        return {}
+    memo: dict[str, int] = {}
+
+    def height(w: str) -> int:
+        if w not in memo:
+            memo[w] = 1 + max((height(k) for k in kids.get(w, ())), default=-1)
+        return memo[w]
+
+    return {w: height(w) for w in wnids if w in kids}
+
+
 def meta_mat(classes: list[ClassInfo], train_counts: list[int]) -> bytes:
     from scipy.io import savemat
 
@@ -83,9 +126,21 @@ def meta_mat(classes: list[ClassInfo], train_counts: list[int]) -> bytes:
 
     for w in internal:
         visit(w)
+    height.update(wordnet_heights(sorted(height)))
     rows: list[tuple[Any, ...]] = []
     for c in classes:
-        rows.append((c.index + 1, c.wnid, ", ".join(c.words), c.gloss, 0, [], 0, counts[c.wnid]))
+        rows.append(
+            (
+                c.index + 1,
+                c.wnid,
+                ", ".join(c.words),
+                c.gloss,
+                0,
+                [],
+                height[c.wnid],
+                counts[c.wnid],
+            )
+        )
     for w in internal:
         kids = sorted(ids[ch] for ch in children[w])
         words, gloss = names[w]

@@ -22,17 +22,21 @@ def staged_path(staging: Path, sha: str) -> Path:
     return staging / ".objects" / sha[:2] / f"{sha}.jpg"
 
 
-def item_pages(app: Any, export_id: int, columns: list[Any], where: Any = None) -> Iterator[Any]:
-    """The export's items in output order, a keyset page (one short transaction) at a time."""
+def item_pages(
+    app: Any, export_id: int, columns: list[Any], where: Any = None, candidate: bool = False
+) -> Iterator[Any]:
+    """The export's items in output order, a keyset page (one short transaction) at a time;
+    `candidate` joins each item's owning candidate (a primary-key lookup per row)."""
     from sqlalchemy import select
 
-    from db.models import ExportItem
+    from db.models import Candidate, ExportItem
 
     last = -1
     while True:
-        q = select(ExportItem.position, *columns).where(
-            ExportItem.export_id == export_id, ExportItem.position > last
-        )
+        q = select(ExportItem.position, *columns)
+        if candidate:
+            q = q.outerjoin(Candidate, Candidate.id == ExportItem.candidate_id)
+        q = q.where(ExportItem.export_id == export_id, ExportItem.position > last)
         if where is not None:
             q = q.where(where)
         with app.Session() as s:
@@ -101,20 +105,53 @@ def clear_layout(staging: Path) -> None:
             p.unlink()
 
 
+def _info(url: str | None, lic: str | None, source: str | None, ref: str | None, meta: Any,
+          title: str | None) -> dict[str, Any]:  # fmt: skip
+    from curation.export.licences import author, normalise, page_url
+
+    return {
+        "url": url or "",
+        "page_url": page_url(ref),
+        "license": normalise(lic),
+        "author": author(meta if isinstance(meta, dict) else None),
+        "source": source,
+        "title": title,
+    }
+
+
 def finish(
-    app: Any, export_id: int, fmt: str, staging: Path, classes: list[Any], workers: int
+    app: Any,
+    export_id: int,
+    fmt: str,
+    staging: Path,
+    classes: list[Any],
+    workers: int,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the layout from the staged JPEGs; returns counts, encode failures and the manifest
-    sha256. Files get dense numbers in output order, skipping images that failed to encode."""
+    sha256. Files get dense numbers in output order, skipping images that failed to encode.
+    options: val_layout (folders | flat), with_test_labels, and the datasheet's `datasheet`
+    callback (staging, counts, manifest sha256, licence counts) -> manifest entry."""
     from sqlalchemy import bindparam, update
 
     from curation.export.base import HashingFile, Sample, open_writer
     from curation.export.encode import spawn_pool
-    from db.models import ExportItem
+    from curation.export.licences import attribution_line
+    from db.models import Candidate, ExportItem
+
+    opts = options or {}
+    test_labels = bool(opts.get("with_test_labels", False))
+    licences: Counter[str] = Counter()
 
     clear_layout(staging)
     sums = SortedSums(staging)
     manifest = HashingFile(staging / "manifest.jsonl")
+    # One line per image, streamed in output order like the manifest: every author credited.
+    attribution = HashingFile(staging / "ATTRIBUTION.txt")
+    attribution.write(
+        b"# Every image of this export, its author, licence and where it was found.\n"
+        b'# path<TAB>"title" by author, licence (SPDX id), page (via source API)\n'
+    )
     numbers: Counter[str] = Counter()
     counts: Counter[str] = Counter()
     failed: Counter[str] = Counter()
@@ -140,12 +177,15 @@ def finish(
                 e.setdefault(key, None)
             manifest.write((json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n").encode())
             if "member" in e:
-                paths.append({"sha": e["image_sha256"], "rel": f"{e['path']}#{e['member']}"})
+                rel = f"{e['path']}#{e['member']}"
+                paths.append({"sha": e["source_sha256"], "rel": rel})
+                attribution.write(attribution_line(rel, e).encode())
             else:
                 sums.add(e["path"], e["sha256"])
                 files += 1
-                if e.get("image_sha256"):
-                    paths.append({"sha": e["image_sha256"], "rel": e["path"]})
+                if e.get("source_sha256"):
+                    paths.append({"sha": e["source_sha256"], "rel": e["path"]})
+                    attribution.write(attribution_line(e["path"], e).encode())
 
     cols = [
         ExportItem.image_sha256,
@@ -159,6 +199,11 @@ def finish(
         ExportItem.width,
         ExportItem.height,
         ExportItem.error,
+        Candidate.license,
+        Candidate.source,
+        Candidate.source_ref,
+        Candidate.meta,
+        Candidate.title,
     ]
     # Tar shards are written (and hashed) by worker processes; ILSVRC files are hard links.
     several = _count_done(app, export_id) > app.settings.export_shard_maxcount
@@ -168,10 +213,10 @@ def finish(
         else None
     )
     try:
-        writer = open_writer(fmt, staging, classes, app.settings, pool=pool)
-        for _, sha, wnid, part, idx, url, status, digest, size, w, h, err in item_pages(
-            app, export_id, cols
-        ):
+        layout = opts.get("val_layout", "folders")
+        writer = open_writer(fmt, staging, classes, app.settings, pool=pool, val_layout=layout)
+        for row in item_pages(app, export_id, cols, candidate=True):
+            _, sha, wnid, part, idx, url, status, digest, size, w, h, err = row[:12]
             if status != "done":
                 failed[(err or "encode failed").split(":", 1)[0]] += 1
                 continue
@@ -180,9 +225,12 @@ def finish(
             n = numbers[counter]
             stem = f"{wnid}_{n}" if part == "train" else f"ILSVRC2012_{part}_{n:08d}"
             counts[part] += 1
+            info = _info(url, *row[12:])
+            licences[info["license"] or "unknown"] += 1
             sample = Sample(
                 part, stem, wnid, idx, sha, url or "", b"", w, h,
-                source=staged_path(staging, sha), digest=digest, size=size,
+                source=staged_path(staging, sha), digest=digest, size=size, info=info,
+                labelled=part != "test" or test_labels,
             )  # fmt: skip
             emit(writer.write(sample))
             if len(paths) >= PAGE:
@@ -194,10 +242,18 @@ def finish(
     flush_paths()
     manifest_sha, _ = manifest.close()
     sums.add("manifest.jsonl", manifest_sha)
+    sums.add("ATTRIBUTION.txt", attribution.close()[0])
+    files += 1
+    split_counts = {p: counts[p] for p in ("train", "val", "test")}
+    if opts.get("datasheet") is not None:
+        sheet = opts["datasheet"](staging, split_counts, manifest_sha, dict(licences))
+        sums.add(sheet["path"], sheet["sha256"])
+        files += 1
     sums.write(staging / "SHA256SUMS")
     return {
         "manifest_sha256": manifest_sha,
-        "counts": {p: counts[p] for p in ("train", "val", "test")},
+        "counts": split_counts,
+        "licenses": dict(sorted(licences.items())),
         "failed": dict(failed),
         "files": files + 2,  # the manifest and SHA256SUMS
     }

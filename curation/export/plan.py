@@ -41,15 +41,20 @@ def find_plan(app: Any, name: str, plan_key: str) -> Plan | None:
     return Plan(int(row.id), row.status, dict(row.params_json), True)
 
 
-def _gather(app: Any, set_name: str) -> tuple[list[str], dict[str, tuple[str, str, int | None]]]:
-    """The class set's wnids and, per image, (owner class (dedup rule 3), url, phash)."""
+def _gather(
+    app: Any, set_name: str, allowed: frozenset[str] | None, dropped: Counter[str]
+) -> tuple[list[str], dict[str, tuple[str, str, int | None, int]]]:
+    """The class set's wnids and, per image, (owner class (dedup rule 3), url, phash, candidate
+    id). With `allowed` licences, only candidates under one of them can claim an image."""
     from sqlalchemy import or_, select
 
     from curation.classes import class_set
     from curation.dedup import Claim, claim_rank
+    from curation.export.licences import allowed_by, normalise
     from db.models import Candidate, ClassChoice, Image, Label
 
-    best: dict[str, tuple[tuple[Any, ...], str, str, int | None]] = {}
+    best: dict[str, tuple[tuple[Any, ...], str, str, int | None, int]] = {}
+    refused: set[str] = set()
     with app.Session() as s:
         wnids = [w for w, _ in class_set(s, set_name)]
         rows = s.execute(
@@ -63,6 +68,7 @@ def _gather(app: Any, set_name: str) -> tuple[list[str], dict[str, tuple[str, st
                 Candidate.id,
                 Candidate.url,
                 Image.phash,
+                Candidate.license,
             )
             .join(Candidate, Candidate.id == Label.candidate_id)
             .join(Image, Image.sha256 == Candidate.image_sha256)
@@ -77,12 +83,16 @@ def _gather(app: Any, set_name: str) -> tuple[list[str], dict[str, tuple[str, st
             .execution_options(yield_per=BATCH)
         )
         # Streamed: only the best claim per image is kept, never the whole row set.
-        for sha, wnid, by, overridden, post, yes, cid, url, phash in rows:
+        for sha, wnid, by, overridden, post, yes, cid, url, phash, lic in rows:
+            if allowed is not None and not allowed_by(normalise(lic), allowed):
+                refused.add(sha)
+                continue
             claim = Claim(wnid, by == "manual" or bool(overridden), post, yes or 0)
             key = (*claim_rank(claim), cid)  # the same image twice in one class: lowest cid
             if sha not in best or key < best[sha][0]:
-                best[sha] = (key, wnid, url or "", phash)
-    return wnids, {sha: (w, url, ph) for sha, (_, w, url, ph) in best.items()}
+                best[sha] = (key, wnid, url or "", phash, cid)
+    dropped["license"] += len(refused - set(best))
+    return wnids, {sha: (w, url, ph, cid) for sha, (_, w, url, ph, cid) in best.items()}
 
 
 @dataclass
@@ -90,21 +100,25 @@ class Planned:
     """A computed (not yet stored) plan."""
 
     wnids: list[str]  # kept classes, in class-index order
-    rows: list[tuple[str, str, str, str]]  # (split, sha256, wnid, url) in output order
+    rows: list[tuple[str, str, str, str, int]]  # (split, sha256, wnid, url, candidate id)
     dropped: Counter[str]  # reason -> images
     dropped_classes: dict[str, str]
 
 
-def compute_plan(app: Any, set_name: str, split_params: Any) -> Planned | None:
+def compute_plan(
+    app: Any, set_name: str, split_params: Any, allowed: frozenset[str] | None = None
+) -> Planned | None:
     """Owner classes, phashes where missing, splits; None when the class set does not exist."""
     from curation.filters import hash_images
     from curation.splits import Item, assign_splits
     from db.models import phash_from_db
 
-    set_wnids, images = _gather(app, set_name)
+    dropped: Counter[str] = Counter()
+    set_wnids, images = _gather(app, set_name, allowed, dropped)
     if not set_wnids:
         return None
-    dropped: Counter[str] = Counter()
+    if not dropped["license"]:
+        del dropped["license"]
     unhashed = sorted(sha for sha, v in images.items() if v[2] is None)
     if unhashed:
         # Splits need every image's phash (near-duplicate leakage check); hash the missing ones.
@@ -113,20 +127,20 @@ def compute_plan(app: Any, set_name: str, split_params: Any) -> Planned | None:
                 dropped[(reason or "unhashed").split(":", 1)[0]] += 1
                 images.pop(sha)
             else:
-                w, url, _ = images[sha]
-                images[sha] = (w, url, ph)
-    items = [Item(sha, w, phash_from_db(ph)) for sha, (w, _, ph) in sorted(images.items())]
+                w, url, _, cid = images[sha]
+                images[sha] = (w, url, ph, cid)
+    items = [Item(sha, w, phash_from_db(ph)) for sha, (w, _, ph, _) in sorted(images.items())]
     split = assign_splits(items, split_params)
     del items
     dropped.update(r.split(":", 1)[0] for r in split.dropped.values())
     rows = [
-        (part, it.sha256, it.wnid, images[it.sha256][1])
+        (part, it.sha256, it.wnid, images[it.sha256][1], images[it.sha256][3])
         for part, members in split.by_split().items()
         for it in members
     ]
-    kept = sorted({w for _, _, w, _ in rows})
+    kept = sorted({w for _, _, w, _, _ in rows})
     dropped_classes = dict(split.dropped_classes)
-    present = {w for w, _, _ in images.values()}
+    present = {w for w, _, _, _ in images.values()}
     for w in sorted(set(set_wnids) - present):
         dropped_classes[w] = "no_accepted_images"
     return Planned(kept, rows, dropped, dict(sorted(dropped_classes.items())))
@@ -150,9 +164,9 @@ def store_plan(
     from db.models import Export, ExportItem
 
     index = {w: i for i, w in enumerate(planned.wnids)}
-    with app.engine.connect() as conn:
-        if conn.dialect.name == "sqlite":
-            conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"  # no lock upgrade to fail half-way
+    from db.tx import write_connection
+
+    with write_connection(app.engine) as conn:  # no lock upgrade to fail half-way
         with conn.begin():
             row = conn.execute(
                 select(Export.id, Export.status, Export.params_json).where(Export.name == name)
@@ -188,8 +202,9 @@ def store_plan(
                             "position": start + k,
                             "status": "pending",
                             "url": url,
+                            "candidate_id": cid,
                         }
-                        for k, (part, sha, wnid, url) in enumerate(
+                        for k, (part, sha, wnid, url, cid) in enumerate(
                             planned.rows[start : start + BATCH]
                         )
                     ],

@@ -9,6 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from curation.export.outdir import ExportError, _check_out_dir, _reset, _swap_in
+
+__all__ = ["ExportError", "parse_shard", "run_export"]
 log = logging.getLogger(__name__)
 INLINE_BELOW = 48
 
@@ -21,39 +24,6 @@ INLINE_BELOW = 48
 # kept until the export is complete, so a killed run, rerun with the same arguments, encodes
 # only what is missing. File names, numbering and every byte depend only on the plan and the
 # encode results, never on the number of processes, shards or their timing.
-
-
-class ExportError(ValueError):
-    """The export cannot run; the message is one line for the user. Nothing was changed."""
-
-
-def _check_out_dir(out_dir: Path) -> None:
-    """Refuse to replace anything but an earlier export (checked before any work is done)."""
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise ExportError(f"{out_dir} exists and is not a directory")
-        if any(out_dir.iterdir()) and not (out_dir / "manifest.jsonl").exists():
-            raise ExportError(
-                f"{out_dir} is not empty and holds no imnet export; choose another --out"
-            )
-
-
-def _reset(staging: Path) -> None:
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-
-
-def _swap_in(staging: Path, out_dir: Path) -> None:
-    """Replace out_dir by the finished staging directory; the old export goes only after."""
-    old = out_dir.parent / f".{out_dir.name}.old"
-    if old.exists():
-        shutil.rmtree(old)
-    if out_dir.exists():
-        out_dir.rename(old)
-    staging.rename(out_dir)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -198,14 +168,25 @@ def run_export(
     name: str | None = None,
     workers: int | None = None,
     shard: str | tuple[int, int] | None = None,
+    val_layout: str = "folders",
+    with_test_labels: bool = False,
+    licenses: str | None = None,
+    drop_short_classes: bool = False,
 ) -> dict[str, Any]:
     """Export the accepted images of a class set; returns paths, counts and the manifest sha256
-    (or, for a shard that leaves the finish to another, `status` "waiting" and what is left)."""
+    (or, for a shard that leaves the finish to another, `status` "waiting" and what is left).
+
+    val_layout: folders (val/<wnid>/, what torchvision, timm and Hugging Face read) or flat
+    (ILSVRC's own val/). with_test_labels: a private export (test classes kept); by default the
+    test images ship without labels, as ILSVRC's did. licenses: `cc0,cc-by,cc-by-sa` exports only
+    images under those licence families (or exact SPDX ids). A class short of its val or test quota
+    stops the export, naming it, unless drop_short_classes leaves it out."""
     import os
 
     from sqlalchemy.exc import IntegrityError
 
-    from curation.export.base import FORMATS
+    from curation.export.base import FORMATS, VAL_LAYOUTS
+    from curation.export.licences import parse_allowed
     from curation.export.plan import compute_plan, find_plan, fingerprint, store_plan
     from curation.splits import SplitParams
 
@@ -217,6 +198,14 @@ def run_export(
         raise ExportError(f"--resize must be >= 0, got {resize}")
     if workers is not None and workers < 1:
         raise ExportError(f"--workers must be >= 1, got {workers}")
+    if val_layout not in VAL_LAYOUTS:
+        raise ExportError(
+            f"--val-layout must be one of {', '.join(VAL_LAYOUTS)}, got {val_layout!r}"
+        )
+    try:
+        allowed = parse_allowed(licenses)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
     part = parse_shard(shard) if isinstance(shard, str) else shard
     n_workers = workers or app.settings.curation_workers or os.cpu_count() or 1
     out = Path(out_dir).resolve()
@@ -232,6 +221,10 @@ def run_export(
         "quality": quality,
         "seed": seed,
         "split": split_params.__dict__,
+        "val_layout": val_layout,
+        "with_test_labels": with_test_labels,
+        "licenses": sorted(allowed) if allowed is not None else None,
+        "drop_short_classes": drop_short_classes,
     }
     key = fingerprint(params)
     staging = out.parent / f".{out.name}.partial"
@@ -239,9 +232,23 @@ def run_export(
     if plan is None and part is not None and _complete(app, export_name, key):
         return {"name": export_name, "status": "complete", "path": str(out)}
     if plan is None:
-        planned = compute_plan(app, set_name, split_params)
+        planned = compute_plan(app, set_name, split_params, allowed)
         if planned is None:
             raise ExportError(f"no class set named {set_name!r}; run `imnet classes choose` first")
+        short = {
+            w: why
+            for w, why in planned.dropped_classes.items()
+            if why.startswith(("too_few_val", "too_few_test"))
+        }
+        if short and not drop_short_classes:
+            named = ", ".join(f"{w} ({why})" for w, why in list(short.items())[:10])
+            more = f" and {len(short) - 10} more" if len(short) > 10 else ""
+            raise ExportError(
+                f"{len(short)} classes have fewer images than their val/test quota "
+                f"(val_per_class={split_params.val_per_class}, "
+                f"test_per_class={split_params.test_per_class}): {named}{more}; "
+                "pass --drop-short-classes to leave them out; nothing was written"
+            )
         if not planned.wnids:
             raise ExportError(
                 f"set {set_name!r} has no class with enough accepted images "
@@ -311,13 +318,25 @@ def _finish(
 
     from curation.classes import describe
     from curation.export.base import ClassInfo
+    from curation.export.datasheet import write_datasheet
     from curation.export.finish import finish
     from db.models import Export, ExportItem
 
     wnids = plan.params["wnids"]
     names = describe(app, wnids)
     classes = [ClassInfo(i, w, names[w][0], names[w][1]) for i, w in enumerate(wnids)]
-    res = finish(app, plan.export_id, fmt, staging, classes, workers)
+
+    def sheet(root: Path, counts: dict[str, int], manifest: str, licences: dict[str, int]) -> Any:
+        return write_datasheet(
+            app, export_name, plan.params, classes, root, counts, manifest, licences
+        )
+
+    options = {
+        "val_layout": plan.params.get("val_layout", "folders"),
+        "with_test_labels": plan.params.get("with_test_labels", False),
+        "datasheet": sheet,
+    }
+    res = finish(app, plan.export_id, fmt, staging, classes, workers, options)
     shutil.rmtree(staging / ".objects", ignore_errors=True)
     _swap_in(staging, out)
     dropped = Counter(plan.params.get("planned_dropped_images", {}))
@@ -346,6 +365,9 @@ def _finish(
         "manifest_sha256": res["manifest_sha256"],
         "counts": res["counts"],
         "classes": len(classes),
+        "licenses": res["licenses"],
+        "attribution": str(out / "ATTRIBUTION.txt"),
+        "datasheet": str(out / "DATASHEET.md"),
         "dropped_images": dict(sorted(dropped.items())),
         "dropped_classes": plan.params.get("dropped_classes", {}),
         "files": res["files"],

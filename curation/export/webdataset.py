@@ -1,8 +1,10 @@
-"""WebDataset tar shards `<split>-NNNNNN.tar` with `.jpg`, `.cls`, `.json` per sample."""
+"""WebDataset tar shards `<split>-NNNNNN.tar` with `.jpg`, `.cls`, `.json` per sample, and the
+`_info.json` timm's WebDataset reader needs (splits, shard names, samples per shard)."""
 
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 from collections import deque
 from concurrent.futures import Future
@@ -13,7 +15,7 @@ from curation.export.base import (
     ClassInfo,
     HashingFile,
     Sample,
-    sample_json,
+    sample_meta,
     synset_mapping,
     write_file,
 )
@@ -94,6 +96,7 @@ class ShardWriter:
         self.numbers: dict[str, int] = {}
         self.queue: deque[dict[str, Any] | tuple[_Shard, Future[tuple[str, int]]]] = deque()
         self.running = 0
+        self.shards: dict[str, list[tuple[str, int]]] = {}  # split -> (shard, samples), ~1/1000
 
     def _finish(self, shard: _Shard) -> None:
         path = str(self.root / shard.rel)
@@ -117,6 +120,7 @@ class ShardWriter:
                 digest, size = fut.result()
                 if self.pool is not None:
                     self.running -= 1
+                self.shards.setdefault(shard.split, []).append((shard.rel, shard.count))
                 head = {
                     "path": shard.rel,
                     "sha256": digest,
@@ -130,13 +134,13 @@ class ShardWriter:
 
     def write(self, sample: Sample) -> list[dict[str, Any]]:
         jpg: bytes | str = sample.jpeg if sample.source is None else str(sample.source)
-        cls = str(sample.class_index).encode()
-        meta = sample_json(sample)
-        parts: list[Member] = [
-            (f"{sample.name}.jpg", jpg, sample.jpeg_bytes()),
-            (f"{sample.name}.cls", cls, len(cls)),
-            (f"{sample.name}.json", meta, len(meta)),
-        ]
+        info = sample_meta(sample)
+        meta = json.dumps(info, sort_keys=True, separators=(",", ":")).encode()
+        parts: list[Member] = [(f"{sample.name}.jpg", jpg, sample.jpeg_bytes())]
+        if sample.labelled:  # a public export's test samples carry no class
+            cls = str(sample.class_index).encode()
+            parts.append((f"{sample.name}.cls", cls, len(cls)))
+        parts.append((f"{sample.name}.json", meta, len(meta)))
         incoming = sum(_tar_size(size) for _, _, size in parts)
         shard = self.open.get(sample.split)
         if shard is not None and (
@@ -151,18 +155,7 @@ class ShardWriter:
         shard.add(parts)
         # A manifest line per sample too (member = the .jpg inside the shard), so every image's
         # bytes can be checked without trusting the tar.
-        self.queue.append(
-            {
-                "path": shard.rel,
-                "member": f"{sample.name}.jpg",
-                "sha256": sample.jpeg_sha256(),
-                "bytes": sample.jpeg_bytes(),
-                "split": sample.split,
-                "wnid": sample.wnid,
-                "class_index": sample.class_index,
-                "image_sha256": sample.image_sha256,
-            }
-        )
+        self.queue.append({"path": shard.rel, "member": f"{sample.name}.jpg", **info})
         return self._drain(wait=False)
 
     def close(self) -> list[dict[str, Any]]:
@@ -171,4 +164,21 @@ class ShardWriter:
         self.open.clear()
         done = self._drain(wait=True)
         done.append(write_file(self.root, "LOC_synset_mapping.txt", synset_mapping(self.classes)))
+        done.append(write_file(self.root, "_info.json", self.info_json()))
         return done
+
+    def info_json(self) -> bytes:
+        """timm's `_info.json` (reader_wds.py): per split its name, sample count, shard names and
+        samples per shard; `validation` too, the split name timm's training script asks for."""
+        splits: dict[str, Any] = {}
+        for split in ("train", "val", "test"):
+            if split not in self.shards:
+                continue
+            names = [rel for rel, _ in self.shards[split]]
+            counts = [n for _, n in self.shards[split]]
+            entry = {"num_samples": sum(counts), "filenames": names, "shard_lengths": counts}
+            splits[split] = {"name": split, **entry}
+            if split == "val":
+                splits["validation"] = {"name": "validation", **entry}
+        info = {"name": "imnet", "num_classes": len(self.classes), "splits": splits}
+        return (json.dumps(info, indent=1, sort_keys=True) + "\n").encode()

@@ -1,4 +1,4 @@
-"""The small interface every search source implements, its registry, and shared HTTP handling."""
+"""The small interface every search source implements, its registry, and shared aiohttp handling."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
+
+from harvest.retry import clip, parse_retry_after, retryable, unreachable
 from imnet.core.settings import Settings
 
 
@@ -39,85 +42,87 @@ class SourceError(RuntimeError):
         self.retry_after = retry_after
 
     @property
+    def retryable(self) -> bool:
+        """Worth retrying within this run, after a short wait (harvest/retry.py decides)."""
+        return retryable(self.code)
+
+    @property
+    def unreachable(self) -> bool:
+        """The source's host cannot be reached at all (DNS failure, connection refused)."""
+        return unreachable(self.code)
+
+    @property
     def transient(self) -> bool:
-        return (
-            self.code == "rate_limited"
-            or self.code.startswith("http_5")
-            or self.code in {"timeout", "connect_error"}
-        )
+        """The query is kept for a later run rather than marked failed."""
+        return self.retryable or self.unreachable
+
+
+def new_session(settings: Settings) -> aiohttp.ClientSession:
+    """The HTTP session search sources share: timeouts and User-Agent from settings."""
+    t = settings.search_timeout
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=t, sock_connect=min(t, 10.0)),
+        headers={"User-Agent": settings.user_agent},
+    )
 
 
 class Source:
-    """A search source: `search(text, cursor, page_size)` returns one Page; cursors are strings."""
+    """A search source: `await search(text, cursor, page_size)` returns one Page.
+
+    `http` is the aiohttp session to use (run_search shares one); without one, each request
+    opens and closes its own, which is fine for a few calls.
+    """
 
     name = ""
     max_page_size = 100
 
-    def __init__(self, settings: Settings, http: Any = None) -> None:
-        import requests
-
+    def __init__(self, settings: Settings, http: aiohttp.ClientSession | None = None) -> None:
         self.settings = settings
-        self.http = http or requests.Session()
-        self.http.headers.setdefault("User-Agent", settings.user_agent)
-        self.http.headers["User-Agent"] = settings.user_agent
+        self.http = http
 
-    def search(self, text: str, cursor: str | None, page_size: int) -> Page:
+    async def search(self, text: str, cursor: str | None, page_size: int) -> Page:
         raise NotImplementedError
 
-    def get_json(
+    async def get_json(
         self, url: str, params: dict[str, Any], headers: dict[str, str] | None = None
     ) -> Any:
         """GET and parse JSON; every failure becomes a SourceError with a reason code."""
-        import requests
+        if self.http is None:
+            async with new_session(self.settings) as http:
+                return await self._get_json(http, url, params, headers)
+        return await self._get_json(self.http, url, params, headers)
 
-        t = self.settings.search_timeout
+    async def _get_json(
+        self,
+        http: aiohttp.ClientSession,
+        url: str,
+        params: dict[str, Any],
+        headers: dict[str, str] | None,
+    ) -> Any:
+        query = {k: str(v) for k, v in params.items()}
         try:
-            r = self.http.get(
-                url,
-                params=params,
-                headers=headers or {},
-                timeout=(min(t, 10.0), t),
-                allow_redirects=True,
-            )
-        except requests.Timeout as e:
-            raise SourceError("timeout", str(e)[:200]) from None
-        except requests.RequestException as e:
-            raise SourceError("connect_error", str(e)[:200]) from None
-        if r.status_code == 429:
-            raise SourceError(
-                "rate_limited",
-                f"HTTP 429 from {self.name}",
-                retry_after=parse_retry_after(r.headers.get("Retry-After")),
-            )
-        if r.status_code != 200:
-            raise SourceError(
-                f"http_{r.status_code}",
-                r.text[:200].replace("\n", " "),
-                retry_after=parse_retry_after(r.headers.get("Retry-After")),
-            )
+            async with http.get(url, params=query, headers=headers or {}) as r:
+                body = await r.read()
+                status, retry_after = r.status, parse_retry_after(r.headers.get("Retry-After"))
+        except aiohttp.ClientConnectorDNSError as e:
+            raise SourceError("dns_error", f"{self.name}: {clip(str(e))}") from None
+        except aiohttp.ClientConnectorError as e:
+            raise SourceError("connect_error", f"{self.name}: {clip(str(e))}") from None
+        except TimeoutError:
+            raise SourceError("timeout", f"{self.name}: no answer in time") from None
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as e:
+            raise SourceError("disconnected", f"{self.name}: {clip(str(e))}") from None
+        except (aiohttp.ClientError, OSError, ValueError) as e:
+            raise SourceError("connect_error", f"{self.name}: {clip(str(e))}") from None
+        text = body.decode("utf-8", errors="replace")
+        if status == 429:
+            raise SourceError("rate_limited", f"HTTP 429 from {self.name}", retry_after)
+        if status != 200:
+            raise SourceError(f"http_{status}", clip(text), retry_after)
         try:
-            return r.json()
-        except (ValueError, json.JSONDecodeError) as e:
-            raise SourceError("bad_json", f"{e}; body starts {r.text[:80]!r}") from None
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None when absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    import email.utils
-    import time
-
-    try:
-        dt = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, dt.timestamp() - time.time())
+            return json.loads(text)
+        except ValueError as e:
+            raise SourceError("bad_json", f"{e}; body starts {text[:80]!r}") from None
 
 
 def expect(cond: bool, detail: str) -> None:
@@ -143,7 +148,7 @@ def source_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_source(name: str, settings: Settings, http: Any = None) -> Source:
+def get_source(name: str, settings: Settings, http: aiohttp.ClientSession | None = None) -> Source:
     """The source called `name`, configured from settings; ValueError for an unknown name."""
     _load_builtin()
     try:

@@ -31,7 +31,7 @@ class FlickrSource(Source):
     def api_key(self) -> str:
         return self.settings.flickr_api_key or os.environ.get("FLICKR_API_KEY", "")
 
-    def search(self, text: str, cursor: str | None, page_size: int) -> Page:
+    async def search(self, text: str, cursor: str | None, page_size: int) -> Page:
         key = self.api_key()
         if not key:
             raise SourceError("no_api_key", "set IMNET_FLICKR_API_KEY (or FLICKR_API_KEY)")
@@ -54,7 +54,7 @@ class FlickrSource(Source):
             "license": "1,2,3,4,5,6,9,10",
             "extras": ",".join(SIZES) + ",license,owner_name",
         }
-        data = self.get_json(self.settings.source_flickr_url, params)
+        data = await self.get_json(self.settings.source_flickr_url, params)
         expect(isinstance(data, dict), "response is not a JSON object")
         if data.get("stat") != "ok":
             raise SourceError("api_error", f"{data.get('code')}: {data.get('message')}")

@@ -14,7 +14,7 @@ class OpenverseSource(Source):
     # Anonymous clients may ask for at most 20 per page; a token allows more.
     max_page_size = 20
 
-    def search(self, text: str, cursor: str | None, page_size: int) -> Page:
+    async def search(self, text: str, cursor: str | None, page_size: int) -> Page:
         try:
             page = int(cursor) if cursor else 1
         except ValueError:
@@ -24,7 +24,7 @@ class OpenverseSource(Source):
         headers = {}
         if self.settings.openverse_token:
             headers["Authorization"] = f"Bearer {self.settings.openverse_token}"
-        data = self.get_json(self.settings.source_openverse_url, params, headers)
+        data = await self.get_json(self.settings.source_openverse_url, params, headers)
         expect(isinstance(data, dict), "response is not a JSON object")
         results = data.get("results")
         expect(isinstance(results, list), "no `results` list")

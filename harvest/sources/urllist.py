@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from harvest.sources.base import Page, Source, SourceError, register_source
+
+if TYPE_CHECKING:
+    from imnet.core.app import App
 
 
 def parse_lines(path: str | Path) -> Generator[tuple[int, str | None, str | None, str]]:
@@ -35,17 +38,33 @@ def parse_lines(path: str | Path) -> Generator[tuple[int, str | None, str | None
             yield n, wnid, url, ""
 
 
+def check_text_file(p: Path) -> None:
+    """ValueError (one line) unless `p` is a readable file that looks like text."""
+    if p.is_dir():
+        raise ValueError(f"URL list {p} is a directory, not a file")
+    if not p.exists():
+        raise ValueError(f"URL list {p} does not exist")
+    with open(p, "rb") as f:
+        head = f.read(8192)
+    # A binary file would parse as hundreds of bad lines: refuse it when it has NUL bytes or
+    # is mostly undecodable or control bytes (a stray Latin-1 character is still text).
+    text = head.decode("utf-8", errors="replace")
+    odd = sum(1 for c in text if c == "\ufffd" or (c < " " and c not in "\t\r\n\f"))
+    if b"\0" in head or odd > len(text) // 10:
+        raise ValueError(f"{p} is not a text file (a URL list has wnid<TAB>url lines)")
+
+
 @register_source("urllist")
 class UrlListSource(Source):
     """No search: `import_urls` streams the file. Listed so `get_source` knows every source."""
 
-    def search(self, text: str, cursor: str | None, page_size: int) -> Page:
+    async def search(self, text: str, cursor: str | None, page_size: int) -> Page:
         raise SourceError(
             "no_search", "urllist has no search; use `imnet harvest import-urls FILE`"
         )
 
 
-def import_urls(app: Any, path: str, batch: int = 10_000) -> dict[str, Any]:
+def import_urls(app: App, path: str, batch: int = 10_000) -> dict[str, Any]:
     """Add one pending candidate per valid line; returns counts and the first bad lines.
 
     Unknown but valid wnids get their synset row from WordNet; lines with a wnid that is not a
@@ -56,14 +75,13 @@ def import_urls(app: Any, path: str, batch: int = 10_000) -> dict[str, Any]:
     crash adds the lines not yet stored and counts the others under `already_known`.
     """
     from db.models import Candidate
-    from harvest._db import insert_ignore
+    from db.tx import insert_ignore
     from harvest.synsets import ensure_synsets
 
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"URL list {path} does not exist")
     if batch < 1:
         raise ValueError("batch must be at least 1")
+    check_text_file(p)
     known: set[str] = set()  # wnids with a synset row (checked once each)
     not_synsets: set[str] = set()
     bad: list[str] = []
@@ -113,6 +131,8 @@ def import_urls(app: Any, path: str, batch: int = 10_000) -> dict[str, Any]:
                 pending = []
     if pending:
         flush(pending)
+    if counts["lines_ok"] == 0 and counts["bad_lines"] == 0:
+        raise ValueError(f"no URLs in {path} (expected wnid<TAB>url lines)")
     return {
         "lines_ok": counts["lines_ok"],
         "added": counts["added"],

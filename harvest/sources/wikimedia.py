@@ -17,7 +17,7 @@ class WikimediaSource(Source):
 
     max_page_size = 50
 
-    def search(self, text: str, cursor: str | None, page_size: int) -> Page:
+    async def search(self, text: str, cursor: str | None, page_size: int) -> Page:
         params: dict[str, Any] = {
             "action": "query",
             "format": "json",
@@ -36,7 +36,7 @@ class WikimediaSource(Source):
             except ValueError:
                 raise SourceError("bad_cursor", cursor[:80]) from None
             params.update({k: str(v) for k, v in cont.items()})
-        data = self.get_json(self.settings.source_wikimedia_url, params)
+        data = await self.get_json(self.settings.source_wikimedia_url, params)
         expect(isinstance(data, dict), "response is not a JSON object")
         if "error" in data:
             err = data["error"] if isinstance(data["error"], dict) else {}
@@ -52,13 +52,18 @@ class WikimediaSource(Source):
                 continue
             ext = info.get("extmetadata") or {}
             lic = (ext.get("LicenseShortName") or {}).get("value")
+            meta = {k: info[k] for k in ("width", "height", "mime") if k in info}
+            # Commons gives the author as HTML; the export's ATTRIBUTION.txt credits it as text.
+            artist = (ext.get("Artist") or {}).get("value")
+            if isinstance(artist, str) and artist.strip():
+                meta["artist"] = artist
             hits.append(
                 Hit(
                     url=info["url"],
                     title=p.get("title"),
                     license=lic,
                     source_ref=info.get("descriptionurl") or str(p.get("pageid")),
-                    meta={k: info[k] for k in ("width", "height", "mime") if k in info},
+                    meta=meta,
                 )
             )
         cont = data.get("continue")

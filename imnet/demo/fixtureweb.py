@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import re
-import threading
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from imnet.core.webthread import WebThread, start_web_thread
 from imnet.demo.fixtureimages import ROOTS, SYNSETS, Corpus, load_or_build, truth_map
 
 # Openverse lets anonymous clients page 20 at a time; authenticated ones up to 500.
@@ -45,25 +44,16 @@ class FixtureWeb:
     synsets: list[str]
     roots: dict[str, str]
     stats: Counter = field(default_factory=Counter)
-    _loop: asyncio.AbstractEventLoop | None = None
-    _thread: threading.Thread | None = None
-    _runner: object = None
+    _server: WebThread | None = None
 
     @property
     def openverse_url(self) -> str:
         return f"{self.url}/v1"
 
     def stop(self) -> None:
-        if self._loop is None or self._thread is None:
-            return
-        loop, runner = self._loop, self._runner
-        fut = asyncio.run_coroutine_threadsafe(runner.cleanup(), loop)  # type: ignore[attr-defined]
-        try:
-            fut.result(timeout=10)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            self._thread.join(timeout=10)
-            self._loop = None
+        if self._server is not None:
+            self._server.stop(timeout=10)
+            self._server = None
 
     def __enter__(self) -> FixtureWeb:
         return self
@@ -177,8 +167,6 @@ def start_fixture_web(
     The port is remembered in root_dir/port so a rerun serves the same URLs (candidates already in
     the database keep working after a restart); a busy port falls back to a free one.
     """
-    from aiohttp import web as aw
-
     root = Path(root_dir)
     root.mkdir(parents=True, exist_ok=True)
     corpus = load_or_build(root, seed, scale)
@@ -197,45 +185,17 @@ def start_fixture_web(
     web = FixtureWeb(
         url="", truth_path=truth_path, root=root, synsets=list(SYNSETS), roots=dict(ROOTS)
     )
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    box: dict[str, object] = {}
-
-    async def setup() -> None:
-        runner = aw.AppRunner(
-            _make_app(web, corpus, root / "corpus"), access_log=None, shutdown_timeout=2.0
-        )
-        await runner.setup()
-        for p in (wanted, 0) if wanted else (0,):
-            try:
-                site = aw.TCPSite(runner, "127.0.0.1", p, reuse_address=True)
-                await site.start()
-                break
-            except OSError:
-                continue
-        box["runner"] = runner
-        box["port"] = runner.addresses[0][1]
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(setup())
-        except BaseException as e:  # report to the starting thread instead of dying silently
-            box["error"] = e
-            ready.set()
-            return
-        ready.set()
-        loop.run_forever()
-        loop.close()
-
-    thread = threading.Thread(target=run, name="imnet-fixture-web", daemon=True)
-    thread.start()
-    ready.wait(30)
-    if "error" in box or "port" not in box:
-        raise RuntimeError(f"fixture web did not start: {box.get('error', 'timeout')}")
-    port_file.write_text(str(box["port"]))
-    web.url = f"http://127.0.0.1:{box['port']}"
-    web._loop, web._thread, web._runner = loop, thread, box["runner"]
+    # A busy remembered port falls back to any free one.
+    server = start_web_thread(
+        _make_app(web, corpus, root / "corpus"),
+        "127.0.0.1",
+        [wanted, 0] if wanted else [0],
+        name="imnet-fixture-web",
+        reuse_address=True,
+        shutdown_timeout=2.0,
+    )
+    port_file.write_text(str(server.port))
+    web.url, web._server = server.url, server
     return web
 
 

@@ -61,11 +61,11 @@ def stage_search(ctx: Ctx) -> dict[str, Any]:
 
 
 def stage_crawl(ctx: Ctx) -> dict[str, Any]:
-    from harvest.cli import status_counts
+    from db.status import harvest_counts
     from harvest.crawl import crawl
 
     this_run = crawl(ctx.app, processes=1, progress=False)
-    totals = status_counts(ctx.app)
+    totals = harvest_counts(ctx.app.engine)
     return {"this_run": this_run, "candidates": totals["candidates"], "reasons": totals["reasons"]}
 
 
@@ -88,7 +88,7 @@ def stage_gold(ctx: Ctx) -> dict[str, Any]:
     """Seed a few hand labels per synset from the fixture's truth (the requester's gold items)."""
     from sqlalchemy import select
 
-    from curation.consensus.plan import eligible_candidates
+    from curation.consensus.loading import eligible_candidates
     from db.models import Candidate, Label
 
     added = 0

@@ -42,10 +42,11 @@ def stage_verify(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """Rounds of publish -> simulated workers -> collect -> consensus until no item needs votes."""
     from decimal import Decimal
 
-    from curation.consensus.plan import run_consensus
+    from curation.consensus.decide import run_consensus
     from mturk.collect import collect
-    from mturk.publish import needs_from_consensus, open_items, publish
+    from mturk.publish import publish
     from mturk.simulate import run_workers
+    from mturk.verify import needs_from_consensus, open_items, pending_asks
 
     app, s = ctx.app, ctx.settings
     quiet = log.info
@@ -87,7 +88,9 @@ def stage_verify(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
             workers[kind] = max(workers.get(kind, 0), n)
         col = collect(app, more=False, out=quiet)
         with app.Session() as sess:
-            cons = run_consensus(sess, s.consensus_algorithm, ctx.synsets, settings=s)
+            cons = run_consensus(
+                sess, s.consensus_algorithm, ctx.synsets, settings=s, asked=pending_asks
+            )
         t3 = time.monotonic()
         rounds.append(
             {
@@ -132,14 +135,14 @@ def _mturk_totals(app) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     from sqlalchemy import func, select
 
     from db.models import Assignment, Hit, Vote, Worker
+    from mturk.fees import fee_rate
 
     with app.Session() as s:
         votes = s.scalar(select(func.count()).select_from(Vote)) or 0
         items = s.scalar(select(func.count(func.distinct(Vote.candidate_id)))) or 0
         total = Decimal(0)
         for reward, n in s.execute(select(Hit.reward, Hit.max_assignments)):
-            # MTurk's commission: 20% of the reward, 40% on HITs with 10 or more assignments.
-            total += Decimal(reward) * n * (Decimal("1.4") if n >= 10 else Decimal("1.2"))
+            total += Decimal(reward) * n * (1 + fee_rate(n))
         by_status = {
             k: n
             for k, n in s.execute(
@@ -160,10 +163,13 @@ def _mturk_totals(app) -> dict[str, Any]:  # type: ignore[no-untyped-def]
 
 
 def stage_consensus(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    from curation.consensus.plan import run_consensus
+    from curation.consensus.decide import run_consensus
+    from mturk.verify import pending_asks
 
     with ctx.app.Session() as s:
-        rep = run_consensus(s, ctx.settings.consensus_algorithm, settings=ctx.settings)
+        rep = run_consensus(
+            s, ctx.settings.consensus_algorithm, settings=ctx.settings, asked=pending_asks
+        )
     return {"totals": rep["totals"], **score(ctx)}
 
 
@@ -176,7 +182,7 @@ def score(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """
     from sqlalchemy import select
 
-    from curation.consensus.plan import eligible_candidates
+    from curation.consensus.loading import eligible_candidates
     from db.models import Candidate, Label
 
     with ctx.app.Session() as s:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
+import signal
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+from imnet.core.webthread import WebThread, start_web_thread
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from imnet.core.app import App
 
 log = logging.getLogger(__name__)
 STORE_KEY: web.AppKey[Any] = web.AppKey("mturk_store", object)
@@ -27,21 +34,13 @@ def server_keys(settings: Any) -> dict[str, str]:
     return keys
 
 
-def _server_engine(url: str):  # type: ignore[no-untyped-def]
+def _server_engine(url: str) -> Engine:
     """Own engine: on SQLite every transaction starts with BEGIN IMMEDIATE, so the server's
     read-then-write transactions never fail on a stale WAL snapshot when another process writes."""
-    from sqlalchemy import event
-
     from db.session import make_engine
+    from db.tx import writes_immediately
 
-    engine = make_engine(url)
-    if engine.dialect.name == "sqlite":
-
-        @event.listens_for(engine, "checkout")
-        def _immediate(dbapi_conn, record, proxy):  # type: ignore[no-untyped-def]
-            record.info["sqlite_begin"] = "BEGIN IMMEDIATE"
-
-    return engine
+    return writes_immediately(make_engine(url))
 
 
 def make_server_app(app: Any, *, mount_review: bool = True) -> web.Application:
@@ -77,94 +76,48 @@ def make_server_app(app: Any, *, mount_review: bool = True) -> web.Application:
 
     web_app.on_cleanup.append(_close)
     if mount_review:
-        _mount_review(web_app, app)
+        from mturk.server.review import mount_review as mount
+
+        mount(web_app, app)
     return web_app
 
 
-def _mount_review(web_app: web.Application, app: Any) -> None:
-    """Mount the consensus stage's review page under /review when that module is there."""
-    try:
-        from curation.consensus.review import make_review_app  # type: ignore[import-not-found]
-    except ImportError as e:
-        log.info("review page not mounted (%s)", e)
-        return
-    try:
-        sub = make_review_app(app)
-        if isinstance(sub, web.Application):
-            web_app.add_subapp("/review", sub)
-    except Exception as e:  # the review page is optional for the MTurk server
-        log.warning("review page not mounted: %s", e)
+ServerHandle = WebThread  # the name callers and tests know
 
 
-@dataclass
-class ServerHandle:
-    """A server running on its own thread and event loop; `url` ends without a slash."""
+def start_in_thread(app: App, host: str = "127.0.0.1", port: int = 0, **kw: Any) -> WebThread:
+    """Start the server in a background thread; returns when it listens (port 0 = any free).
 
-    url: str
-    host: str
-    port: int
-    _loop: asyncio.AbstractEventLoop
-    _thread: threading.Thread
-    _runner: web.AppRunner
-    web_app: web.Application
-    _stopped: bool = field(default=False)
-
-    def stop(self) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        fut = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
-        fut.result(timeout=30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=30)
-
-    def __enter__(self) -> ServerHandle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def start_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, **kw: Any) -> ServerHandle:
-    """Start the server in a background thread; returns when it listens (port 0 = any free)."""
-    web_app = make_server_app(app, **kw)
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            runner = web.AppRunner(web_app, access_log=None)
-            loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, host, port, backlog=1024)
-            loop.run_until_complete(site.start())
-            box["runner"] = runner
-            box["port"] = runner.addresses[0][1]
-        except BaseException as e:  # reported to the caller below
-            box["error"] = e
-            ready.set()
-            return
-        ready.set()
-        loop.run_forever()
-        loop.close()
-
-    thread = threading.Thread(target=run, name="mturk-server", daemon=True)
-    thread.start()
-    if not ready.wait(timeout=60) or "error" in box:
-        raise RuntimeError(f"mturk server did not start: {box.get('error', 'timeout')}")
-    port = box["port"]
-    return ServerHandle(
-        url=f"http://{host}:{port}",
-        host=host,
-        port=port,
-        _loop=loop,
-        _thread=thread,
-        _runner=box["runner"],
-        web_app=web_app,
+    A busy port raises BindError (an OSError) before anything is printed or announced."""
+    return start_web_thread(
+        make_server_app(app, **kw), host, port, name="mturk-server", backlog=1024
     )
 
 
-def serve_forever(app: Any, host: str, port: int) -> None:
-    """`imnet mturk serve`: run until interrupted."""
-    web.run_app(make_server_app(app), host=host, port=port, access_log=None, print=print)
+def urls(handle: WebThread) -> dict[str, str]:
+    """What `serve` announces: the requester API, the worker site and, when mounted, the review page."""
+    found = {"requester API": handle.url + "/", "worker site": handle.url + "/worker/"}
+    if any(
+        getattr(r, "canonical", "").startswith("/review") for r in handle.web_app.router.resources()
+    ):
+        found["review"] = handle.url + "/review/"
+    return found
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)  # `imnet mturk serve &` into a pipe must show the URLs at once
+
+
+def serve_forever(app: App, host: str, port: int, out: Callable[[str], None] = _say) -> None:
+    """`imnet mturk serve`: bind first (a busy port is one OSError), then print the URLs and run
+    until SIGINT/SIGTERM."""
+    handle = start_in_thread(app, host, port)
+    done = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        out("  ".join(f"{k}: {v}" for k, v in urls(handle).items()))
+        while not done.wait(3600):
+            pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        handle.stop()

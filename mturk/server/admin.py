@@ -8,7 +8,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from db.models import (
+from mturk.server.common import MTurkError, new_id, parse_money
+from mturk.server.models import (
     SandboxAssignment,
     SandboxBonus,
     SandboxNotification,
@@ -16,7 +17,6 @@ from db.models import (
     SandboxWorkerBlock,
     SandboxWorkerQualification,
 )
-from mturk.server.common import MTurkError, new_id, parse_money
 
 
 class WorkerAdminMixin:

@@ -15,8 +15,12 @@ from concurrent.futures import Executor
 from typing import Any
 
 from aiohttp import web
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest, HTTPHeaders
+from botocore.credentials import Credentials
 
 from mturk.server.common import MTurkError
+from mturk.server.params import InputError, parse_body, validate
 from mturk.server.store import Store
 
 log = logging.getLogger(__name__)
@@ -73,25 +77,12 @@ def check_sigv4(
     names = signed.split(";")
     if "host" not in names:
         raise AuthError("InvalidSignatureException", "The host header must be signed.", 403)
-    canon_headers = "".join(f"{n}:{' '.join(headers.get(n, '').split())}\n" for n in names)
-    canonical = "\n".join(
-        [
-            method,
-            path or "/",
-            _canon_query(query),
-            canon_headers,
-            signed,
-            hashlib.sha256(body).hexdigest(),
-        ]
+    claimed = headers.get("X-Amz-Content-SHA256")
+    if claimed is not None and claimed != hashlib.sha256(body).hexdigest():
+        raise AuthError("InvalidSignatureException", "X-Amz-Content-SHA256 does not match.", 403)
+    expect = _expected_signature(
+        method, path, query, headers, names, body, akid, secret, region, amz_date
     )
-    scope = f"{day}/{region}/{service}/aws4_request"
-    to_sign = "\n".join(
-        ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
-    )
-    k = ("AWS4" + secret).encode()
-    for part in (day, region, service, "aws4_request"):
-        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
-    expect = hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expect, signature):
         raise AuthError(
             "InvalidSignatureException",
@@ -101,11 +92,29 @@ def check_sigv4(
     return akid
 
 
-def _canon_query(query: str) -> str:
-    from urllib.parse import parse_qsl, quote
-
-    pairs = parse_qsl(query, keep_blank_values=True)
-    return "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(pairs))
+def _expected_signature(
+    method: str,
+    path: str,
+    query: str,
+    headers: Any,
+    names: list[str],
+    body: bytes,
+    akid: str,
+    secret: str,
+    region: str,
+    amz_date: str,
+) -> str:
+    """botocore's own SigV4 over the request as received: only the headers the client signed,
+    at the client's timestamp (add_auth would stamp "now")."""
+    signed_headers = HTTPHeaders()
+    for name in names:
+        for value in headers.getall(name, [""]):
+            signed_headers[name] = value
+    url = "http://" + headers.get("Host", "") + (path or "/") + ("?" + query if query else "")
+    req = AWSRequest(method=method, url=url, headers=signed_headers, data=body)
+    req.context["timestamp"] = amz_date
+    signer = SigV4Auth(Credentials(akid, secret), SERVICE, region)
+    return str(signer.signature(signer.string_to_sign(req, signer.canonical_request(req)), req))
 
 
 def operations(store: Store) -> dict[str, Callable[[dict], dict]]:
@@ -179,17 +188,17 @@ def make_api_handler(
                 "AWS.UnsupportedOperation",
             )
         try:
-            params = json.loads(body or b"{}")
-            if not isinstance(params, dict):
-                raise ValueError("not an object")
-        except ValueError as e:
-            return _json_error("SerializationException", f"Body is not a JSON object: {e}", 400)
+            params = parse_body(body)
+            validate(op, params)
+        except InputError as e:
+            return _json_error(e.kind, e.message, 400)
         loop = asyncio.get_running_loop()
         try:
             result = await loop.run_in_executor(executor, fn, params)
         except MTurkError as e:
             return _json_error(e.kind, e.message, e.http, e.code)
-        except (KeyError, TypeError, ValueError) as e:
+        # A value the shapes allow but a handler cannot use (e.g. a Decimal NaN) is still a 400.
+        except (KeyError, TypeError, ValueError, ArithmeticError) as e:
             return _json_error(
                 "RequestError", f"Invalid parameter: {e}", 400, "AWS.ParameterOutOfRange"
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import string
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 _ID_ALPHABET = string.ascii_uppercase + string.digits
@@ -29,28 +29,22 @@ def parse_money(value: Any, name: str) -> Decimal:
     try:
         d = Decimal(str(value))
     except InvalidOperation:
-        raise MTurkError("AWS.ParameterOutOfRange", f"{name} {value!r} is not a number") from None
-    if d < 0 or d != d.quantize(Decimal("0.01")):
-        raise MTurkError("AWS.ParameterOutOfRange", f"{name} {value!r} must be >= 0 with cents")
+        raise MTurkError(
+            "AWS.ParameterOutOfRange", f"{name} {str(value)[:40]!r} is not a number"
+        ) from None
+    # NaN/Infinity parse as Decimals but compare and quantize with an exception: refuse first.
+    if not d.is_finite() or d < 0 or d.adjusted() > 9 or d != d.quantize(Decimal("0.01")):
+        raise MTurkError(
+            "AWS.ParameterOutOfRange",
+            f"{name} {str(value)[:40]!r} must be 0..1e9 with at most cents",
+        )
     return d
-
-
-def fee_rate(max_assignments: int) -> Decimal:
-    """MTurk's commission: 20%, or 40% for HITs with 10 or more assignments."""
-    return Decimal("0.40") if max_assignments >= 10 else Decimal("0.20")
 
 
 def is_system_qual(qid: str) -> bool:
     # MTurk's built-in qualifications (approval rate, locale, Masters...) have fixed ids of zeros
     # and digits; the sandbox server has no such statistics and treats them as satisfied.
     return qid.startswith("00000000000000000") or qid.startswith("2F1QJWKUDD8XADTFD2Q0G6UTO95ALH")
-
-
-def assignment_cost(reward: Decimal, max_assignments: int) -> Decimal:
-    """What an approved assignment costs the requester: reward plus commission (at least $0.01)."""
-    cent = Decimal("0.01")
-    fee = max(cent, (reward * fee_rate(max_assignments)).quantize(cent, rounding=ROUND_HALF_UP))
-    return reward + fee
 
 
 def derive_hit(

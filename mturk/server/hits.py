@@ -10,18 +10,18 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from db.models import (
+from mturk.fees import assignment_cost
+from mturk.server.common import (
+    MTurkError,
+    is_system_qual,
+    new_id,
+    parse_money,
+)
+from mturk.server.models import (
     SandboxHit,
     SandboxHitType,
     SandboxQualificationType,
     SandboxRequestToken,
-)
-from mturk.server.common import (
-    MTurkError,
-    assignment_cost,
-    is_system_qual,
-    new_id,
-    parse_money,
 )
 
 
@@ -92,27 +92,12 @@ class HitWriteMixin:
 
     def create_hit(self, p: dict, op: str = "CreateHITWithHITType") -> dict:
         if op == "CreateHIT":
+            # Check the HIT's own parameters and token first: a refused call leaves no HIT type.
+            self._check_hit(p, "")
+            with self.Session() as s:
+                self._token(s, p.get("UniqueRequestToken"), op)  # read only: rolled back
             p = {**p, **self.create_hit_type(p)}
-        if "HITTypeId" not in p or "LifetimeInSeconds" not in p:
-            raise MTurkError(
-                "AWS.MissingParameters", "HITTypeId and LifetimeInSeconds are required"
-            )
-        if not p.get("Question"):
-            raise MTurkError(
-                "AWS.MissingParameters", "Question is required (HITLayoutId unsupported)"
-            )
-        from mturk.layout import html_from_question
-
-        try:
-            html_from_question(str(p["Question"]))
-        except ValueError as e:
-            raise MTurkError("AWS.MechanicalTurk.XMLParseError", str(e)) from None
-        max_a = int(p.get("MaxAssignments", 1))
-        lifetime = int(p["LifetimeInSeconds"])
-        if not 1 <= max_a <= 1_000_000:
-            raise MTurkError("AWS.ParameterOutOfRange", "MaxAssignments must be 1..1000000")
-        if not 30 <= lifetime <= 31536000:
-            raise MTurkError("AWS.ParameterOutOfRange", "LifetimeInSeconds must be 30..31536000")
+        max_a, lifetime = self._check_hit(p, p.get("HITTypeId"))
         token = p.get("UniqueRequestToken")
         now = time.time()
         with self.Session() as s:
@@ -147,6 +132,30 @@ class HitWriteMixin:
                     f"{token} (HITId: {old.result_id if old else '?'})",
                 ) from None
             return {"HIT": self._hit_dict(s, hit, {}, now)}
+
+    def _check_hit(self, p: dict, hit_type_id: Any) -> tuple[int, int]:
+        """(MaxAssignments, LifetimeInSeconds) of a HIT request, or MTurkError."""
+        if hit_type_id is None or "LifetimeInSeconds" not in p:
+            raise MTurkError(
+                "AWS.MissingParameters", "HITTypeId and LifetimeInSeconds are required"
+            )
+        if not p.get("Question"):
+            raise MTurkError(
+                "AWS.MissingParameters", "Question is required (HITLayoutId unsupported)"
+            )
+        from mturk.layout import html_from_question
+
+        try:
+            html_from_question(str(p["Question"]))
+        except ValueError as e:
+            raise MTurkError("AWS.MechanicalTurk.XMLParseError", str(e)) from None
+        max_a = int(p.get("MaxAssignments", 1))
+        lifetime = int(p["LifetimeInSeconds"])
+        if not 1 <= max_a <= 1_000_000:
+            raise MTurkError("AWS.ParameterOutOfRange", "MaxAssignments must be 1..1000000")
+        if not 30 <= lifetime <= 31536000:
+            raise MTurkError("AWS.ParameterOutOfRange", "LifetimeInSeconds must be 30..31536000")
+        return max_a, lifetime
 
     def review(self, p: dict, approve: bool) -> dict:
         now = time.time()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import html
+import json
 import re
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -12,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+from sqlalchemy import select
 
 from mturk.layout import PREVIEW_ASSIGNMENT_ID, esc, html_from_question
 from mturk.server.common import MTurkError
@@ -27,6 +30,26 @@ _CSS = (
     "td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}"
     "iframe{width:100%;height:80vh;border:1px solid #bbb} .err{color:#a00}"
 )
+
+
+SUBMITTED = "imnet:submitted"
+_SUBMITTED_LISTENER = (
+    'addEventListener("message",function(e){var t=document.getElementById("task"),'
+    'f=document.getElementById("return");if(f&&t&&e.source===t.contentWindow&&e.data==="'
+    + SUBMITTED
+    + '")f.remove();});'
+)
+_TITLE_RE = re.compile(r"<title>(.*?)</title>", re.S | re.I)
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time compare of a client's token (any text: compare_digest refuses non-ASCII str)."""
+    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))
+
+
+def _js(text: str) -> str:
+    """A JavaScript string literal safe inside <script> (the Host header is the client's)."""
+    return json.dumps(text).replace("<", "\\u003c").replace(">", "\\u003e")
 
 
 def _page(title: str, body: str, status: int = 200) -> web.Response:
@@ -64,7 +87,7 @@ class WorkerSite:
     def worker_of(self, request: web.Request) -> str | None:
         raw = request.cookies.get(COOKIE, "")
         wid, _, sig = raw.rpartition(".")
-        if wid and WORKER_RE.match(wid) and hmac.compare_digest(sig, self._sign("worker:" + wid)):
+        if wid and WORKER_RE.match(wid) and _same(sig, self._sign("worker:" + wid)):
             return wid
         return None
 
@@ -92,6 +115,13 @@ class WorkerSite:
             e.http,
         )
 
+    async def _form(self, request: web.Request) -> Any:
+        """The posted form, or WorkError 400 for a body that is not url-encoded UTF-8."""
+        try:
+            return await request.post()
+        except (UnicodeDecodeError, ValueError) as e:
+            raise WorkError(400, f"The form could not be read: {type(e).__name__}.") from None
+
     # -- pages ----------------------------------------------------------------------------
     async def home(self, request: web.Request) -> web.Response:
         if self.worker_of(request):
@@ -104,7 +134,10 @@ class WorkerSite:
         )
 
     async def signin(self, request: web.Request) -> web.Response:
-        form = await request.post()
+        try:
+            form = await self._form(request)
+        except WorkError as e:
+            return self._refuse(request, e)
         wid = str(form.get("worker_id", "")).strip()
         if not WORKER_RE.match(wid):
             return _page(
@@ -130,8 +163,12 @@ class WorkerSite:
         rows = await self._run(self.ops.available, wid, limit, offset)
         if self._wants_json(request):
             return web.json_response({"worker_id": wid, "hits": rows})
+        # Every HIT of a HIT type shares its title: show what the task itself is about too.
+        subjects = await self._run(self._subjects, [r["hit_id"] for r in rows])
         trs = "".join(
-            f"<tr><td>{esc(r['title'])}</td><td>${esc(r['reward'])}</td><td>{r['available']}</td>"
+            f"<tr><td>{esc(subjects.get(r['hit_id']) or r['title'])}<br>"
+            f'<small class="hit-id">{esc(r["hit_id"])}</small></td>'
+            f"<td>${esc(r['reward'])}</td><td>{r['available']}</td>"
             f'<td><a class="preview" href="/worker/hits/{esc(r["hit_id"])}">Preview</a></td></tr>'
             for r in rows
         )
@@ -146,6 +183,26 @@ class WorkerSite:
             )
         )
         return _page("Available HITs", body)
+
+    def _subjects(self, hit_ids: list[str]) -> dict[str, str]:
+        """HIT id -> the <title> of its task document (at most one page of HITs is read)."""
+        from mturk.server.models import SandboxHit
+
+        if not hit_ids:
+            return {}
+        with self.ops.store.Session() as s:
+            got = s.execute(
+                select(SandboxHit.hit_id, SandboxHit.question).where(SandboxHit.hit_id.in_(hit_ids))
+            ).all()
+        out = {}
+        for hit_id, question in got:
+            try:
+                m = _TITLE_RE.search(html_from_question(question))
+            except ValueError:
+                continue
+            if m:
+                out[hit_id] = " ".join(html.unescape(m.group(1)).split())[:160]
+        return out
 
     def _task_src(self, hit_id: str, params: dict[str, str]) -> str:
         return f"/worker/task/{hit_id}?" + urlencode({**params, "hitId": hit_id})
@@ -189,11 +246,18 @@ class WorkerSite:
         src = self._task_src(
             a["hit_id"], {"assignmentId": aid, "workerId": wid, "turkSubmitTo": submit_to}
         )
+        # Only accepted work can be returned; the submitted page in the frame says when it is done.
+        give_back = (
+            f'<form id="return" method="post" action="/worker/assignments/{esc(aid)}/return">'
+            "<button>Return HIT</button></form>"
+            if a["status"] == "Accepted"
+            else ""
+        )
         body = (
             f'<p>Assignment <code id="assignment">{esc(aid)}</code> ({esc(a["status"])}).</p>'
-            f'<form method="post" action="/worker/assignments/{esc(aid)}/return">'
-            "<button>Return HIT</button></form>"
+            f"{give_back}"
             f'<iframe id="task" sandbox="{TASK_SANDBOX}" src="{esc(src)}"></iframe>'
+            f"<script>{_SUBMITTED_LISTENER}</script>"
         )
         return _page("Work on HIT", body)
 
@@ -225,7 +289,10 @@ class WorkerSite:
 
     async def external_submit(self, request: web.Request) -> web.Response:
         """POST /mturk/externalSubmit (cookie) or /submit/<key>/mturk/externalSubmit (iframe)."""
-        form = await request.post()
+        try:
+            form = await self._form(request)
+        except WorkError as e:
+            return self._refuse(request, e)
         fields = [(str(k), str(v)) for k, v in form.items() if k != "assignmentId"]
         aid = str(form.get("assignmentId", ""))
         if aid == PREVIEW_ASSIGNMENT_ID or not aid:
@@ -238,7 +305,7 @@ class WorkerSite:
         if key is not None:
             # The key names exactly one (assignment, worker); a signed-in cookie must agree.
             owner = await self._run(self._owner, aid)
-            if owner and hmac.compare_digest(key, self.submit_key(aid, owner)):
+            if owner and _same(key, self.submit_key(aid, owner)):
                 worker = owner
             if cookie_worker and worker and cookie_worker != worker:
                 worker = None
@@ -260,11 +327,13 @@ class WorkerSite:
         return _page(
             "Submitted",
             f'<p id="done">Thank you. Assignment {esc(got["assignment_id"])} was submitted.</p>'
-            '<p><a href="/worker/hits" target="_top">Find more HITs</a></p>',
+            '<p><a href="/worker/hits" target="_top">Find more HITs</a></p>'
+            f"<script>parent.postMessage({_js(SUBMITTED)}, "
+            f"{_js(f'{request.scheme}://{request.host}')})</script>",
         )
 
     def _owner(self, aid: str) -> str | None:
-        from db.models import SandboxAssignment
+        from mturk.server.models import SandboxAssignment
 
         with self.ops.store.Session() as s:
             a = s.get(SandboxAssignment, aid)

@@ -14,16 +14,17 @@ from sqlalchemy import Engine, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import (
+from mturk.fees import assignment_cost
+from mturk.server.admin import WorkerAdminMixin
+from mturk.server.common import MTurkError, derive_hit
+from mturk.server.hits import HitWriteMixin
+from mturk.server.models import (
     SandboxAccount,
     SandboxAssignment,
     SandboxHit,
     SandboxHitType,
     SandboxRequestToken,
 )
-from mturk.server.admin import WorkerAdminMixin
-from mturk.server.common import MTurkError, assignment_cost, derive_hit
-from mturk.server.hits import HitWriteMixin
 
 # Statuses that hold a slot of the HIT for good (Accepted holds one only until its deadline).
 DONE = ("Submitted", "Approved", "Rejected")
@@ -33,6 +34,9 @@ class Store(HitWriteMixin, WorkerAdminMixin):
     """All server state lives in the database, so a restarted server carries on where it was."""
 
     def __init__(self, engine: Engine, access_key: str) -> None:
+        from mturk.server.migrations import upgrade_server
+
+        upgrade_server(engine)  # the server's own tables: created where it runs, not by the core
         self.engine = engine
         self.Session = sessionmaker(engine, expire_on_commit=False)
         self.access_key = access_key

@@ -10,14 +10,14 @@ from typing import Any
 from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from db.models import (
+from mturk.server.common import MTurkError, is_system_qual, new_id
+from mturk.server.models import (
     SandboxAssignment,
     SandboxHit,
     SandboxHitType,
     SandboxWorkerBlock,
     SandboxWorkerQualification,
 )
-from mturk.server.common import MTurkError, is_system_qual, new_id
 from mturk.server.store import DONE, Store
 
 _COMPARE = {
@@ -63,7 +63,9 @@ class WorkerOps:
             else:
                 xs = [int(x) for x in r.get("IntegerValues") or []]
                 ok = (
-                    val is not None and bool(xs) and _COMPARE.get(comp, lambda v, x: False)(val, xs)
+                    val is not None
+                    and bool(xs)
+                    and _COMPARE.get(str(comp), lambda v, x: False)(val, xs)
                 )
             if not ok:
                 return False

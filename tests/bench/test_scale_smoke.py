@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from bench import _scaleweb as web
+from bench._scalemeasure import run
+from bench._scalestages import UNITS
+from bench.scale import analyse, exponent, project
 
-from bench import _scaleweb as web  # noqa: E402
-from bench._scalemeasure import run  # noqa: E402
-from bench._scalestages import UNITS  # noqa: E402
-from bench.scale import analyse, exponent, project  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_fixture_kinds_are_deterministic_and_dups_stay_in_their_class() -> None:

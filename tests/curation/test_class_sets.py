@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from curation_rows import add_candidate, add_synset, encode, smooth_image
 from sqlalchemy import select
 
 from curation.classes import ClassError, choose_classes, import_ilsvrc2012, show_classes
 from db.models import ClassChoice
+from tests.curation.images import encode, smooth_image
+from tests.dbrows import add_candidate, add_synset
 
 DOG, TOY_DOG, CHIHUAHUA, SPANIEL = "n02084071", "n02085374", "n02085620", "n02085782"
 TABBY, ORANGE = "n02123045", "n07747607"
@@ -26,6 +27,7 @@ def _populate(app, counts: dict[str, int]) -> None:  # type: ignore[no-untyped-d
             add_candidate(s, app.blobs, wnid, encode(smooth_image(seed), "PNG"), decision="reject")
 
 
+@pytest.mark.slow
 def test_choose_skips_ancestors_and_explains_every_rejection(app) -> None:  # type: ignore[no-untyped-def]
     _populate(app, {DOG: 9, TOY_DOG: 2, CHIHUAHUA: 5, SPANIEL: 4, TABBY: 3, ORANGE: 1})
     rep = choose_classes(app, "auto", n=3, roots=["n01317541"], min_images=2)  # domestic animal

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from curation_rows import add_candidate, add_synset, encode, photo, smooth_image
-
 from imnet.cli import main
 from imnet.core.app import App
 from imnet.core.settings import Settings
+from tests.curation.images import encode, photo, smooth_image
+from tests.dbrows import add_candidate, add_synset
 
 
 def test_cli_curate_choose_show_export(tmp_path: Path, sqlite_url: str, capsys) -> None:  # type: ignore[no-untyped-def]

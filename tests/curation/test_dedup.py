@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from curation_rows import add_candidate, encode, photo, photos
 from sqlalchemy import select
 
 import curation
 from curation.dedup import Claim, owner_of
 from db.models import Candidate, Image
+from tests.curation.images import encode, photo, photos
+from tests.dbrows import add_candidate
 
 
 def test_owner_rule_most_confident_then_wnid() -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from curation_rows import add_candidate, add_synset, encode, photos, smooth_image
 from PIL import Image as PILImage
 from sqlalchemy import func, select
 
@@ -19,6 +18,8 @@ from curation.export import run_export
 from curation.neardup import brute_force_pairs
 from curation.phash import FLIP_MASK
 from db.models import Export, ExportItem, Image, phash_from_db
+from tests.curation.images import encode, photos, smooth_image
+from tests.dbrows import add_candidate, add_synset
 
 CHIHUAHUA, SPANIEL, TABBY = "n02085620", "n02085782", "n02123045"
 CLASSES = (CHIHUAHUA, SPANIEL, TABBY)
@@ -92,8 +93,8 @@ def _assert_no_heldout_near_dups(app, entries: list[dict]) -> None:  # type: ign
                 select(Image.sha256, Image.phash).where(Image.phash.is_not(None))
             )
         }
-    held = [ph[e["image_sha256"]] for e in entries if e.get("split") in ("val", "test")]
-    train = [ph[e["image_sha256"]] for e in entries if e.get("split") == "train"]
+    held = [ph[e["source_sha256"]] for e in entries if e.get("split") in ("val", "test")]
+    train = [ph[e["source_sha256"]] for e in entries if e.get("split") == "train"]
     assert held and train
     for mirror in (0, FLIP_MASK):
         h = np.array(held + [t ^ mirror for t in train], dtype=np.uint64)
@@ -123,23 +124,29 @@ def test_ilsvrc_export_reads_back_and_is_reproducible(small_app, tmp_path: Path)
     assert {e["path"] for e in images} == {
         rel for rel in tree if rel.split("/")[0] in ("train", "val", "test")
     }
-    wnids = sorted({e["wnid"] for e in images})
+    wnids = sorted({e["wnid"] for e in images if e["wnid"]})
     assert wnids == sorted(CLASSES)
+    # A public export: test images carry no class, nowhere.
+    assert all(
+        e["wnid"] is None and e["class_index"] is None for e in images if e["split"] == "test"
+    )
+    assert all(e["wnid"] for e in images if e["split"] != "test")
+    assert "worker" not in (root / "manifest.jsonl").read_text()
     mapping = (root / "LOC_synset_mapping.txt").read_text().splitlines()
     assert [line.split(" ", 1)[0] for line in mapping] == wnids
     assert mapping[0] == f"{CHIHUAHUA} cls 2085620"  # lemma underscores become spaces
     for e in images:
         assert hashlib.sha256(tree[e["path"]]).hexdigest() == e["sha256"]
-        assert e["class_index"] == wnids.index(e["wnid"])
+        assert e["split"] == "test" or e["class_index"] == wnids.index(e["wnid"])
         if e["split"] == "train":
             assert e["path"].startswith(f"train/{e['wnid']}/{e['wnid']}_") and e["path"].endswith(
                 ".JPEG"
             )
         with PILImage.open(io.BytesIO(tree[e["path"]])) as im:
             assert im.format == "JPEG" and min(im.size) == 64
-    val = sorted((e for e in images if e["split"] == "val"), key=lambda e: e["path"])
+    val = sorted((e for e in images if e["split"] == "val"), key=lambda e: e["path"][-13:])
     assert [e["path"] for e in val] == [
-        f"val/ILSVRC2012_val_{k:08d}.JPEG" for k in range(1, len(val) + 1)
+        f"val/{e['wnid']}/ILSVRC2012_val_{k:08d}.JPEG" for k, e in enumerate(val, 1)
     ]
     truth = (root / "data/ILSVRC2012_validation_ground_truth.txt").read_text().split()
     assert [int(t) for t in truth] == [e["class_index"] + 1 for e in val]
@@ -147,7 +154,7 @@ def test_ilsvrc_export_reads_back_and_is_reproducible(small_app, tmp_path: Path)
     assert solution[0] == "ImageId,PredictionString"
     assert [ln.split(",")[1].split()[0] for ln in solution[1:]] == [e["wnid"] for e in val]
     test = [e for e in images if e["split"] == "test"]
-    assert all(e["path"].startswith("test/ILSVRC2012_test_") for e in test)
+    assert all(e["path"].startswith("test/unlabelled/ILSVRC2012_test_") for e in test)
     counts = {p: sum(e["split"] == p for e in images) for p in ("train", "val", "test")}
     assert counts == a["counts"] and counts["val"] > 0 and counts["test"] > 0
     for w in wnids:
@@ -163,15 +170,30 @@ def test_ilsvrc_export_reads_back_and_is_reproducible(small_app, tmp_path: Path)
     assert [(int(r[0]), str(r[1])) for r in leaves] == [(i + 1, w) for i, w in enumerate(wnids)]
     by_wnid = {str(r[1]): r for r in rows}
     toy = by_wnid["n02085374"]  # toy dog: the two breeds' parent
-    assert sorted(np.atleast_1d(toy[5]).tolist()) == [1, 2] and toy[6] == 1
+    assert sorted(np.atleast_1d(toy[5]).tolist()) == [1, 2]
+    # wordnet_height is the FULL WordNet's (toy spaniel's breeds lie below toy dog), not 1.
+    from nltk.corpus import wordnet as wn
+
+    def full_height(syn) -> int:  # type: ignore[no-untyped-def]
+        kids = syn.hyponyms() + syn.instance_hyponyms()
+        return 1 + max((full_height(k) for k in kids), default=-1)
+
+    for wnid in ("n02085374", CHIHUAHUA, TABBY):
+        syn = wn.synset_from_pos_and_offset("n", int(wnid[1:]))
+        assert int(by_wnid[wnid][6]) == full_height(syn), wnid
+    assert int(toy[6]) == 3  # toy dog > toy spaniel > English toy spaniel > Blenheim spaniel
+    assert [f for f in meta.dtype.names] == [
+        "ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children",
+        "wordnet_height", "num_train_images",
+    ]  # fmt: skip
     assert int(toy[7]) == counts_train(images, CHIHUAHUA) + counts_train(images, SPANIEL)
     assert int(by_wnid[TABBY][7]) == counts_train(images, TABBY)
 
     # Dedup rule 3: the shared photo appears once, under TABBY; no near copy of val/test in train.
-    shas = [e["image_sha256"] for e in images]
+    shas = [e["source_sha256"] for e in images]
     assert len(shas) == len(set(shas))
-    assert [e["wnid"] for e in images if e["image_sha256"] == app.shared_sha] in ([TABBY], [])
-    assert app.shared_sha not in {e["image_sha256"] for e in images if e["wnid"] == CHIHUAHUA}
+    assert [e["wnid"] for e in images if e["source_sha256"] == app.shared_sha] in ([TABBY], [])
+    assert app.shared_sha not in {e["source_sha256"] for e in images if e["wnid"] == CHIHUAHUA}
     _assert_no_heldout_near_dups(app, images)
     assert a["dropped_images"].get("near_dup_of_heldout", 0) >= 1
 
@@ -212,9 +234,14 @@ def test_webdataset_shards_read_back_with_webdataset(small_app, tmp_path: Path) 
             seen += 1
             e = samples[(shard, sample["__key__"] + ".jpg")]
             assert hashlib.sha256(sample["jpg"]).hexdigest() == e["sha256"]
-            assert int(sample["cls"].decode()) == e["class_index"]
             meta = json.loads(sample["json"])
-            assert meta["wnid"] == e["wnid"] and meta["sha256"] == e["image_sha256"]
+            if e["split"] == "test":  # public export: no class
+                assert "cls" not in sample and meta["wnid"] is None
+            else:
+                assert int(sample["cls"].decode()) == e["class_index"]
+            # One meaning per name: sha256 = these bytes, source_sha256 = the original.
+            assert meta["wnid"] == e["wnid"] and meta["source_sha256"] == e["source_sha256"]
+            assert meta["sha256"] == e["sha256"]
             assert meta["url"].startswith("http://127.0.0.1/")
             with PILImage.open(io.BytesIO(sample["jpg"])) as im:
                 assert (im.width, im.height) == (meta["width"], meta["height"])
@@ -225,8 +252,8 @@ def test_webdataset_shards_read_back_with_webdataset(small_app, tmp_path: Path) 
 
 def test_splits_stay_put_when_images_arrive(small_app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     app = small_app
-    app.settings.train_max_per_class = 1000  # no quota pressure: only arrivals change anything
-    app.settings.val_per_class = app.settings.test_per_class = 1000
+    app.settings.train_max_per_class = 1000  # no train quota pressure
+    app.settings.val_per_class = app.settings.test_per_class = 2
     first = run_export(app, "three", "ilsvrc", tmp_path / "one", seed=7)
     with app.Session.begin() as s:
         for ci, w in enumerate(CLASSES):
@@ -234,13 +261,22 @@ def test_splits_stay_put_when_images_arrive(small_app, tmp_path: Path) -> None: 
                 add_candidate(s, app.blobs, w, encode(smooth_image(5000 + 100 * ci + k), "PNG"))
     second = run_export(app, "three", "ilsvrc", tmp_path / "two", seed=7)
     split_of = [
-        {e["image_sha256"]: e["split"] for e in _manifest(tmp_path / d) if e.get("split")}
+        {e["source_sha256"]: e["split"] for e in _manifest(tmp_path / d) if e.get("split")}
         for d in ("one", "two")
     ]
+    from curation.splits import SplitParams, split_key
+
+    params = SplitParams.from_settings(app.settings, seed=7)
     common = set(split_of[0]) & set(split_of[1])
-    assert common == set(split_of[0]), "an image left the export when others arrived"
-    assert all(split_of[0][sha] == split_of[1][sha] for sha in common), "an image changed split"
-    assert sum(second["counts"].values()) == sum(first["counts"].values()) + 45
+    bucket = {sha: params.bucket(split_key(7, sha)) for sha in common}
+    # Train images stay; an image moves only if it was borrowed from its class's train bucket to
+    # fill val/test (stratified quotas), and then only back to train or to the other held split.
+    assert {sha for sha, p in split_of[0].items() if p == "train"} <= set(split_of[1])
+    moved = [sha for sha in common if split_of[0][sha] != split_of[1][sha]]
+    assert all(bucket[sha] == "train" != split_of[0][sha] for sha in moved), moved
+    for rep in (first, second):
+        assert rep["counts"]["val"] == rep["counts"]["test"] == 2 * 3  # every class, exactly
+    assert second["counts"]["train"] > first["counts"]["train"]
 
 
 def test_shards_roll_over_by_size(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from curation_rows import add_candidate, add_synset, encode, smooth_image
 from sqlalchemy import func, select, update
 
 import curation.export.encode as enc
@@ -22,6 +21,8 @@ from curation.export.finish import staged_path
 from db.models import Export, ExportItem, Image
 from imnet.core.app import App
 from imnet.core.settings import Settings
+from tests.curation.images import encode, smooth_image
+from tests.dbrows import add_candidate, add_synset
 
 CLASSES = ("n02085620", "n02085782", "n02123045")
 SIZES = {"val_per_class": 4, "test_per_class": 3, "train_max_per_class": 30}
@@ -143,7 +144,7 @@ def test_processes_and_shards_give_identical_exports(
     entries = [
         json.loads(x) for x in (tmp_path / "one" / "manifest.jsonl").read_text().split("\n")[:-1]
     ]
-    images = [e for e in entries if e.get("image_sha256")]
+    images = [e for e in entries if e.get("source_sha256")]
     n_val = one["counts"]["val"]
     assert len(images) == sum(one["counts"].values()) and n_val >= 3
     # Dense numbering although one image of CLASSES[0] failed to encode.
@@ -165,7 +166,8 @@ def test_processes_and_shards_give_identical_exports(
             (tmp_path / "one" / "data/ILSVRC2012_validation_ground_truth.txt").read_text().split()
         )
         by_name = {e["path"]: e["class_index"] + 1 for e in images if e["split"] == "val"}
-        assert [int(t) for t in truth] == [by_name[p] for p in sorted(by_name)]
+        order = sorted(by_name, key=lambda p: p.rsplit("/", 1)[-1])  # val/<wnid>/ILSVRC2012_val_N
+        assert [int(t) for t in truth] == [by_name[p] for p in order]
     else:
         assert sum(p.endswith(".tar") and p.startswith("train-") for p in paths) >= 5
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir()), "staging left behind"
@@ -215,9 +217,9 @@ def test_killed_export_resumes_without_redoing_files(
         json.loads(x) for x in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()
     ]
     for e in entries:
-        if e.get("image_sha256") in before:
+        if e.get("source_sha256") in before:
             st = os.stat(tmp_path / "out" / e["path"])
-            old = before[e["image_sha256"]]
+            old = before[e["source_sha256"]]
             # The very file the first run wrote (a hard link to it), not a rewrite.
             assert (st.st_ino, st.st_mtime_ns) == (old.st_ino, old.st_mtime_ns), e["path"]
 

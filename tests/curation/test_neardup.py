@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from curation_rows import encode, photo_tiles, variants
 
 from curation.neardup import (
     MIHIndex,
@@ -15,6 +14,7 @@ from curation.neardup import (
     self_pairs,
 )
 from curation.phash import FLIP_MASK, phash_bytes
+from tests.curation.images import encode, photo_tiles, variants
 
 
 def planted(n: int, seed: int) -> np.ndarray:
@@ -90,6 +90,7 @@ def _measure(h: np.ndarray, origin: np.ndarray, kind: list[str], r: int, flip: b
     return recall, int((found & diff).sum()), int(diff.sum())
 
 
+@pytest.mark.slow
 def test_near_duplicate_recall_and_false_positives() -> None:
     """Variants of 90 real pictures (18 photos and their quadrants); prints recall and FPR."""
     hashes, origin, kind = [], [], []

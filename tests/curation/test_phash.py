@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from curation_rows import encode, photo, photos
 from PIL import Image
 
 from curation.phash import FLIP_MASK, flipped, hamming, hash_gray, phash_bytes
+from tests.curation.images import encode, photo, photos
 
 
 def test_hash_is_deterministic_and_64_bit() -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-from curation_rows import add_candidate, encode, photo
 from PIL import Image as PILImage
 from sqlalchemy import select
 
 import curation
 from curation.filters import FilterParams, Probe, aspect_ratio, min_side, near_blank, single_colour
 from db.models import Candidate, Image
+from tests.curation.images import encode, photo
+from tests.dbrows import add_candidate
 
 
 def _probe(arr: np.ndarray, w: int = 200, h: int = 150) -> Probe:

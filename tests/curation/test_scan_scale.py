@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from curation_rows import add_candidate, add_synset, crop, encode, smooth_image
 from sqlalchemy import event, select, update
 
 from curation.pipeline import run_curation
 from db.models import Image
 from imnet.core.app import App
 from imnet.core.settings import Settings
+from tests.curation.images import crop, encode, smooth_image
+from tests.dbrows import add_candidate, add_synset
 
 STEPS = ("phash", "filter", "neardup")
 

@@ -29,6 +29,29 @@ def test_migrations_match_models(db_url: str) -> None:
     assert diff == [], f"models and migrations differ: {diff}"
 
 
+def test_server_migrations_match_server_models(db_url: str) -> None:
+    """The server's own branch builds exactly mturk/server/models.py's tables."""
+    from mturk.server.migrations import upgrade_server
+    from mturk.server.models import ServerBase
+
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    upgrade_server(engine)
+    mine = set(ServerBase.metadata.tables)
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(
+            conn,
+            opts={
+                "compare_type": True,
+                # The core tables are the other chain's, compared above.
+                "include_name": lambda name, type_, _p: type_ != "table" or name in mine,
+            },
+        )
+        diff = compare_metadata(ctx, ServerBase.metadata)
+    engine.dispose()
+    assert diff == [], f"server models and migrations differ: {diff}"
+
+
 def test_upgrade_is_idempotent(db_url: str) -> None:
     upgrade(db_url)
     upgrade(db_url, "head")  # second call is a no-op, not an error
@@ -60,7 +83,7 @@ def test_heads_fast_path_needs_a_matching_version_table(sqlite_url: str) -> None
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM alembic_version"))  # as if never stamped
     assert not dbs._at_heads(sqlite_url, engine)
-    dbs._upgraded.discard(sqlite_url)
+    dbs._upgraded.discard((sqlite_url, dbs.CORE.version_table))
     with engine.begin() as conn:
         conn.execute(
             text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": next(iter(HEADS))}

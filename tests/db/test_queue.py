@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.exc import OperationalError
 
+import db.tx
 from db import queue
 from db.models import Candidate, Synset
 from db.session import make_engine, upgrade
@@ -231,7 +232,7 @@ def test_busy_retries_are_bounded(sqlite_url: str, monkeypatch, caplog) -> None:
     _fill(sqlite_url, 1)
     engine = make_engine(sqlite_url)
     event.listen(engine, "connect", lambda c, _r: c.execute("PRAGMA busy_timeout=50"))
-    monkeypatch.setattr(queue, "BUSY_RETRY_SECONDS", 0.5)
+    monkeypatch.setattr(db.tx, "BUSY_RETRY_SECONDS", 0.5)
     holder = sqlite3.connect(sqlite_url.split("///", 1)[1], isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     t0 = time.monotonic()

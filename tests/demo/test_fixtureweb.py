@@ -131,13 +131,15 @@ def test_truth_matches_served_bytes_and_restart_keeps_urls(tmp_path: Path) -> No
 
 
 def test_harvest_openverse_adapter_reads_the_fixture(web) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
     from harvest.sources import get_source
     from imnet.core.settings import Settings
 
     src = get_source("openverse", Settings(source_openverse_url=f"{web.url}/v1/images/"))
     urls, cursor = [], None
     for _ in range(20):
-        page = src.search("Siberian husky", cursor, 20)
+        page = asyncio.run(src.search("Siberian husky", cursor, 20))  # sources are async
         urls += [h.url for h in page.hits]
         cursor = page.next_page
         if cursor is None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import io
-import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+
+from imnet.core.webthread import WebThread, start_web_thread
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -56,10 +57,8 @@ class LoopWeb:
         self.latency = latency
         self.log: list[str] = []
         self.hits: Counter[str] = Counter()
-        self.loop = asyncio.new_event_loop()
         self.port = 0
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._server: WebThread | None = None
 
     @property
     def base(self) -> str:
@@ -79,28 +78,16 @@ class LoopWeb:
             return web.Response(status=404, text="not found")
         return await h(request)
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
+    def __enter__(self) -> LoopWeb:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self.runner = web.AppRunner(app, access_log=None)
-        self.loop.run_until_complete(self.runner.setup())
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        self.loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._ready.set()
-        self.loop.run_forever()
-
-    def __enter__(self) -> LoopWeb:
-        self._thread.start()
-        self._ready.wait(10)
+        self._server = start_web_thread(app, "127.0.0.1", 0, name="loopweb")
+        self.port = self._server.port
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        fut = asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop)
-        fut.result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
+        if self._server is not None:
+            self._server.stop(timeout=10)
 
 
 def body(

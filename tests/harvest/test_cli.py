@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from loopweb import LoopWeb, body, jpeg
-from test_sources import wikimedia_api
 
 from imnet.cli import main
+from tests.harvest.loopweb import LoopWeb, body, jpeg
+from tests.harvest.test_sources import wikimedia_api
 
 
 def test_cli_flow(

@@ -7,13 +7,14 @@ import json
 from pathlib import Path
 
 from aiohttp import web
-from loopweb import LoopWeb, body, bomb_png, encode, jpeg, sequence
 from sqlalchemy import select
 
 from db.models import Candidate, Image
 from harvest.crawl import crawl
 from harvest.synsets import add_synsets
 from imnet.core.app import App
+from tests.dbrows import add_pending
+from tests.harvest.loopweb import LoopWeb, body, bomb_png, encode, jpeg, sequence
 
 W1, W2 = "n01440764", "n01443537"
 
@@ -89,12 +90,6 @@ EXPECTED = {
 }
 
 
-def _add(app: App, rows: list[tuple[str, str]]) -> None:
-    with app.Session() as s, s.begin():
-        for wnid, url in rows:
-            s.add(Candidate(wnid=wnid, url=url, source="urllist", status="pending"))
-
-
 def test_hostile_web_every_candidate_final(app: App, tmp_path: Path) -> None:
     # Loopback is the only network here, so allow exactly it and refuse all other private ranges.
     app.settings = app.settings.replace(
@@ -111,7 +106,7 @@ def test_hostile_web_every_candidate_final(app: App, tmp_path: Path) -> None:
         rows = [(W1, webx.url(p)) for p in EXPECTED]
         rows.append((W2, webx.url("/copy.jpg")))  # same content, other wnid: stays fetched
         rows.append((W1, f"http://127.0.0.2:{webx.port}/good.jpg"))  # loopback, not allowed
-        _add(app, rows)
+        add_pending(app, rows)
         summary = crawl(app, processes=1, stats_json=str(tmp_path / "s.json"), progress=False)
         robots_fetches = webx.hits["/robots.txt"]
     with app.Session() as s:
@@ -143,7 +138,7 @@ def test_hostile_web_every_candidate_final(app: App, tmp_path: Path) -> None:
 def test_crawl_twice_fetches_nothing_new(app: App) -> None:
     add_synsets(app, wnids=[W1])
     with LoopWeb({f"/{i}.jpg": body(jpeg(160, 120, seed=i)) for i in range(6)}) as webx:
-        _add(app, [(W1, webx.url(f"/{i}.jpg")) for i in range(6)])
+        add_pending(app, [(W1, webx.url(f"/{i}.jpg")) for i in range(6)])
         first = crawl(app, progress=False, limit=4)
         second = crawl(app, progress=False)
         third = crawl(app, progress=False)
@@ -168,7 +163,7 @@ def test_failed_recording_stops_the_crawl_and_frees_its_leases(app: App, monkeyp
     monkeypatch.setattr(CrawlWorker, "_record", broken)
     img = body(jpeg(160, 120, seed=1))
     with LoopWeb({f"/{i}.jpg": img for i in range(1000)}) as webx:
-        _add(app, [(W1, webx.url(f"/{i}.jpg")) for i in range(1000)])
+        add_pending(app, [(W1, webx.url(f"/{i}.jpg")) for i in range(1000)])
         with pytest.raises(RuntimeError, match="database went away"):
             crawl(app, progress=False)
         fetched = sum(webx.hits.values())
@@ -205,9 +200,8 @@ def test_sigkill_mid_crawl_then_resume(tmp_path: Path, sqlite_url: str) -> None:
     import sys
     import time
 
-    from loopweb import unique
-
     from imnet.core.settings import Settings
+    from tests.harvest.loopweb import unique
 
     data_dir = tmp_path / "data"
     app = App(Settings(data_dir=str(data_dir), database_url=sqlite_url, allow_private_hosts=True))
@@ -236,7 +230,7 @@ def test_sigkill_mid_crawl_then_resume(tmp_path: Path, sqlite_url: str) -> None:
         "--no-progress",
     ]
     with LoopWeb(routes, latency=0.05) as webx:
-        _add(
+        add_pending(
             app, [(W1, webx.url(f"/img/{i}.jpg")) for i in range(n)] + [(W1, webx.url("/bad.jpg"))]
         )
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -281,9 +275,8 @@ def test_sigkill_mid_crawl_then_resume(tmp_path: Path, sqlite_url: str) -> None:
 
 
 def test_two_processes_share_one_postgres_queue(pg_url: str, tmp_path: Path) -> None:
-    from loopweb import unique
-
     from imnet.core.settings import Settings
+    from tests.harvest.loopweb import unique
 
     settings = Settings(
         data_dir=str(tmp_path / "data"),
@@ -297,7 +290,7 @@ def test_two_processes_share_one_postgres_queue(pg_url: str, tmp_path: Path) -> 
     base = jpeg(256, 192, seed=4)
     n = 120
     with LoopWeb({f"/p/{i}.jpg": body(unique(base, i)) for i in range(n)}, latency=0.05) as webx:
-        _add(app, [(W1 if i % 2 else W2, webx.url(f"/p/{i}.jpg")) for i in range(n)])
+        add_pending(app, [(W1 if i % 2 else W2, webx.url(f"/p/{i}.jpg")) for i in range(n)])
         summary = crawl(app, processes=2, progress=False)
         hits = dict(webx.hits)
     assert summary["status"] == {"fetched": n}
@@ -319,7 +312,7 @@ def test_decode_in_a_process_pool(app: App) -> None:
         "/t.jpg": body(jpeg(200, 150, seed=2)[:900]),
     }
     with LoopWeb(routes) as webx:
-        _add(app, [(W1, webx.url(p)) for p in routes])
+        add_pending(app, [(W1, webx.url(p)) for p in routes])
         summary = crawl(app, progress=False)
     assert summary["status"] == {"fetched": 2, "rejected": 2}
     assert summary["reasons"] == {"bomb": 1, "decode_error": 1}
@@ -344,7 +337,7 @@ def test_crawl_into_s3_blob_store(s3_server, sqlite_url: str, tmp_path: Path) ->
     add_synsets(app, wnids=[W1])
     imgs = {f"/{i}.jpg": jpeg(200, 150, seed=20 + i) for i in range(3)}
     with LoopWeb({p: body(d) for p, d in imgs.items()}) as webx:
-        _add(app, [(W1, webx.url(p)) for p in imgs])
+        add_pending(app, [(W1, webx.url(p)) for p in imgs])
         summary = crawl(app, progress=False)
     assert summary["status"] == {"fetched": 3}
     with app.Session() as s:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from loopweb import LoopWeb, body, jpeg
 
 from harvest.fetch import AddressPolicy, Fetcher, HostGate, PrivateAddress, noai_tag
 from imnet.core.settings import Settings
+from tests.harvest.loopweb import LoopWeb, body, jpeg
 
 
 @pytest.mark.parametrize(
@@ -92,3 +92,32 @@ def test_hostname_resolving_to_loopback_is_refused() -> None:
         status, err = asyncio.run(run_strict(f"http://localhost:{w.port}/a.jpg"))
         assert w.hits["/a.jpg"] == 0
     assert status == "rejected" and err.startswith("private_address")
+
+
+def test_fetch_uses_the_shared_retry_policy() -> None:
+    """5xx and 429 are retried with Retry-After honoured; one longer than the cap gives up."""
+    from tests.harvest.loopweb import sequence
+
+    settings = Settings(allow_private_hosts=True, crawl_respect_robots=False, crawl_retries=2)
+    busy = body(b"busy", "text/plain", status=503, headers={"Retry-After": "0"})
+    slow_down = body(b"later", "text/plain", status=429, headers={"Retry-After": "3600"})
+    routes = {
+        "/flaky.jpg": sequence(busy, busy, body(jpeg(100, 80))),
+        "/throttled.jpg": sequence(slow_down, body(jpeg(100, 80))),
+        "/gone.jpg": body(b"no", "text/plain", status=404),
+    }
+
+    async def run(w: LoopWeb) -> list[tuple[str, str | None]]:
+        async with Fetcher(settings) as f:
+            return [
+                ((r := await f.fetch(i, w.url(p))).status, r.error) for i, p in enumerate(routes)
+            ]
+
+    with LoopWeb(routes) as w:
+        got = asyncio.run(run(w))
+        hits = dict(w.hits)
+    assert got[0] == ("fetched", None) and hits["/flaky.jpg"] == 3
+    # An hour's Retry-After is beyond the crawler's wait: final http_429 after one request.
+    assert got[1][0] == "failed" and got[1][1].startswith("http_429")
+    assert hits["/throttled.jpg"] == 1
+    assert got[2][0] == "failed" and hits["/gone.jpg"] == 1  # 404 is not retried

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from aiohttp import web
-from loopweb import LoopWeb, json_body, sequence
 from sqlalchemy import select
-from test_sources import wikimedia_api
 
 from db.models import Candidate, Query
 from harvest.search import run_search
 from harvest.synsets import add_synsets
 from imnet.core.app import App
+from tests.harvest.loopweb import LoopWeb, json_body, sequence
+from tests.harvest.test_sources import wikimedia_api
 
 W = "n01440764"
 

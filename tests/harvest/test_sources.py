@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 from aiohttp import web
-from loopweb import LoopWeb, json_body, sequence
 
-from harvest.sources import SourceError, get_source, source_names
+from harvest.sources import Page, Source, SourceError, get_source, source_names
 from imnet.core.settings import Settings
+from tests.harvest.loopweb import LoopWeb, json_body, sequence
 
 
 def wm_page(titles: list[str], offset: int | None) -> dict:
@@ -185,6 +186,11 @@ def api():  # type: ignore[no-untyped-def]
         yield w
 
 
+def search(src: Source, text: str, cursor: str | None, size: int) -> Page:
+    """Sources are async (one aiohttp session per run); the tests call them one at a time."""
+    return asyncio.run(src.search(text, cursor, size))
+
+
 def _settings(api: LoopWeb, **kw) -> Settings:  # type: ignore[no-untyped-def]
     return Settings(
         source_wikimedia_url=api.url("/w/api.php"),
@@ -204,53 +210,53 @@ def test_registry_names() -> None:
 
 def test_wikimedia_paging_empty_and_errors(api: LoopWeb) -> None:
     src = get_source("wikimedia", _settings(api))
-    p1 = src.search("tench", None, 50)
+    p1 = search(src, "tench", None, 50)
     assert [h.url.rsplit("/", 1)[1] for h in p1.hits] == ["Tench_1.jpg", "Tench_2.jpg"]  # no svg
     assert p1.hits[0].license == "CC BY-SA 4.0"
     assert p1.hits[0].source_ref == "https://commons.wikimedia.org/wiki/File:Tench_1.jpg"
     assert json.loads(p1.next_page) == {"gsroffset": 3, "continue": "gsroffset||"}
-    p2 = src.search("tench", p1.next_page, 50)
+    p2 = search(src, "tench", p1.next_page, 50)
     assert [h.title for h in p2.hits] == ["File:Tench_3.jpg"] and p2.next_page is None
-    empty = src.search("nothing", None, 50)
+    empty = search(src, "nothing", None, 50)
     assert empty.hits == [] and empty.next_page is None
     with pytest.raises(SourceError) as e:
-        src.search("broken", None, 50)
+        search(src, "broken", None, 50)
     assert e.value.code == "bad_json"
     with pytest.raises(SourceError) as e:
-        src.search("apierror", None, 50)
+        search(src, "apierror", None, 50)
     assert e.value.code == "api_error" and "srsearch-error" in str(e.value)
 
 
 def test_openverse_paging_empty_and_errors(api: LoopWeb) -> None:
     src = get_source("openverse", _settings(api))
-    p1 = src.search("tench", None, 100)
+    p1 = search(src, "tench", None, 100)
     assert [h.meta["id"] for h in p1.hits] == ["4bc4a0e4-0001", "4bc4a0e4-0002"]
     assert p1.hits[0].license == "cc-by 2.0" and p1.next_page == "2"
-    p2 = src.search("tench", p1.next_page, 100)
+    p2 = search(src, "tench", p1.next_page, 100)
     assert len(p2.hits) == 1 and p2.next_page is None
-    assert src.search("nothing", None, 20).hits == []
+    assert search(src, "nothing", None, 20).hits == []
     with pytest.raises(SourceError) as e:
-        src.search("broken", None, 20)
+        search(src, "broken", None, 20)
     assert e.value.code == "bad_json"
 
 
 def test_flickr_paging_key_and_errors(api: LoopWeb) -> None:
     src = get_source("flickr", _settings(api))
-    p1 = src.search("tench", None, 1)
+    p1 = search(src, "tench", None, 1)
     assert p1.hits[0].url == "https://live.staticflickr.com/65535/50001_abcdef_z.jpg"
     assert p1.hits[0].license == "cc-by 2.0" and p1.next_page == "2"
-    p2 = src.search("tench", p1.next_page, 1)
+    p2 = search(src, "tench", p1.next_page, 1)
     # Without url_* extras the URL is built from server/id/secret, as Flickr documents.
     assert p2.hits[0].url == "https://live.staticflickr.com/65535/50002_abcdef_z.jpg"
     assert p2.next_page is None
-    assert src.search("nothing", None, 10).hits == []
+    assert search(src, "nothing", None, 10).hits == []
     bad = get_source("flickr", _settings(api).replace(flickr_api_key="wrong"))
     with pytest.raises(SourceError) as e:
-        bad.search("tench", None, 10)
+        search(bad, "tench", None, 10)
     assert e.value.code == "api_error" and "Invalid API Key" in str(e.value)
     nokey = get_source("flickr", Settings(flickr_api_key=""))
     with pytest.raises(SourceError) as e:
-        nokey.search("tench", None, 10)
+        search(nokey, "tench", None, 10)
     assert e.value.code == "no_api_key"
 
 
@@ -282,7 +288,7 @@ def test_429_then_success(api: LoopWeb) -> None:
     ) as w:
         src = get_source("openverse", Settings(source_openverse_url=w.url("/v1/images/")))
         with pytest.raises(SourceError) as e:
-            src.search("tench", None, 20)
+            search(src, "tench", None, 20)
         assert e.value.code == "rate_limited" and e.value.retry_after == 1.0 and e.value.transient
-        hits["n"] = len(src.search("tench", None, 20).hits)
+        hits["n"] = len(search(src, "tench", None, 20).hits)
     assert hits["n"] == 1

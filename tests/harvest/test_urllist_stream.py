@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-import harvest._db
+import db.tx
 from db.models import Candidate
 from harvest.sources.urllist import import_urls
 
@@ -41,13 +41,13 @@ def test_import_holds_one_batch_at_a_time(app, tmp_path: Path, monkeypatch) -> N
     """The rows handed to the database per transaction never exceed the batch, for any file size:
     the import's working set is one batch, so memory does not grow with the file."""
     sizes: list[int] = []
-    real = harvest._db.insert_ignore
+    real = db.tx.insert_ignore
 
     def spy(conn, table, rows, chunk=500):  # type: ignore[no-untyped-def]
         sizes.append(len(rows))
         return real(conn, table, rows, chunk)
 
-    monkeypatch.setattr(harvest._db, "insert_ignore", spy)
+    monkeypatch.setattr(db.tx, "insert_ignore", spy)
     small, large = tmp_path / "small.tsv", tmp_path / "large.tsv"
     n_small = write_list(small, 1_000, bad_every=97)
     n_large = write_list(large, 12_000, bad_every=97)
@@ -73,7 +73,7 @@ def test_interrupted_import_resumes(app, tmp_path: Path, monkeypatch) -> None:  
     """A crash after two batches keeps them committed; the rerun adds the rest, counts the two."""
     path = tmp_path / "urls.tsv"
     n = write_list(path, 2_500)
-    real = harvest._db.insert_ignore
+    real = db.tx.insert_ignore
     calls = {"n": 0}
 
     def crash_on_third(conn, table, rows, chunk=500):  # type: ignore[no-untyped-def]
@@ -82,11 +82,11 @@ def test_interrupted_import_resumes(app, tmp_path: Path, monkeypatch) -> None:  
             raise Crash("killed")
         return real(conn, table, rows, chunk)
 
-    monkeypatch.setattr(harvest._db, "insert_ignore", crash_on_third)
+    monkeypatch.setattr(db.tx, "insert_ignore", crash_on_third)
     with pytest.raises(Crash):
         import_urls(app, str(path), batch=1_000)
     assert _count(app) == 2_000
-    monkeypatch.setattr(harvest._db, "insert_ignore", real)
+    monkeypatch.setattr(db.tx, "insert_ignore", real)
     rep = import_urls(app, str(path), batch=1_000)
     assert (rep["added"], rep["already_known"], rep["lines_ok"]) == (n - 2_000, 2_000, n)
     assert _count(app) == n

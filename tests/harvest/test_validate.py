@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from loopweb import bomb_png, encode, jpeg
 
 from harvest.validate import Rejected, sniff, validate_image, validate_or_reason
+from tests.harvest.loopweb import bomb_png, encode, jpeg
 
 LIMIT = 89_478_485
 

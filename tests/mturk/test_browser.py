@@ -4,26 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 
-import pytest
-from _cdp import CHROMIUM, Browser
-from conftest import add_gold, client_for, seed, serve
 from sqlalchemy import select
 
 from db.models import HitItem, Vote
 from mturk.answers import parse_fields
 from mturk.collect import collect
 from mturk.publish import publish
+from tests._chromium import Browser
+from tests.dbrows import add_gold, seed
+from tests.mturk.serving import client_for, serve
 
 HOSTILE = 'a <script>window.pwned=1</script> "quoted" & <b>bold</b> gloss'
 
-pytestmark = pytest.mark.skipif(
-    not os.access(CHROMIUM, os.X_OK), reason="Debian chromium is not installed (apt: chromium)"
-)
 
-
-def test_worker_in_browser_then_requester_collects(sqlite_app):  # type: ignore[no-untyped-def]
+def test_worker_in_browser_then_requester_collects(sqlite_app, chromium):  # type: ignore[no-untyped-def]
     app = sqlite_app
     data = seed(app, "n00000002", 4, gloss=HOSTILE, lemmas=["<img src=x onerror=alert(1)>", "dog"])
     gold = seed(app, "n00000002", 2, rng_seed=1)
@@ -70,6 +65,10 @@ async def _drive(base: str, hit_id: str) -> list[int]:
             "location.pathname === '/worker/hits' && document.readyState === 'complete'"
         )
         assert await b.eval("document.getElementById('me').textContent") == "BROWSER1"
+        # The list names the task's subject (the hostile lemma as text) and the HIT id.
+        row = await b.eval("document.querySelector('a.preview').closest('tr').innerText")
+        assert "<img src=x onerror=alert(1)>" in row and hit_id in row
+        assert await b.eval("document.querySelectorAll('td img').length") == 0
         await b.eval("document.querySelector('a.preview').click(); true")
         await b.wait_for(f"location.pathname === '/worker/hits/{hit_id}'")
 
@@ -94,6 +93,7 @@ async def _drive(base: str, hit_id: str) -> list[int]:
         await b.goto(f"{base}/worker/hits/{hit_id}")
         await b.eval("document.getElementById('accept').click(); true")
         await b.wait_for("location.pathname.startsWith('/worker/assignments/')")
+        assert await b.eval("document.getElementById('return') !== null") is True
         await b.wait_for(
             "document.getElementById('submitButton') && !document.getElementById('submitButton').disabled",
             frame=True,
@@ -117,6 +117,11 @@ async def _drive(base: str, hit_id: str) -> list[int]:
             frame=True,
         )
         assert "submitted" in done
+        # Submitted work cannot be returned: the button goes at once, and stays gone on reload.
+        await b.wait_for("document.getElementById('return') === null")
+        await b.eval("location.reload(); true")
+        await b.wait_for("document.readyState === 'complete' && !!document.getElementById('task')")
+        assert await b.eval("document.getElementById('return') === null") is True
         return positions
     finally:
         await b.close()

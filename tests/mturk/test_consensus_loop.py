@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from conftest import add_gold, seed, serve
 from sqlalchemy import func, select
 
-from curation.consensus.plan import needs_votes, run_consensus
+from curation.consensus.decide import run_consensus
 from db.models import Candidate, Hit, Label
 from imnet.cli import main
 from mturk.collect import collect
-from mturk.planning import open_items
 from mturk.publish import publish
 from mturk.simulate import run_workers
+from mturk.verify import needs_votes, open_items
+from tests.dbrows import add_gold, seed
+from tests.mturk.serving import serve
 
 
 def test_rounds_until_consensus_decides(sqlite_app, capsys):  # type: ignore[no-untyped-def]

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
 
 import requests
-from conftest import client_for, seed, serve
 from sqlalchemy import select, update
 
-from db.models import SandboxAssignment
 from mturk.layout import Tile, render_task_html
 from mturk.publish import publish
+from mturk.server.models import SandboxAssignment
+from tests.dbrows import seed
+from tests.mturk.serving import client_for, serve
 
 
 def _session(base: str, worker: str | None) -> requests.Session:
@@ -76,8 +83,12 @@ def test_refusals_leave_stored_data_unchanged(sqlite_app):  # type: ignore[no-un
         assert _rows(app) == before
 
         # Alice submits properly once; a resubmission is refused and changes nothing.
+        assert "Return HIT" in alice.get(f"{base}/worker/assignments/{a_aid}").text
         r = alice.post(f"{a_to}/mturk/externalSubmit", data=good)
         assert r.status_code == 200 and "submitted" in r.text
+        # Submitted work is no longer offered for return (Bob's accepted one still is).
+        assert "Return HIT" not in alice.get(f"{base}/worker/assignments/{a_aid}").text
+        assert "Return HIT" in bob.get(f"{base}/worker/assignments/{b_aid}").text
         after_first = _rows(app)
         r = alice.post(f"{a_to}/mturk/externalSubmit", data={**good, "item_2": "yes"})
         assert r.status_code == 409 and "already submitted" in r.text
@@ -119,3 +130,49 @@ def test_task_html_escapes_everything_from_outside() -> None:
     assert 'src="http://e/a.jpg&quot;&gt;&lt;script&gt;"' in doc
     assert doc.count("<script>") == 1  # only the layout's own script
     assert "search=%3Cb%3Elemma%3C%2Fb%3E" in doc
+
+
+def _imnet(tmp_path, *args: str) -> subprocess.Popen:  # type: ignore[no-untyped-def]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "imnet", "--data-dir", str(tmp_path / "data"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def test_serve_on_a_busy_port_is_one_line_and_exit_2(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = _imnet(tmp_path, "mturk", "serve", "--host", "127.0.0.1", "--port", str(port))
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, (out, err)
+    assert out == ""  # no URL is announced for a server that never listened
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("imnet: error:") and f"127.0.0.1:{port}" in lines[0], err
+
+
+def test_serve_announces_urls_once_listening(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = _imnet(tmp_path, "mturk", "serve", "--host", "127.0.0.1", "--port", str(port))
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        base = f"http://127.0.0.1:{port}"
+        assert f"requester API: {base}/" in line and f"worker site: {base}/worker/" in line, line
+        assert f"review: {base}/review/" in line, line
+        # Announced means bound: the worker site answers at once.
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with direct.open(f"{base}/worker/", timeout=10) as r:
+            assert r.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in err, err

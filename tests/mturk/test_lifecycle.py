@@ -7,7 +7,6 @@ import time
 import pytest
 import requests
 from botocore.exceptions import ClientError
-from conftest import add_gold, client_for, seed, serve
 from sqlalchemy import func, select
 
 from db.models import Assignment, Hit, HitItem, Vote, Worker
@@ -15,6 +14,8 @@ from mturk.client import error_code, paginate
 from mturk.collect import collect
 from mturk.publish import publish
 from mturk.simulate import run_workers
+from tests.dbrows import add_gold, seed
+from tests.mturk.serving import client_for, serve
 
 
 def _work(base: str, worker: str, hit_id: str, fields_for) -> requests.Response:  # type: ignore[no-untyped-def]

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import time
 
-from conftest import client_for, serve
+import pytest
 
 from mturk.client import paginate
 from mturk.layout import Tile, html_question, render_task_html
 from mturk.simulate import run_workers
+from tests.mturk.serving import client_for, serve
 
 N_HITS = 500
 N_WORKERS = 50
 
 
+@pytest.mark.slow
 def test_fifty_workers_five_hundred_hits(sqlite_app):  # type: ignore[no-untyped-def]
     app = sqlite_app
     handle = serve(app)

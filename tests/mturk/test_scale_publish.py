@@ -2,54 +2,27 @@
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import client_for, serve
-from sqlalchemy import event, func, insert, select
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
 
-from db.models import Assignment, Candidate, Hit, HitItem, Image, Synset, Vote
+from db.models import Assignment, Candidate, Hit, HitItem, Vote
 from imnet.core.app import App
 from imnet.core.settings import Settings
 from mturk.client import paginate
 from mturk.collect import collect
 from mturk.publish import publish
 from mturk.simulate import run_workers
+from tests.dbrows import bulk_seed
+from tests.mturk.serving import client_for, serve
 
 # The compile-time default of SQLite before 3.32 (Debian builds allow 250,000): a limit that a
 # test reaches with a thousand items rather than a quarter of a million.
 SQLITE_OLD_LIMIT = 999
-
-
-def bulk_seed(app: App, wnid: str, n: int) -> tuple[list[int], dict[str, str | None]]:
-    """n fetched candidates by direct inserts (no blobs: the bots never load the images)."""
-    rows = [hashlib.sha256(f"{wnid}:{i}".encode()).hexdigest() for i in range(n)]
-    with app.Session() as s:
-        s.add(Synset(wnid=wnid, lemmas=[f"thing_{wnid}"], gloss="a test concept"))
-        s.flush()
-        s.execute(
-            insert(Image),
-            [
-                {"sha256": h, "blob_key": h, "width": 8, "height": 8, "format": "PNG", "bytes": 1}
-                for h in rows
-            ],
-        )
-        s.execute(
-            insert(Candidate),
-            [
-                {"wnid": wnid, "url": f"http://127.0.0.1:9/{wnid}/{i}.png", "status": "fetched"}
-                | {"image_sha256": h, "title": f"image {i}"}
-                for i, h in enumerate(rows)
-            ],
-        )
-        s.commit()
-        ids = list(s.scalars(select(Candidate.id).where(Candidate.wnid == wnid)))
-    truth = {h: (wnid if int(h[:2], 16) % 2 else None) for h in rows}
-    return ids, truth
 
 
 def _limit_sqlite_variables(app: App, n: int) -> None:

@@ -9,11 +9,11 @@ import pytest
 from botocore.exceptions import ClientError
 from sqlalchemy import select
 
-from db.models import SandboxAssignment, SandboxHit
 from imnet.core.app import App
 from mturk.client import paginate
 from mturk.layout import html_question
-from tests.mturk.conftest import client_for, serve
+from mturk.server.models import SandboxAssignment, SandboxHit
+from tests.mturk.serving import client_for, serve
 
 FORM = "<form><input name='a'></form>"
 
@@ -47,6 +47,7 @@ def test_counts_over_many_hits_in_chunks(any_app: App) -> None:
     assert got[ids[0]] == got[ids[2]] == {"Pending": 1} and got[ids[1]] == {}
 
 
+@pytest.mark.slow
 def test_reviewable_pagination_over_1200_hits(any_app: App) -> None:
     """1,200 HITs made through boto3; every reviewable one is listed exactly once."""
     from concurrent.futures import ThreadPoolExecutor
@@ -153,6 +154,7 @@ def _all(fn: Any, key: str, size: int, **kw: Any) -> list[str]:
             return out
 
 
+@pytest.mark.slow
 def test_derived_columns_follow_random_operations(any_app: App, monkeypatch: Any) -> None:
     """A random sequence of every transition, with time moving: listings and the worker poll
     (index scans over the derived columns) always agree with a full recount."""
@@ -295,9 +297,12 @@ def test_migration_derives_columns_of_existing_hits(db_url: str) -> None:
     from sqlalchemy import text
 
     from db.session import make_engine, upgrade
+    from tests.db.legacy_schema import create_pre_split_sandbox
 
     upgrade(db_url, "0002")
     engine = make_engine(db_url)
+    with engine.begin() as c:
+        create_pre_split_sandbox(c)  # the core 0001 made them before issue 19
     t = 2_000_000_000.0  # far future: deadlines and expirations not passed
     with engine.begin() as c:
         c.execute(

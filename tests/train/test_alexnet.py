@@ -95,6 +95,7 @@ def test_paper_init() -> None:
     assert abs(released["conv3"].weight.std().item() - 0.03) < 2e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ablate", ABLATIONS)
 def test_grouped_equals_two_towers(ablate: str) -> None:
     """Same weights in both forms give the same outputs: the groups are the two GPUs."""

@@ -28,6 +28,7 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
                        val_per_class=6, size=72)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_tiny_training_run_learns(export: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     res = main(["--data-path", str(export), "--epochs", "8", "-j", "0", "--output-dir", str(out),
@@ -50,6 +51,7 @@ def test_tiny_training_run_learns(export: Path, tmp_path: Path) -> None:
     assert ev["val_top1_err"] == pytest.approx(res["val_top1_err"])
 
 
+@pytest.mark.slow
 def test_compiled_run_trains_and_evaluates_like_eager(export: Path) -> None:
     """--compile (here with --compile-mode reduce-overhead, CUDA graphs on a GPU, plain Inductor
     on CPU): the compiled train step and the compiled eval model, ten-crop included, give the
@@ -65,6 +67,7 @@ def test_compiled_run_trains_and_evaluates_like_eager(export: Path) -> None:
     assert compiled["val10_n"] == eager["val10_n"] == 24
 
 
+@pytest.mark.slow
 def test_resume_reaches_the_same_weights(export: Path, tmp_path: Path) -> None:
     """Uninterrupted 3 epochs == 2 epochs, stop, --resume to 3 (bitwise), with loader workers."""
     common = ["--data-path", str(export), "-j", "2", *SMALL]
@@ -85,6 +88,7 @@ def test_resume_reaches_the_same_weights(export: Path, tmp_path: Path) -> None:
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("towers", [False, True])
 def test_torchrun_two_processes_gloo(export: Path, tmp_path: Path, towers: bool) -> None:
     """Data parallel on CPU; with `--devices` each process trains the two-tower split."""
@@ -118,6 +122,7 @@ def test_webdataset_training(tmp_path: Path) -> None:
     assert res["epochs"] == 1 and res["val_n"] == 8 and res["num_classes"] == 4
 
 
+@pytest.mark.slow
 def test_cli_train_evaluate_and_invariance(export: Path, tmp_path: Path) -> None:
     from imnet.cli import main as imnet
 
@@ -141,6 +146,7 @@ def test_cli_train_evaluate_and_invariance(export: Path, tmp_path: Path) -> None
     assert imnet([*g, "train", "--data-path", str(tmp_path / "nope"), "--epochs", "1"]) == 2
 
 
+@pytest.mark.slow
 def test_bench_smoke_runs_on_cpu() -> None:
     proc = subprocess.run([sys.executable, "bench/train_gpu.py", "--smoke"], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)  # fmt: skip
@@ -161,6 +167,7 @@ def test_loader_bench_smoke_runs() -> None:
     assert "decoder: simplejpeg" in proc.stdout  # a dependency: the fast path must be the one run
 
 
+@pytest.mark.slow
 def test_two_tower_training_and_evaluation(export: Path, tmp_path: Path) -> None:
     """`--devices A,B` trains the two-tower form (both on the CPU here) and evaluates it."""
     out = tmp_path / "towers"

@@ -1,5 +1,9 @@
 """Self-hosted MTurk server at scale: indexed listing and worker polls.
 
+Only for a database made before issue 19, whose 0001 created the sandbox_* tables: they now
+belong to the server's own branch (mturk/server/migrations), which creates them with these
+columns where they are missing. A database without them is left alone here.
+
 Revision ID: 0003
 Revises: 0002
 """
@@ -26,7 +30,13 @@ _INDEXES = {
 }
 
 
+def _has_sandbox_hit() -> bool:
+    return sa.inspect(op.get_bind()).has_table("sandbox_hit")
+
+
 def upgrade() -> None:
+    if not _has_sandbox_hit():
+        return
     # Plain ADD COLUMN, not batch mode: on SQLite a batch copy would drop sandbox_hit, which
     # the assignments' foreign key forbids once there are rows.
     op.add_column(
@@ -110,6 +120,8 @@ def _backfill() -> None:
 
 
 def downgrade() -> None:
+    if not _has_sandbox_hit():
+        return
     for name in _INDEXES:
         op.drop_index(name, table_name="sandbox_hit")
     for col in ("is_open", "reviewable_at", "full_until", "pending_until", "n_done"):

@@ -1,4 +1,4 @@
-"""`imnet consensus run|needs|table` and `imnet review --help` through the real command line."""
+"""`imnet consensus run|table`, `imnet mturk needs` and `imnet review` through the real command line."""
 
 from __future__ import annotations
 
@@ -12,11 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-import dbrows  # noqa: E402
-
-from imnet.cli import main  # noqa: E402
+from imnet.cli import main
+from tests import dbrows
 
 
 def _argv(app) -> list[str]:  # type: ignore[no-untyped-def]
@@ -32,7 +29,7 @@ def test_consensus_commands(app, capsys, monkeypatch) -> None:  # type: ignore[n
         dbrows.add_synset(s, "n00000007", "dog")
         ids = dbrows.add_candidates(s, "n00000007", 5)
         s.commit()
-    assert main([*_argv(app), "consensus", "needs", "--json"]) == 0
+    assert main([*_argv(app), "mturk", "needs", "--json"]) == 0
     calib = sorted(int(c) for c in json.loads(capsys.readouterr().out))
     assert len(calib) == 2
     with app.Session() as s:
@@ -49,11 +46,11 @@ def test_consensus_commands(app, capsys, monkeypatch) -> None:  # type: ignore[n
     out = capsys.readouterr().out
     assert out.startswith("majority: 1 accepted, 1 rejected")
 
-    assert main([*_argv(app), "consensus", "needs", "--json"]) == 0
+    assert main([*_argv(app), "mturk", "needs", "--json"]) == 0
     needs = json.loads(capsys.readouterr().out)
     assert needs and all(1 <= v <= 3 for v in needs.values())
     assert set(needs) == {str(c) for c in ids if c not in calib}
-    assert main([*_argv(app), "consensus", "needs"]) == 0
+    assert main([*_argv(app), "mturk", "needs"]) == 0
     assert "n00000007: " in capsys.readouterr().out
 
     assert main([*_argv(app), "consensus", "table", "--wnid", "n00000007", "--max", "3"]) == 0

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from sqlalchemy import select
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-import dbrows  # noqa: E402
-
-from curation.consensus.plan import needs_votes, run_consensus  # noqa: E402
-from db.models import Image, Label, Worker  # noqa: E402
+from curation.consensus.decide import run_consensus
+from db.models import Image, Label, Worker
+from mturk.verify import needs_votes
+from tests import dbrows
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ def old_load_votes(session, wnids, settings):
     from collections import defaultdict
 
     import numpy as np
-    from sqlalchemy import func, or_, select
+    from sqlalchemy import or_, select
 
     from curation.consensus.base import ACCEPT, REJECT, Votes
     from curation.consensus.dynamic import choose_calibration
-    from curation.consensus.plan import DISCARDED_ASSIGNMENTS, OPEN_HIT_STATUSES, SynsetVotes
-    from db.models import Assignment, Candidate, Hit, HitItem, Image, Label, Vote, Worker
+    from curation.consensus.loading import DISCARDED_ASSIGNMENTS, SynsetVotes
+    from db.models import Assignment, Candidate, Image, Label, Vote, Worker
 
     s = settings
     q = (
@@ -64,23 +64,6 @@ def old_load_votes(session, wnids, settings):
         gold[wid] = (seen, correct)
         if is_blocked and (not seen or (correct or 0) / seen < s.consensus_min_voter_gold):
             blocked.add(wid)
-    now = time.time()
-    got = select(Assignment.hit_id, func.count().label("n")).group_by(Assignment.hit_id).subquery()
-    pq = (
-        select(HitItem.candidate_id, Hit.max_assignments, func.coalesce(got.c.n, 0))
-        .join(Hit, Hit.hit_id == HitItem.hit_id)
-        .outerjoin(got, got.c.hit_id == Hit.hit_id)
-        .where(
-            HitItem.gold_label.is_(None),
-            Hit.status.in_(OPEN_HIT_STATUSES),
-            or_(Hit.expires_at.is_(None), Hit.expires_at > now),
-        )
-    )
-    if wnids is not None:
-        pq = pq.where(Hit.wnid.in_(wanted))
-    pending = defaultdict(int)
-    for cid, max_a, n in session.execute(pq):
-        pending[cid] += max(0, int(max_a or 0) - int(n or 0))
     out = []
     for wnid in sorted(items):
         cids = items[wnid]
@@ -102,8 +85,38 @@ def old_load_votes(session, wnids, settings):
                 known=known,
                 gold_seen=np.array([gold.get(w, (0, 0))[0] for w in workers], dtype=float),
                 gold_correct=np.array([gold.get(w, (0, 0))[1] for w in workers], dtype=float),
-                pending=np.array([pending.get(c, 0) for c in cids], dtype=np.int64),
                 blocked=np.array([w in blocked for w in workers], dtype=bool),
             )
         )
     return out
+
+
+def old_pending(session, wnids):
+    """candidate_id -> votes asked for in open HITs, as the old loader computed them (for the
+    selected synsets), the reference for `mturk.verify.pending_asks`."""
+    from collections import defaultdict
+
+    from sqlalchemy import func, or_, select
+
+    from db.models import Assignment, Hit, HitItem
+    from mturk.verify import OPEN_HIT_STATUSES
+
+    wanted = list(wnids) if wnids is not None else None
+    now = time.time()
+    got = select(Assignment.hit_id, func.count().label("n")).group_by(Assignment.hit_id).subquery()
+    pq = (
+        select(HitItem.candidate_id, Hit.max_assignments, func.coalesce(got.c.n, 0))
+        .join(Hit, Hit.hit_id == HitItem.hit_id)
+        .outerjoin(got, got.c.hit_id == Hit.hit_id)
+        .where(
+            HitItem.gold_label.is_(None),
+            Hit.status.in_(OPEN_HIT_STATUSES),
+            or_(Hit.expires_at.is_(None), Hit.expires_at > now),
+        )
+    )
+    if wanted is not None:
+        pq = pq.where(Hit.wnid.in_(wanted))
+    pending = defaultdict(int)
+    for cid, max_a, n in session.execute(pq):
+        pending[cid] += max(0, int(max_a or 0) - int(n or 0))
+    return dict(pending)

@@ -13,12 +13,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, select
 
 from curation.consensus.base import ACCEPT, REJECT, UNDECIDED
+from curation.consensus.labels import override_label
+from curation.consensus.loading import eligible_filter
 from db.models import Candidate, Image, Label, Synset, Vote, Worker
+from imnet.core.app import App
 
-APP_KEY = web.AppKey("imnet_app", object)
+APP_KEY = web.AppKey("imnet_app", App)
 SECRET_KEY = web.AppKey("csrf_secret", bytes)
 THUMBS_KEY = web.AppKey("thumbs", OrderedDict)
 THUMB_SIDE = 160
@@ -36,8 +39,19 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding
 """
 
 
-def make_review_app(app: Any) -> web.Application:
-    """The review page as an aiohttp application; mount it with `root.add_subapp("/review", ...)`."""
+def mount_review(root: web.Application, app: App, prefix: str = "/review") -> None:
+    """Mount the review page under `prefix` of `root`; `prefix` without its slash redirects."""
+
+    async def to_index(request: web.Request) -> web.StreamResponse:
+        query = request.query_string
+        raise web.HTTPFound(prefix + "/" + (f"?{query}" if query else ""))
+
+    root.router.add_get(prefix, to_index)
+    root.add_subapp(prefix, make_review_app(app))
+
+
+def make_review_app(app: App) -> web.Application:
+    """The review page as an aiohttp application; `mount_review` mounts it."""
     sub = web.Application()
     sub[APP_KEY] = app
     sub[SECRET_KEY] = os.urandom(32)
@@ -55,7 +69,7 @@ async def _db(request: web.Request, fn: Any, *args: Any) -> Any:
     app = request.app[APP_KEY]
 
     def work() -> Any:
-        with app.Session() as session:  # type: ignore[attr-defined]
+        with app.Session() as session:
             return fn(session, *args)
 
     return await asyncio.get_running_loop().run_in_executor(None, work)
@@ -78,14 +92,6 @@ def _token(request: web.Request, cid: int) -> str:
     return hmac.new(request.app[SECRET_KEY], f"label:{cid}".encode(), hashlib.sha256).hexdigest()
 
 
-def _eligible() -> Any:
-    return (
-        Candidate.status == "fetched",
-        or_(Image.quality.is_(None), Image.quality != "rejected"),
-        Image.near_dup_of.is_(None),
-    )
-
-
 def _index_data(session: Any) -> tuple[list[Any], dict[str, dict[str, int]]]:
     synsets = list(session.execute(select(Synset.wnid, Synset.lemmas).order_by(Synset.wnid)))
     counts: dict[str, dict[str, int]] = {}
@@ -96,7 +102,7 @@ def _index_data(session: Any) -> tuple[list[Any], dict[str, dict[str, int]]]:
     for wnid, n in session.execute(
         select(Candidate.wnid, func.count())
         .join(Image, Image.sha256 == Candidate.image_sha256)
-        .where(*_eligible())
+        .where(*eligible_filter())
         .group_by(Candidate.wnid)
     ):
         counts.setdefault(wnid, {})["eligible"] = n
@@ -168,11 +174,7 @@ async def workers_page(request: web.Request) -> web.Response:
 
 def _synset_data(session: Any, wnid: str) -> tuple[Any, list[Any]]:
     syn = session.execute(select(Synset.lemmas, Synset.gloss).where(Synset.wnid == wnid)).first()
-    eligible = (
-        (Candidate.status == "fetched")
-        & or_(Image.quality.is_(None), Image.quality != "rejected")
-        & Image.near_dup_of.is_(None)
-    )
+    eligible = and_(*eligible_filter())
     rows = session.execute(
         select(
             Candidate.id,
@@ -257,7 +259,7 @@ async def thumb(request: web.Request) -> web.Response:
         cache.move_to_end(sha)
         data = cache[sha]
     else:
-        store = request.app[APP_KEY].blobs  # type: ignore[attr-defined]
+        store = request.app[APP_KEY].blobs
         loop = asyncio.get_running_loop()
         data = await loop.run_in_executor(None, _make_thumb, store, sha)
         if data is None:
@@ -277,33 +279,15 @@ def _make_thumb(store: Any, sha: str) -> bytes | None:
 
     try:
         raw = store.get(sha)
-        with PILImage.open(io.BytesIO(raw)) as im:
-            im.draft("RGB", (THUMB_SIDE, THUMB_SIDE))
-            im = im.convert("RGB")
+        with PILImage.open(io.BytesIO(raw)) as src:
+            src.draft("RGB", (THUMB_SIDE, THUMB_SIDE))
+            im = src.convert("RGB")
             im.thumbnail((THUMB_SIDE, THUMB_SIDE))
             out = io.BytesIO()
             im.save(out, format="JPEG", quality=85)
             return out.getvalue()
     except (BlobError, OSError, ValueError, PILImage.DecompressionBombError):
         return None
-
-
-def _apply_override(session: Any, cid: int, decision: str) -> str | None:
-    cand = session.get(Candidate, cid)
-    if cand is None:
-        return None
-    lab = session.get(Label, cid)
-    if lab is None:
-        lab = Label(candidate_id=cid, wnid=cand.wnid, votes_yes=0, votes_no=0)
-        session.add(lab)
-    if decision == "clear":
-        # Hand the item back to the algorithms; the next `imnet consensus run` decides it.
-        lab.decision, lab.decided_by, lab.overridden, lab.posterior = UNDECIDED, None, False, None
-    else:
-        lab.decision, lab.decided_by, lab.overridden = decision, "manual", True
-        lab.posterior = 1.0 if decision == ACCEPT else 0.0
-    session.commit()
-    return cand.wnid
 
 
 async def override(request: web.Request) -> web.Response:
@@ -318,7 +302,7 @@ async def override(request: web.Request) -> web.Response:
     decision = str(form.get("decision", ""))
     if decision not in (ACCEPT, REJECT, "clear"):
         raise web.HTTPBadRequest(text="decision must be accept, reject or clear")
-    wnid = await _db(request, _apply_override, cid, decision)
+    wnid = await _db(request, override_label, cid, decision)
     if wnid is None:
         raise web.HTTPNotFound(text=f"no candidate {cid}")
     raise web.HTTPSeeOther(_url(request, "synset", wnid=wnid) + f"#c{cid}")

@@ -1,22 +1,37 @@
-"""Which HITs to make: items per synset and votes-needed level, gold mixed in, tokens, cost."""
+"""The verification loop: which items need votes now, and which HITs to make for them.
+
+Consensus (`curation.consensus`) decides labels from votes; this module adds what only the crowd
+side knows: votes already asked for in open HITs (`pending_asks`, subtracted by `needs_votes`),
+the HITs that ask for the rest (`plan_hits`, gold mixed in, deterministic tokens), and the items
+that wait for an open HIT (`open_items`). `publish`, `more` and `imnet mturk needs` call it.
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, or_, select
+import numpy as np
+from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy.orm import Session
 
-from db.models import Candidate, Hit, HitItem, Label
+from curation.consensus.decide import decide
+from curation.consensus.loading import iter_synset_votes
+from db.models import Assignment, Candidate, Hit, HitItem, Label
+from mturk.fees import MAX_ASSIGNMENTS_PER_HIT
 
-# MTurk charges 40% instead of 20% from 10 assignments on, so a HIT never asks for more than 9.
-MAX_ASSIGNMENTS_PER_HIT = 9
+if TYPE_CHECKING:
+    from imnet.core.app import App
+    from imnet.core.settings import Settings
+
+# Hit statuses (MTurk's) under which more assignments can still arrive.
+OPEN_HIT_STATUSES = ("Assignable", "Unassignable")
 # Bound parameters per IN list: under the smallest limit any SQLite build may have (999 before
 # 3.32), far under PostgreSQL's 65,535; a statement per chunk costs little beside its rows.
 IN_CHUNK = 900
@@ -29,6 +44,80 @@ def chunked(values: Iterable[Any], n: int = IN_CHUNK) -> Iterator[list[Any]]:
         yield seq[i : i + n]
 
 
+@functools.cache
+def _pending_statement() -> Any:
+    # Built once: it runs per synset. Per open HIT its missing assignments: a correlated count
+    # by hit_id (indexed), not a count over the whole assignment table.
+    got = (
+        select(func.count())
+        .select_from(Assignment)
+        .where(Assignment.hit_id == Hit.hit_id)
+        .correlate(Hit)
+        .scalar_subquery()
+    )
+    return (
+        select(HitItem.candidate_id, Hit.max_assignments, got)
+        .join(Hit, Hit.hit_id == HitItem.hit_id)
+        .where(
+            Hit.wnid == bindparam("wnid"),
+            HitItem.gold_label.is_(None),
+            Hit.status.in_(OPEN_HIT_STATUSES),
+            or_(Hit.expires_at.is_(None), Hit.expires_at > bindparam("now")),
+        )
+    )
+
+
+def pending_asks(session: Session, wnid: str) -> dict[int, int]:
+    """Votes already asked for in synset `wnid`: open, unexpired HITs' missing assignments, per
+    non-gold item (items without an open HIT are absent)."""
+    out: dict[int, int] = defaultdict(int)
+    rows = session.connection().execute(_pending_statement(), {"wnid": wnid, "now": time.time()})
+    for cid, max_a, n in rows:
+        out[cid] += max(0, int(max_a or 0) - int(n or 0))
+    return dict(out)
+
+
+def needs_votes(
+    session: Session, wnids: list[str] | None = None, settings: Settings | None = None
+) -> dict[int, int]:
+    """candidate_id -> how many MORE votes it needs now (absent = none): what the consensus
+    policy (`settings.consensus_algorithm`) wants, minus votes already asked for in open HITs.
+    Synsets are read one at a time; the result holds one entry per item that needs votes."""
+    if settings is None:
+        from imnet.core.settings import Settings
+
+        settings = Settings()
+    out: dict[int, int] = {}
+    for data in iter_synset_votes(session, wnids, settings):
+        res = decide(data, settings.consensus_algorithm, settings)
+        asked = pending_asks(session, data.wnid)
+        more = res.needs - np.array([asked.get(c, 0) for c in res.candidate_ids], dtype=np.int64)
+        for i in np.flatnonzero(more > 0).tolist():
+            out[res.candidate_ids[i]] = int(more[i])
+    return out
+
+
+def needs_from_consensus(app: App, wnids: list[str] | None = None) -> dict[int, int]:
+    """`needs_votes` for `app`, in a session of its own."""
+    with app.Session() as session:
+        return needs_votes(session, wnids, app.settings)
+
+
+def open_items(session: Session) -> set[int]:
+    """Non-gold items of this requester's HITs that can still get assignments."""
+    return set(
+        session.scalars(
+            select(HitItem.candidate_id)
+            .join(Hit, Hit.hit_id == HitItem.hit_id)
+            .where(
+                HitItem.gold_label.is_(None),
+                Hit.status.in_(OPEN_HIT_STATUSES),
+                or_(Hit.expires_at.is_(None), Hit.expires_at > time.time()),
+            )
+        )
+    )
+
+
 @dataclass
 class PlannedHit:
     wnid: str
@@ -38,30 +127,7 @@ class PlannedHit:
     token: str = ""
 
 
-def fee_rate(max_assignments: int) -> Decimal:
-    return Decimal("0.40") if max_assignments >= 10 else Decimal("0.20")
-
-
-def estimate_cost(plan: list[PlannedHit], reward: str) -> dict[str, Any]:
-    """Rewards plus MTurk's commission: 20% (40% for HITs with 10 or more assignments), at least
-    $0.01 per assignment."""
-    r = Decimal(reward)
-    rewards = sum((r * h.max_assignments for h in plan), Decimal(0))
-    fees = sum(
-        (max(Decimal("0.01"), r * fee_rate(h.max_assignments)) * h.max_assignments for h in plan),
-        Decimal(0),
-    )
-    return {
-        "hits": len(plan),
-        "assignments": sum(h.max_assignments for h in plan),
-        "reward_per_assignment": str(r),
-        "rewards": str(rewards.quantize(Decimal("0.01"))),
-        "fees": str(fees.quantize(Decimal("0.01"))),
-        "total": str((rewards + fees).quantize(Decimal("0.01"))),
-    }
-
-
-def gold_pool(session: Any, wnids: list[str]) -> dict[str, list[tuple[int, bool]]]:
+def gold_pool(session: Session, wnids: list[str]) -> dict[str, list[tuple[int, bool]]]:
     """wnid -> [(candidate_id, answer)]: hand labels first, then near-certain consensus labels."""
     manual: dict[str, list[tuple[int, bool]]] = defaultdict(list)
     confident: dict[str, list[tuple[int, bool]]] = defaultdict(list)
@@ -71,7 +137,7 @@ def gold_pool(session: Any, wnids: list[str]) -> dict[str, list[tuple[int, bool]
 
 
 def _gold_rows(
-    session: Any,
+    session: Session,
     wnids: list[str],
     manual: dict[str, list[tuple[int, bool]]],
     confident: dict[str, list[tuple[int, bool]]],
@@ -117,7 +183,7 @@ def _pick_gold(
     return rng.sample(yes, n_yes) + rng.sample(no, n_no)
 
 
-def plan_hits(session: Any, needs: dict[int, int], settings: Any) -> list[PlannedHit]:
+def plan_hits(session: Session, needs: dict[int, int], settings: Settings) -> list[PlannedHit]:
     """Group items per synset and per votes-needed level (1..9) into HITs with gold mixed in."""
     if not needs:
         return []
@@ -161,7 +227,7 @@ def plan_hits(session: Any, needs: dict[int, int], settings: Any) -> list[Planne
     return plan
 
 
-def assign_tokens(session: Any, plan: list[PlannedHit]) -> None:
+def assign_tokens(session: Session, plan: list[PlannedHit]) -> None:
     """Deterministic UniqueRequestToken per HIT content and round."""
     firsts = [next(c for _p, c, g in h.items if g is None) for h in plan]
     # Rounds = finished earlier HITs of this item: while a HIT is open the same content gives
@@ -175,7 +241,7 @@ def assign_tokens(session: Any, plan: list[PlannedHit]) -> None:
                 .where(
                     HitItem.candidate_id.in_(part),
                     HitItem.gold_label.is_(None),
-                    Hit.status.not_in(("Assignable", "Unassignable")),
+                    Hit.status.not_in(OPEN_HIT_STATUSES),
                 )
                 .group_by(HitItem.candidate_id)
             ).all()
@@ -186,24 +252,9 @@ def assign_tokens(session: Any, plan: list[PlannedHit]) -> None:
         h.token = "imnet-" + hashlib.sha256(raw.encode()).hexdigest()[:58]
 
 
-def known_tokens(session: Any, tokens: Iterable[str]) -> set[str]:
+def known_tokens(session: Session, tokens: Iterable[str]) -> set[str]:
     """The request tokens among `tokens` that already have a local HIT row."""
     out: set[str] = set()
     for part in chunked(tokens):
         out.update(session.scalars(select(Hit.request_token).where(Hit.request_token.in_(part))))
     return out
-
-
-def open_items(session: Any) -> set[int]:
-    """Non-gold items of this requester's HITs that can still get assignments."""
-    return set(
-        session.scalars(
-            select(HitItem.candidate_id)
-            .join(Hit, Hit.hit_id == HitItem.hit_id)
-            .where(
-                HitItem.gold_label.is_(None),
-                Hit.status.in_(("Assignable", "Unassignable")),
-                or_(Hit.expires_at.is_(None), Hit.expires_at > time.time()),
-            )
-        )
-    )

@@ -18,6 +18,7 @@ def test_lexnames_matches_wordnet_numbering() -> None:
     assert lines[44] == "44\tadj.ppl\t3"
 
 
+@pytest.mark.slow
 def test_install_from_debian_loads_in_nltk(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     if not (DEBIAN_DIR / "data.noun").exists():
         pytest.fail("Debian's wordnet-base is not installed; scripts/setup.sh installs it")

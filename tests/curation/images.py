@@ -1,17 +1,15 @@
-"""Small real images (skimage photos, tiles, smooth random fields) and database rows for them."""
+"""Small real images for the curation tests: skimage photos, tiles, smooth random fields, variants.
+
+Database rows for them come from the one row factory, tests/dbrows.py.
+"""
 
 from __future__ import annotations
 
 import io
-import itertools
 from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
-
-from db.models import Candidate, Image, Label, Synset
-
-_ids = itertools.count(1)
 
 PHOTOS = (
     "astronaut", "brick", "camera", "cell", "chelsea", "clock", "coffee", "coins", "colorwheel",
@@ -87,72 +85,3 @@ def variants(im: PILImage.Image) -> dict[str, PILImage.Image | bytes]:
         "crop_2pct": crop(im, 0.02),  # 4% cut: reported, beyond what radius 6 promises
         "flipped": im.transpose(PILImage.Transpose.FLIP_LEFT_RIGHT),
     }
-
-
-# -- database rows ------------------------------------------------------------------------------
-def add_synset(
-    session: Any, wnid: str, lemmas: list[str] | None = None, parent: str | None = None
-) -> None:
-    if session.get(Synset, wnid) is None:
-        session.add(
-            Synset(wnid=wnid, lemmas=lemmas or [wnid], gloss=f"gloss of {wnid}", parent_wnid=parent)
-        )
-        session.flush()
-
-
-def add_image(session: Any, blobs: Any, data: bytes) -> str:
-    """Store the bytes and an image row (idempotent); returns the sha256."""
-    sha = blobs.put(data)
-    if session.get(Image, sha) is None:
-        try:
-            with PILImage.open(io.BytesIO(data)) as im:
-                w, h, fmt = im.width, im.height, im.format or "?"
-        except OSError:
-            w, h, fmt = 0, 0, "?"
-        session.add(
-            Image(
-                sha256=sha,
-                blob_key=f"{sha[:2]}/{sha[2:4]}/{sha}",
-                width=w,
-                height=h,
-                format=fmt,
-                bytes=len(data),
-            )
-        )
-        session.flush()
-    return sha
-
-
-def add_candidate(
-    session: Any,
-    blobs: Any,
-    wnid: str,
-    data: bytes,
-    decision: str | None = "accept",
-    posterior: float = 0.999,
-    decided_by: str = "dynamic",
-    status: str = "fetched",
-) -> int:
-    """A fetched candidate of wnid for these bytes, with a label when decision is given."""
-    add_synset(session, wnid)
-    sha = add_image(session, blobs, data)
-    c = Candidate(
-        wnid=wnid, url=f"http://127.0.0.1/{wnid}/{next(_ids)}.jpg", status=status, image_sha256=sha
-    )
-    session.add(c)
-    session.flush()
-    if decision is not None:
-        session.add(
-            Label(
-                candidate_id=c.id,
-                wnid=wnid,
-                votes_yes=3,
-                votes_no=0,
-                posterior=posterior,
-                decision=decision,
-                decided_by=decided_by,
-                overridden=decided_by == "manual",
-            )
-        )
-        session.flush()
-    return c.id

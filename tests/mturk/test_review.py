@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,26 +12,12 @@ import pytest
 import requests
 from PIL import Image as PILImage
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-import chromium  # noqa: E402
-import dbrows  # noqa: E402
-
-from curation.consensus.plan import run_consensus  # noqa: E402
-from db.models import Candidate, Label, Worker  # noqa: E402
+from curation.consensus.decide import run_consensus
+from db.models import Candidate, Label, Worker
+from tests import dbrows
 
 WNID = "n02123045"
 RED, BLUE, GREEN = (220, 20, 20), (20, 40, 220), (20, 200, 40)
-
-pytestmark = pytest.mark.skipif(
-    not Path(chromium.CHROMIUM).exists(), reason="Debian chromium is not installed here"
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -43,7 +26,8 @@ def served(app) -> Iterator[tuple[str, object, list[int]]]:  # type: ignore[no-u
     under /review as `imnet mturk serve` mounts it."""
     from aiohttp import web
 
-    from curation.consensus.review import make_review_app
+    from imnet.core.webthread import start_web_thread
+    from mturk.server.review import mount_review
 
     app.settings.consensus_initial_subset = 100
     with app.Session() as s:
@@ -68,28 +52,10 @@ def served(app) -> Iterator[tuple[str, object, list[int]]]:  # type: ignore[no-u
             lab.decision = "undecided"
         s.commit()
 
-    port = _free_port()
-    loop = asyncio.new_event_loop()
     root = web.Application()
-    root.add_subapp("/review", make_review_app(app))
-    runner = web.AppRunner(root)
-    started = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-        started.set()
-        loop.run_forever()
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    assert started.wait(30)
-    yield f"http://127.0.0.1:{port}/review", app, ids
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
-    t.join(30)
-    loop.close()
+    mount_review(root, app)
+    with start_web_thread(root, "127.0.0.1", 0, name="review") as server:
+        yield f"{server.url}/review", app, ids
 
 
 def _tiles(dom: str, section: str) -> list[str]:
@@ -98,7 +64,7 @@ def _tiles(dom: str, section: str) -> list[str]:
     return re.findall(r'data-candidate="(\d+)"', m.group(1))
 
 
-def test_review_dom_screenshot_and_override(served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_review_dom_screenshot_and_override(served, chromium, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     base, app, ids = served
     dom = chromium.dump_dom(f"{base}/synset/{WNID}")
     assert _tiles(dom, "accept") == [str(c) for c in ids[:3]]
@@ -135,19 +101,13 @@ def test_review_dom_screenshot_and_override(served, tmp_path: Path) -> None:  # 
     target = ids[3]
 
     async def click() -> tuple[str, str]:
-        b = chromium.Browser()
-        try:
-            await b.connect()
-            await b.send("Page.enable")
-            await b.send("Page.navigate", url=f"{base}/synset/{WNID}")
+        async with chromium.Browser() as b:
+            await b.goto(f"{base}/synset/{WNID}")
+            await b.eval(f"document.querySelector('#c{target} button[value=accept]').click()")
             await b.wait_event("Page.loadEventFired")
-            await b.evaluate(f"document.querySelector('#c{target} button[value=accept]').click()")
-            await b.wait_event("Page.loadEventFired")
-            where = await b.evaluate(f"document.querySelector('#c{target}').closest('section').id")
-            text = await b.evaluate(f"document.querySelector('#c{target}').innerText")
+            where = await b.eval(f"document.querySelector('#c{target}').closest('section').id")
+            text = await b.eval(f"document.querySelector('#c{target}').innerText")
             return where, text
-        finally:
-            await b.aclose()
 
     where, text = asyncio.run(click())
     assert where == "accept" and "manual" in text
@@ -191,3 +151,13 @@ def test_override_refuses_bad_posts(served) -> None:  # type: ignore[no-untyped-
     with app.Session() as s:
         lab = s.get(Label, ids[0])
         assert (lab.decision, lab.overridden, lab.decided_by) == ("undecided", False, None)
+
+
+def test_review_without_its_slash_redirects(served) -> None:  # type: ignore[no-untyped-def]
+    base, _app, _ids = served
+    r = requests.get(base, timeout=30, allow_redirects=False)
+    assert r.status_code == 302 and r.headers["Location"] == "/review/"
+    r = requests.get(f"{base}?wnid={WNID}", timeout=30, allow_redirects=False)
+    assert r.headers["Location"] == f"/review/?wnid={WNID}"
+    r = requests.get(base, timeout=30)
+    assert r.url.endswith("/review/") and "id='synsets'" in r.text

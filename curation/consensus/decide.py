@@ -1,33 +1,32 @@
-"""The decision loop: read votes from the database, decide labels, and say which items need more votes."""
+"""Deciding labels from votes: one algorithm per synset (`decide`), and `run_consensus`, which writes them."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy.orm import Session
 
 from curation.consensus.base import ACCEPT, REJECT, UNDECIDED, YES
-
-# Re-exported: callers (mturk, demos, `imnet consensus table`) import these from here.
-from curation.consensus.loading import (  # noqa: F401
-    DISCARDED_ASSIGNMENTS,
-    OPEN_HIT_STATUSES,
-    STREAM_ROWS,
+from curation.consensus.loading import (
     SynsetVotes,
     WorkerTable,
     _settings,
-    eligible_candidates,
-    in_shard,
-    iter_synset_votes,
     load_synset,
-    load_votes,
     machine_label_ids,
-    synset_candidates,
     synset_wnids,
 )
+
+if TYPE_CHECKING:
+    from curation.consensus.dynamic import DynamicConsensus
+    from imnet.core.settings import Settings
+
+# Votes already asked for, per candidate of one synset (the crowd loop's open HITs:
+# `mturk.verify.pending_asks`); consensus itself knows nothing of HITs.
+AskedVotes = Callable[[Session, str], Mapping[int, int]]
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +41,11 @@ class SynsetResult:
     no: np.ndarray
     p_yes: np.ndarray
     decisions: np.ndarray
-    needs: np.ndarray  # more votes wanted now, before subtracting pending
+    needs: np.ndarray  # more votes wanted now (before votes already asked for)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def dynamic_model(settings: Any = None) -> Any:
+def dynamic_model(settings: Settings | None = None) -> DynamicConsensus:
     """The DynamicConsensus the settings describe (also used by `imnet consensus table`)."""
     from curation.consensus.dynamic import DynamicConsensus
 
@@ -61,7 +60,7 @@ def dynamic_model(settings: Any = None) -> Any:
     )
 
 
-def cost_rule(settings: Any) -> dict[str, float | None]:
+def cost_rule(settings: Settings) -> dict[str, float | None]:
     """The worker-aware stopping costs from settings: cost-based stopping when both are > 0,
     else None for both (the threshold / reject-below / cap rule)."""
     fp, fn = float(settings.consensus_fp_cost), float(settings.consensus_fn_cost)
@@ -70,7 +69,7 @@ def cost_rule(settings: Any) -> dict[str, float | None]:
     return {"fp_cost": None, "fn_cost": None}
 
 
-def decide(data: SynsetVotes, algorithm: str, settings: Any = None) -> SynsetResult:
+def decide(data: SynsetVotes, algorithm: str, settings: Settings | None = None) -> SynsetResult:
     """Run one algorithm on one synset's votes."""
     s = _settings(settings)
     votes = data.counted_votes(algorithm)
@@ -79,6 +78,7 @@ def decide(data: SynsetVotes, algorithm: str, settings: Any = None) -> SynsetRes
     total = yes + no
     thr = s.consensus_threshold
     extra: dict[str, Any] = {}
+    m: Any  # the fitted model: each algorithm has its own class
     if algorithm == "dynamic":
         m = dynamic_model(s).fit(votes, calibration=data.calibration, known=data.known)
         p, dec, needs = m.p_yes_, m.decisions_, m.needs_
@@ -92,12 +92,14 @@ def decide(data: SynsetVotes, algorithm: str, settings: Any = None) -> SynsetRes
     elif algorithm == "worker-aware":
         from curation.consensus.worker_aware import WorkerAwareConsensus
 
+        costs = cost_rule(s)
         m = WorkerAwareConsensus(
             threshold=thr,
             max_votes=s.consensus_wa_max_votes,
             reject_below=s.consensus_wa_reject_below,
             batch=s.consensus_batch_votes,
-            **cost_rule(s),
+            fp_cost=costs["fp_cost"],
+            fn_cost=costs["fn_cost"],
         ).fit(votes, data.gold_seen, data.gold_correct, known=data.known)
         p, dec, needs = m.p_yes_, m.decisions_, m.needs_
         extra = {
@@ -135,28 +137,13 @@ def decide(data: SynsetVotes, algorithm: str, settings: Any = None) -> SynsetRes
     return SynsetResult(data.wnid, data.candidate_ids, yes, no, p, dec, needs, extra)
 
 
-def needs_votes(
-    session: Session, wnids: list[str] | None = None, settings: Any = None
-) -> dict[int, int]:
-    """candidate_id -> how many MORE votes it needs now (absent = none), minus votes already asked
-    for in open HITs. The policy is `settings.consensus_algorithm` (default worker-aware).
-    Synsets are read one at a time; the result holds one entry per item that needs votes."""
-    s = _settings(settings)
-    out: dict[int, int] = {}
-    for data in iter_synset_votes(session, wnids, s):
-        res = decide(data, s.consensus_algorithm, s)
-        more = res.needs - data.pending
-        for i in np.flatnonzero(more > 0).tolist():
-            out[res.candidate_ids[i]] = int(more[i])
-    return out
-
-
 def run_consensus(
     session: Session,
     algorithm: str = "dynamic",
     wnids: list[str] | None = None,
-    settings: Any = None,
+    settings: Settings | None = None,
     shard: tuple[int, int] | None = None,
+    asked: AskedVotes | None = None,
 ) -> dict[str, Any]:
     """Update `label` rows from the votes; hand overrides are never touched. Commits per synset.
 
@@ -164,6 +151,8 @@ def run_consensus(
     commit. `shard` (i, n) takes only the synsets of hash partition i of n, so n processes on
     any machines sharing the database split the work (`run_parallel`); each synset's labels
     depend on its own votes and the worker table only, so any split gives the same labels.
+    `needs_votes` counts the items that want more votes, less those `asked(session, wnid)` says
+    are already asked for (without it, every item that wants more).
 
     Returns {"algorithm", "totals": {accept, reject, undecided, needs_votes, votes},
     "per_wnid": {wnid: {... same counts ..., model details}}}.
@@ -183,6 +172,7 @@ def run_consensus(
         if data is None:
             continue
         existing = machine_label_ids(session, wnid)
+        pending = asked(session, wnid) if asked is not None else {}
         # End the read transaction before writing: on SQLite a write that follows reads in the
         # same transaction fails at once when another process wrote meanwhile.
         session.commit()
@@ -200,7 +190,8 @@ def run_consensus(
             existing,
         )
         session.commit()
-        needing = int(((res.needs - data.pending) > 0).sum())
+        more = res.needs - np.array([pending.get(c, 0) for c in res.candidate_ids], np.int64)
+        needing = int((more > 0).sum())
         n_votes = len(data.counted_votes(algorithm))
         report["per_wnid"][wnid] = {
             **per,

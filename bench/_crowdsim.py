@@ -1,0 +1,191 @@
+"""Crowd simulation for bench/consensus.py: worker kinds, synsets, and the sequential voting loop.
+
+A cell is one crowd (a list of worker kinds) labelling a few synsets of differing difficulty in
+turn (the crowd, its drift and its gold record carry over from one synset to the next). Each
+round the policy says how many more votes each item needs and which workers get no more work;
+votes come from random eligible workers (never twice on an item, at most `PER_ROUND` votes per
+worker per round, as a refit happens every few HITs), and each real vote brings GOLD_RATE gold
+answers (the HIT layout: 2 gold tiles in 24), counted in votes/item.
+
+Worker kinds (accuracy = P(right) on a clear image; on an ambiguous image it is pulled halfway to
+a coin flip): good 0.92, mediocre 0.75, near-chance 0.55, always-yes, always-no, drifting (0.92
+for the first 60..300 votes, then 0.55), colluder (every member copies one answer sheet that is
+right on gold and on 75% of real images).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+GOLD_RATE = 2 / 22
+PER_ROUND = 40
+AMB_SHRINK = 0.5
+SHEET_ACC = 0.75
+KINDS = ("good", "mediocre", "near-chance", "always-yes", "always-no", "drifting", "colluder")
+ACC = {"good": 0.92, "mediocre": 0.75, "near-chance": 0.55, "drifting": 0.92, "colluder": 0.75}
+DRIFT_TO = 0.55
+
+
+@dataclass
+class Crowd:
+    kind: np.ndarray  # index into KINDS
+    drift_at: np.ndarray  # votes after which a drifting worker turns careless (huge otherwise)
+    cast: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.cast = np.zeros(len(self.kind), dtype=np.int64)
+
+    @property
+    def n(self) -> int:
+        return len(self.kind)
+
+    def accuracy(self, worker: np.ndarray, nth: np.ndarray) -> np.ndarray:
+        """True clear-image accuracy of `worker` at their nth vote (0.5 for always-yes/no)."""
+        names = np.array(KINDS)[self.kind[worker]]
+        acc = np.array([ACC.get(k, 0.5) for k in names])
+        drifted = (names == "drifting") & (nth >= self.drift_at[worker])
+        return np.where(drifted, DRIFT_TO, acc)
+
+
+def make_crowd(mix: dict[str, float], size: int, rng: np.random.Generator) -> Crowd:
+    """`mix`: share per kind; counts rounded, the remainder goes to the first kind."""
+    counts = {k: int(round(s * size)) for k, s in mix.items()}
+    first = next(iter(mix))
+    counts[first] += size - sum(counts.values())
+    kind = np.concatenate([np.full(c, KINDS.index(k)) for k, c in counts.items() if c > 0])
+    rng.shuffle(kind)
+    return Crowd(kind=kind, drift_at=rng.integers(60, 300, len(kind)))
+
+
+@dataclass
+class Synset:
+    truth: np.ndarray
+    ambiguous: np.ndarray
+    sheet: np.ndarray  # the colluders' shared answers
+
+
+def make_synset(n: int, prevalence: float, amb_share: float, rng: np.random.Generator) -> Synset:
+    truth = np.zeros(n, dtype=np.int64)
+    truth[: int(round(prevalence * n))] = 1
+    rng.shuffle(truth)
+    amb = rng.random(n) < amb_share
+    sheet_acc = np.where(amb, 0.5 + AMB_SHRINK * (SHEET_ACC - 0.5), SHEET_ACC)
+    sheet = np.where(rng.random(n) < sheet_acc, truth, 1 - truth)
+    return Synset(truth, amb, sheet)
+
+
+@dataclass
+class State:
+    """What a policy sees (plus the truth-side arrays the oracle may read)."""
+
+    crowd: Crowd
+    syn: Synset
+    item: list = field(default_factory=list)
+    worker: list = field(default_factory=list)
+    label: list = field(default_factory=list)
+    time: list = field(default_factory=list)
+    acc: list = field(default_factory=list)  # true P(right) of each vote (oracle only)
+    gold_worker: list = field(default_factory=list)
+    gold_correct: list = field(default_factory=list)
+    gold_time: list = field(default_factory=list)
+    voted: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int64)  # noqa: E731
+        return tuple(cat(x) for x in (self.item, self.worker, self.label, self.time))
+
+    def gold(self) -> tuple[np.ndarray, ...]:
+        cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int64)  # noqa: E731
+        return tuple(cat(x) for x in (self.gold_worker, self.gold_correct, self.gold_time))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0
+
+
+def run_synset(
+    policy,  # type: ignore[no-untyped-def]
+    crowd: Crowd,
+    syn: Synset,
+    gold_hist: dict,
+    clock: Clock,
+    rng: np.random.Generator,
+    max_rounds: int = 400,
+) -> tuple[np.ndarray, int, int]:
+    """Run the loop; returns (final decisions, real votes, gold answers) for this synset."""
+    n = len(syn.truth)
+    st = State(crowd=crowd, syn=syn)
+    st.voted = np.zeros((n, crowd.n), dtype=bool)
+    st.gold_worker, st.gold_correct, st.gold_time = (gold_hist["w"], gold_hist["c"], gold_hist["t"])
+    gold_before = sum(len(x) for x in st.gold_worker)
+    real = 0
+    for _ in range(max_rounds):
+        need, blocked = policy.step(st)
+        if not need.any():
+            break
+        elig = ~st.voted & ~blocked[None, :]
+        keys = np.where(elig, rng.random(elig.shape), np.inf)
+        pick = np.argsort(keys, axis=1)
+        col = np.arange(crowd.n)[None, :]
+        take = (col < need[:, None]) & np.isfinite(np.take_along_axis(keys, pick, 1))
+        items = np.broadcast_to(np.arange(n)[:, None], take.shape)[take]
+        workers = pick[take]
+        if not len(items):
+            break
+        perm = rng.permutation(len(items))
+        items, workers = items[perm], workers[perm]
+        # At most PER_ROUND votes per worker this round; the rest wait for the next round.
+        srt = np.argsort(workers, kind="stable")
+        ws = workers[srt]
+        starts = np.r_[0, np.flatnonzero(np.diff(ws)) + 1]
+        rank = np.empty(len(ws), np.int64)
+        rank[srt] = np.arange(len(ws)) - np.repeat(starts, np.diff(np.r_[starts, len(ws)]))
+        keep = rank < PER_ROUND
+        items, workers, rank = items[keep], workers[keep], rank[keep]
+        nth = crowd.cast[workers] + rank
+        acc = crowd.accuracy(workers, nth)
+        eff = np.where(syn.ambiguous[items], 0.5 + AMB_SHRINK * (acc - 0.5), acc)
+        truth = syn.truth[items]
+        lab = np.where(rng.random(len(items)) < eff, truth, 1 - truth)
+        kind = np.array(KINDS)[crowd.kind[workers]]
+        lab = np.where(kind == "always-yes", 1, lab)
+        lab = np.where(kind == "always-no", 0, lab)
+        lab = np.where(kind == "colluder", syn.sheet[items], lab)
+        t = clock.t + np.arange(len(items))
+        clock.t += len(items)
+        st.item.append(items)
+        st.worker.append(workers)
+        st.label.append(lab.astype(np.int64))
+        st.time.append(t)
+        st.acc.append(
+            np.where(
+                np.isin(kind, ("always-yes", "always-no")),
+                0.5,
+                np.where(kind == "colluder", -1.0, eff),
+            )
+        )
+        st.voted[items, workers] = True
+        old = crowd.cast.copy()
+        np.add.at(crowd.cast, workers, 1)
+        real += len(items)
+        _gold(crowd, old, rng, st, clock)
+    dec = policy.final(st)
+    gold = sum(len(x) for x in st.gold_worker) - gold_before
+    return dec, real, gold
+
+
+def _gold(crowd: Crowd, old: np.ndarray, rng: np.random.Generator, st: State, clock: Clock) -> None:
+    due = np.floor(crowd.cast * GOLD_RATE).astype(int) - np.floor(old * GOLD_RATE).astype(int)
+    w = np.repeat(np.arange(crowd.n), due)
+    if not len(w):
+        return
+    acc = crowd.accuracy(w, crowd.cast[w])
+    names = np.array(KINDS)[crowd.kind[w]]
+    ok = rng.random(len(w)) < acc
+    ok = np.where(names == "colluder", True, ok)  # the sheet passes gold
+    st.gold_worker.append(w)
+    st.gold_correct.append(ok.astype(np.int64))
+    st.gold_time.append(np.full(len(w), clock.t))

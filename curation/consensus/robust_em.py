@@ -1,0 +1,133 @@
+"""The weighted two-coin / two-difficulty EM the robust consensus fits (one call per refit).
+
+The model of worker_aware.py (two-coin Dawid-Skene with a share eta of ambiguous images on which
+coins shrink toward a coin flip by lam), with two changes the robust consensus needs: votes carry
+a weight (a colluding group's k votes on an item weigh 1/k each, dependence.py) and "workers" are
+virtual: one per stretch of a real worker's history between change points (drift.py), each with
+its own Beta prior from the gold answered in that stretch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from curation.consensus.base import LAMBDA_GRID, responsibilities
+
+
+@dataclass
+class Fit:
+    sens: np.ndarray
+    spec: np.ndarray
+    prior: float
+    hard_share: float
+    hard_shrink: float
+    comp: np.ndarray  # (n_items, 2, 2) log P(votes, class, difficulty)
+    resp: np.ndarray  # (n_items, 2, 2) P(class, difficulty | votes)
+
+
+def coins(sens: np.ndarray, spec: np.ndarray, lam: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(P(yes | good), P(yes | bad)) for easy, hard]."""
+    hs, hp = 0.5 + lam * (sens - 0.5), 0.5 + lam * (spec - 0.5)
+    return [(sens, 1 - spec), (hs, 1 - hp)]
+
+
+def components(
+    item: np.ndarray,
+    vw: np.ndarray,
+    yes: np.ndarray,
+    weight: np.ndarray,
+    n_items: int,
+    sens: np.ndarray,
+    spec: np.ndarray,
+    pi: float,
+    eta: float,
+    lam: float,
+) -> np.ndarray:
+    out = np.empty((n_items, 2, 2))
+    share = (1 - eta, eta)
+    for d, (p_good, p_bad) in enumerate(coins(sens, spec, lam)):
+        for c, p in ((1, p_good), (0, p_bad)):
+            pv = p[vw]
+            ll = weight * np.where(yes, np.log(pv), np.log1p(-pv))
+            out[:, c, d] = np.bincount(item, ll, n_items)
+            out[:, c, d] += np.log(pi if c else 1 - pi) + np.log(max(share[d], 1e-300))
+    return out
+
+
+def fit_em(
+    item: np.ndarray,
+    vw: np.ndarray,
+    yes: np.ndarray,
+    weight: np.ndarray,
+    n_items: int,
+    n_virtual: int,
+    a0: np.ndarray,
+    b0: np.ndarray,
+    known: np.ndarray,
+    prior: float,
+    difficulty: bool = True,
+    n_iter: int = 60,
+    tol: float = 1e-4,
+    max_shrink: float = 1.0,
+) -> Fit:
+    """MAP EM; a0/b0 per virtual worker are Beta pseudo-counts on both coins."""
+    voted = np.bincount(item, minlength=n_items) > 0
+    sens = a0 / (a0 + b0)
+    spec = sens.copy()
+    pi, eta, lam = prior, (0.1 if difficulty else 0.0), 0.5
+    for _ in range(n_iter):
+        comp = components(item, vw, yes, weight, n_items, sens, spec, pi, eta, lam)
+        resp = responsibilities(comp, known)
+        r1 = resp[:, 1, 0][item] * weight
+        r0 = resp[:, 0, 0][item] * weight
+        new_sens = (np.bincount(vw, r1 * yes, n_virtual) + a0) / (
+            np.bincount(vw, r1, n_virtual) + a0 + b0
+        )
+        new_spec = (np.bincount(vw, r0 * ~yes, n_virtual) + a0) / (
+            np.bincount(vw, r0, n_virtual) + a0 + b0
+        )
+        new_sens = np.clip(new_sens, 1e-4, 1 - 1e-4)
+        new_spec = np.clip(new_spec, 1e-4, 1 - 1e-4)
+        change = max(np.abs(new_sens - sens).max(initial=0), np.abs(new_spec - spec).max(initial=0))
+        sens, spec = new_sens, new_spec
+        p1 = resp[:, 1, :].sum(axis=1)
+        new_pi = float(np.clip((p1[voted].sum() + 2 * prior) / (voted.sum() + 2), 1e-4, 1 - 1e-4))
+        change = max(change, abs(new_pi - pi))
+        pi = new_pi
+        if difficulty:
+            hard = resp[:, :, 1].sum(axis=1)
+            # Beta(1, 9): a synset is mostly clear unless its votes say otherwise.
+            new_eta = float(np.clip((hard[voted].sum() + 1) / (voted.sum() + 10), 1e-4, 0.9))
+            new_lam = _fit_lambda(item, vw, yes, weight, resp, sens, spec, n_virtual, max_shrink)
+            change = max(change, abs(new_eta - eta), abs(new_lam - lam))
+            eta, lam = new_eta, new_lam
+        if change < tol:
+            break
+    comp = components(item, vw, yes, weight, n_items, sens, spec, pi, eta, lam)
+    return Fit(sens, spec, pi, eta, lam, comp, responsibilities(comp, known))
+
+
+def _fit_lambda(
+    item: np.ndarray,
+    vw: np.ndarray,
+    yes: np.ndarray,
+    weight: np.ndarray,
+    resp: np.ndarray,
+    sens: np.ndarray,
+    spec: np.ndarray,
+    n_virtual: int,
+    max_shrink: float = 1.0,
+) -> float:
+    r1 = resp[:, 1, 1][item] * weight
+    r0 = resp[:, 0, 1][item] * weight
+    gy = np.bincount(vw, r1 * yes, n_virtual)
+    gn = np.bincount(vw, r1 * ~yes, n_virtual)
+    by = np.bincount(vw, r0 * yes, n_virtual)
+    bn = np.bincount(vw, r0 * ~yes, n_virtual)
+    grid = LAMBDA_GRID[LAMBDA_GRID <= max_shrink + 1e-9]
+    hs = 0.5 + grid[:, None] * (sens[None, :] - 0.5)
+    hp = 0.5 + grid[:, None] * (spec[None, :] - 0.5)
+    q = (gy * np.log(hs) + gn * np.log1p(-hs) + by * np.log1p(-hp) + bn * np.log(hp)).sum(axis=1)
+    return float(grid[int(np.argmax(q))])

@@ -1,0 +1,1 @@
+"""Tests for imnet: the CLI on top (imnet/core has its own package below)."""

@@ -1,0 +1,1 @@
+"""Tests for imnet/core: settings, blob store, WordNet."""
