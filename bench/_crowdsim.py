@@ -4,8 +4,11 @@ A cell is one crowd (a list of worker kinds) labelling a few synsets of differin
 turn (the crowd, its drift and its gold record carry over from one synset to the next). Each
 round the policy says how many more votes each item needs and which workers get no more work;
 votes come from random eligible workers (never twice on an item, at most `PER_ROUND` votes per
-worker per round, as a refit happens every few HITs), and each real vote brings GOLD_RATE gold
-answers (the HIT layout: 2 gold tiles in 24), counted in votes/item.
+worker per round, as a refit happens every few HITs), and real votes bring gold answers, counted
+in votes/item: GOLD_RATE per vote (the HIT layout: 2 gold tiles in 24), or with `gold_schedule`
+(the default in bench/consensus.py) GOLD_NEW per vote until a worker has GOLD_KNOWN_AFTER gold
+answers (4 gold tiles in 24: a new worker's skill, and a spammer, is known after ~40 votes), then
+GOLD_KNOWN (1 in 24: enough to keep seeing drift, which agreement also shows).
 
 Worker kinds (accuracy = P(right) on a clear image; on an ambiguous image it is pulled halfway to
 a coin flip): good 0.92, mediocre 0.75, near-chance 0.55, always-yes, always-no, drifting (0.92
@@ -20,11 +23,33 @@ from dataclasses import dataclass, field
 import numpy as np
 
 GOLD_RATE = 2 / 22
+GOLD_NEW, GOLD_KNOWN, GOLD_KNOWN_AFTER = 4 / 20, 1 / 23, 8
 PER_ROUND = 40
 AMB_SHRINK = 0.5
 SHEET_ACC = 0.75
-KINDS = ("good", "mediocre", "near-chance", "always-yes", "always-no", "drifting", "colluder")
-ACC = {"good": 0.92, "mediocre": 0.75, "near-chance": 0.55, "drifting": 0.92, "colluder": 0.75}
+KINDS = (
+    "good",
+    "mediocre",
+    "near-chance",
+    "always-yes",
+    "always-no",
+    "drifting",
+    "colluder",
+    # The old bench's crowd (git show 8d67f8f:bench/consensus.py): 0.9, 0.7 and coin-flip workers.
+    "good-0.9",
+    "mediocre-0.7",
+    "random",
+)
+ACC = {
+    "good": 0.92,
+    "mediocre": 0.75,
+    "near-chance": 0.55,
+    "drifting": 0.92,
+    "colluder": 0.75,
+    "good-0.9": 0.9,
+    "mediocre-0.7": 0.7,
+    "random": 0.5,
+}
 DRIFT_TO = 0.55
 
 
@@ -57,6 +82,15 @@ def make_crowd(mix: dict[str, float], size: int, rng: np.random.Generator) -> Cr
     kind = np.concatenate([np.full(c, KINDS.index(k)) for k, c in counts.items() if c > 0])
     rng.shuffle(kind)
     return Crowd(kind=kind, drift_at=rng.integers(60, 300, len(kind)))
+
+
+def gold_blocked(st: State, min_accuracy: float = 0.75, min_seen: int = 6) -> np.ndarray:
+    """The mturk stage's qualification (settings mturk_min_worker_gold / mturk_min_gold_seen):
+    workers under `min_accuracy` on lifetime gold after `min_seen` gold answers get no more work."""
+    gw, gc, _ = st.gold()
+    seen = np.bincount(gw, minlength=st.crowd.n)
+    ok = np.bincount(gw, gc, minlength=st.crowd.n)
+    return (seen >= min_seen) & (ok < min_accuracy * seen)
 
 
 @dataclass
@@ -114,6 +148,7 @@ def run_synset(
     clock: Clock,
     rng: np.random.Generator,
     max_rounds: int = 400,
+    gold_schedule: bool = False,
 ) -> tuple[np.ndarray, int, int]:
     """Run the loop; returns (final decisions, real votes, gold answers) for this synset."""
     n = len(syn.truth)
@@ -171,14 +206,31 @@ def run_synset(
         old = crowd.cast.copy()
         np.add.at(crowd.cast, workers, 1)
         real += len(items)
-        _gold(crowd, old, rng, st, clock)
+        _gold(crowd, old, rng, st, clock, gold_schedule)
     dec = policy.final(st)
     gold = sum(len(x) for x in st.gold_worker) - gold_before
     return dec, real, gold
 
 
-def _gold(crowd: Crowd, old: np.ndarray, rng: np.random.Generator, st: State, clock: Clock) -> None:
-    due = np.floor(crowd.cast * GOLD_RATE).astype(int) - np.floor(old * GOLD_RATE).astype(int)
+def gold_due(cast: np.ndarray, schedule: bool) -> np.ndarray:
+    """Gold answers a worker has been given after `cast` real votes."""
+    if not schedule:
+        return np.floor(cast * GOLD_RATE).astype(int)
+    known_at = GOLD_KNOWN_AFTER / GOLD_NEW  # real votes after which the skill counts as known
+    early = np.floor(np.minimum(cast, known_at) * GOLD_NEW)
+    late = np.floor(np.maximum(cast - known_at, 0) * GOLD_KNOWN)
+    return (early + late).astype(int)
+
+
+def _gold(
+    crowd: Crowd,
+    old: np.ndarray,
+    rng: np.random.Generator,
+    st: State,
+    clock: Clock,
+    schedule: bool = False,
+) -> None:
+    due = gold_due(crowd.cast, schedule) - gold_due(old, schedule)
     w = np.repeat(np.arange(crowd.n), due)
     if not len(w):
         return

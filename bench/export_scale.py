@@ -35,9 +35,12 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from imnet.core.app import App
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -53,7 +56,7 @@ def jpeg(rng: np.random.Generator) -> bytes:
     return buf.getvalue()
 
 
-def fill(app: Any, n: int, n_classes: int, seed: int = 0) -> None:
+def fill(app: App, n: int, n_classes: int, seed: int = 0) -> None:
     """N accepted, curated images over n_classes classes, by direct inserts (see the docstring)."""
     import hashlib
 

@@ -24,7 +24,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from imnet.core.app import App
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -40,7 +43,7 @@ OPS = [
 ]
 
 
-def fill(app: Any, n: int, question_kb: int, seed: int = 0) -> dict[str, Any]:
+def fill(app: App, n: int, question_kb: int, seed: int = 0) -> dict[str, Any]:
     """n HITs (+ their assignments) by direct inserts; returns ids to query and the mix."""
     from sqlalchemy import insert
 
@@ -176,7 +179,7 @@ def measure(calls: dict[int, dict[str, Any]], reps: int) -> dict[int, dict[str, 
     return out
 
 
-def serve(app: Any, picked: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def serve(app: App, picked: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """Start the server on `app`; returns its handle and one callable per timed operation."""
     import requests
     from sqlalchemy import func, select

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from imnet.core.app import App
 
 
 def run_curation(
-    app: Any,
+    app: App,
     steps: Sequence[str] = ("dedup", "phash", "filter", "neardup"),
     radius: int | None = None,
     flip: bool = False,

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from imnet.core.app import App
 
 WNID_RE = re.compile(r"^n\d{8}$")
 
@@ -14,37 +19,26 @@ class ClassError(ValueError):
 
 
 def _wordnet() -> Any:
-    from nltk.corpus import wordnet as wn
+    """WordNet's noun synsets from imnet's compact cache (loaded once per process)."""
+    from imnet.core.wordnet import nouns
 
-    from imnet.core.wordnet import ensure_wordnet
-
-    ensure_wordnet(allow_download=False)
-    return wn
+    return nouns()
 
 
 def wn_synset(wn: Any, wnid: str) -> Any | None:
-    """The nltk synset of a wnid, or None when WordNet 3.0 has no such noun."""
-    if not WNID_RE.match(wnid):
-        return None
-    try:
-        return wn.synset_from_pos_and_offset("n", int(wnid[1:]))
-    except (ValueError, LookupError, AttributeError):
-        return None
+    """The noun synset of a wnid, or None when WordNet 3.0 has no such noun."""
+    return wn.get(wnid) if WNID_RE.match(wnid) else None
 
 
 def to_wnid(syn: Any) -> str:
-    return f"n{syn.offset():08d}"
+    return str(syn.wnid)
 
 
 def ancestors(wn: Any, wnid: str, parents: dict[str, str | None]) -> set[str]:
     """Every ancestor: WordNet hypernyms and instance hypernyms (all paths), plus the database's
     parent chain for synsets WordNet does not know."""
     out: set[str] = set()
-    syn = wn_synset(wn, wnid)
-    if syn is not None:
-        out.update(
-            to_wnid(a) for a in syn.closure(lambda x: x.hypernyms() + x.instance_hypernyms())
-        )
+    out.update(wn.ancestors(wnid))  # hypernyms and instance hypernyms, all paths
     p = parents.get(wnid)
     while p and p not in out:
         out.add(p)
@@ -53,7 +47,7 @@ def ancestors(wn: Any, wnid: str, parents: dict[str, str | None]) -> set[str]:
     return out
 
 
-def accepted_counts(session: Any, wnids: Iterable[str] | None = None) -> dict[str, int]:
+def accepted_counts(session: Session, wnids: Iterable[str] | None = None) -> dict[str, int]:
     """Distinct usable images with an accepted label, per wnid (quality not rejected, not a near
     duplicate)."""
     from sqlalchemy import func, or_, select
@@ -76,7 +70,9 @@ def accepted_counts(session: Any, wnids: Iterable[str] | None = None) -> dict[st
     return {w: int(n) for w, n in session.execute(q)}
 
 
-def _write_set(session: Any, set_name: str, wnids: Sequence[str], ordered: bool = False) -> None:
+def _write_set(
+    session: Session, set_name: str, wnids: Sequence[str], ordered: bool = False
+) -> None:
     """Replace the set; class_index = position in wnid order (ImageFolder and ILSVRC order), or
     in the given order when `ordered` (an official list)."""
     from sqlalchemy import delete
@@ -89,7 +85,7 @@ def _write_set(session: Any, set_name: str, wnids: Sequence[str], ordered: bool 
         session.add(ClassChoice(set_name=set_name, wnid=w, class_index=i))
 
 
-def import_ilsvrc2012(app: Any, set_name: str = "ilsvrc2012") -> int:
+def import_ilsvrc2012(app: App, set_name: str = "ilsvrc2012") -> int:
     """Store the real ILSVRC-2012 1000 classes as a class set; returns how many were stored."""
     try:
         from harvest.synsets import ilsvrc2012_wnids
@@ -107,7 +103,7 @@ def import_ilsvrc2012(app: Any, set_name: str = "ilsvrc2012") -> int:
 
 
 def choose_classes(
-    app: Any,
+    app: App,
     set_name: str,
     n: int,
     roots: Sequence[str] | None = None,
@@ -182,7 +178,7 @@ def choose_classes(
     }
 
 
-def class_set(session: Any, set_name: str) -> list[tuple[str, int]]:
+def class_set(session: Session, set_name: str) -> list[tuple[str, int]]:
     """(wnid, class_index) of a stored set, in class-index order."""
     from sqlalchemy import select
 
@@ -198,7 +194,7 @@ def class_set(session: Any, set_name: str) -> list[tuple[str, int]]:
     ]
 
 
-def describe(app: Any, wnids: Sequence[str]) -> dict[str, tuple[list[str], str]]:
+def describe(app: App, wnids: Sequence[str]) -> dict[str, tuple[list[str], str]]:
     """(lemmas, gloss) per wnid: the synset table first, WordNet for what it lacks."""
     from sqlalchemy import select
 
@@ -229,7 +225,7 @@ def describe_wordnet(wnids: Sequence[str]) -> dict[str, tuple[list[str], str]]:
     return out
 
 
-def show_classes(app: Any, set_name: str) -> list[dict[str, Any]]:
+def show_classes(app: App, set_name: str) -> list[dict[str, Any]]:
     """The stored set with names and accepted-image counts."""
     with app.Session() as s:
         rows = class_set(s, set_name)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from imnet.core.argtypes import int_in
+
+if TYPE_CHECKING:
+    from imnet.core.app import App
 
 STEP_CHOICES = ("dedup", "phash", "filter", "neardup", "all")
 
@@ -21,10 +26,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the scan: each leases images in batches, and the last to finish clusters them.",
     )
     c.add_argument("step", nargs="?", default="all", choices=STEP_CHOICES, help="default: all")
-    c.add_argument("--radius", type=int, default=None, help="Hamming radius (setting phash_radius)")
+    c.add_argument(
+        "--radius", type=int_in(0, 64), default=None, help="Hamming radius (setting phash_radius)"
+    )
     c.add_argument("--flip", action="store_true", help="also match horizontally mirrored images")
     c.add_argument(
-        "--batch", type=int, default=512, help="images leased and written at a time (default 512)"
+        "--batch",
+        type=int_in(1, 1 << 20),
+        default=512,
+        help="images leased and written at a time (default 512)",
     )
     c.add_argument("--json", action="store_true", help="print the full report as JSON")
     c.set_defaults(func=_curate)
@@ -52,9 +62,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "of one already chosen; prints why every other synset was not chosen.",
     )
     ch.add_argument("--set", dest="set_name", required=True, help="set name to (re)write")
-    ch.add_argument("--n", type=int, required=True, help="how many classes")
+    ch.add_argument("--n", type=int_in(1, 1 << 20), required=True, help="how many classes")
     ch.add_argument("--root", action="append", default=[], metavar="WNID", help="repeatable")
-    ch.add_argument("--min-images", type=int, default=1, help="accepted images needed (default 1)")
+    ch.add_argument(
+        "--min-images", type=int_in(0), default=1, help="accepted images needed (default 1)"
+    )
     ch.add_argument("--json", action="store_true", help="print the full report as JSON")
     ch.set_defaults(func=_choose)
     sh = csub.add_parser("show", help="list a class set", description="List a stored class set.")
@@ -76,15 +88,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--set", dest="set_name", required=True, help="class set name")
     e.add_argument("--format", dest="fmt", required=True, choices=("ilsvrc", "webdataset"))
     e.add_argument("--out", required=True, help="output directory (created or replaced)")
-    e.add_argument("--resize", type=int, default=None, help="shorter side in px (0 = originals)")
     e.add_argument(
-        "--quality", type=int, default=None, help="JPEG quality (setting export_quality)"
+        "--resize", type=int_in(0, 1 << 16), default=None, help="shorter side in px (0 = originals)"
     )
-    e.add_argument("--seed", type=int, default=None, help="split seed (setting split_seed)")
+    e.add_argument(
+        "--quality", type=int_in(1, 100), default=None, help="JPEG quality (setting export_quality)"
+    )
+    e.add_argument(
+        "--seed", type=int_in(0, 2**63 - 1), default=None, help="split seed (setting split_seed)"
+    )
     e.add_argument("--name", default=None, help="export record name (default: set-format-dir)")
     e.add_argument(
         "--workers",
-        type=int,
+        type=int_in(1, 1024),
         default=None,
         help="encoding processes (setting curation_workers; 0 there = one per CPU)",
     )
@@ -130,7 +146,7 @@ def _user_error(e: Exception) -> Exception:
     return UserError(str(e))
 
 
-def _curate(args: argparse.Namespace, app: Any) -> int:
+def _curate(args: argparse.Namespace, app: App) -> int:
     from curation.pipeline import STEPS, run_curation
     from imnet.core.console import print_json
 
@@ -173,13 +189,18 @@ def _curate(args: argparse.Namespace, app: Any) -> int:
         )
     t = report["totals"]
     print(
-        f"totals: {t['images_by_quality']}, rejected by reason {t['rejected_by_reason']}, "
-        f"{t['near_duplicates']} near duplicates, {t['unhashed']} unhashed"
+        f"totals: images {_counts(t['images_by_quality'])}; rejected by reason "
+        f"{_counts(t['rejected_by_reason'])}; {t['near_duplicates']} near duplicates, "
+        f"{t['unhashed']} unhashed"
     )
     return 0
 
 
-def _import(args: argparse.Namespace, app: Any) -> int:
+def _counts(d: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(d.items())) or "none"
+
+
+def _import(args: argparse.Namespace, app: App) -> int:
     from curation.classes import ClassError, import_ilsvrc2012
 
     try:
@@ -190,7 +211,7 @@ def _import(args: argparse.Namespace, app: Any) -> int:
     return 0
 
 
-def _choose(args: argparse.Namespace, app: Any) -> int:
+def _choose(args: argparse.Namespace, app: App) -> int:
     from curation.classes import ClassError, choose_classes
     from imnet.core.console import print_json
 
@@ -215,7 +236,7 @@ def _choose(args: argparse.Namespace, app: Any) -> int:
     return 0
 
 
-def _show(args: argparse.Namespace, app: Any) -> int:
+def _show(args: argparse.Namespace, app: App) -> int:
     from curation.classes import ClassError, show_classes
     from imnet.core.console import print_json
 
@@ -231,7 +252,7 @@ def _show(args: argparse.Namespace, app: Any) -> int:
     return 0
 
 
-def _export(args: argparse.Namespace, app: Any) -> int:
+def _export(args: argparse.Namespace, app: App) -> int:
     from curation.export.run import ExportError, run_export
     from imnet.core.console import print_json
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from imnet.core.app import App
 
 # The rules (also in the report's README section of the issue note):
 # 1. One `image` row per content (sha256): the blob store and harvest already guarantee it.
@@ -47,7 +50,7 @@ def owner_of(claims: Iterable[Claim]) -> str:
 _WRITE_CHUNK = 5000  # rows per executemany and per transaction: short write locks
 
 
-def exact_dedup(app: Any) -> dict[str, Any]:
+def exact_dedup(app: App) -> dict[str, Any]:
     """Apply rule 2 and count contents shared by several synsets (rule 3 is applied at export).
 
     One bound UPDATE per duplicate group, run as executemany in chunks; several processes may run
@@ -99,7 +102,7 @@ def exact_dedup(app: Any) -> dict[str, Any]:
     return {"duplicates_marked": marked, "contents_in_several_synsets": int(shared)}
 
 
-def _load_hashed(app: Any, batch: int = 50_000) -> tuple[np.ndarray, ...]:
+def _load_hashed(app: App, batch: int = 50_000) -> tuple[np.ndarray, ...]:
     """(sha256 'S64', phash uint64, pixels int64, labelled bool, near_dup_of 'S64', b'' = NULL)
     of every hashed, not rejected image, in sha256 order, read in keyset pages."""
     from sqlalchemy import exists, or_, select
@@ -147,7 +150,7 @@ def _load_hashed(app: Any, batch: int = 50_000) -> tuple[np.ndarray, ...]:
     return tuple(np.concatenate(col) for col in zip(*parts, strict=True))
 
 
-def mark_near_duplicates(app: Any, radius: int | None = None, flip: bool = False) -> dict[str, Any]:
+def mark_near_duplicates(app: App, radius: int | None = None, flip: bool = False) -> dict[str, Any]:
     """Cluster all hashed, not rejected images (rule 4) and store near_dup_of; returns counts.
 
     Arrays, not Python objects, per image; only the rows whose near_dup_of changes are written,

@@ -7,9 +7,14 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from imnet.core.app import App
+    from imnet.core.blobstore import FileStore, S3Store
+    from imnet.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +37,7 @@ class FilterParams:
     single_colour: float = 0.95
 
     @classmethod
-    def from_settings(cls, s: Any) -> FilterParams:
+    def from_settings(cls, s: Settings) -> FilterParams:
         return cls(s.min_side, s.max_aspect, s.filter_blank_std, s.filter_single_colour)
 
 
@@ -149,14 +154,14 @@ def analyse(
 _store: Any = None
 
 
-def _init_worker(settings: Any) -> None:
+def _init_worker(settings: Settings) -> None:
     global _store
     from imnet.core.blobstore import open_store
 
     _store = open_store(settings.resolved_blob_url(), settings)
 
 
-def _fetch(store: Any, sha256: str) -> tuple[bytes | None, Result | None]:
+def _fetch(store: FileStore | S3Store, sha256: str) -> tuple[bytes | None, Result | None]:
     from imnet.core.blobstore import BlobError
 
     try:
@@ -178,7 +183,7 @@ def _work(task: tuple[str, bool, bool, FilterParams]) -> Result:
 
 
 def _apply(
-    app: Any, results: Any, report: dict[str, Any], bar: Any = None, owner: str | None = None
+    app: App, results: Any, report: dict[str, Any], bar: Any = None, owner: str | None = None
 ) -> dict[str, Result]:
     """Store a batch of results in one transaction and count them into the report.
 
@@ -271,7 +276,7 @@ def scan_passes(want_phash: bool, want_filter: bool) -> list[tuple[Any, bool, bo
 
 
 def run_scan(
-    app: Any,
+    app: App,
     want_phash: bool = True,
     want_filter: bool = True,
     batch: int = 512,
@@ -303,7 +308,7 @@ def run_scan(
             total += (
                 conn.execute(select(func.count()).select_from(Image).where(where)).scalar() or 0
             )
-    bar = tqdm(total=total, desc="curate scan", unit="img", disable=total < 100)
+    bar = tqdm(total=total, desc="curate scan", unit="img", disable=True if total < 100 else None)
     with Mapper(app.settings, _init_worker, total) as mapper:
         for where, wp, wf in passes:
             leases.free_dead_local(where)
@@ -332,7 +337,7 @@ def run_scan(
     return report
 
 
-def hash_images(app: Any, shas: list[str]) -> dict[str, tuple[int | None, str | None]]:
+def hash_images(app: App, shas: list[str]) -> dict[str, tuple[int | None, str | None]]:
     """Compute and store the phash of the given images now: sha -> (db phash or None, reason)."""
     from curation.workers import Mapper
     from db.models import phash_to_db

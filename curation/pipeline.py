@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from imnet.core.app import App
 
 log = logging.getLogger(__name__)
 
@@ -12,7 +15,7 @@ STEPS = ("dedup", "phash", "filter", "neardup")
 
 
 def run_curation(
-    app: Any,
+    app: App,
     steps: Sequence[str] = STEPS,
     radius: int | None = None,
     flip: bool = False,
@@ -34,14 +37,15 @@ def run_curation(
     report: dict[str, Any] = {"steps": [s for s in STEPS if s in steps]}
     if "dedup" in steps:
         report["dedup"] = exact_dedup(app)
-        log.info("dedup: %s", report["dedup"])
+        # `imnet curate` prints these readably; the log repeats them only under -v.
+        log.debug("dedup: %s", report["dedup"])
     if "phash" in steps or "filter" in steps:
         scan = run_scan(
             app, want_phash="phash" in steps, want_filter="filter" in steps, batch=batch
         )
         report["scan"] = scan
         report["rejected_by_reason"] = dict(scan["rejected_by_reason"])
-        log.info(
+        log.debug(
             "scan: %d images, %d hashed, %d ok, %d rejected, %d errors",
             scan["scanned"],
             scan["hashed"],
@@ -55,12 +59,12 @@ def run_curation(
             report["neardup"] = {"deferred": True, "held_by_others": busy}
         else:
             report["neardup"] = mark_near_duplicates(app, radius=radius, flip=flip)
-        log.info("neardup: %s", report["neardup"])
+        log.debug("neardup: %s", report["neardup"])
     report["totals"] = image_totals(app)
     return report
 
 
-def _others_scanning(app: Any) -> int:
+def _others_scanning(app: App) -> int:
     """Images other processes hold leases on now: their scans are still running, and the last of
     them to finish clusters every hash, so clustering here too would be wasted work. (A process
     that dies holding leases defers clustering until a rerun after its leases run out.)"""
@@ -71,7 +75,7 @@ def _others_scanning(app: Any) -> int:
     return sum(leases.held_elsewhere(where) for where, _, _ in scan_passes(True, True))
 
 
-def image_totals(app: Any) -> dict[str, Any]:
+def image_totals(app: App) -> dict[str, Any]:
     """Database-wide counts: images by quality, rejections by reason code, near-duplicates."""
     from sqlalchemy import func, select
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from imnet.core.settings import Settings
 
 
 class Mapper:
@@ -13,7 +18,7 @@ class Mapper:
 
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         init: Callable[[Any], None],
         total: int,
         inline_below: int = 48,
@@ -64,7 +69,7 @@ LEASE_SECONDS = 600.0
 class ImageLeases:
     """Batches of `image` rows leased to this process (see the comment above)."""
 
-    def __init__(self, engine: Any, lease_seconds: float = LEASE_SECONDS) -> None:
+    def __init__(self, engine: Engine, lease_seconds: float = LEASE_SECONDS) -> None:
         from db.queue import make_owner
 
         self.engine = engine

@@ -6,7 +6,7 @@ The self-hosted MTurk server's sandbox_* tables are not here: mturk/server/model
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -52,6 +53,8 @@ def phash_from_db(v: int) -> int:
 
 
 class Base(DeclarativeBase):
+    # Every model maps a plain Table; SQLAlchemy types __table__ as FromClause (sqlalchemy#9130).
+    __table__: ClassVar[Table]
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
@@ -228,6 +231,10 @@ class Worker(Base):
     approved: Mapped[int] = mapped_column(Integer, default=0)
     rejected: Mapped[int] = mapped_column(Integer, default=0)
     blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Why routing stopped giving the worker work (uninformative | redundant; None: it did not),
+    # and the dependent group (its smallest worker id) they vote with, kept across synsets.
+    routing: Mapped[str | None] = mapped_column(String(16))
+    dependence_group: Mapped[str | None] = mapped_column(String(64))
 
 
 class Label(Base):
@@ -237,11 +244,39 @@ class Label(Base):
     votes_yes: Mapped[int] = mapped_column(Integer, default=0)
     votes_no: Mapped[int] = mapped_column(Integer, default=0)
     posterior: Mapped[float | None] = mapped_column(Float)
-    # accept | reject | undecided
-    decision: Mapped[str] = mapped_column(String(16), default="undecided", index=True)
+    # accept | reject | undecided | insufficient_crowd (no eligible worker left can decide it;
+    # posterior is then the precision accepting it would have)
+    decision: Mapped[str] = mapped_column(String(32), default="undecided", index=True)
     decided_by: Mapped[str | None] = mapped_column(String(64))
     overridden: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[float] = mapped_column(Float, default=now, onupdate=now)
+
+
+class ConsensusSynset(Base):
+    """Per synset, the last consensus run's crowd figures (status and review page read them)."""
+
+    __tablename__ = "consensus_synset"
+    wnid: Mapped[str] = mapped_column(String(16), primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(32))
+    items: Mapped[int] = mapped_column(Integer)
+    insufficient: Mapped[int] = mapped_column(Integer)
+    # Annotators (of the measured skill) the insufficient items would need; None: none needed.
+    crowd_needed: Mapped[int | None] = mapped_column(Integer)
+    eligible_workers: Mapped[int | None] = mapped_column(Integer)
+    note: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class GoldItem(Base):
+    """Gold promoted by `imnet mturk gold` (hand overrides and confident labels, capped)."""
+
+    __tablename__ = "gold_item"
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidate.id"), primary_key=True)
+    wnid: Mapped[str] = mapped_column(String(16), index=True)
+    answer: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(16))  # override | consensus
+    posterior: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
 
 
 class ClassChoice(Base):

@@ -20,11 +20,13 @@ import socket
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from functools import partial
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Engine,
+    Table,
     any_,
     bindparam,
     func,
@@ -255,10 +257,10 @@ def expire_dead_local(engine: Engine, models: Sequence[type[Base]] | None = None
     from db.models import LeaseMixin
 
     if models is None:
-        models = [m.class_ for m in Base.registry.mappers if issubclass(m.class_, LeaseMixin)]
+        models = [m.class_ for m in Base.registry.mappers if LeaseMixin in m.class_.__mro__]
     now = time.time()
 
-    def free(t: Any) -> int:
+    def free(t: Table) -> int:
         freed = 0
         with write_connection(engine) as conn, conn.begin():
             owners = conn.execute(
@@ -272,7 +274,7 @@ def expire_dead_local(engine: Engine, models: Sequence[type[Base]] | None = None
                 ).rowcount
         return freed
 
-    return sum(retry_busy(lambda t=m.__table__: free(t)) for m in models)
+    return sum(retry_busy(partial(free, m.__table__)) for m in models)
 
 
 def release(

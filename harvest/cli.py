@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from imnet.core.app import App
+from imnet.core.argtypes import int_in
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add.add_argument("wnids", nargs="*", metavar="WNID", help="wnids such as n01440764")
     add.add_argument("--root", metavar="WNID", help="add the whole subtree under this synset")
     add.add_argument("--leaves-only", action="store_true", help="with --root: leaves only")
-    add.add_argument("--max", type=int, dest="max_n", metavar="N", help="add at most N synsets")
+    add.add_argument(
+        "--max", type=int_in(1), dest="max_n", metavar="N", help="add at most N synsets"
+    )
     add.add_argument(
         "--ilsvrc2012",
         action="store_true",
@@ -80,14 +84,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     se.add_argument(
         "--max-pages",
-        type=int,
+        type=int_in(1),
         default=1,
         metavar="N",
         help="pages per query in this run (default %(default)s)",
     )
     se.add_argument(
         "--limit-per-query",
-        type=int,
+        type=int_in(1),
         default=100,
         metavar="N",
         help="stop a query after N results in total (default %(default)s)",
@@ -118,14 +122,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     cr.add_argument(
         "--processes",
-        type=int,
+        type=int_in(1, 1024),
         default=1,
         metavar="N",
         help="worker processes, one event loop each (default %(default)s)",
     )
     cr.add_argument(
         "--limit",
-        type=int,
+        type=int_in(1),
         default=None,
         metavar="N",
         help="claim at most N candidates in this run",
@@ -245,6 +249,8 @@ def _import_urls(args: argparse.Namespace, app: App) -> int:
     except OSError as e:
         raise UserError(os_error_line(e)) from None
     print_json(report)
+    if report["bad_lines"]:
+        print(f"imnet: {report['bad_lines']} bad lines skipped (see the report)", file=sys.stderr)
     return 0 if report["bad_lines"] == 0 else 1
 
 
@@ -254,12 +260,17 @@ def _crawl(args: argparse.Namespace, app: App) -> int:
 
     if args.processes < 1:
         raise _user_error(ValueError("--processes must be at least 1"))
+    if args.stats_json:
+        # An unwritable --stats-json fails now (an OSError line), not after the whole crawl.
+        with open(args.stats_json, "a"):
+            pass
     summary = crawl(
         app,
         processes=args.processes,
         limit=args.limit,
         stats_json=args.stats_json,
-        progress=not args.no_progress,
+        # A bar redrawn with \r is noise in a log file or pipe.
+        progress=not args.no_progress and sys.stderr.isatty(),
     )
     print_json(summary)
     _hint_private(summary.get("reasons", {}), stderr=True)

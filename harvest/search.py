@@ -70,7 +70,7 @@ async def _run_search(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(unit="query", desc="search", dynamic_ncols=True)
+        bar = tqdm(unit="query", desc="search", dynamic_ncols=True, disable=None)
     claim = functools.partial(
         queue.claim,
         app.engine,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from imnet.core.app import App
+if TYPE_CHECKING:
+    from imnet.core.app import App
+    from imnet.core.wordnet import Noun, Nouns
 
 WNID_RE = re.compile(r"^n\d{8}$")
 
@@ -30,77 +32,56 @@ def _ilsvrc2012() -> tuple[str, ...]:
     return tuple(wnids)
 
 
-@cache
-def _wn() -> Any:
-    import nltk.corpus
-
-    from imnet.core.wordnet import WordNetUnavailable, ensure_wordnet
+def _nouns() -> Nouns:
+    from imnet.core.wordnet import WordNetUnavailable, nouns
 
     try:
-        ensure_wordnet(allow_download=False)
-    except WordNetUnavailable as e:
+        return nouns()
+    except WordNetUnavailable as e:  # the real cause, naming `imnet setup`
         raise SynsetError(str(e)) from None
-    # Read the attribute after ensure_wordnet: it may have replaced nltk's corpus loader.
-    return nltk.corpus.wordnet
 
 
-def wnid_of(syn: Any) -> str:
-    return f"n{syn.offset():08d}"
+def wnid_of(syn: Noun) -> str:
+    return syn.wnid
 
 
-def synset_for(wnid: str) -> Any:
-    """The nltk synset of a wnid; SynsetError when malformed or unknown."""
+def synset_for(wnid: str) -> Noun:
+    """The WordNet noun synset of a wnid; SynsetError when malformed, unknown, or WordNet is
+    missing (then the message names `imnet setup`)."""
     if not WNID_RE.match(wnid or ""):
         raise SynsetError(f"{wnid!r} is not a wnid (n + 8 digits, e.g. n01440764)")
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            # nltk warns and returns None for an offset that is not a synset's start.
-            warnings.simplefilter("ignore", UserWarning)
-            syn = _wn().synset_from_pos_and_offset("n", int(wnid[1:]))
-    except Exception:  # nltk raises WordNetError/ValueError/IndexError for unknown offsets
-        syn = None
+    syn = _nouns().get(wnid)
     if syn is None:
         raise SynsetError(f"{wnid} is not a WordNet 3.0 noun synset")
     return syn
 
 
-def _children(syn: Any) -> list[Any]:
-    return sorted(syn.hyponyms() + syn.instance_hyponyms(), key=lambda s: s.offset())
-
-
-def _parents(syn: Any) -> list[Any]:
-    # nltk's hypernym order follows set iteration (PYTHONHASHSEED); sort so that a synset with two
-    # parents always gets the same parent_wnid, and reruns create no new queries.
-    return sorted(syn.hypernyms() + syn.instance_hypernyms(), key=lambda s: s.offset())
-
-
-def describe(syn: Any) -> dict[str, Any]:
-    """The `synset` row values for an nltk synset."""
-    parents = _parents(syn)
+def describe(syn: Noun) -> dict[str, Any]:
+    """The `synset` row values for a noun synset."""
+    # parents are sorted by wnid, so a synset with two parents always gets the same parent_wnid
+    # and reruns create no new queries.
     return {
-        "wnid": wnid_of(syn),
-        "lemmas": [n.replace("_", " ") for n in syn.lemma_names()],
-        "gloss": syn.definition() or "",
-        "parent_wnid": wnid_of(parents[0]) if parents else None,
-        "depth": syn.min_depth(),
-        "is_leaf": not _children(syn),
+        "wnid": syn.wnid,
+        "lemmas": [n.replace("_", " ") for n in syn.lemmas],
+        "gloss": syn.gloss,
+        "parent_wnid": syn.parents[0] if syn.parents else None,
+        "depth": syn.depth,
+        "is_leaf": not syn.children,
     }
 
 
 def subtree(root: str, leaves_only: bool = False) -> list[str]:
     """Every wnid under `root` (itself included), sorted; only leaves with leaves_only."""
-    seen: dict[str, Any] = {}
+    index = _nouns()
+    seen: dict[str, Noun] = {}
     stack = [synset_for(root)]
     while stack:
         s = stack.pop()
-        w = wnid_of(s)
-        if w in seen:
+        if s.wnid in seen:
             continue
-        seen[w] = s
-        stack.extend(_children(s))
-    return sorted(w for w, s in seen.items() if not leaves_only or not _children(s))
+        seen[s.wnid] = s
+        stack.extend(n for c in s.children if (n := index.get(c)) is not None)
+    return sorted(w for w, s in seen.items() if not leaves_only or not s.children)
 
 
 def add_synsets(
@@ -154,11 +135,7 @@ def ensure_synsets(app: App, wnids: list[str]) -> list[str]:
     for w in wanted:
         if w in have:
             continue
-        try:
-            synset_for(w)
-            good.append(w)
-        except SynsetError:
-            bad.append(w)
+        (good if w in _nouns() else bad).append(w)
     if good:
         add_synsets(app, wnids=good)
     return bad

@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from imnet import __version__
 from imnet.core.console import UserError, os_error_line
@@ -29,8 +30,17 @@ COMMAND_MODULES = (
 GLOBAL_FLAGS = {"data_dir": "data-dir", "database_url": "database-url", "blob_url": "blob-url"}
 
 
+class ImnetParser(argparse.ArgumentParser):
+    """A usage error is one line on stderr and exit 2 (argparse prints the whole usage first).
+    Subparsers inherit the class, so every `imnet` command behaves the same."""
+
+    def error(self, message: str) -> NoReturn:
+        line = " ".join(f"{self.prog}: error: {message} (see `{self.prog} --help`)".split())
+        self.exit(2, line + "\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ImnetParser(
         prog="imnet",
         description="Build an ImageNet-style dataset from WordNet and the web, label it with "
         "crowd workers, export it, and train the 2012 AlexNet on it.",
@@ -53,8 +63,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        rc = _main(argv)
+        # Flushed here, not at exit: a reader that left early (`imnet synsets list | head`)
+        # is then a BrokenPipeError below instead of "Exception ignored" after the exit.
+        sys.stdout.flush()
+        return rc
+    except BrokenPipeError:
+        _silence_stdout()
+        print("imnet: error: output closed before the command finished", file=sys.stderr)
+        return 2
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help and --version print then exit 0
+        if e.code == 0:
+            sys.stdout.flush()
+        raise
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
@@ -81,11 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("imnet: interrupted; finished work is kept, rerun to resume", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        # The reader left early (`imnet synsets list | head`): stdout is gone, so point it at
-        # /dev/null before the interpreter's final flush raises the same error again.
-        _silence_stdout()
-        print("imnet: error: output closed before the command finished", file=sys.stderr)
-        return 2
+        raise  # main's: the reader left early, not a path or port problem
     except OSError as e:
         # Unwritable or non-directory paths, busy ports, full disks: the environment, not a bug.
         print(f"imnet: error: {os_error_line(e)}", file=sys.stderr)
@@ -96,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _silence_stdout() -> None:
+    # stdout is gone: point it at /dev/null before the interpreter's final flush raises again.
     # Best effort: if even /dev/null cannot take stdout, the one-line error still goes out.
     with contextlib.suppress(OSError, ValueError):
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -55,10 +55,12 @@ def _config_show(args: argparse.Namespace, app: App) -> int:
 
 
 def _setup(args: argparse.Namespace, app: App) -> int:
-    from imnet.core.wordnet import WordNetUnavailable, ensure_wordnet
+    from imnet.core.wordnet import WordNetUnavailable, build_cache, cache_path, ensure_wordnet
 
     try:
         print(ensure_wordnet(allow_download=not args.no_download))
+        # later commands read this compact noun cache instead of mapping WordNet with nltk
+        print(f"WordNet nouns: {len(build_cache())} cached in {cache_path()}")
     except WordNetUnavailable as e:
         from imnet.core.console import UserError
 

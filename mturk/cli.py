@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING, Any
+
+from imnet.core.argtypes import float_in, int_in
+from mturk.cli_serve import run_review, run_serve, run_simulate
 
 if TYPE_CHECKING:
     from imnet.core.app import App
@@ -82,6 +86,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     _concurrency_flag(col)
     col.set_defaults(func=_collect)
 
+    gold = m.add_parser(
+        "gold",
+        help="promote review-page overrides and confident labels to gold check items (capped)",
+        description="Turn hand overrides, then consensus labels with P >= "
+        "mturk_gold_min_confidence (or <= 1 - it), into gold items that new HITs mix in. A label "
+        "any of whose voters is in a dependent group or routed away is refused (a cartel cannot "
+        "make its own gold); per synset gold never exceeds min(--per-synset, --max-share x "
+        "items). Gold whose label changed is dropped. Safe to rerun: nothing new, nothing done.",
+    )
+    gold.add_argument("--wnid", action="append", help="only this synset (repeatable)")
+    gold.add_argument(
+        "--per-synset",
+        type=int_in(0, 1 << 20),
+        default=None,
+        metavar="N",
+        help="at most N gold items per synset (default: setting mturk_gold_per_synset, 20)",
+    )
+    gold.add_argument(
+        "--max-share",
+        type=float_in(0.0, 1.0),
+        default=None,
+        metavar="F",
+        help="gold never more than this share of a synset's items (default: setting "
+        "mturk_gold_max_share, 0.1)",
+    )
+    gold.add_argument("--dry-run", action="store_true", help="report, change nothing")
+    gold.add_argument("--json", action="store_true", help="print the full report as JSON")
+    gold.set_defaults(func=_gold)
+
     st = m.add_parser(
         "status",
         help="local HIT, assignment and worker counts (and the balance)",
@@ -98,8 +131,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Point mturk_endpoint_url at it.",
     )
     sv.add_argument("--host", help="listen address (default: setting mturk_host)")
-    sv.add_argument("--port", type=int, help="port (default: setting mturk_port)")
-    sv.set_defaults(func=_serve)
+    sv.add_argument("--port", type=int_in(0, 65535), help="port (default: setting mturk_port)")
+    sv.set_defaults(func=run_serve)
 
     sim = m.add_parser(
         "simulate",
@@ -108,19 +141,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         'answering from a ground-truth file {"images": {sha256: wnid|null}}.',
     )
     sim.add_argument("--truth", required=True, help="ground-truth JSON file")
-    sim.add_argument("--workers", type=int, default=20, help="number of bots (default 20)")
+    sim.add_argument(
+        "--workers", type=int_in(1, 10_000), default=20, help="number of bots (default 20)"
+    )
     sim.add_argument(
         "--mix",
         default=None,
         help="kind shares, default good=0.7,mediocre=0.2,random=0.06,yes=0.04",
     )
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--max-seconds", type=float, default=600.0, help="stop after this long")
+    sim.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
+    sim.add_argument(
+        "--max-seconds",
+        type=float_in(0, 1e7, lo_open=True),
+        default=600.0,
+        help="stop after this long",
+    )
     sim.add_argument(
         "--url",
         help="worker site base URL (default: the endpoint URL, else http://mturk_host:mturk_port)",
     )
-    sim.set_defaults(func=_simulate)
+    sim.set_defaults(func=run_simulate)
 
     rv = sub.add_parser(
         "review",
@@ -130,14 +170,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "override a label by hand. `imnet mturk serve` also mounts it under /review.",
     )
     rv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    rv.add_argument("--port", type=int, default=8644, help="port (default 8644)")
-    rv.set_defaults(func=_review)
+    rv.add_argument("--port", type=int_in(0, 65535), default=8644, help="port (default 8644)")
+    rv.set_defaults(func=run_review)
 
 
 def _concurrency_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--concurrency",
-        type=int,
+        type=int_in(1, 1024),
         default=8,
         metavar="N",
         help="API requests in flight at once (default 8; 1 = one after another)",
@@ -179,6 +219,12 @@ def _collect(args: argparse.Namespace, app: App) -> int:
         _api_error(e)
         raise
     print_json(report)
+    if (report.get("more") or {}).get("published", {}).get("aborted"):
+        # Without --yes collect only estimates what further votes would cost.
+        print(
+            "further votes not requested: rerun `imnet mturk collect --yes` to ask for them",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -190,7 +236,49 @@ def _api_error(e: Exception) -> None:
     from mturk.publish import PublishError
 
     if isinstance(e, ClientError | BotoCoreError | PublishError):
-        raise UserError(f"MTurk endpoint: {e}") from None
+        from botocore.exceptions import EndpointConnectionError
+
+        hint = ""
+        if isinstance(e, EndpointConnectionError) and "amazonaws.com" in str(e):
+            hint = (
+                " (no `imnet mturk serve` runs on this data dir; start one, or set "
+                "IMNET_MTURK_ENDPOINT_URL to your server, or give AWS keys)"
+            )
+        raise UserError(f"MTurk endpoint: {e}{hint}") from None
+
+
+def _gold(args: argparse.Namespace, app: App) -> int:
+    from imnet.core.console import UserError, print_json
+    from mturk.gold import promote_gold
+
+    over: dict[str, Any] = {}
+    if args.per_synset is not None:
+        if args.per_synset < 0:
+            raise UserError(f"--per-synset must be at least 0, got {args.per_synset}")
+        over["mturk_gold_per_synset"] = args.per_synset
+    if args.max_share is not None:
+        if not 0.0 <= args.max_share <= 1.0:
+            raise UserError(f"--max-share must be between 0 and 1, got {args.max_share}")
+        over["mturk_gold_max_share"] = args.max_share
+    settings = app.settings.replace(**over) if over else app.settings
+    with app.Session() as session:
+        report = promote_gold(session, settings, args.wnid, dry_run=args.dry_run)
+    if args.json:
+        print_json(report)
+        return 0
+    t = report["totals"]
+    verb = "would add" if args.dry_run else "added"
+    print(
+        f"gold: {verb} {t['added']} ({t['from_overrides']} from overrides, {t['from_labels']} "
+        f"from confident labels); refused {t['refused_dependent']} labels with dependent or "
+        f"routed-away voters; dropped {t['dropped']} stale; {t['gold']} promoted gold in all"
+    )
+    for wnid, r in sorted(report["per_wnid"].items()):
+        print(
+            f"  {wnid}: +{r['added']} (cap {r['cap']} of {r['items']} items), "
+            f"{r['refused_dependent']} refused, {r['dropped']} dropped, {r['gold']} gold"
+        )
+    return 0
 
 
 def _status(args: argparse.Namespace, app: App) -> int:
@@ -199,6 +287,7 @@ def _status(args: argparse.Namespace, app: App) -> int:
     from db.models import Assignment, Hit, Vote, Worker
     from imnet.core.console import print_json
     from mturk.client import endpoint_url, make_client
+    from mturk.routing import crowd_status
 
     with app.Session() as s:
         data: dict[str, Any] = {
@@ -214,6 +303,7 @@ def _status(args: argparse.Namespace, app: App) -> int:
             )
             or 0,
         }
+        data.update(crowd_status(s))
     try:
         data["balance"] = make_client(app.settings).get_account_balance()["AvailableBalance"]
     except Exception as e:  # status still reports local counts when the endpoint is down
@@ -223,40 +313,6 @@ def _status(args: argparse.Namespace, app: App) -> int:
         return 0
     for k, v in data.items():
         print(f"{k}: {v}")
-    return 0
-
-
-def _serve(args: argparse.Namespace, app: App) -> int:
-    from mturk.server import serve_forever
-
-    host = args.host or app.settings.mturk_host
-    port = args.port if args.port is not None else app.settings.mturk_port
-    serve_forever(app, host, port)  # prints the URLs once bound; a busy port is one OSError
-    return 0
-
-
-def _simulate(args: argparse.Namespace, app: App) -> int:
-    from imnet.core.console import UserError, print_json
-    from mturk.simulate import run_workers
-
-    s = app.settings
-    url = args.url or s.mturk_endpoint_url or f"http://{s.mturk_host}:{s.mturk_port}"
-    if args.workers < 1:
-        raise UserError("--workers must be at least 1")
-    try:
-        report = run_workers(
-            url,
-            args.truth,
-            n_workers=args.workers,
-            mix=args.mix,
-            seed=args.seed,
-            max_seconds=args.max_seconds,
-        )
-    except (OSError, ValueError) as e:
-        raise UserError(f"simulate: {e}") from None
-    report.pop("per_worker", None)
-    report.pop("assignment_ids", None)
-    print_json(report)
     return 0
 
 
@@ -282,27 +338,4 @@ def _needs(args: argparse.Namespace, app: App) -> int:
         print("no candidate needs votes now")
     for wnid, ks in sorted(per.items()):
         print(f"{wnid}: {len(ks)} candidates need {sum(ks)} votes")
-    return 0
-
-
-def _review(args: argparse.Namespace, app: App) -> int:
-    from aiohttp import web
-
-    from mturk.server.review import mount_review
-
-    root = web.Application()
-    mount_review(root, app)
-
-    async def to_review(request: web.Request) -> web.StreamResponse:
-        raise web.HTTPFound("/review/")
-
-    root.router.add_get("/", to_review)
-    url = f"http://{args.host}:{args.port}/review/"
-    # aiohttp calls `print` once the socket is listening: the line means "ready".
-    web.run_app(
-        root,
-        host=args.host,
-        port=args.port,
-        print=lambda _msg: print(f"review page on {url} (Ctrl-C stops)", flush=True),
-    )
     return 0

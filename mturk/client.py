@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from imnet.core.app import App
+    from imnet.core.settings import Settings
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -16,18 +22,24 @@ AWS_LIVE_URL = "https://mturk-requester.us-east-1.amazonaws.com"
 CONCURRENCY = 8
 
 
-def endpoint_url(settings: Any) -> str:
+def endpoint_url(settings: Settings) -> str:
     """mturk_endpoint_url if set, else the AWS sandbox; production only with mturk_live."""
     if settings.mturk_endpoint_url:
         return settings.mturk_endpoint_url.rstrip("/")
+    if not settings.mturk_live:
+        from mturk.local_endpoint import running
+
+        # `imnet mturk serve` on this data dir records where it listens: follow it.
+        if local := running(settings.data_dir):
+            return local
     return AWS_LIVE_URL if settings.mturk_live else AWS_SANDBOX_URL
 
 
-def is_self_hosted(settings: Any) -> bool:
+def is_self_hosted(settings: Settings) -> bool:
     return endpoint_url(settings) not in (AWS_SANDBOX_URL, AWS_LIVE_URL)
 
 
-def make_client(settings: Any, connections: int = 16) -> Any:
+def make_client(settings: Settings, connections: int = 16) -> Any:
     """A real boto3 client; retries are bounded and every creating call carries its own token.
     It is shared by the request threads (botocore clients are thread-safe): `connections` should
     be at least the number of threads, or connections are dropped and reopened."""
@@ -111,7 +123,7 @@ def first_error(results: Sequence[tuple[Any, Any, BaseException | None]]) -> Non
 
 
 @contextmanager
-def write_session(app: Any) -> Iterator[Any]:
+def write_session(app: App) -> Iterator[Session]:
     """A session for ONE read-then-write transaction. On SQLite it starts with BEGIN IMMEDIATE:
     a deferred transaction whose snapshot went stale (the server wrote meanwhile) cannot upgrade
     to a writer and fails at once instead of waiting."""

@@ -33,31 +33,30 @@ from mturk.answers import AnswerError, parse_grid_answer
 from mturk.client import (
     CONCURRENCY,
     call_all,
-    error_code,
     first_error,
     make_client,
     paginate,
     write_session,
 )
+from mturk.grading import exclude_workers, send_reviews
 from mturk.more import request_more
-from mturk.publish import exclusion_qualification
 from mturk.verify import chunked
 
 if TYPE_CHECKING:
     from imnet.core.app import App
+    from imnet.core.settings import Settings
 
 __all__ = ["collect", "exclude_workers", "request_more"]
 
 log = logging.getLogger(__name__)
-# HITs per round of concurrent listing calls and per transaction; assignments per review round.
+# HITs per round of concurrent listing calls and per transaction.
 COLLECT_BATCH = 200
-REVIEW_BATCH = 500
 # What is kept of a listed assignment (its HIT's question is never needed here).
 _KEEP = ("AssignmentId", "WorkerId", "AssignmentStatus", "SubmitTime", "Answer")
 _ITEMS = ("Submitted", "Approved", "Rejected")
 
 
-def _review(item: dict[str, Any], gold: dict[int, bool], positions: list[int], s: Any) -> dict:
+def _review(item: dict[str, Any], gold: dict[int, bool], positions: list[int], s: Settings) -> dict:
     """Decide one assignment: status, feedback, votes and gold counts."""
     try:
         ans = parse_grid_answer(item.get("Answer"), positions)
@@ -188,6 +187,10 @@ def _collect_batch(
                 "co": now if status == "Reviewable" else None,
             }
         )
+    # Votes in the order workers submitted them, not the order the (randomly named) HITs were
+    # listed in: consensus reads votes in time order, so this keeps one crowd's result the same.
+    submitted = {a["assignment_id"]: a["submitted_at"] or now for a in assignments}
+    votes.sort(key=lambda v: (submitted[v[0]], v[0]))
     _write_batch(app, assignments, votes, states)
     first_error(results)
     return len(assignments)
@@ -217,6 +220,7 @@ def _write_batch(
             q = select(Vote.worker_id, Vote.candidate_id).where(Vote.candidate_id.in_(part))
             prior.update((w, c) for w, c in session.execute(q))
         vote_rows: list[dict[str, Any]] = []
+        submitted = {a["assignment_id"]: a["submitted_at"] for a in assignments}
         for aid, wid, wnid, pairs in votes:
             if aid in dup:
                 continue
@@ -230,6 +234,8 @@ def _write_batch(
                             "worker_id": wid,
                             "wnid": wnid,
                             "is_match": match,
+                            # a vote's time is its worker's submit time, not the collect's
+                            "created_at": submitted.get(aid) or time.time(),
                         }
                     )
         delta: dict[str, list[int]] = {}
@@ -285,103 +291,6 @@ def _write_batch(
         session.commit()
 
 
-def _review_one(
-    client: Any, server_status: dict[str, str], row: tuple[str, str, str | None]
-) -> tuple[str, str]:
-    """Send one verdict; returns (the server's verdict now, approved|rejected|already)."""
-    aid, status, reason = row
-    approve = status == "Approved"
-    verdict = server_status.get(aid, "Submitted")
-    if verdict != "Submitted":
-        return verdict, "already"
-    try:
-        if approve:
-            client.approve_assignment(AssignmentId=aid, RequesterFeedback="Thank you.")
-        else:
-            feedback = reason or "Rejected by the review policy."
-            client.reject_assignment(AssignmentId=aid, RequesterFeedback=feedback[:1000])
-    except client.exceptions.RequestError as e:
-        if "InvalidAssignmentState" not in error_code(e):
-            raise
-        return client.get_assignment(AssignmentId=aid)["Assignment"]["AssignmentStatus"], "already"
-    return ("Approved", "approved") if approve else ("Rejected", "rejected")
-
-
-def _send_reviews(
-    app: App, client: Any, server_status: dict[str, str], concurrency: int = CONCURRENCY
-) -> dict[str, int]:
-    """Approve or reject every locally decided, not yet reviewed assignment (resumable).
-
-    When the server already holds a verdict (reviewed before a crash, or auto-approved), its word
-    stands and the local status follows it (an "Invalid" answer stays Invalid: it has no votes)."""
-    done = {"approved": 0, "rejected": 0, "already": 0}
-    A = Assignment.__table__
-    last = ""
-    while True:
-        with app.Session() as session:
-            page = [
-                (aid, st, reason)
-                for aid, st, reason in session.execute(
-                    select(A.c.assignment_id, A.c.status, A.c.reject_reason)
-                    .where(A.c.reviewed_at.is_(None), A.c.assignment_id > last)
-                    .order_by(A.c.assignment_id)
-                    .limit(REVIEW_BATCH)
-                )
-            ]
-        if not page:
-            return done
-        last = page[-1][0]
-        results = call_all(partial(_review_one, client, server_status), page, concurrency)
-        now = time.time()
-        rows = []
-        for (aid, status, _r), res, _err in results:
-            if res is None:
-                continue
-            verdict, kind = res
-            done[kind] += 1
-            keep = status == "Invalid" or verdict not in ("Approved", "Rejected")
-            rows.append({"a": aid, "st": status if keep else verdict, "t": now})
-        if rows:
-            with write_session(app) as session:
-                session.execute(
-                    update(A)
-                    .where(A.c.assignment_id == bindparam("a"), A.c.reviewed_at.is_(None))
-                    .values(status=bindparam("st"), reviewed_at=bindparam("t")),
-                    rows,
-                )
-                session.commit()
-        first_error(results)
-
-
-def exclude_workers(app: App, client: Any, concurrency: int = CONCURRENCY) -> list[str]:
-    """Give the exclusion qualification to workers under the accuracy bar (once each)."""
-    s = app.settings
-    with app.Session() as session:
-        rows = session.execute(
-            select(Worker.worker_id, Worker.gold_seen, Worker.gold_correct).where(
-                Worker.blocked.is_(False), Worker.gold_seen >= max(1, s.mturk_min_gold_seen)
-            )
-        ).all()
-    bad = [w for w, seen, correct in rows if correct / seen < s.mturk_min_worker_gold]
-    if not bad:
-        return []
-    qual = exclusion_qualification(client)
-
-    def grant(wid: str) -> None:
-        client.associate_qualification_with_worker(
-            QualificationTypeId=qual, WorkerId=wid, IntegerValue=1, SendNotification=False
-        )
-
-    results = call_all(grant, bad, concurrency)
-    ok = [w for w, _r, err in results if err is None]
-    with write_session(app) as session:
-        for part in chunked(ok):
-            session.execute(update(Worker).where(Worker.worker_id.in_(part)).values(blocked=True))
-        session.commit()
-    first_error(results)
-    return bad
-
-
 def collect(
     app: App,
     *,
@@ -430,7 +339,7 @@ def collect(
             app, client, batch, listed, server_status, concurrency
         )
         report["hits"] += len(batch)
-    reviews = _send_reviews(app, client, server_status, concurrency)
+    reviews = send_reviews(app, client, server_status, concurrency)
     report.update(reviews)
     report["excluded_workers"] = exclude_workers(app, client, concurrency)
     with app.Session() as session:

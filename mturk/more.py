@@ -100,6 +100,12 @@ def request_more(
         needs = needs_from_consensus(app, None)
     extended = 0
     targets = _extendable(app, needs) if needs and yes else []
+    if targets:
+        from mturk.routing import sync_routing
+
+        # The routing verdicts `needs_votes` just stored reach the endpoint before extended
+        # HITs open again (publish syncs for the HITs it creates).
+        sync_routing(app, client, concurrency=concurrency)
     H = Hit.__table__
     for i in range(0, len(targets), EXTEND_BATCH):
         results = call_all(partial(_extend, client), targets[i : i + EXTEND_BATCH], concurrency)

@@ -37,7 +37,10 @@ from mturk.verify import (
 )
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from imnet.core.app import App
+    from imnet.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,7 @@ class PublishError(RuntimeError):
     """Publishing cannot go on; the message is one line for the user."""
 
 
-def image_src(settings: Any, sha256: str, url: str) -> str:
+def image_src(settings: Settings, sha256: str, url: str) -> str:
     if settings.mturk_image_base_url:
         return settings.mturk_image_base_url.rstrip("/") + "/" + sha256
     if is_self_hosted(settings):
@@ -88,7 +91,12 @@ def exclusion_qualification(client: Any) -> str:
     raise PublishError("exclusion qualification exists but cannot be listed")
 
 
-def hit_type(client: Any, settings: Any, qual_id: str) -> str:
+def hit_type(client: Any, settings: Settings, qual_id: str, routing_id: str | None = None) -> str:
+    """The HIT type: excluded workers (`qual_id`) and, given `routing_id`, workers routing
+    stopped giving work (mturk/routing.py) can neither find, preview nor accept its HITs."""
+    from mturk.routing import routing_requirement
+
+    extra = [routing_requirement(routing_id)] if routing_id else []
     return client.create_hit_type(
         Title=HIT_TITLE,
         Description=HIT_DESCRIPTION,
@@ -101,7 +109,8 @@ def hit_type(client: Any, settings: Any, qual_id: str) -> str:
                 "QualificationTypeId": qual_id,
                 "Comparator": "DoesNotExist",
                 "ActionsGuarded": "DiscoverPreviewAndAccept",
-            }
+            },
+            *extra,
         ],
     )["HITTypeId"]
 
@@ -130,7 +139,7 @@ class _TokenIndex:
             return self.by_token.get(token)
 
 
-def _tile_info(session: Any, ids: set[int]) -> dict[int, tuple[str | None, str, str | None]]:
+def _tile_info(session: Session, ids: set[int]) -> dict[int, tuple[str | None, str, str | None]]:
     info: dict[int, tuple[str | None, str, str | None]] = {}
     for part in chunked(ids):
         q = select(Candidate.id, Candidate.image_sha256, Candidate.url, Candidate.title)
@@ -139,7 +148,7 @@ def _tile_info(session: Any, ids: set[int]) -> dict[int, tuple[str | None, str, 
     return info
 
 
-def _synsets(session: Any, wnids: set[str]) -> dict[str, tuple[list[str], str]]:
+def _synsets(session: Session, wnids: set[str]) -> dict[str, tuple[list[str], str]]:
     out: dict[str, tuple[list[str], str]] = {}
     for part in chunked(wnids):
         for sy in session.scalars(select(Synset).where(Synset.wnid.in_(part))):
@@ -300,8 +309,12 @@ def publish(
             out("nothing published")
             report["aborted"] = True
             return report
+    from mturk.routing import routing_qualification, sync_routing
+
     qual = exclusion_qualification(client)
-    type_id = hit_type(client, app.settings, qual)
+    routing = routing_qualification(client)
+    report["routing"] = sync_routing(app, client, routing, concurrency)
+    type_id = hit_type(client, app.settings, qual, routing)
     got = create_planned(app, client, fresh, type_id, concurrency=concurrency)
     report["created"] = got["created"]
     report["existing"] += got["existing"]

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from curation.consensus.decide import decide
 from curation.consensus.loading import iter_synset_votes
-from db.models import Assignment, Candidate, Hit, HitItem, Label
+from db.models import Assignment, Candidate, GoldItem, Hit, HitItem, Label
 from mturk.fees import MAX_ASSIGNMENTS_PER_HIT
 
 if TYPE_CHECKING:
@@ -82,18 +82,28 @@ def needs_votes(
 ) -> dict[int, int]:
     """candidate_id -> how many MORE votes it needs now (absent = none): what the consensus
     policy (`settings.consensus_algorithm`) wants, minus votes already asked for in open HITs.
-    Synsets are read one at a time; the result holds one entry per item that needs votes."""
+    Synsets are read one at a time; the result holds one entry per item that needs votes.
+    What it learns about the crowd (routing verdicts, insufficient items) is stored, as
+    `run_consensus` stores it, so publish routes by the same verdicts it plans with."""
+    from curation.consensus.crowd import CrowdTally
+
     if settings is None:
         from imnet.core.settings import Settings
 
         settings = Settings()
     out: dict[int, int] = {}
+    tally = CrowdTally(min_gold_seen=settings.mturk_min_gold_seen, complete=wnids is None)
     for data in iter_synset_votes(session, wnids, settings):
         res = decide(data, settings.consensus_algorithm, settings)
+        tally.add(data, res, settings.consensus_algorithm)
         asked = pending_asks(session, data.wnid)
         more = res.needs - np.array([asked.get(c, 0) for c in res.candidate_ids], dtype=np.int64)
         for i in np.flatnonzero(more > 0).tolist():
             out[res.candidate_ids[i]] = int(more[i])
+    # End the read transaction first (SQLite: a write after reads fails if another wrote).
+    session.commit()
+    tally.write(session)
+    session.commit()
     return out
 
 
@@ -128,49 +138,49 @@ class PlannedHit:
 
 
 def gold_pool(session: Session, wnids: list[str]) -> dict[str, list[tuple[int, bool]]]:
-    """wnid -> [(candidate_id, answer)]: hand labels first, then near-certain consensus labels."""
+    """wnid -> [(candidate_id, answer)]: hand labels first, then the gold `imnet mturk gold`
+    promoted. Confident consensus labels are gold only once promoted (capped): taken as gold
+    on their own, a cartel's agreed answers would become the check it is measured by."""
     manual: dict[str, list[tuple[int, bool]]] = defaultdict(list)
-    confident: dict[str, list[tuple[int, bool]]] = defaultdict(list)
+    promoted: dict[str, list[tuple[int, bool]]] = defaultdict(list)
     for part in chunked(wnids):
-        _gold_rows(session, part, manual, confident)
-    return {w: manual.get(w, []) + confident.get(w, []) for w in wnids}
+        _gold_rows(session, part, manual, promoted)
+    out: dict[str, list[tuple[int, bool]]] = {}
+    for w in wnids:
+        hand = manual.get(w, [])
+        seen = {c for c, _a in hand}
+        out[w] = hand + [g for g in promoted.get(w, []) if g[0] not in seen]
+    return out
 
 
 def _gold_rows(
     session: Session,
     wnids: list[str],
     manual: dict[str, list[tuple[int, bool]]],
-    confident: dict[str, list[tuple[int, bool]]],
+    promoted: dict[str, list[tuple[int, bool]]],
 ) -> None:
+    usable = (Candidate.status == "fetched", Candidate.image_sha256.is_not(None))
     q = (
-        select(
-            Label.candidate_id,
-            Label.wnid,
-            Label.decision,
-            Label.posterior,
-            Label.overridden,
-            Label.decided_by,
-        )
+        select(Label.candidate_id, Label.wnid, Label.decision)
         .join(Candidate, Candidate.id == Label.candidate_id)
         .where(
             Label.wnid.in_(wnids),
-            Candidate.status == "fetched",
-            Candidate.image_sha256.is_not(None),
-            or_(
-                Label.overridden.is_(True),
-                Label.decided_by == "manual",
-                Label.posterior >= 0.999,
-                Label.posterior <= 0.001,
-            ),
+            *usable,
+            or_(Label.overridden.is_(True), Label.decided_by == "manual"),
         )
         .order_by(Label.candidate_id)
     )
-    for cid, wnid, decision, posterior, overridden, by in session.execute(q):
-        if overridden or by == "manual":
-            if decision in ("accept", "reject"):
-                manual[wnid].append((cid, decision == "accept"))
-        elif posterior is not None:
-            confident[wnid].append((cid, posterior >= 0.999))
+    for cid, wnid, decision in session.execute(q):
+        if decision in ("accept", "reject"):
+            manual[wnid].append((cid, decision == "accept"))
+    g = (
+        select(GoldItem.candidate_id, GoldItem.wnid, GoldItem.answer)
+        .join(Candidate, Candidate.id == GoldItem.candidate_id)
+        .where(GoldItem.wnid.in_(wnids), *usable)
+        .order_by(GoldItem.candidate_id)
+    )
+    for cid, wnid, answer in session.execute(g):
+        promoted[wnid].append((cid, bool(answer)))
 
 
 def _pick_gold(

@@ -7,10 +7,14 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from imnet.core.app import App
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from train.args import FORMATS, get_args_parser, int_in, one_line_errors
+    from train.args import FORMATS, get_args_parser, int_in
 
     # A base parser each: sharing one let evaluate's redefinition of --resume strip the option
     # string off the shared action, so `imnet train --help` listed `resume` as a positional.
@@ -58,8 +62,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     inv.add_argument("--device", default="cpu")
     inv.set_defaults(func=_invariance)
-    for parser in (tr, ev, an, inv):
-        one_line_errors(parser)
 
 
 def _run(args: argparse.Namespace) -> dict:
@@ -77,7 +79,7 @@ def _run(args: argparse.Namespace) -> dict:
         raise UserError(str(e)) from None
 
 
-def _train(args: argparse.Namespace, app) -> int:
+def _train(args: argparse.Namespace, app: App) -> int:
     if not args.output_dir:
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         args.output_dir = str(Path(app.settings.data_dir) / "runs" / f"train-{stamp}")
@@ -94,7 +96,7 @@ def _train(args: argparse.Namespace, app) -> int:
     return 0
 
 
-def _evaluate(args: argparse.Namespace, app) -> int:
+def _evaluate(args: argparse.Namespace, app: App) -> int:
     args.test_only = True
     args.output_dir = ""
     res = _run(args)
@@ -107,7 +109,7 @@ def _evaluate(args: argparse.Namespace, app) -> int:
     return 0
 
 
-def _invariance(args: argparse.Namespace, app) -> int:
+def _invariance(args: argparse.Namespace, app: App) -> int:
     from imnet.core.console import UserError
     from train.data import ExportError
     from train.invariance import analyze

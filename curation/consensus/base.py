@@ -12,6 +12,9 @@ NO, YES = 0, 1
 
 # Decisions as stored in `label.decision`.
 ACCEPT, REJECT, UNDECIDED = "accept", "reject", "undecided"
+# An item the eligible crowd cannot decide (robust consensus; its posterior is the precision
+# accepting it would have). The same value as curation.consensus.robust.INSUFFICIENT.
+INSUFFICIENT = "insufficient_crowd"
 
 
 @dataclass
@@ -32,7 +35,8 @@ class Votes:
     n_classes: int = 2
     item_keys: list[Hashable] = field(default_factory=list)
     worker_keys: list[Hashable] = field(default_factory=list)
-    order: np.ndarray | None = None
+    # Empty (the default) means row order is the time order; always an array after __post_init__.
+    order: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     def __post_init__(self) -> None:
         self.item = np.asarray(self.item, dtype=np.int64)
@@ -51,10 +55,9 @@ class Votes:
             self.item_keys = list(range(self.n_items))
         if not self.worker_keys:
             self.worker_keys = list(range(self.n_workers))
-        if self.order is None:
+        self.order = np.asarray(self.order, dtype=np.int64)
+        if len(self.order) == 0:
             self.order = np.arange(len(self.item), dtype=np.int64)
-        else:
-            self.order = np.asarray(self.order, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.item)

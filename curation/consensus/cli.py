@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from imnet.core.argtypes import int_in
+
 if TYPE_CHECKING:
     from imnet.core.app import App
 
-ALGORITHM_CHOICES = ("dynamic", "worker-aware", "majority", "dawid-skene")
+ALGORITHM_CHOICES = ("robust", "dynamic", "worker-aware", "majority", "dawid-skene")
 
 
 def register(sub: Any) -> None:
@@ -19,7 +21,7 @@ def register(sub: Any) -> None:
         "and report which candidates still want votes (`imnet mturk needs` lists what publish "
         "will ask for).",
     )
-    csub = p.add_subparsers(dest="consensus_command", metavar="ACTION")
+    csub = p.add_subparsers(dest="consensus_command", metavar="ACTION", required=True)
 
     run = csub.add_parser(
         "run",
@@ -34,13 +36,13 @@ def register(sub: Any) -> None:
         "--algorithm",
         choices=ALGORITHM_CHOICES,
         default=None,
-        help="decision rule (default: setting consensus_algorithm, normally worker-aware)",
+        help="decision rule (default: setting consensus_algorithm, normally robust)",
     )
     run.add_argument("--wnid", action="append", help="only this synset (repeatable)")
     run.add_argument("--json", action="store_true", help="print the full report as JSON")
     run.add_argument(
         "--processes",
-        type=int,
+        type=int_in(1, 1024),
         default=1,
         help="decide synsets in this many processes, each with its own connection (default 1)",
     )
@@ -60,14 +62,10 @@ def register(sub: Any) -> None:
         "the probability that an image shows the synset given its yes and no votes so far.",
     )
     table.add_argument("--wnid", required=True, help="the synset")
-    table.add_argument("--max", type=int, default=5, help="largest #yes and #no shown (default 5)")
+    table.add_argument(
+        "--max", type=int_in(1, 100), default=5, help="largest #yes and #no shown (default 5)"
+    )
     table.set_defaults(func=cmd_table)
-    p.set_defaults(func=lambda args, app: _help(p))
-
-
-def _help(p: argparse.ArgumentParser) -> int:
-    p.print_help()
-    return 2
 
 
 def cmd_run(args: argparse.Namespace, app: App) -> int:
@@ -98,14 +96,31 @@ def cmd_run(args: argparse.Namespace, app: App) -> int:
         print_json(report)
         return 0
     t = report["totals"]
+    short = t.get("insufficient_crowd", 0)
     print(
         f"{algorithm}: {t['accept']} accepted, {t['reject']} rejected, {t['undecided']} undecided "
         f"({t['manual']} by hand); {t['needs_votes']} need more votes; {t['votes']} votes read"
+        + (
+            f"; {short} insufficient_crowd"
+            + (
+                f" (the goal needs about {t['crowd_needed']} annotators of the measured skill)"
+                if t.get("crowd_needed")
+                else ""
+            )
+            if short
+            else ""
+        )
     )
     for wnid, r in sorted(report["per_wnid"].items()):
         print(
             f"  {wnid}: {r['items']} items, {r['accept']} accept, {r['reject']} reject, "
             f"{r['undecided']} undecided, {r['needs_votes']} need votes"
+            + (
+                f", {r['insufficient_crowd']} insufficient_crowd"
+                if r.get("insufficient_crowd")
+                else ""
+            )
+            + (f" ({r['fallback']})" if r.get("fallback") else "")
         )
     return 0
 

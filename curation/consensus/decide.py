@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from curation.consensus.base import ACCEPT, REJECT, UNDECIDED, YES
+from curation.consensus.base import ACCEPT, INSUFFICIENT, REJECT, UNDECIDED, YES
 from curation.consensus.loading import (
     SynsetVotes,
     WorkerTable,
@@ -30,7 +30,7 @@ AskedVotes = Callable[[Session, str], Mapping[int, int]]
 
 log = logging.getLogger(__name__)
 
-ALGORITHMS = ("dynamic", "worker-aware", "majority", "dawid-skene")
+ALGORITHMS = ("robust", "dynamic", "worker-aware", "majority", "dawid-skene")
 
 
 @dataclass
@@ -43,6 +43,7 @@ class SynsetResult:
     decisions: np.ndarray
     needs: np.ndarray  # more votes wanted now (before votes already asked for)
     extra: dict[str, Any] = field(default_factory=dict)
+    model: Any = None  # the fitted model (robust: routing and crowd figures read it)
 
 
 def dynamic_model(settings: Settings | None = None) -> DynamicConsensus:
@@ -58,6 +59,47 @@ def dynamic_model(settings: Settings | None = None) -> DynamicConsensus:
         batch=s.consensus_batch_votes,
         reject_below=s.consensus_reject_below,
     )
+
+
+def robust_model(settings: Settings | None = None) -> Any:
+    """The RobustConsensus the settings describe: set-level precision and recall targets."""
+    from curation.consensus.robust import RobustConsensus
+
+    s = _settings(settings)
+    return RobustConsensus(
+        target_precision=s.consensus_target_precision,
+        target_recall=s.consensus_target_recall,
+        max_votes=s.consensus_max_votes,
+        batch=s.consensus_batch_votes,
+    )
+
+
+def _robust(data: SynsetVotes, votes: Any, s: Settings) -> tuple[Any, dict[str, Any]]:
+    from curation.consensus.robust import GoldAnswers
+
+    gold = (
+        GoldAnswers(*data.gold_rows)
+        if data.gold_rows is not None
+        else GoldAnswers.from_counts(data.gold_seen, data.gold_correct)
+    )
+    m = robust_model(s).fit(
+        votes, gold, known=data.known, eligible=data.eligible, groups=data.groups
+    )
+    extra = {
+        "prior": round(float(m.prevalence_), 4),
+        "insufficient": int(m.insufficient_.sum()),
+        "crowd_needed": m.crowd_needed_,
+        "eligible_workers": data.crowd,
+        "dependent_groups": len(m.groups_),
+        "uninformative_workers": int(m.uninformative_.sum()),
+    }
+    return m, extra
+
+
+def dynamic_stalls(data: SynsetVotes, settings: Settings) -> bool:
+    """Dynamic consensus calibrates on items with consensus_initial_votes votes each: a crowd
+    smaller than that can never give them, and every item would wait for ever."""
+    return data.crowd is not None and data.crowd < settings.consensus_initial_votes
 
 
 def cost_rule(settings: Settings) -> dict[str, float | None]:
@@ -79,7 +121,18 @@ def decide(data: SynsetVotes, algorithm: str, settings: Settings | None = None) 
     thr = s.consensus_threshold
     extra: dict[str, Any] = {}
     m: Any  # the fitted model: each algorithm has its own class
-    if algorithm == "dynamic":
+    if algorithm == "dynamic" and dynamic_stalls(data, s):
+        # ImageNet's rule cannot calibrate with this crowd: decide by the worker-aware rule.
+        res = decide(data, "worker-aware", s)
+        res.extra["fallback"] = (
+            f"dynamic: crowd of {data.crowd} < {s.consensus_initial_votes} calibration votes; "
+            "worker-aware rule used"
+        )
+        return res
+    if algorithm == "robust":
+        m, extra = _robust(data, votes, s)
+        p, dec, needs = m.p_yes_, m.decisions_, m.needs_
+    elif algorithm == "dynamic":
         m = dynamic_model(s).fit(votes, calibration=data.calibration, known=data.known)
         p, dec, needs = m.p_yes_, m.decisions_, m.needs_
         extra = {
@@ -134,7 +187,21 @@ def decide(data: SynsetVotes, algorithm: str, settings: Settings | None = None) 
         raise ValueError(
             f"unknown consensus algorithm {algorithm!r}; one of {', '.join(ALGORITHMS)}"
         )
-    return SynsetResult(data.wnid, data.candidate_ids, yes, no, p, dec, needs, extra)
+    res = SynsetResult(data.wnid, data.candidate_ids, yes, no, p, dec, needs, extra, m)
+    if algorithm != "robust":  # robust stops by the crowd itself
+        _cap_to_crowd(res, data)
+    return res
+
+
+def _cap_to_crowd(res: SynsetResult, data: SynsetVotes) -> None:
+    """No item waits for votes the crowd cannot give: an undecided item nobody is left to vote
+    on is flagged insufficient_crowd, the rest ask for at most what the crowd has left."""
+    if data.eligible is None:
+        return
+    res.needs = np.minimum(res.needs, data.eligible)
+    stuck = (res.decisions == UNDECIDED) & (data.eligible == 0) & (data.known < 0)
+    res.decisions = np.where(stuck, INSUFFICIENT, res.decisions).astype(object)
+    res.extra["insufficient"] = int(stuck.sum())
 
 
 def run_consensus(
@@ -154,9 +221,14 @@ def run_consensus(
     `needs_votes` counts the items that want more votes, less those `asked(session, wnid)` says
     are already asked for (without it, every item that wants more).
 
-    Returns {"algorithm", "totals": {accept, reject, undecided, needs_votes, votes},
-    "per_wnid": {wnid: {... same counts ..., model details}}}.
+    What the run learns about the crowd (robust: routing verdicts, dependent groups; every
+    algorithm: insufficient items, the crowd needed, a dynamic fallback) is stored by
+    `CrowdTally.write` at the end.
+
+    Returns {"algorithm", "totals": {accept, reject, undecided, insufficient_crowd,
+    needs_votes, votes, crowd_needed}, "per_wnid": {wnid: {... same counts ..., model details}}}.
     """
+    from curation.consensus.crowd import CrowdTally
     from curation.consensus.labels import write_labels
 
     s = _settings(settings)
@@ -165,8 +237,19 @@ def run_consensus(
             f"unknown consensus algorithm {algorithm!r}; one of {', '.join(ALGORITHMS)}"
         )
     report: dict[str, Any] = {"algorithm": algorithm, "per_wnid": {}}
-    totals = {ACCEPT: 0, REJECT: 0, UNDECIDED: 0, "needs_votes": 0, "votes": 0, "manual": 0}
+    totals: dict[str, Any] = {
+        ACCEPT: 0,
+        REJECT: 0,
+        UNDECIDED: 0,
+        INSUFFICIENT: 0,
+        "needs_votes": 0,
+        "votes": 0,
+        "manual": 0,
+    }
     workers = WorkerTable.read(session, s)
+    tally = CrowdTally(
+        min_gold_seen=s.mturk_min_gold_seen, complete=wnids is None and shard is None
+    )
     for wnid in synset_wnids(session, wnids, shard):
         data = load_synset(session, wnid, s, workers)
         if data is None:
@@ -177,6 +260,11 @@ def run_consensus(
         # same transaction fails at once when another process wrote meanwhile.
         session.commit()
         res = decide(data, algorithm, s)
+        tally.add(data, res, algorithm)
+        # Groups found here are kept for the synsets after it (a cartel that spreads its
+        # votes thin is seen in full only across synsets).
+        for g in tally.groups:
+            workers.group.update(dict.fromkeys(g, min(g)))
         per = write_labels(
             session,
             wnid,
@@ -204,7 +292,19 @@ def run_consensus(
             totals[k] += per[k]
         totals["needs_votes"] += needing
         totals["votes"] += n_votes
+    tally.write(session)
     session.commit()
+    needed = [r["crowd_needed"] for r in tally.synsets.values() if r["crowd_needed"]]
+    totals["crowd_needed"] = max(needed) if needed else None
     report["totals"] = totals
+    if tally.fallbacks:
+        # One line per run, not per synset: the same crowd stalls every synset alike.
+        log.warning(
+            "dynamic consensus cannot calibrate with %s workers (wants %d votes per calibration "
+            "item): worker-aware rule used for %d synsets",
+            tally.synsets[tally.fallbacks[0]]["eligible_workers"],
+            s.consensus_initial_votes,
+            len(tally.fallbacks),
+        )
     log.info("consensus %s: %s", algorithm, totals)
     return report

@@ -6,7 +6,9 @@ Groups are found by a copying-vs-independence likelihood ratio summed over co-vo
 (`dependent_groups`); on each item the votes of a group's k members then weigh 1/k each, so the
 group counts as one source (cf. Kajino, Tsuboi & Kashima, AAAI 2012, on redundant annotators;
 Dong, Berti-Equille & Srivastava, VLDB 2009, "Integrating conflicting data: the role of source
-dependence", for the copy-detection likelihood ratio).
+dependence", for the copy-detection likelihood ratio). A cluster that fails its test is peeled
+(the member who disagrees most with the rest dropped, tested again) so that honest workers
+pulled into a large group's cluster do not hide it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def dependent_groups(
     alpha: float = 1e-4,
     llr: np.ndarray | None = None,
     prior_logit: float = 0.0,
+    peel: bool = True,
 ) -> list[np.ndarray]:
     """Groups (arrays of >= 2 worker codes) of workers who vote as one source.
 
@@ -100,20 +103,71 @@ def dependent_groups(
         s[:, b] = -np.inf
         active[b] = False
     out = []
+    pa0, pd0 = agree_t.astype(float), (co_t - agree_t).astype(float)
+    np.fill_diagonal(pa0, 0)
+    np.fill_diagonal(pd0, 0)
     for c in np.flatnonzero(active):
-        n = len(members[c])
-        if n < 2 or internal[c] < min_evidence:
+        if len(members[c]) < 2 or internal[c] < min_evidence:
             continue
         group = np.array(sorted(members[c]))
-        q: float | None = honest_agreement
-        if llr is not None:
-            q = _outside_ceiling(item, worker, label, llr, prior_logit, n_items, group)
-        if q is None:
-            continue  # nobody outside to tell copying from excellence
-        trials = n_agree[c] + n_dis[c]
-        if trials > 0 and binom.cdf(n_dis[c], trials, 1 - max(q, honest_agreement)) < alpha:
-            out.append(group)
+        # Peeling: in a large crowd greedy merging on a few co-votes each pulls honest workers
+        # into the copiers' cluster, and their disagreements fail the test for the whole
+        # group. Drop the member who disagrees most with the rest and test again, at alpha
+        # split over the tries (the tests look at the same half).
+        tries = len(group) - 1 if peel else 1
+        for _ in range(tries):
+            if _copies(
+                item,
+                worker,
+                label,
+                llr,
+                prior_logit,
+                n_items,
+                group,
+                pa0,
+                pd0,
+                honest_agreement,
+                alpha / tries,
+            ):
+                # Honest members the merging pulled in and the test could not see (few test
+                # co-votes) show disagreements on both halves together; copiers almost none.
+                a_all = (pa0 + agree)[np.ix_(group, group)].sum(1) - np.diag(agree)[group]
+                d_all = (pd0 + dis)[np.ix_(group, group)].sum(1) - np.diag(dis)[group]
+                keep = d_all <= 2 * copy_error * (a_all + d_all) + 0.5
+                if keep.sum() >= 2:
+                    out.append(group[keep])
+                break
+            sub_a, sub_d = pa0[np.ix_(group, group)].sum(1), pd0[np.ix_(group, group)].sum(1)
+            group = np.delete(group, int(np.argmax(sub_d / np.maximum(sub_a + sub_d, 1))))
+            if len(group) < 2:
+                break
     return out
+
+
+def _copies(
+    item: np.ndarray,
+    worker: np.ndarray,
+    label: np.ndarray,
+    llr: np.ndarray | None,
+    prior_logit: float,
+    n_items: int,
+    group: np.ndarray,
+    pa: np.ndarray,
+    pd: np.ndarray,
+    honest_agreement: float,
+    alpha: float,
+) -> bool:
+    """Whether `group`'s disagreements on the test half (pair counts `pa`/`pd`) are too few for
+    independent workers at the agreement their accuracy allows."""
+    q: float | None = honest_agreement
+    if llr is not None:
+        q = _outside_ceiling(item, worker, label, llr, prior_logit, n_items, group)
+    if q is None:
+        return False  # nobody outside to tell copying from excellence
+    n_agree = pa[np.ix_(group, group)].sum() / 2
+    n_dis = pd[np.ix_(group, group)].sum() / 2
+    trials = n_agree + n_dis
+    return bool(trials > 0 and binom.cdf(n_dis, trials, 1 - max(q, honest_agreement)) < alpha)
 
 
 def _outside_ceiling(

@@ -10,7 +10,7 @@ import numpy as np
 from sqlalchemy import bindparam, or_, update
 from sqlalchemy.orm import Session
 
-from curation.consensus.base import ACCEPT, REJECT, UNDECIDED
+from curation.consensus.base import ACCEPT, INSUFFICIENT, REJECT, UNDECIDED
 from db.models import Label
 
 # Rows per executemany call (SQLAlchemy pages them into statements of <= 1,000 rows and under
@@ -50,27 +50,30 @@ def write_labels(
 ) -> dict[str, int]:
     """Upsert one synset's labels; returns counts {accept, reject, undecided, manual}.
 
-    Items with votes get a row; an item without votes keeps no row unless it had one
+    Items with votes (or flagged insufficient_crowd) get a row; an item without votes keeps no row unless it had one
     (`existing`: ids of its synset's machine labels, read before), which is reset to undecided.
     Hand labels (`manual`, and any override made since it was read: the upsert's WHERE) keep
     their decision; only their vote counts are refreshed for the review page. A row is
     rewritten only when a value changed, so `updated_at` says when a label last moved.
     """
-    per = {ACCEPT: 0, REJECT: 0, UNDECIDED: 0, "manual": 0}
+    per = {ACCEPT: 0, REJECT: 0, UNDECIDED: 0, INSUFFICIENT: 0, "manual": 0}
     ids = np.asarray(candidate_ids, dtype=np.int64)
     total = np.asarray(yes) + np.asarray(no)
     is_manual = np.fromiter((c in manual for c in candidate_ids), bool, len(ids))
     had_row = np.isin(ids, existing)
-    write = ~is_manual & ((total > 0) | had_row)
+    # An item the crowd cannot decide keeps a row even without votes: it waits for no one.
+    stuck = np.asarray(decisions, dtype=object) == INSUFFICIENT
+    decided = (total > 0) | stuck
+    write = ~is_manual & (decided | had_row)
     now = time.time()
-    decs = np.where(total > 0, decisions, UNDECIDED)
+    decs = np.where(decided, decisions, UNDECIDED)
     rows = [
         {
             "candidate_id": int(ids[i]),
             "wnid": wnid,
             "votes_yes": int(yes[i]),
             "votes_no": int(no[i]),
-            "posterior": float(p_yes[i]) if total[i] > 0 else None,
+            "posterior": float(p_yes[i]) if decided[i] else None,
             "decision": str(decs[i]),
             "decided_by": algorithm,
             "overridden": False,
@@ -78,7 +81,7 @@ def write_labels(
         }
         for i in np.flatnonzero(write).tolist()
     ]
-    for d in (ACCEPT, REJECT, UNDECIDED):
+    for d in (ACCEPT, REJECT, UNDECIDED, INSUFFICIENT):
         per[d] = int((decs[write] == d).sum())
     conn = session.connection()
     upsert = _upsert(conn.dialect.name)

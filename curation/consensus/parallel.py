@@ -6,7 +6,7 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from curation.consensus.base import ACCEPT, REJECT, UNDECIDED
+from curation.consensus.base import ACCEPT, INSUFFICIENT, REJECT, UNDECIDED
 
 if TYPE_CHECKING:
     from curation.consensus.decide import AskedVotes
@@ -52,12 +52,24 @@ def _run_one(
 
 def merge_reports(algorithm: str, reports: list[dict[str, Any]]) -> dict[str, Any]:
     """One report from the reports of disjoint shards (totals summed, synsets in wnid order)."""
-    totals = {ACCEPT: 0, REJECT: 0, UNDECIDED: 0, "needs_votes": 0, "votes": 0, "manual": 0}
+    totals: dict[str, Any] = {
+        ACCEPT: 0,
+        REJECT: 0,
+        UNDECIDED: 0,
+        INSUFFICIENT: 0,
+        "needs_votes": 0,
+        "votes": 0,
+        "manual": 0,
+    }
+    needed: list[int] = []
     per: dict[str, Any] = {}
     for rep in reports:
         for k in totals:
-            totals[k] += rep["totals"][k]
+            totals[k] += rep["totals"].get(k, 0)
+        if rep["totals"].get("crowd_needed"):
+            needed.append(rep["totals"]["crowd_needed"])
         per.update(rep["per_wnid"])
+    totals["crowd_needed"] = max(needed) if needed else None
     return {"algorithm": algorithm, "per_wnid": dict(sorted(per.items())), "totals": totals}
 
 

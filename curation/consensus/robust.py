@@ -24,6 +24,13 @@ model of worker_aware.py (robust_em.py):
 * **dependence** (dependence.py): groups agreeing far beyond independent annotators count as
   one source per item; `groups_` lists them, and `redundant_workers` names all but one member
   of each (routing need pay only one).
+* **pooled skill prior** (empirical Bayes): an unmeasured stretch's Beta prior is centred on
+  the crowd's median measured skill (between base_accuracy and `pooled_cap`), not a generic
+  0.75, so a careful crowd is not charged extra votes while each record builds.
+* **settling capped items** (robust_stop.py): an item the vote cap stops with a mid posterior
+  (an ambiguous image) is accepted or rejected while the set's expected false accepts /
+  false rejects stay within the goals' budgets (likeliest first); the rest are
+  `insufficient_crowd`. Items the crowd's size stops are never settled this way.
 * **uninformative workers**: `uninformative_[w]` when the worker's current stretch has
   >= `min_evidence` votes and balanced accuracy under `uninformative_below` (Youden's J near 0:
   always-yes, always-no, near-chance); routing should stop giving them work.
@@ -49,6 +56,7 @@ from curation.consensus.base import (
 from curation.consensus.dependence import dependent_groups, group_weights, merge_groups
 from curation.consensus.drift import change_times, segment_of
 from curation.consensus.robust_em import Fit, coins, fit_em
+from curation.consensus.robust_stop import crowd_needed, settle
 
 INSUFFICIENT = "insufficient_crowd"
 
@@ -106,7 +114,12 @@ class RobustConsensus(StoppingAggregator):
         uninformative_below: float = 0.62,
         min_evidence: int = 12,
         max_shrink: float = 0.6,
+        min_shrink: float = 0.0,
         n_iter: int = 60,
+        pooled_prior: bool = True,
+        pooled_cap: float = 0.9,
+        settle_stuck: bool = True,
+        settle_slack: float = 1.0,
     ) -> None:
         self.target_precision, self.target_recall = target_precision, target_recall
         self.max_votes, self.batch, self.first_votes = max_votes, batch, first_votes
@@ -119,9 +132,17 @@ class RobustConsensus(StoppingAggregator):
         # With a few hundred items the ambiguous images' shrink is barely identified and its
         # MLE drifts to "as clear as the rest" (0.95), which makes the model overconfident on
         # exactly the images that fool it; capping it keeps a run of yes votes from proving
-        # more than an ambiguous image allows (tuned on the bench's tuning seeds).
-        self.max_shrink = max_shrink
+        # more than an ambiguous image allows. `min_shrink` (off by default: within noise on
+        # the tuning seeds, and it cost precision on a small set) floors it: at 0 ("hard =
+        # pure noise") no run can decide a suspected-hard item.
+        self.max_shrink, self.min_shrink = max_shrink, min_shrink
         self.n_iter = n_iter
+        # Empirical Bayes: an unmeasured worker's prior skill is the crowd's measured median
+        # (never under base_accuracy, never over pooled_cap), so a crowd of careful annotators
+        # is not charged extra votes for a generic 0.75 prior while each one's record builds.
+        self.pooled_prior, self.pooled_cap = pooled_prior, pooled_cap
+        self.prior_accuracy_ = base_accuracy
+        self.settle_stuck, self.settle_slack = settle_stuck, settle_slack
         self._set_bounds(1 - precision_slack * (1 - target_precision), None)
 
     # -- fitting -----------------------------------------------------------------------------
@@ -148,7 +169,13 @@ class RobustConsensus(StoppingAggregator):
         weight = np.ones(len(it))
         changes: list[np.ndarray] = [np.zeros(0, np.int64) for _ in range(nw)]
         self.groups_: list[np.ndarray] = []
+        self.prior_accuracy_ = self.base_accuracy
         fit, vw, nv = self._em(votes, gold, changes, weight, known)
+        if self.pooled_prior and len(it):
+            pooled = self._pooled(votes, fit, vw, nv)
+            if pooled > self.prior_accuracy_ + 0.01:
+                self.prior_accuracy_ = pooled
+                fit, vw, nv = self._em(votes, gold, changes, weight, known)
         if self.drift and len(it):
             changes = self._changes(votes, gold, fit, vw)
             fit, vw, nv = self._em(votes, gold, changes, weight, known)
@@ -169,7 +196,7 @@ class RobustConsensus(StoppingAggregator):
         self.fit_ = fit
         self.weight_ = weight
         # Each worker's current stretch: the last virtual worker of theirs.
-        offset = np.r_[0, np.cumsum([len(c) + 1 for c in changes])]
+        offset = np.r_[0, np.cumsum([len(c) + 1 for c in changes], dtype=np.int64)]
         current = offset[1:] - 1
         self.sens_, self.spec_ = fit.sens[current], fit.spec[current]
         self.skills_ = (self.sens_ + self.spec_) / 2
@@ -213,7 +240,7 @@ class RobustConsensus(StoppingAggregator):
     ) -> tuple[Fit, np.ndarray, int]:
         nw = votes.n_workers
         assert votes.order is not None
-        offset = np.r_[0, np.cumsum([len(c) + 1 for c in changes])]
+        offset = np.r_[0, np.cumsum([len(c) + 1 for c in changes], dtype=np.int64)]
         nv = int(offset[-1])
         vw = offset[votes.worker] + segment_of(votes.worker, votes.order, changes)
         gv = (
@@ -227,8 +254,8 @@ class RobustConsensus(StoppingAggregator):
         # Gold is a prior, capped: a group that passes gold but not real items (a shared sheet)
         # must not be trusted beyond what its real votes show.
         scale = np.minimum(1.0, self.gold_cap / np.maximum(seen, 1e-9)) * self.gold_weight
-        a0 = self.base_strength * self.base_accuracy + scale * ok
-        b0 = self.base_strength * (1 - self.base_accuracy) + scale * (seen - ok)
+        a0 = self.base_strength * self.prior_accuracy_ + scale * ok
+        b0 = self.base_strength * (1 - self.prior_accuracy_) + scale * (seen - ok)
         fit = fit_em(
             votes.item,
             vw,
@@ -243,8 +270,19 @@ class RobustConsensus(StoppingAggregator):
             self.difficulty,
             self.n_iter,
             max_shrink=self.max_shrink,
+            min_shrink=self.min_shrink,
         )
         return fit, vw, nv
+
+    def _pooled(self, votes: Votes, fit: Fit, vw: np.ndarray, nv: int) -> float:
+        """The median balanced accuracy of workers with >= min_evidence votes (the prior's
+        mean for the rest); base_accuracy when fewer than 3 are measured."""
+        n = np.bincount(vw, minlength=nv)
+        ok = n >= self.min_evidence
+        if ok.sum() < 3:
+            return self.base_accuracy
+        skill = float(np.median((fit.sens[ok] + fit.spec[ok]) / 2))
+        return float(np.clip(skill, self.base_accuracy, self.pooled_cap))
 
     def _changes(
         self, votes: Votes, gold: GoldAnswers, fit: Fit, vw: np.ndarray
@@ -315,6 +353,13 @@ class RobustConsensus(StoppingAggregator):
             cold = stuck & (horizon > 0)
             run[cold] = self.first_votes
             stuck &= ~cold
+        if self.settle_stuck:
+            # Only items the vote cap stops: where the crowd runs out first, the measured skill
+            # of a small crowd is too uncertain to spend the goal's budget on its mid posteriors
+            # (they stay insufficient_crowd, with the crowd they would need).
+            capped = room <= (horizon if eligible is None else np.asarray(eligible))
+            settle(self, dec, stuck & capped & (total >= self.max_votes // 2), p, open_ & voted)
+            stuck &= dec == UNDECIDED
         dec[stuck] = INSUFFICIENT
         dec[known == 1] = ACCEPT
         dec[known == 0] = REJECT
@@ -325,31 +370,7 @@ class RobustConsensus(StoppingAggregator):
         self.probas_ = np.column_stack([1 - p, p])
         self.labels_ = (p >= 0.5).astype(np.int64)
         self.decisions_ = dec
-        self.crowd_needed_ = self._crowd_needed(votes, p, total)
-
-    def _crowd_needed(self, votes: Votes, p: np.ndarray, total: np.ndarray) -> int | None:
-        """Distinct annotators of the measured (typical) skill that the flagged items would need:
-        votes so far plus the expected further votes to reach the nearer bound (a drift of one
-        expected log-likelihood ratio per vote), at the 90th percentile of flagged items."""
-        flagged = np.flatnonzero(self.insufficient_)
-        if not len(flagged):
-            return None
-        py = self.typical_p_yes()
-        hard = self.fit_.resp[flagged][:, :, 1].sum(axis=1)
-        lo, hi = logit(self.reject_at_), logit(self.accept_at_)
-        lg = logit(p[flagged])
-        up = p[flagged] >= self.prevalence_
-        kl_pos = kl_neg = 0.0
-        for d, share in ((0, 1 - hard), (1, hard)):
-            a, b = py[1, d], py[0, d]  # P(yes | good), P(yes | bad)
-            kl_pos = kl_pos + share * (a * np.log(a / b) + (1 - a) * np.log((1 - a) / (1 - b)))
-            kl_neg = kl_neg + share * (b * np.log(b / a) + (1 - b) * np.log((1 - b) / (1 - a)))
-        dist = np.where(
-            up, (hi - lg) / np.maximum(kl_pos, 1e-3), (lg - lo) / np.maximum(kl_neg, 1e-3)
-        )
-        need = np.maximum(dist, 1.0)
-        wanted = total[flagged] + np.ceil(need)
-        return int(np.ceil(np.quantile(wanted, 0.9)))
+        self.crowd_needed_ = crowd_needed(self, p, total)
 
 
 def uninformative_workers(model: RobustConsensus) -> list:

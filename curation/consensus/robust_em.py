@@ -71,6 +71,7 @@ def fit_em(
     n_iter: int = 60,
     tol: float = 1e-4,
     max_shrink: float = 1.0,
+    min_shrink: float = 0.0,
 ) -> Fit:
     """MAP EM; a0/b0 per virtual worker are Beta pseudo-counts on both coins."""
     voted = np.bincount(item, minlength=n_items) > 0
@@ -100,7 +101,9 @@ def fit_em(
             hard = resp[:, :, 1].sum(axis=1)
             # Beta(1, 9): a synset is mostly clear unless its votes say otherwise.
             new_eta = float(np.clip((hard[voted].sum() + 1) / (voted.sum() + 10), 1e-4, 0.9))
-            new_lam = _fit_lambda(item, vw, yes, weight, resp, sens, spec, n_virtual, max_shrink)
+            new_lam = _fit_lambda(
+                item, vw, yes, weight, resp, sens, spec, n_virtual, max_shrink, min_shrink
+            )
             change = max(change, abs(new_eta - eta), abs(new_lam - lam))
             eta, lam = new_eta, new_lam
         if change < tol:
@@ -119,6 +122,7 @@ def _fit_lambda(
     spec: np.ndarray,
     n_virtual: int,
     max_shrink: float = 1.0,
+    min_shrink: float = 0.0,
 ) -> float:
     r1 = resp[:, 1, 1][item] * weight
     r0 = resp[:, 0, 1][item] * weight
@@ -126,7 +130,9 @@ def _fit_lambda(
     gn = np.bincount(vw, r1 * ~yes, n_virtual)
     by = np.bincount(vw, r0 * yes, n_virtual)
     bn = np.bincount(vw, r0 * ~yes, n_virtual)
-    grid = LAMBDA_GRID[LAMBDA_GRID <= max_shrink + 1e-9]
+    # The floor: a fit that calls hard images pure coin flips (lam 0) can never decide one,
+    # and on a few hundred items it lands there from a handful of contested votes.
+    grid = LAMBDA_GRID[(LAMBDA_GRID <= max_shrink + 1e-9) & (LAMBDA_GRID >= min_shrink - 1e-9)]
     hs = 0.5 + grid[:, None] * (sens[None, :] - 0.5)
     hp = 0.5 + grid[:, None] * (spec[None, :] - 0.5)
     q = (gy * np.log(hs) + gn * np.log1p(-hs) + by * np.log1p(-hp) + bn * np.log(hp)).sum(axis=1)

@@ -8,7 +8,10 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from imnet.core.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,7 @@ def open_writer(
     fmt: str,
     root: Path,
     classes: list[ClassInfo],
-    settings: Any,
+    settings: Settings,
     pool: Any = None,
     val_layout: str = "folders",
 ) -> Writer:

@@ -3,7 +3,6 @@ WordNet ancestors."""
 
 from __future__ import annotations
 
-import functools
 import io
 from typing import Any
 
@@ -36,7 +35,7 @@ HEADER = b"MATLAB 5.0 MAT-file, Platform: posix, Created by: imnet (ILSVRC-2012 
 def _hierarchy(classes: list[ClassInfo]) -> dict[str, set[str]]:
     """parent wnid -> child wnids, over the classes and all their WordNet ancestors."""
     try:
-        from curation.classes import _wordnet, to_wnid, wn_synset
+        from curation.classes import _wordnet, wn_synset
 
         wn = _wordnet()
     except Exception:  # WordNet missing: a flat table of leaves is still a valid meta.mat
@@ -49,8 +48,7 @@ def _hierarchy(classes: list[ClassInfo]) -> dict[str, set[str]]:
         syn = wn_synset(wn, w)
         if syn is None:
             continue
-        for parent in syn.hypernyms() + syn.instance_hypernyms():
-            p = to_wnid(parent)
+        for p in syn.parents:  # hypernyms and instance hypernyms
             children.setdefault(p, set()).add(w)
             if p not in seen:
                 seen.add(p)
@@ -58,45 +56,18 @@ def _hierarchy(classes: list[ClassInfo]) -> dict[str, set[str]]:
     return children
 
 
-@functools.lru_cache(maxsize=1)
-def _hyponyms() -> dict[str, list[str]]:
-    """wnid -> hyponym and instance-hyponym wnids of every WordNet noun, read straight from
-    data.noun (one pass, about a second; nltk's per-synset objects take far longer)."""
-    from curation.classes import _wordnet
-
-    kids: dict[str, list[str]] = {}
-    with _wordnet().open("data.noun") as f:
-        for line in f:
-            if line.startswith("  "):  # the licence header
-                continue
-            fields = line.split()
-            i = 4 + 2 * int(fields[3], 16)
-            n = int(fields[i])
-            ptrs = fields[i + 1 : i + 1 + 4 * n]
-            kids[f"n{fields[0]}"] = [
-                f"n{ptrs[k + 1]}"
-                for k in range(0, len(ptrs), 4)
-                if ptrs[k] in ("~", "~i") and ptrs[k + 2] == "n"
-            ]
-    return kids
-
-
 def wordnet_heights(wnids: list[str]) -> dict[str, int]:
     """The devkit's wordnet_height: the longest path down to a leaf of the FULL WordNet noun
     hierarchy (hyponyms and instance hyponyms), not of the exported subtree; wnids WordNet does
     not know are left out (the caller falls back to the subtree height)."""
+    from curation.classes import _wordnet
+
     try:
-        kids = _hyponyms()
+        wn = _wordnet()
     except Exception:  # WordNet missing
         return {}
-    memo: dict[str, int] = {}
-
-    def height(w: str) -> int:
-        if w not in memo:
-            memo[w] = 1 + max((height(k) for k in kids.get(w, ())), default=-1)
-        return memo[w]
-
-    return {w: height(w) for w in wnids if w in kids}
+    # the cache holds each noun's height over hyponyms and instance hyponyms of all WordNet
+    return {w: noun.height for w in wnids if (noun := wn.get(w)) is not None}
 
 
 def meta_mat(classes: list[ClassInfo], train_counts: list[int]) -> bytes:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from imnet.core.settings import Settings
 
 # Byte-for-byte reproducibility: the output depends only on the original's bytes and (resize,
 # quality): fixed resampling filter, fixed JPEG settings (baseline, 4:2:0, no optimisation pass, no
@@ -83,7 +86,7 @@ Task = tuple[int, str, str, int, int]  # position, image sha256, staged path, re
 Result = tuple[int, str | None, int, int, int, str | None]  # position, sha256, bytes, w, h, error
 
 
-def init_worker(settings: Any) -> None:
+def init_worker(settings: Settings) -> None:
     global _store
     from imnet.core.blobstore import open_store
 
@@ -92,11 +95,13 @@ def init_worker(settings: Any) -> None:
 
 def work(task: tuple[str, int, int]) -> tuple[str, bytes | None, int, int, str | None]:
     """(sha256, jpeg or None, width, height, error) for one image; never raises on bad input."""
-    from imnet.core.blobstore import BlobError
+    from imnet.core.blobstore import BlobError, BlobStoreUnreachable
 
     sha, resize, quality = task
     try:
         data = _store.get(sha)
+    except BlobStoreUnreachable:
+        raise  # stops the export (staged files are kept): leaving out every image is no export
     except BlobError as e:
         return sha, None, 0, 0, f"blob: {e}"[:300]
     try:
@@ -133,7 +138,7 @@ def stage_many(tasks: list[Task]) -> list[Result]:
     return [stage(t) for t in tasks]
 
 
-def spawn_pool(settings: Any, workers: int) -> Any:
+def spawn_pool(settings: Settings, workers: int) -> Any:
     """Spawned worker processes (nothing of this process, such as a database connection or a
     thread, is inherited), each with its own blob store."""
     from concurrent.futures import ProcessPoolExecutor
@@ -145,7 +150,7 @@ def spawn_pool(settings: Any, workers: int) -> Any:
 
 
 def stage_all(
-    settings: Any, tasks: Iterator[Task], workers: int, pool: Any = None, chunk: int = 16
+    settings: Settings, tasks: Iterator[Task], workers: int, pool: Any = None, chunk: int = 16
 ) -> Iterator[list[Result]]:
     """Staged results, a chunk at a time, in task order. Tasks are taken from the iterator only
     as workers free up (a few chunks per worker in flight), so a keyset-paged task source keeps

@@ -11,7 +11,10 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from imnet.core.app import App
 
 PAGE = 2000
 SORT_RUN = 50_000  # SHA256SUMS lines sorted in memory at a time
@@ -23,7 +26,7 @@ def staged_path(staging: Path, sha: str) -> Path:
 
 
 def item_pages(
-    app: Any, export_id: int, columns: list[Any], where: Any = None, candidate: bool = False
+    app: App, export_id: int, columns: list[Any], where: Any = None, candidate: bool = False
 ) -> Iterator[Any]:
     """The export's items in output order, a keyset page (one short transaction) at a time;
     `candidate` joins each item's owning candidate (a primary-key lookup per row)."""
@@ -47,7 +50,7 @@ def item_pages(
         last = rows[-1][0]
 
 
-def _count_done(app: Any, export_id: int) -> int:
+def _count_done(app: App, export_id: int) -> int:
     from sqlalchemy import func, select
 
     from db.models import ExportItem
@@ -120,7 +123,7 @@ def _info(url: str | None, lic: str | None, source: str | None, ref: str | None,
 
 
 def finish(
-    app: Any,
+    app: App,
     export_id: int,
     fmt: str,
     staging: Path,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 
@@ -19,6 +21,16 @@ def _check_out_dir(out_dir: Path) -> None:
             raise ExportError(
                 f"{out_dir} is not empty and holds no imnet export; choose another --out"
             )
+    # The export is staged next to out_dir and renamed into place: fail now, not after the
+    # plan, where that is impossible (/proc/x, a file in the path, a read-only folder).
+    for up in (out_dir.parent, *out_dir.parent.parents):
+        if up.exists() and not up.is_dir():
+            raise ExportError(f"cannot write {out_dir}: {up} is not a directory")
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    except OSError as e:
+        raise ExportError(f"cannot write in {out_dir.parent}: {e.strerror or e}") from None
 
 
 def _reset(staging: Path) -> None:

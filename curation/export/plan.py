@@ -8,7 +8,10 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from imnet.core.app import App
 
 BATCH = 5000
 
@@ -26,7 +29,7 @@ def fingerprint(params: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
 
 
-def find_plan(app: Any, name: str, plan_key: str) -> Plan | None:
+def find_plan(app: App, name: str, plan_key: str) -> Plan | None:
     """The unfinished export of this name with this fingerprint, if one is stored."""
     from sqlalchemy import select
 
@@ -42,7 +45,7 @@ def find_plan(app: Any, name: str, plan_key: str) -> Plan | None:
 
 
 def _gather(
-    app: Any, set_name: str, allowed: frozenset[str] | None, dropped: Counter[str]
+    app: App, set_name: str, allowed: frozenset[str] | None, dropped: Counter[str]
 ) -> tuple[list[str], dict[str, tuple[str, str, int | None, int]]]:
     """The class set's wnids and, per image, (owner class (dedup rule 3), url, phash, candidate
     id). With `allowed` licences, only candidates under one of them can claim an image."""
@@ -106,7 +109,7 @@ class Planned:
 
 
 def compute_plan(
-    app: Any, set_name: str, split_params: Any, allowed: frozenset[str] | None = None
+    app: App, set_name: str, split_params: Any, allowed: frozenset[str] | None = None
 ) -> Planned | None:
     """Owner classes, phashes where missing, splits; None when the class set does not exist."""
     from curation.filters import hash_images
@@ -147,7 +150,7 @@ def compute_plan(
 
 
 def store_plan(
-    app: Any,
+    app: App,
     name: str,
     fmt: str,
     path: str,

@@ -7,9 +7,12 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from curation.export.outdir import ExportError, _check_out_dir, _reset, _swap_in
+
+if TYPE_CHECKING:
+    from imnet.core.app import App
 
 __all__ = ["ExportError", "parse_shard", "run_export"]
 log = logging.getLogger(__name__)
@@ -38,7 +41,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def _encode(
-    app: Any,
+    app: App,
     export_id: int,
     staging: Path,
     resize: int,
@@ -92,7 +95,7 @@ def _encode(
 
     # Below a few dozen images, starting processes costs more than it saves.
     pool = spawn_pool(app.settings, workers) if workers > 1 and total >= INLINE_BELOW else None
-    bar = tqdm(total=total, desc="export encode", unit="img", disable=total < 100)
+    bar = tqdm(total=total, desc="export encode", unit="img", disable=True if total < 100 else None)
     last = time.monotonic()
     try:
         for results in stage_all(app.settings, tasks(), workers, pool):
@@ -129,7 +132,7 @@ def _encode(
     return done
 
 
-def _claim_finish(app: Any, export_id: int, takeover: bool) -> bool:
+def _claim_finish(app: App, export_id: int, takeover: bool) -> bool:
     """Mark the export as being finished by this process: exactly one shard wins."""
     from sqlalchemy import update
 
@@ -145,7 +148,7 @@ def _claim_finish(app: Any, export_id: int, takeover: bool) -> bool:
         return bool(res.rowcount)
 
 
-def _pending(app: Any, export_id: int) -> int:
+def _pending(app: App, export_id: int) -> int:
     from sqlalchemy import func, select
 
     from db.models import ExportItem
@@ -158,7 +161,7 @@ def _pending(app: Any, export_id: int) -> int:
 
 
 def run_export(
-    app: Any,
+    app: App,
     set_name: str,
     fmt: str,
     out_dir: str | Path,
@@ -289,7 +292,7 @@ def run_export(
     return _finish(app, plan, export_name, fmt, out, staging, n_workers, encoded, started)
 
 
-def _complete(app: Any, name: str, key: str) -> bool:
+def _complete(app: App, name: str, key: str) -> bool:
     from sqlalchemy import select
 
     from db.models import Export
@@ -302,7 +305,7 @@ def _complete(app: Any, name: str, key: str) -> bool:
 
 
 def _finish(
-    app: Any,
+    app: App,
     plan: Any,
     export_name: str,
     fmt: str,

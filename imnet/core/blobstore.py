@@ -10,14 +10,21 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 from urllib.parse import urlsplit
 
 from imnet.core.settings import Settings
 
+if TYPE_CHECKING:
+    import ctypes
+
 
 class BlobError(RuntimeError):
     """A blob could not be stored or read; the message says which and why."""
+
+
+class BlobStoreUnreachable(BlobError):
+    """The store itself cannot be used (no credentials, endpoint down): no blob will do better."""
 
 
 _tmp_seq = itertools.count()
@@ -213,19 +220,21 @@ class S3Store:
         return digest
 
     def get(self, sha256: str) -> bytes:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             obj = self.client.get_object(Bucket=self.bucket, Key=self._key(sha256))
             data = obj["Body"].read()
         except ClientError as e:
             raise BlobError(f"blob {sha256} not readable from {self.url}: {e}") from None
+        except BotoCoreError as e:  # no credentials, endpoint down: one line, not a traceback
+            raise BlobStoreUnreachable(f"blob store {self.url} unusable: {e}") from None
         if sha256_hex(data) != sha256:
             raise BlobError(f"blob {sha256} in {self.url} is corrupt (hash mismatch)")
         return data
 
     def exists(self, sha256: str) -> bool:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._key(sha256))
@@ -234,6 +243,8 @@ class S3Store:
             if e.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
                 return False
             raise BlobError(f"cannot check blob {sha256} in {self.url}: {e}") from None
+        except BotoCoreError as e:
+            raise BlobStoreUnreachable(f"blob store {self.url} unusable: {e}") from None
 
     def iter(self) -> Iterator[str]:
         pager = self.client.get_paginator("list_objects_v2")
@@ -275,7 +286,7 @@ def _syncfs(path: Path) -> bool:
         return False
     fd = os.open(path, os.O_RDONLY)
     try:
-        if _libc.syncfs(fd) != 0:  # type: ignore[attr-defined]
+        if _libc.syncfs(fd) != 0:
             import ctypes
 
             err = ctypes.get_errno()
@@ -285,7 +296,8 @@ def _syncfs(path: Path) -> bool:
     return True
 
 
-_libc: object = None
+# libc once loaded, False where it has no syncfs, None before the first try.
+_libc: ctypes.CDLL | Literal[False] | None = None
 
 
 def open_store(url: str, settings: Settings | None = None) -> FileStore | S3Store:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from imnet.core.app import App
+from imnet.core.argtypes import int_in
 from imnet.core.settings import Settings
 from imnet.demo.report import format_footer, format_report, format_section
 
@@ -29,13 +30,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and broken results, the self-hosted MTurk server with simulated workers, consensus, "
         "class selection, ilsvrc and webdataset exports, a short AlexNet run on CPU and its "
         "evaluation. Prints a report per stage and writes WORKDIR/report.json. Rerunning in the "
-        "same workdir resumes: finished work is skipped, nothing is fetched twice. Uses SQLite and "
+        "same workdir resumes: finished stages are skipped (a finished demo reruns as a no-op), "
+        "nothing is fetched twice; the same --seed gives the same figures anywhere. Uses SQLite and "
         "blobs under WORKDIR unless IMNET_DATABASE_URL / IMNET_BLOB_URL (or the global flags) "
         "point elsewhere.",
     )
     p.add_argument(
         "--scale",
-        type=int,
+        type=int_in(1, 1000),
         default=DEFAULT_SCALE,
         metavar="N",
         help=f"fixture size multiplier: 16*N true images per synset (default {DEFAULT_SCALE})",
@@ -48,13 +50,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--epochs",
-        type=int,
+        type=int_in(1, 100_000),
         default=DEFAULT_EPOCHS,
         metavar="N",
         help=f"AlexNet epochs on CPU (default {DEFAULT_EPOCHS})",
     )
-    p.add_argument("--seed", type=int, default=0, help="fixture and split seed (default 0)")
+    p.add_argument(
+        "--seed", type=int_in(0, 2**32 - 1), default=0, help="fixture and split seed (default 0)"
+    )
     p.add_argument("--quiet", action="store_true", help="print only the final report")
+    p.add_argument(
+        "--serve-fixture",
+        action="store_true",
+        help="only serve the fixture web (search API, images, truth.json, urls.tsv in WORKDIR) "
+        "until stopped: the README's Tour runs against it offline",
+    )
+    p.add_argument(
+        "--port",
+        type=int_in(0, 65535),
+        default=None,
+        help="the fixture web's port (with --serve-fixture)",
+    )
     p.set_defaults(func=_cmd)
 
 
@@ -65,6 +81,13 @@ def _cmd(args: argparse.Namespace, app: App) -> int:
     if args.scale < 1 or args.epochs < 1:
         raise UserError("--scale and --epochs must be at least 1")
     workdir = Path(args.workdir or Path(app.settings.data_dir) / "demo")
+    if args.serve_fixture:
+        from imnet.demo.serve_fixture import serve_fixture
+
+        try:
+            return serve_fixture(workdir, args.seed, args.scale, args.port)
+        except FixtureError as e:
+            raise UserError(str(e)) from None
     if not args.verbose:
         # The stages log every step at INFO; the demo prints its own report instead.
         logging.getLogger().setLevel(logging.WARNING)
@@ -124,6 +147,8 @@ def run_demo(
     _save(state_path, state)
 
     out = (lambda line: print(line, flush=True)) if verbose else (lambda line: None)
+    if slow := busy_machine_note():
+        print(slow, flush=True)  # even with --quiet: it explains a slow run before it happens
     web = start_fixture_web(workdir / "fixture", seed=seed, scale=scale)
     truth = json.loads(web.truth_path.read_text())["images"]
     report: dict[str, Any] = {
@@ -186,9 +211,21 @@ def run_demo(
         released = st.release_dead_leases(app)
         if released:
             out(f"resume: {released} rows leased by a killed run made claimable again")
+        # A finished stage is not run again: its section comes from state.json, so a rerun of a
+        # finished demo publishes, exports and trains nothing and reports the same figures.
+        done: dict[str, Any] = state.setdefault("done", {})
+        if state.get("trained_epochs") != epochs:  # --epochs changed: train (and score) again
+            done.pop("train", None)
+            done.pop("evaluate", None)
         for name, fn in _stages():
-            t = time.time()
             out(f"== {name}")
+            if name in done:
+                report["stages"][name] = done[name]
+                report["stage_order"].append(name)
+                report.setdefault("skipped_stages", []).append(name)
+                out(format_section(name, done[name]) + "  (finished in an earlier run)")
+                continue
+            t = time.time()
             try:
                 section = fn(ctx)
             except Exception as e:
@@ -199,6 +236,9 @@ def run_demo(
             report["stages"][name] = section
             report["stage_order"].append(name)
             out(format_section(name, section))
+            done[name] = section
+            if name == "train":
+                state["trained_epochs"] = epochs
             _save(state_path, state)
         report["fixture_requests"] = dict(web.stats)
         report["ok"] = True
@@ -215,6 +255,18 @@ def run_demo(
         web.stop()
     out(format_footer(report))
     return report
+
+
+def busy_machine_note() -> str | None:
+    """One line when other work already keeps every CPU busy (the demo then takes longer)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = os.getloadavg()[0]
+    if load <= (cores or 1):
+        return None
+    return (
+        f"note: load average {load:.1f} on {cores} CPUs: other processes are busy, so the demo "
+        "will take longer than its usual minute"
+    )
 
 
 def _stages() -> list[tuple[str, Callable[..., dict[str, Any]]]]:

@@ -65,6 +65,17 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _why_stopped(code: str) -> str:
+    """Why verification stopped, in words after its code (the report keeps the code alone)."""
+    if code == "round_cap":
+        return " (the demo's cap on publish/collect rounds; items still undecided stay so)"
+    if code == "nothing_needs_votes":
+        return " (no item needs more votes)"
+    if code.startswith("same_"):
+        return " (the same items kept asking for votes: their consensus hovers at the threshold)"
+    return ""
+
+
 def format_section(name: str, section: dict[str, Any]) -> str:
     lines = []
     if "skipped" in section:
@@ -72,7 +83,7 @@ def format_section(name: str, section: dict[str, Any]) -> str:
     for key in HEADLINES.get(name, sorted(k for k in section if k != "seconds")):
         v = _get(section, key)
         if v is not None:
-            lines.append(f"  {key}: {_fmt(v)}")
+            lines.append(f"  {key}: {_fmt(v)}" + (_why_stopped(str(v)) if key == "stopped" else ""))
     lines.append(f"  [{section.get('seconds', 0):.1f}s]")
     return "\n".join(lines)
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imnet.core.settings import Settings
+
+if TYPE_CHECKING:
+    from imnet.core.app import App
 
 log = logging.getLogger("imnet.demo")
 
@@ -43,9 +46,9 @@ def stage_verify(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     from decimal import Decimal
 
     from curation.consensus.decide import run_consensus
+    from imnet.demo.crowd import run_crowd
     from mturk.collect import collect
     from mturk.publish import publish
-    from mturk.simulate import run_workers
     from mturk.verify import needs_from_consensus, open_items, pending_asks
 
     app, s = ctx.app, ctx.settings
@@ -76,12 +79,10 @@ def stage_verify(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
             f"{pub.get('created', 0)} HITs; simulated workers at work"
         )
         cost += Decimal(pub["cost"]["total"]) if pub.get("created") else Decimal(0)
-        sim = run_workers(
-            ctx.mturk_url,
-            ctx.truth,
-            n_workers=N_WORKERS,
-            seed=ctx.seed * 1000 + ctx.state.get("runs", 1) * 100 + rnd,
-            max_seconds=240.0,
+        # Bots taking turns (not threads), so that the same seed gives the same votes in any
+        # workdir; the round number varies their choices from one round to the next.
+        sim = run_crowd(
+            app, ctx.mturk_url, ctx.truth, n_workers=N_WORKERS, seed=ctx.seed * 1000 + rnd
         )
         t2 = time.monotonic()
         for kind, n in sim["kinds"].items():
@@ -128,7 +129,7 @@ def stage_verify(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     }
 
 
-def _mturk_totals(app) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _mturk_totals(app: App) -> dict[str, Any]:
     """Counts over every run so far, and what all the HITs cost with MTurk's fees."""
     from decimal import Decimal
 

@@ -18,13 +18,14 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from imnet.core.app import App
+    from imnet.core.settings import Settings
 
 log = logging.getLogger(__name__)
 STORE_KEY: web.AppKey[Any] = web.AppKey("mturk_store", object)
 SITE_KEY: web.AppKey[Any] = web.AppKey("mturk_site", object)
 
 
-def server_keys(settings: Any) -> dict[str, str]:
+def server_keys(settings: Settings) -> dict[str, str]:
     """Access key -> secret the server accepts: the configured pair plus mturk_server_keys."""
     keys = {settings.mturk_access_key: settings.mturk_secret_key}
     for pair in filter(None, (x.strip() for x in settings.mturk_server_keys.split(","))):
@@ -43,7 +44,7 @@ def _server_engine(url: str) -> Engine:
     return writes_immediately(make_engine(url))
 
 
-def make_server_app(app: Any, *, mount_review: bool = True) -> web.Application:
+def make_server_app(app: App, *, mount_review: bool = True) -> web.Application:
     """The aiohttp application for `app`'s database (schema upgraded first)."""
     from mturk.server.api import make_api_handler
     from mturk.server.site import WorkerSite

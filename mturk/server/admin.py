@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -18,11 +18,14 @@ from mturk.server.models import (
     SandboxWorkerQualification,
 )
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
 
 class WorkerAdminMixin:
     """Part of Store (mturk/server/store.py); relies on its session and helper methods."""
 
-    Session: Any
+    Session: sessionmaker[Session]
     _page: Any
     _assignment: Any
     _token: Any

@@ -6,7 +6,7 @@ import hashlib
 import json
 import time
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -24,11 +24,14 @@ from mturk.server.models import (
     SandboxRequestToken,
 )
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
 
 class HitWriteMixin:
     """Mixed into Store (mturk/server/store.py); relies on its session and helper methods."""
 
-    Session: Any
+    Session: sessionmaker[Session]
     _hit: Any
     _assignment: Any
     _counts: Any

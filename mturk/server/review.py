@@ -8,18 +8,24 @@ import hmac
 import io
 import os
 from collections import OrderedDict
+from collections.abc import Sequence
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from sqlalchemy import and_, func, select
 
-from curation.consensus.base import ACCEPT, REJECT, UNDECIDED
+from curation.consensus.base import ACCEPT, INSUFFICIENT, REJECT, UNDECIDED
 from curation.consensus.labels import override_label
 from curation.consensus.loading import eligible_filter
 from db.models import Candidate, Image, Label, Synset, Vote, Worker
 from imnet.core.app import App
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from imnet.core.blobstore import FileStore, S3Store
 
 APP_KEY = web.AppKey("imnet_app", App)
 SECRET_KEY = web.AppKey("csrf_secret", bytes)
@@ -92,7 +98,7 @@ def _token(request: web.Request, cid: int) -> str:
     return hmac.new(request.app[SECRET_KEY], f"label:{cid}".encode(), hashlib.sha256).hexdigest()
 
 
-def _index_data(session: Any) -> tuple[list[Any], dict[str, dict[str, int]]]:
+def _index_data(session: Session) -> tuple[list[Any], dict[str, dict[str, int]]]:
     synsets = list(session.execute(select(Synset.wnid, Synset.lemmas).order_by(Synset.wnid)))
     counts: dict[str, dict[str, int]] = {}
     for wnid, decision, n in session.execute(
@@ -118,20 +124,66 @@ async def index(request: web.Request) -> web.Response:
             f"<tr class='synset-row'><td><a href='{escape(_url(request, 'synset', wnid=wnid))}'>"
             f"{escape(wnid)}</a></td><td>{escape(', '.join(map(str, lemmas or [])))}</td>"
             f"<td>{c.get('eligible', 0)}</td><td>{c.get(ACCEPT, 0)}</td><td>{c.get(REJECT, 0)}</td>"
-            f"<td>{c.get(UNDECIDED, 0)}</td></tr>"
+            f"<td>{c.get(UNDECIDED, 0)}</td><td class='insufficient'>{c.get(INSUFFICIENT, 0)}"
+            "</td></tr>"
         )
     workers = await _db(request, _worker_rows)
+    crowd = await _db(request, _crowd)
     body = (
         "<h1>imnet review</h1><h2>Synsets</h2><table id='synsets'><tr><th>wnid</th><th>lemmas</th>"
-        "<th>eligible</th><th>accepted</th><th>rejected</th><th>undecided</th></tr>"
+        "<th>eligible</th><th>accepted</th><th>rejected</th><th>undecided</th>"
+        "<th>insufficient crowd</th></tr>"
         + "".join(rows)
         + "</table>"
+        + _crowd_section(*crowd)
         + _worker_table(workers)
     )
     return _page("imnet review", body)
 
 
-def _worker_rows(session: Any) -> list[tuple[Any, ...]]:
+def _crowd(session: Session) -> tuple[dict[str, Any], list[list[str]]]:
+    from mturk.routing import crowd_status
+
+    groups: dict[str, list[str]] = {}
+    for wid, g in session.execute(
+        select(Worker.worker_id, Worker.dependence_group)
+        .where(Worker.dependence_group.is_not(None))
+        .order_by(Worker.worker_id)
+    ):
+        groups.setdefault(str(g), []).append(wid)
+    return crowd_status(session), [groups[g] for g in sorted(groups)]
+
+
+def _crowd_section(status: dict[str, Any], groups: list[list[str]]) -> str:
+    """How many items the crowd cannot decide and the crowd the set goal needs; dependent
+    groups (workers who vote as one source, weighed as one)."""
+    n = status["insufficient_crowd"]
+    if n:
+        line = (
+            f"<span id='insufficient-count'>{n}</span> items are insufficient_crowd: the eligible "
+            "workers left cannot decide them. The set goal needs about "
+            f"<span id='crowd-needed'>{status['crowd_needed']}</span> annotators of the measured "
+            f"skill: <span id='more-needed'>{status['more_annotators_needed']}</span> more."
+        )
+    else:
+        line = "No item lacks the crowd to decide it."
+    routed = ", ".join(f"{k}: {v}" for k, v in sorted(status["routed_away"].items())) or "none"
+    notes = "".join(
+        f"<p class='note'>{escape(str(x))}</p>" for x in status.get("consensus_notes", [])
+    )
+    items = (
+        "".join(f"<li class='dependent-group'>{escape(', '.join(g))}</li>" for g in groups)
+        or "<li>none found</li>"
+    )
+    return (
+        f"<section id='crowd'><h2>Crowd</h2><p>{line}</p><p>Routed away: {escape(routed)}; "
+        f"promoted gold: {status['gold_promoted']}</p>{notes}"
+        f"<h3>Dependent worker groups (each weighed as one source)</h3><ul id='groups'>{items}</ul>"
+        "</section>"
+    )
+
+
+def _worker_rows(session: Session) -> list[tuple[Any, ...]]:
     votes = dict(
         session.execute(select(Vote.worker_id, func.count()).group_by(Vote.worker_id)).all()
     )
@@ -146,6 +198,8 @@ def _worker_rows(session: Any) -> list[tuple[Any, ...]]:
                 w.rejected,
                 w.blocked,
                 votes.get(w.worker_id, 0),
+                w.routing,
+                w.dependence_group,
             )
         )
     return out
@@ -155,14 +209,15 @@ def _worker_table(rows: list[tuple[Any, ...]]) -> str:
     out = [
         "<h2>Workers</h2><table id='workers'><tr><th>worker</th><th>votes</th><th>gold seen</th>"
         "<th>gold correct</th><th>gold accuracy</th><th>approved</th><th>rejected</th>"
-        "<th>blocked</th></tr>"
+        "<th>blocked</th><th>routed away</th><th>group</th></tr>"
     ]
-    for wid, seen, correct, approved, rejected, blocked, votes in rows:
+    for wid, seen, correct, approved, rejected, blocked, votes, routing, group in rows:
         acc = f"{correct / seen:.3f}" if seen else "-"
         out.append(
             f"<tr class='worker-row'><td>{escape(str(wid))}</td><td>{votes}</td><td>{seen}</td>"
             f"<td>{correct}</td><td class='gold-acc'>{acc}</td><td>{approved}</td>"
-            f"<td>{rejected}</td><td>{'yes' if blocked else 'no'}</td></tr>"
+            f"<td>{rejected}</td><td>{'yes' if blocked else 'no'}</td>"
+            f"<td class='routing'>{escape(routing or '-')}</td><td>{escape(group or '-')}</td></tr>"
         )
     return "".join(out) + "</table>"
 
@@ -172,7 +227,7 @@ async def workers_page(request: web.Request) -> web.Response:
     return _page("imnet review: workers", _worker_table(rows))
 
 
-def _synset_data(session: Any, wnid: str) -> tuple[Any, list[Any]]:
+def _synset_data(session: Session, wnid: str) -> tuple[Any, Sequence[Any]]:
     syn = session.execute(select(Synset.lemmas, Synset.gloss).where(Synset.wnid == wnid)).first()
     eligible = and_(*eligible_filter())
     rows = session.execute(
@@ -206,13 +261,18 @@ async def synset_page(request: web.Request) -> web.Response:
     syn, rows = await _db(request, _synset_data, wnid)
     if syn is None:
         raise web.HTTPNotFound(text=f"unknown synset {wnid}")
-    sections: dict[str, list[Any]] = {ACCEPT: [], REJECT: [], UNDECIDED: []}
+    sections: dict[str, list[Any]] = {ACCEPT: [], REJECT: [], INSUFFICIENT: [], UNDECIDED: []}
     for r in rows:
-        if r.decision in (ACCEPT, REJECT):
+        if r.decision in (ACCEPT, REJECT, INSUFFICIENT):
             sections[r.decision].append(r)
         elif r.decision == UNDECIDED or r.eligible:
             sections[UNDECIDED].append(r)
-    titles = {ACCEPT: "Accepted", REJECT: "Rejected", UNDECIDED: "Undecided"}
+    titles = {
+        ACCEPT: "Accepted",
+        REJECT: "Rejected",
+        INSUFFICIENT: "Insufficient crowd (posterior = precision if accepted)",
+        UNDECIDED: "Undecided",
+    }
     parts = [
         f"<p><a href='{escape(_url(request, 'index'))}'>all synsets</a></p>",
         f"<h1>{escape(wnid)}: {escape(', '.join(map(str, syn.lemmas or [])))}</h1>",
@@ -272,7 +332,7 @@ async def thumb(request: web.Request) -> web.Response:
     )
 
 
-def _make_thumb(store: Any, sha: str) -> bytes | None:
+def _make_thumb(store: FileStore | S3Store, sha: str) -> bytes | None:
     from PIL import Image as PILImage
 
     from imnet.core.blobstore import BlobError

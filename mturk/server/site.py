@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -19,6 +19,9 @@ from sqlalchemy import select
 from mturk.layout import PREVIEW_ASSIGNMENT_ID, esc, html_from_question
 from mturk.server.common import MTurkError
 from mturk.server.work import WorkerOps, WorkError
+
+if TYPE_CHECKING:
+    from imnet.core.blobstore import FileStore, S3Store
 
 COOKIE = "imnet_worker"
 WORKER_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -67,7 +70,11 @@ def _page(title: str, body: str, status: int = 200) -> web.Response:
 
 class WorkerSite:
     def __init__(
-        self, ops: WorkerOps, secret: bytes, executor: Executor, blobs: Any = None
+        self,
+        ops: WorkerOps,
+        secret: bytes,
+        executor: Executor,
+        blobs: FileStore | S3Store | None = None,
     ) -> None:
         self.ops = ops
         self.secret = secret

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +19,9 @@ from mturk.server.models import (
     SandboxWorkerQualification,
 )
 from mturk.server.store import DONE, Store
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 _COMPARE = {
     "LessThan": lambda v, xs: v < xs[0],
@@ -48,7 +51,7 @@ class WorkerOps:
         self.store = store
         self._fields: OrderedDict[str, frozenset[str]] = OrderedDict()
 
-    def _quals_ok(self, s: Any, worker_id: str, reqs: list[dict] | None) -> bool:
+    def _quals_ok(self, s: Session, worker_id: str, reqs: list[dict] | None) -> bool:
         for r in reqs or []:
             qid = str(r.get("QualificationTypeId", ""))
             if is_system_qual(qid):

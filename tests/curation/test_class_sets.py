@@ -66,6 +66,7 @@ def test_choose_skips_ancestors_and_explains_every_rejection(app) -> None:  # ty
         assert not s.scalars(select(ClassChoice).where(ClassChoice.set_name == "none")).all()
 
 
+@pytest.mark.slow
 def test_no_chosen_class_is_an_ancestor_of_another(app) -> None:  # type: ignore[no-untyped-def]
     from curation.classes import _wordnet, ancestors
 

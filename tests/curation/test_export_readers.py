@@ -143,6 +143,7 @@ def _side(root: Path, what: str) -> dict[str, Any]:
     return json.loads(got.stdout)
 
 
+@pytest.mark.slow
 def test_torchvision_imagenet_and_imagefolder(exports: dict[str, Path]) -> None:
     root = exports["folders"]
     before = sorted(p.name for p in root.iterdir())
@@ -157,12 +158,14 @@ def test_torchvision_imagenet_and_imagefolder(exports: dict[str, Path]) -> None:
     _check(exports["private"], [tuple(x) for x in private["folder_test"]], "test")  # type: ignore[misc]
 
 
+@pytest.mark.slow
 def test_timm_on_folders(exports: dict[str, Path]) -> None:
     res = _side(exports["folders"], "timm_folder")
     _check(exports["folders"], [tuple(x) for x in res["train"]], "train")  # type: ignore[misc]
     _check(exports["folders"], [tuple(x) for x in res["validation"]], "val")  # type: ignore[misc]
 
 
+@pytest.mark.slow
 def test_timm_on_webdataset_shards(exports: dict[str, Path]) -> None:
     root = exports["wds"]
     res = _side(root, "timm_wds")

@@ -86,6 +86,7 @@ def _child(settings: Settings, barrier: Any, out: Any) -> None:
         app.close()
 
 
+@pytest.mark.slow
 def test_two_processes_split_the_scan_with_one_process_result(
     db_url: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -193,8 +194,11 @@ def test_cli_batch_and_deferred_neardup(tmp_path: Path, sqlite_url: str, capsys)
         )
     app.close()
     base = ["--data-dir", str(data_dir), "--database-url", sqlite_url]
-    assert main([*base, "curate", "--batch", "0"]) == 2
-    assert "--batch must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as bad:
+        main([*base, "curate", "--batch", "0"])
+    assert bad.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "--batch: 0 is out of range" in err and len(err.splitlines()) == 1, err
     assert main([*base, "curate", "--batch", "3"]) == 0
     out = capsys.readouterr().out
     assert f"scan: {n - 1} images" in out

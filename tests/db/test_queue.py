@@ -269,6 +269,7 @@ def _claim_until_empty(url: str, name: str, out: str, start) -> None:  # type: i
     engine.dispose()
 
 
+@pytest.mark.slow
 def test_processes_claim_every_row_exactly_once(db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """N processes drain one queue of pending rows and expired leases; no row is taken twice."""
     n, expired = 3000, 300

@@ -6,6 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from sqlalchemy import select
 
@@ -90,6 +91,7 @@ EXPECTED = {
 }
 
 
+@pytest.mark.slow
 def test_hostile_web_every_candidate_final(app: App, tmp_path: Path) -> None:
     # Loopback is the only network here, so allow exactly it and refuse all other private ranges.
     app.settings = app.settings.replace(
@@ -193,6 +195,7 @@ def _final_counts(url: str) -> dict[str, int]:
         eng.dispose()
 
 
+@pytest.mark.slow
 def test_sigkill_mid_crawl_then_resume(tmp_path: Path, sqlite_url: str) -> None:
     import os
     import signal
@@ -301,6 +304,7 @@ def test_two_processes_share_one_postgres_queue(pg_url: str, tmp_path: Path) -> 
     app.close()
 
 
+@pytest.mark.slow
 def test_decode_in_a_process_pool(app: App) -> None:
     """crawl_decode_processes > 0 decodes in separate processes; outcomes are the same."""
     app.settings = app.settings.replace(crawl_decode_processes=1)

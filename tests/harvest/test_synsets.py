@@ -57,3 +57,26 @@ def test_add_synsets_all_ways(app: App) -> None:
     assert len(rows) == 6 and "n01443537" not in rows  # a bad wnid writes nothing
     assert rows["n01440764"].lemmas == ["tench", "Tinca tinca"]
     assert add_synsets(app, ilsvrc2012=True, max_n=3) == 3
+
+
+def test_missing_wordnet_is_said_not_taken_for_unknown_wnids(
+    app: App, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import nltk.data
+
+    from harvest.synsets import ensure_synsets
+    from imnet.core import wordnet as W
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("NLTK_DATA", str(tmp_path / "empty"))
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "empty")])
+    monkeypatch.setattr(W, "DEBIAN_DIR", tmp_path / "no-debian")
+    W.forget_loaded()
+    try:
+        # A URL list's wnids are not "not synsets" when WordNet itself is missing.
+        with pytest.raises(SynsetError, match="imnet setup"):
+            ensure_synsets(app, ["n01440764"])
+        with pytest.raises(SynsetError, match="imnet setup"):
+            subtree("n02084071")
+    finally:
+        W.forget_loaded()

@@ -17,7 +17,7 @@ from tests.mturk.serving import serve
 
 def test_rounds_until_consensus_decides(sqlite_app, capsys):  # type: ignore[no-untyped-def]
     app = sqlite_app
-    algorithm = app.settings.consensus_algorithm  # the default, worker-aware
+    algorithm = app.settings.consensus_algorithm  # the default, robust
     # Small vote caps keep the number of rounds (and the test) short; the loop is the same.
     # Worker-aware's own cap matters here: its default of 30 let a chain of one-vote
     # extensions (a HIT near MTurk's 9 assignments grows by one) run past the round bound.

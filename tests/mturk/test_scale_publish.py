@@ -33,6 +33,7 @@ def _limit_sqlite_variables(app: App, n: int) -> None:
     app.engine.dispose()  # connections opened before the listener keep the build's limit
 
 
+@pytest.mark.slow
 def test_publish_and_collect_past_the_sqlite_parameter_limit(tmp_path: Path) -> None:
     app = App(Settings(data_dir=str(tmp_path / "data"), mturk_images_per_hit=24))
     try:

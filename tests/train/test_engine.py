@@ -114,6 +114,7 @@ def test_torchrun_two_processes_gloo(export: Path, tmp_path: Path, towers: bool)
         assert any(k.startswith("towers.1.") for k in ck["model"]), list(ck["model"])[:5]
 
 
+@pytest.mark.slow
 def test_webdataset_training(tmp_path: Path) -> None:
     wds = make_export(tmp_path / "wds", classes=4, train_per_class=8, val_per_class=2, size=72,
                       fmt="webdataset")  # fmt: skip
@@ -158,6 +159,7 @@ def test_bench_smoke_runs_on_cpu() -> None:
     assert "failed" not in out.split("GPU: ")[-1]
 
 
+@pytest.mark.slow
 def test_loader_bench_smoke_runs() -> None:
     proc = subprocess.run([sys.executable, "bench/train_loader.py", "--smoke"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)  # fmt: skip

@@ -82,6 +82,7 @@ def test_max_pool_op_matches_torch(channels_last: bool, relu: bool) -> None:
     assert torch.autograd.gradcheck(pool, (small,))
 
 
+@pytest.mark.slow
 def test_kernel_ops_compile_and_match_eager() -> None:
     """The custom ops inside torch.compile: same outputs and gradients as the eager net."""
     torch.manual_seed(3)
@@ -149,6 +150,7 @@ _INTERPRETED = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed")
 def test_triton_kernels_match_torch_forms_interpreted() -> None:
     """The CUDA kernels' arithmetic and indexing, run by Triton's CPU interpreter in fp32 (the

@@ -126,6 +126,7 @@ def test_slots_declined_when_shared_memory_is_short(
     assert ds.slots is None
 
 
+@pytest.mark.slow
 def test_slots_reach_spawned_workers(export: Path) -> None:
     """With the spawn start method the dataset is pickled to the workers: the slots travel as
     shared-memory handles, so the main process sees what the workers wrote."""

@@ -22,7 +22,7 @@ def _argv(app) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def test_consensus_commands(app, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    # ImageNet's dynamic consensus, with its calibration subset (the default is worker-aware).
+    # ImageNet's dynamic consensus, with its calibration subset (the default is robust).
     monkeypatch.setenv("IMNET_CONSENSUS_ALGORITHM", "dynamic")
     monkeypatch.setenv("IMNET_CONSENSUS_INITIAL_SUBSET", "2")
     with app.Session() as s:
@@ -69,6 +69,7 @@ def test_help_texts(capsys) -> None:  # type: ignore[no-untyped-def]
         assert "--" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_imnet_review_serves_the_page(tmp_path: Path) -> None:
     """`imnet review` as a real process: it answers on its port and / redirects to /review/."""
     with socket.socket() as s:

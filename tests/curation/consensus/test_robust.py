@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from curation.consensus.base import ACCEPT, REJECT, UNDECIDED, Votes
 from curation.consensus.robust import (
@@ -42,6 +43,7 @@ def _loop(truth: np.ndarray, accs: list[float], seed: int, **kw: float) -> Robus
             for w in rng.choice(free, size=min(need[i], len(free)), replace=False):
                 used[i, w] = True
                 rows.append((i, int(w), int(_answer(rng, truth[i : i + 1], accs[w])[0])))
+    model.cast_ = len(rows)  # type: ignore[attr-defined]
     return model
 
 
@@ -119,6 +121,7 @@ def test_insufficient_crowd_when_eligible_workers_run_out() -> None:
     assert unlimited.decisions_[0] == UNDECIDED and unlimited.needs_[0] > 0
 
 
+@pytest.mark.slow
 def test_same_settings_hold_at_5_and_50_percent_positives() -> None:
     accs = [0.9] * 20
     rng = np.random.default_rng(11)
@@ -148,3 +151,105 @@ def test_uninformative_workers_are_flagged() -> None:
     rows += [(i, 6, 0) for i in range(n)]  # always no
     m = RobustConsensus().fit(_votes(rows, n, 7))
     assert m.uninformative_.tolist() == [False, False, False, False, True, True, True]
+
+
+def test_pooled_prior_saves_votes_on_a_careful_crowd() -> None:
+    # Forty careful annotators: the generic 0.75 prior would ask every item for votes their
+    # measured skill makes unnecessary until each one's own record builds.
+    truth = (np.random.default_rng(13).random(300) < 0.25).astype(np.int64)
+    on = _loop(truth, [0.93] * 40, seed=4)
+    off = _loop(truth, [0.93] * 40, seed=4, pooled_prior=False)
+    assert on.prior_accuracy_ > 0.85 and off.prior_accuracy_ == off.base_accuracy
+    assert on.cast_ < 0.92 * off.cast_  # type: ignore[attr-defined]
+    for m in (on, off):
+        acc = m.decisions_ == ACCEPT
+        assert (acc & (truth == 1)).sum() / acc.sum() >= 0.99
+
+
+def test_capped_items_are_settled_within_the_set_budget() -> None:
+    # 400 clear items with 3 votes of careful workers; 30 ambiguous ones reached the cap (8
+    # votes) at 5 yes / 3 no. The set's budgets (0.3% of the ~100 positives as false accepts,
+    # 2% as false rejects) settle some of them; the rest stay insufficient_crowd.
+    rng = np.random.default_rng(21)
+    n, hard = 430, 30
+    truth = np.r_[(rng.random(n - hard) < 0.25).astype(np.int64), np.ones(hard, np.int64)]
+    rows = []
+    for i in range(n - hard):
+        for w in rng.choice(10, 3, replace=False):
+            rows.append((i, int(w), int(_answer(rng, truth[i : i + 1], 0.95)[0])))
+    for i in range(n - hard, n):
+        for j, w in enumerate(rng.choice(10, 8, replace=False)):
+            rows.append((i, int(w), int(j < 5)))
+    votes = _votes(rows, n, 10)
+    votes.order = np.arange(len(rows))
+    on = RobustConsensus(max_votes=8).fit(votes, eligible=np.full(n, 10))
+    off = RobustConsensus(max_votes=8, settle_stuck=False).fit(votes, eligible=np.full(n, 10))
+    stuck_off = (off.decisions_[n - hard :] == INSUFFICIENT).sum()
+    stuck_on = (on.decisions_[n - hard :] == INSUFFICIENT).sum()
+    assert stuck_off >= hard // 2
+    assert 0 < stuck_on < stuck_off  # the budget settles some, not all
+    budget = (1 - on.target_precision) * on.prevalence_ * n * on.settle_slack
+    assert (1 - on.p_yes_[on.decisions_ == ACCEPT]).sum() <= budget + 1e-9
+    fn_budget = (1 - on.target_recall) * on.prevalence_ * n
+    settled_no = (on.decisions_ == REJECT) & (off.decisions_ == INSUFFICIENT)
+    assert on.p_yes_[on.decisions_ == REJECT].sum() <= fn_budget or not settled_no.any()
+    assert not (on.decisions_[n - hard :] == UNDECIDED).any()
+
+
+def test_hard_image_shrink_has_a_floor() -> None:
+    # 10% of the images are coin flips even for careful workers and got 8 votes each: the
+    # maximum-likelihood shrink of hard images then sits near 0 ("hard = pure noise"), so no run
+    # of votes can ever decide an item the model suspects is hard. The floor keeps it >= 0.25.
+    rng = np.random.default_rng(1)
+    n, nw = 400, 20
+    truth = (rng.random(n) < 0.25).astype(np.int64)
+    amb = rng.random(n) < 0.1
+    rows = []
+    for i in range(n):
+        for w in rng.choice(nw, 8 if amb[i] else 3, replace=False):
+            acc = 0.5 if amb[i] else 0.92
+            rows.append((i, int(w), int(_answer(rng, truth[i : i + 1], acc)[0])))
+    votes = _votes(rows, n, nw)
+    votes.order = np.arange(len(rows))
+    off = RobustConsensus(min_shrink=0.0).fit(votes, eligible=np.full(n, nw - 8))
+    on = RobustConsensus(min_shrink=0.25).fit(votes, eligible=np.full(n, nw - 8))
+    assert off.fit_.hard_shrink < 0.25 <= on.fit_.hard_shrink + 1e-9
+    assert (on.decisions_ == INSUFFICIENT).sum() < (off.decisions_ == INSUFFICIENT).sum()
+
+
+def test_gold_schedule_front_loads_gold(monkeypatch: pytest.MonkeyPatch) -> None:
+    # bench/_crowdsim.py's gold policy: a new worker's HITs carry 4 gold tiles in 24 until 8
+    # gold answers, then 1 in 24; the old layout gave 2 in 24 throughout.
+    from pathlib import Path
+
+    # bench/ holds flat scripts (bench/curation.py would shadow the package): on sys.path only
+    # for this test, so processes spawned by later tests don't import the wrong `curation`.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[3] / "bench"))
+    from _crowdsim import GOLD_KNOWN_AFTER, gold_due
+
+    cast = np.array([0, 10, 40, 100, 400])
+    sched, fixed = gold_due(cast, True), gold_due(cast, False)
+    assert sched[2] == GOLD_KNOWN_AFTER and sched[2] > fixed[2]  # known after 40 votes
+    assert sched[-1] < fixed[-1] * 0.7  # after 400 votes: two thirds of the old gold
+    assert (np.diff(sched) >= 0).all()
+
+
+def test_peeling_finds_copiers_in_a_large_crowd() -> None:
+    # 20 copiers of one 0.75 sheet among 30 honest 0.92 annotators, 4 votes per item: each pair
+    # co-votes on a handful of items, greedy merging pulls honest workers into the copiers'
+    # cluster and their disagreements fail the test for the whole cluster unless it is peeled.
+    from curation.consensus.dependence import dependent_groups
+
+    rng = np.random.default_rng(2)
+    n, nw, nc = 200, 50, 20
+    truth = (rng.random(n) < 0.25).astype(np.int64)
+    sheet = np.where(rng.random(n) < 0.75, truth, 1 - truth)
+    rows = []
+    for i in range(n):
+        for w in rng.choice(nw, 4, replace=False):
+            honest = int(_answer(rng, truth[i : i + 1], 0.92)[0])
+            rows.append((i, int(w), int(sheet[i]) if w < nc else honest))
+    it, w, lab = (np.array(c, dtype=np.int64) for c in zip(*rows, strict=True))
+    assert dependent_groups(it, w, lab, n, nw, peel=False) == []
+    (group,) = dependent_groups(it, w, lab, n, nw)
+    assert (group < nc).sum() >= 15 and (group < nc).mean() >= 0.9

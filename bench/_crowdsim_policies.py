@@ -1,0 +1,100 @@
+"""The consensus policies bench/consensus.py runs in _crowdsim's loop: robust and the old worker-aware.
+
+Each policy answers `step(state) -> (votes each item still needs, workers given no more work)`
+and `final(state) -> decisions`, as the pipeline's verification loop does around a consensus:
+refit on every vote so far, route, ask. `gold_block` adds the mturk stage's qualification
+(workers under mturk_min_worker_gold on gold after mturk_min_gold_seen answers get no more work),
+which the old bench applied to every adaptive method and the default-mix row keeps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from _crowdsim import State, gold_blocked
+
+from curation.consensus.base import Votes
+from curation.consensus.decide import cost_rule
+from curation.consensus.robust import GoldAnswers, RobustConsensus, redundant_workers
+from curation.consensus.worker_aware import WorkerAwareConsensus
+from imnet.core.settings import Settings
+
+
+def _votes(st: State) -> Votes:
+    item, worker, label, t = st.arrays()
+    n, nw = len(st.syn.truth), st.crowd.n
+    return Votes(item=item, worker=worker, label=label, n_items=n, n_workers=nw, order=t)
+
+
+class RobustPolicy:
+    """The pipeline's loop around RobustConsensus: refit, route away from uninformative and
+    redundant workers, ask each open item its `needs_`, with a horizon of the workers still
+    eligible for it."""
+
+    def __init__(self, gold_block: bool = False, **kw: float) -> None:
+        self.kw = kw
+        self.gold_block = gold_block
+        self.blocked: np.ndarray | None = None
+        self.model: RobustConsensus | None = None
+        self.groups: list[np.ndarray] = []
+        self.crowd_needed: int | None = None
+
+    def _fit(self, st: State) -> RobustConsensus:
+        nw = st.crowd.n
+        gw, gc, gt = st.gold()
+        if self.blocked is None:
+            self.blocked = np.zeros(nw, bool)
+        if self.gold_block:
+            self.blocked |= gold_blocked(st)
+        elig = (~st.voted & ~self.blocked[None, :]).sum(axis=1)
+        m = RobustConsensus(**self.kw).fit(
+            _votes(st), GoldAnswers(gw, gc, gt), eligible=elig, groups=self.groups
+        )
+        self.groups = m.groups_  # carried to the next synset, as the worker table would
+        stop = m.uninformative_ | redundant_workers(m)
+        if (stop & ~self.blocked).any():
+            self.blocked |= stop
+            m.decide((~st.voted & ~self.blocked[None, :]).sum(axis=1))
+        self.model = m
+        return m
+
+    def step(self, st: State) -> tuple[np.ndarray, np.ndarray]:
+        m = self._fit(st)
+        assert self.blocked is not None
+        return m.needs_, self.blocked.copy()
+
+    def final(self, st: State) -> np.ndarray:
+        m = self._fit(st)
+        if m.crowd_needed_ is not None:
+            self.crowd_needed = max(self.crowd_needed or 0, m.crowd_needed_)
+        return m.decisions_
+
+
+class WorkerAwarePolicy:
+    """The old default (`worker-aware`, cost-based stopping) with imnet's default settings and
+    the mturk gold qualification, as the old bench ran it: blocked workers' votes stay counted
+    (the model weighs them by their coins)."""
+
+    def __init__(self) -> None:
+        s = Settings()
+        self.kw = {
+            "threshold": s.consensus_threshold,
+            "max_votes": s.consensus_wa_max_votes,
+            "reject_below": s.consensus_wa_reject_below,
+            "batch": s.consensus_batch_votes,
+            **cost_rule(s),
+        }
+        self.min_gold, self.min_seen = s.mturk_min_worker_gold, s.mturk_min_gold_seen
+        self.crowd_needed: int | None = None
+
+    def _fit(self, st: State) -> WorkerAwareConsensus:
+        gw, gc, _ = st.gold()
+        seen = np.bincount(gw, minlength=st.crowd.n)
+        ok = np.bincount(gw, gc, minlength=st.crowd.n)
+        return WorkerAwareConsensus(**self.kw).fit(_votes(st), gold_seen=seen, gold_correct=ok)
+
+    def step(self, st: State) -> tuple[np.ndarray, np.ndarray]:
+        m = self._fit(st)
+        return m.needs_, gold_blocked(st, self.min_gold, self.min_seen)
+
+    def final(self, st: State) -> np.ndarray:
+        return self._fit(st).decisions_

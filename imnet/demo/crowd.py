@@ -1,0 +1,151 @@
+"""The demo's crowd: mturk.simulate's bots taking turns, so one seed gives the same votes anywhere.
+
+`mturk simulate` runs its bots in threads: which bot wins which HIT then follows the scheduler
+(and HIT ids are random), so the same seed gave recall 0.988, 0.828 and 0.982 in three workdirs.
+Here the bots act one at a time in a fixed order; each picks among the HITs it may do by a hash of
+(seed, worker, the HIT's request token), a digest of its content that publish derives the same way
+everywhere, and answers each image from a generator seeded by (seed, worker, image sha256). Same
+database content and seed -> the same assignments and votes, whatever the ports, paths or timing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import random
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
+
+from mturk.simulate import _IFRAME_RE, BotStats, Http, _Form, allot, answer, parse_mix
+
+if TYPE_CHECKING:
+    from imnet.core.app import App
+
+PAGE = 100  # the worker site's largest page
+
+
+def _tokens(app: App, hit_ids: list[str]) -> dict[str, str]:
+    from sqlalchemy import select
+
+    from db.models import Hit
+
+    with app.Session() as s:
+        return dict(
+            s.execute(select(Hit.hit_id, Hit.request_token).where(Hit.hit_id.in_(hit_ids))).all()
+        )
+
+
+def _open_hits(http: Http, base: str, deadline: float) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    while time.time() < deadline:  # bounded: pages of PAGE until a short one
+        q = urlencode({"format": "json", "limit": PAGE, "offset": len(out)})
+        _, _, text = http.get(f"{base}/worker/hits?{q}")
+        page = json.loads(text)["hits"]
+        out += page
+        if len(page) < PAGE:
+            break
+    return out
+
+
+def _rank(seed: int, worker: str, key: str) -> bytes:
+    return hashlib.sha256(f"{seed}|{worker}|{key}".encode()).digest()
+
+
+def run_crowd(
+    app: App,
+    base_url: str,
+    truth: dict[str, str | None],
+    n_workers: int,
+    seed: int,
+    max_seconds: float = 240.0,
+) -> dict[str, Any]:
+    """Let n_workers bots take turns until none finds a HIT it may do; run_workers' summary keys."""
+    kinds = allot(n_workers, parse_mix(None))
+    bots = [BotStats(worker_id=f"SIM{k.upper()}{i:04d}", kind=k) for i, k in enumerate(kinds)]
+    base = base_url.rstrip("/")
+    start = time.time()
+    deadline = start + max_seconds
+    errors: list[str] = []
+    clients: dict[str, Http] = {}
+    for b in bots:
+        http = clients[b.worker_id] = Http()
+        status, _, text = http.post(f"{base}/worker/signin", data={"worker_id": b.worker_id})
+        if status >= 400:
+            errors.append(f"OSError: sign-in refused ({status}): {text[:200]}")
+    active = [b for b in bots if not errors]
+    while active and time.time() < deadline:
+        for b in list(active):
+            try:
+                if not _one_hit(app, clients[b.worker_id], base, b, truth, seed, deadline):
+                    active.remove(b)
+            except (OSError, ValueError, KeyError) as e:  # one bot's failure is reported
+                errors.append(f"{type(e).__name__}: {e}")
+                active.remove(b)
+    elapsed = time.time() - start
+    submitted = sum(b.submitted for b in bots)
+    refused: Counter = Counter()
+    for b in bots:
+        refused.update(b.refused)
+    return {
+        "workers": n_workers,
+        "kinds": dict(Counter(kinds)),
+        "submitted": submitted,
+        "conflicts": sum(b.conflicts for b in bots),
+        "refused": dict(refused),
+        "errors": errors,
+        "seconds": round(elapsed, 3),
+        "timed_out": time.time() >= deadline,
+        "per_worker": {b.worker_id: {"kind": b.kind, "submitted": b.submitted} for b in bots},
+    }
+
+
+def _one_hit(
+    app: App,
+    http: Http,
+    base: str,
+    b: BotStats,
+    truth: dict[str, str | None],
+    seed: int,
+    deadline: float,
+) -> bool:
+    """Do one HIT as bot b; False when it finds none it may do."""
+    hits = _open_hits(http, base, deadline)
+    if not hits:
+        return False
+    tokens = _tokens(app, [h["hit_id"] for h in hits])
+    hit = min(hits, key=lambda h: _rank(seed, b.worker_id, tokens.get(h["hit_id"], h["hit_id"])))
+    want_json = {"Accept": "application/json"}
+    status, headers, _ = http.post(
+        f"{base}/worker/hits/{hit['hit_id']}/accept", data=b"", headers=want_json
+    )
+    if status != 303:  # alone on the site, a refused accept would be refused again: stop
+        b.conflicts += 1
+        return False
+    status, _, page = http.get(urljoin(base, headers["Location"]))
+    m = _IFRAME_RE.search(page)
+    if status != 200 or not m:
+        b.refused[f"assignment_page_{status}"] += 1
+        return False
+    src = html.unescape(m.group(1))
+    q = parse_qs(urlsplit(src).query)
+    _, _, doc = http.get(urljoin(base, src))
+    form = _Form()
+    form.feed(doc)
+    fields: dict[str, str] = dict(form.hidden)
+    fields["assignmentId"] = q["assignmentId"][0]
+    for sha, name in form.tiles:
+        rng = random.Random(f"{seed}|{b.worker_id}|{sha}")
+        if answer(b.kind, truth.get(sha) == form.wnid and form.wnid != "", rng):
+            fields[name] = "yes"
+    status, _, _ = http.post(
+        q["turkSubmitTo"][0].rstrip("/") + "/mturk/externalSubmit", data=fields, headers=want_json
+    )
+    if status == 200:
+        b.submitted += 1
+        b.assignment_ids.append(fields["assignmentId"])
+    else:
+        b.refused[f"submit_{status}"] += 1
+    return True
