@@ -131,3 +131,25 @@ def write_session(app: App) -> Iterator[Session]:
 
     with _write_session(app.engine) as s:
         yield s
+
+
+def find_or_create_qualification(client: Any, name: str, description: str) -> str:
+    """The id of this requester's qualification type `name` (created once; found again by name)."""
+    try:
+        resp = client.create_qualification_type(
+            Name=name, Description=description, QualificationTypeStatus="Active"
+        )
+        return str(resp["QualificationType"]["QualificationTypeId"])
+    except client.exceptions.RequestError as e:
+        if "AlreadyExists" not in error_code(e) and "already" not in str(e).lower():
+            raise
+    for q in paginate(
+        client.list_qualification_types,
+        "QualificationTypes",
+        Query=name,
+        MustBeRequestable=False,
+        MustBeOwnedByCaller=True,
+    ):
+        if q["Name"] == name:
+            return str(q["QualificationTypeId"])
+    raise RuntimeError(f"qualification {name!r} exists but cannot be listed")

@@ -189,8 +189,9 @@ def _collect_batch(
         )
     # Votes in the order workers submitted them, not the order the (randomly named) HITs were
     # listed in: consensus reads votes in time order, so this keeps one crowd's result the same.
+    # Equal submit times (a coarse clock) go by worker, not by the random assignment id.
     submitted = {a["assignment_id"]: a["submitted_at"] or now for a in assignments}
-    votes.sort(key=lambda v: (submitted[v[0]], v[0]))
+    votes.sort(key=lambda v: (submitted[v[0]], v[1], v[0]))
     _write_batch(app, assignments, votes, states)
     first_error(results)
     return len(assignments)

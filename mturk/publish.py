@@ -18,6 +18,7 @@ from mturk.client import (
     call_all,
     endpoint_url,
     error_code,
+    find_or_create_qualification,
     first_error,
     is_self_hosted,
     make_client,
@@ -69,26 +70,11 @@ def image_src(settings: Settings, sha256: str, url: str) -> str:
 
 def exclusion_qualification(client: Any) -> str:
     """The qualification that marks excluded workers (created once; found again by name)."""
-    try:
-        resp = client.create_qualification_type(
-            Name=EXCLUSION_QUAL_NAME,
-            Description="Workers whose answers on check images fell below the requester's bar.",
-            QualificationTypeStatus="Active",
-        )
-        return resp["QualificationType"]["QualificationTypeId"]
-    except client.exceptions.RequestError as e:
-        if "AlreadyExists" not in error_code(e) and "already" not in str(e).lower():
-            raise
-    for q in paginate(
-        client.list_qualification_types,
-        "QualificationTypes",
-        Query=EXCLUSION_QUAL_NAME,
-        MustBeRequestable=False,
-        MustBeOwnedByCaller=True,
-    ):
-        if q["Name"] == EXCLUSION_QUAL_NAME:
-            return q["QualificationTypeId"]
-    raise PublishError("exclusion qualification exists but cannot be listed")
+    return find_or_create_qualification(
+        client,
+        EXCLUSION_QUAL_NAME,
+        "Workers whose answers on check images fell below the requester's bar.",
+    )
 
 
 def hit_type(client: Any, settings: Settings, qual_id: str, routing_id: str | None = None) -> str:

@@ -18,35 +18,19 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from db.models import ConsensusSynset, GoldItem, Label, Worker
-from mturk.client import CONCURRENCY, call_all, error_code, first_error, paginate
+from mturk.client import (
+    CONCURRENCY,
+    call_all,
+    find_or_create_qualification,
+    first_error,
+    paginate,
+)
 
 if TYPE_CHECKING:
     from imnet.core.app import App
 
 ROUTING_QUAL_NAME = "imnet-routed-away"
 ROUTING_VALUES = {"uninformative": 1, "redundant": 2}
-
-
-def find_or_create_qualification(client: Any, name: str, description: str) -> str:
-    """The id of this requester's qualification type `name` (created once; found again by name)."""
-    try:
-        resp = client.create_qualification_type(
-            Name=name, Description=description, QualificationTypeStatus="Active"
-        )
-        return str(resp["QualificationType"]["QualificationTypeId"])
-    except client.exceptions.RequestError as e:
-        if "AlreadyExists" not in error_code(e) and "already" not in str(e).lower():
-            raise
-    for q in paginate(
-        client.list_qualification_types,
-        "QualificationTypes",
-        Query=name,
-        MustBeRequestable=False,
-        MustBeOwnedByCaller=True,
-    ):
-        if q["Name"] == name:
-            return str(q["QualificationTypeId"])
-    raise RuntimeError(f"qualification {name!r} exists but cannot be listed")
 
 
 def routing_qualification(client: Any) -> str:

@@ -251,13 +251,22 @@ def run_workers(
                 f.result()
             except Exception as e:  # one bot's failure is reported, not fatal to the others
                 errors.append(f"{type(e).__name__}: {e}")
-    elapsed = time.time() - start
+    report = crowd_report(bots, kinds, errors, time.time() - start)
+    report["timed_out"] = time.time() >= deadline
+    report["assignment_ids"] = [a for b in bots for a in b.assignment_ids]
+    return report
+
+
+def crowd_report(
+    bots: list[BotStats], kinds: list[str], errors: list[str], elapsed: float
+) -> dict[str, Any]:
+    """What a simulated crowd did: submissions, conflicts, refusals by reason, per worker."""
     submitted = sum(b.submitted for b in bots)
     refused: Counter = Counter()
     for b in bots:
         refused.update(b.refused)
     return {
-        "workers": n_workers,
+        "workers": len(bots),
         "kinds": dict(Counter(kinds)),
         "submitted": submitted,
         "conflicts": sum(b.conflicts for b in bots),
@@ -265,7 +274,5 @@ def run_workers(
         "errors": errors,
         "seconds": round(elapsed, 3),
         "assignments_per_s": round(submitted / elapsed, 2) if elapsed > 0 else 0.0,
-        "timed_out": time.time() >= deadline,
         "per_worker": {b.worker_id: {"kind": b.kind, "submitted": b.submitted} for b in bots},
-        "assignment_ids": [a for b in bots for a in b.assignment_ids],
     }

@@ -204,6 +204,19 @@ def _cap_to_crowd(res: SynsetResult, data: SynsetVotes) -> None:
     res.extra["insufficient"] = int(stuck.sum())
 
 
+def empty_totals() -> dict[str, Any]:
+    """A consensus report's totals before any synset: decisions, votes wanted, votes, overrides."""
+    return {
+        ACCEPT: 0,
+        REJECT: 0,
+        UNDECIDED: 0,
+        INSUFFICIENT: 0,
+        "needs_votes": 0,
+        "votes": 0,
+        "manual": 0,
+    }
+
+
 def run_consensus(
     session: Session,
     algorithm: str = "dynamic",
@@ -237,15 +250,7 @@ def run_consensus(
             f"unknown consensus algorithm {algorithm!r}; one of {', '.join(ALGORITHMS)}"
         )
     report: dict[str, Any] = {"algorithm": algorithm, "per_wnid": {}}
-    totals: dict[str, Any] = {
-        ACCEPT: 0,
-        REJECT: 0,
-        UNDECIDED: 0,
-        INSUFFICIENT: 0,
-        "needs_votes": 0,
-        "votes": 0,
-        "manual": 0,
-    }
+    totals = empty_totals()
     workers = WorkerTable.read(session, s)
     tally = CrowdTally(
         min_gold_seen=s.mturk_min_gold_seen, complete=wnids is None and shard is None

@@ -142,7 +142,8 @@ def _statements() -> dict[str, Any]:
         "votes": select(Vote.candidate_id, Vote.worker_id, Vote.is_match, Vote.created_at)
         .join(Assignment, Assignment.assignment_id == Vote.assignment_id)
         .where(Vote.wnid == wnid, Assignment.status.not_in(DISCARDED_ASSIGNMENTS))
-        .order_by(Vote.created_at, Vote.assignment_id, Vote.candidate_id)
+        # Ties on time by worker before the (random) assignment id: the same crowd, the same order.
+        .order_by(Vote.created_at, Vote.worker_id, Vote.assignment_id, Vote.candidate_id)
         .execution_options(yield_per=STREAM_ROWS),
         "manual": select(Label.candidate_id, Label.decision).where(
             Label.wnid == wnid, Label.overridden.is_(True)

@@ -6,7 +6,7 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from curation.consensus.base import ACCEPT, INSUFFICIENT, REJECT, UNDECIDED
+from curation.consensus.decide import empty_totals
 
 if TYPE_CHECKING:
     from curation.consensus.decide import AskedVotes
@@ -52,15 +52,7 @@ def _run_one(
 
 def merge_reports(algorithm: str, reports: list[dict[str, Any]]) -> dict[str, Any]:
     """One report from the reports of disjoint shards (totals summed, synsets in wnid order)."""
-    totals: dict[str, Any] = {
-        ACCEPT: 0,
-        REJECT: 0,
-        UNDECIDED: 0,
-        INSUFFICIENT: 0,
-        "needs_votes": 0,
-        "votes": 0,
-        "manual": 0,
-    }
+    totals = empty_totals()
     needed: list[int] = []
     per: dict[str, Any] = {}
     for rep in reports:

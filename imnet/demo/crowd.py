@@ -6,6 +6,8 @@ Here the bots act one at a time in a fixed order; each picks among the HITs it m
 (seed, worker, the HIT's request token), a digest of its content that publish derives the same way
 everywhere, and answers each image from a generator seeded by (seed, worker, image sha256). Same
 database content and seed -> the same assignments and votes, whatever the ports, paths or timing.
+Nothing here reads the clock to decide: the loops are bounded by counts (pages, turns), not by a
+deadline that a slow machine would reach with fewer votes cast than a quiet one.
 """
 
 from __future__ import annotations
@@ -15,16 +17,25 @@ import html
 import json
 import random
 import time
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
-from mturk.simulate import _IFRAME_RE, BotStats, Http, _Form, allot, answer, parse_mix
+from mturk.simulate import (
+    _IFRAME_RE,
+    BotStats,
+    Http,
+    _Form,
+    allot,
+    answer,
+    crowd_report,
+    parse_mix,
+)
 
 if TYPE_CHECKING:
     from imnet.core.app import App
 
 PAGE = 100  # the worker site's largest page
+MAX_PAGES = 1000  # listing bound: 100,000 open HITs, far over any round of the demo
 
 
 def _tokens(app: App, hit_ids: list[str]) -> dict[str, str]:
@@ -38,9 +49,21 @@ def _tokens(app: App, hit_ids: list[str]) -> dict[str, str]:
         )
 
 
-def _open_hits(http: Http, base: str, deadline: float) -> list[dict[str, Any]]:
+def _open_slots(app: App) -> int:
+    """Assignments the open HITs can still take at most: each turn that does a HIT takes one."""
+    from sqlalchemy import func, select
+
+    from db.models import Hit
+    from mturk.verify import OPEN_HIT_STATUSES
+
+    with app.Session() as s:
+        q = select(func.coalesce(func.sum(Hit.max_assignments), 0))
+        return int(s.scalar(q.where(Hit.status.in_(OPEN_HIT_STATUSES))) or 0)
+
+
+def _open_hits(http: Http, base: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    while time.time() < deadline:  # bounded: pages of PAGE until a short one
+    for _ in range(MAX_PAGES):  # pages of PAGE until a short one
         q = urlencode({"format": "json", "limit": PAGE, "offset": len(out)})
         _, _, text = http.get(f"{base}/worker/hits?{q}")
         page = json.loads(text)["hits"]
@@ -60,14 +83,16 @@ def run_crowd(
     truth: dict[str, str | None],
     n_workers: int,
     seed: int,
-    max_seconds: float = 240.0,
 ) -> dict[str, Any]:
-    """Let n_workers bots take turns until none finds a HIT it may do; run_workers' summary keys."""
+    """Let n_workers bots take turns until none finds a HIT it may do; run_workers' summary keys.
+
+    Bounded by turns, not time: a turn either takes one of the open HITs' slots or retires its
+    bot, so more turns than slots + bots means a server that never says "no more" (reported)."""
     kinds = allot(n_workers, parse_mix(None))
     bots = [BotStats(worker_id=f"SIM{k.upper()}{i:04d}", kind=k) for i, k in enumerate(kinds)]
     base = base_url.rstrip("/")
     start = time.time()
-    deadline = start + max_seconds
+    turns = _open_slots(app) + len(bots)
     errors: list[str] = []
     clients: dict[str, Http] = {}
     for b in bots:
@@ -76,30 +101,24 @@ def run_crowd(
         if status >= 400:
             errors.append(f"OSError: sign-in refused ({status}): {text[:200]}")
     active = [b for b in bots if not errors]
-    while active and time.time() < deadline:
+    while active and turns > 0:
         for b in list(active):
+            if turns <= 0:
+                break
+            turns -= 1
             try:
-                if not _one_hit(app, clients[b.worker_id], base, b, truth, seed, deadline):
+                if not _one_hit(app, clients[b.worker_id], base, b, truth, seed):
                     active.remove(b)
             except (OSError, ValueError, KeyError) as e:  # one bot's failure is reported
                 errors.append(f"{type(e).__name__}: {e}")
                 active.remove(b)
-    elapsed = time.time() - start
-    submitted = sum(b.submitted for b in bots)
-    refused: Counter = Counter()
-    for b in bots:
-        refused.update(b.refused)
-    return {
-        "workers": n_workers,
-        "kinds": dict(Counter(kinds)),
-        "submitted": submitted,
-        "conflicts": sum(b.conflicts for b in bots),
-        "refused": dict(refused),
-        "errors": errors,
-        "seconds": round(elapsed, 3),
-        "timed_out": time.time() >= deadline,
-        "per_worker": {b.worker_id: {"kind": b.kind, "submitted": b.submitted} for b in bots},
-    }
+    if active:
+        errors.append(
+            f"RuntimeError: {len(active)} bots still found HITs after every turn was used"
+        )
+    report = crowd_report(bots, kinds, errors, time.time() - start)
+    report["timed_out"] = bool(active)  # turns ran out with bots still finding HITs
+    return report
 
 
 def _one_hit(
@@ -109,10 +128,9 @@ def _one_hit(
     b: BotStats,
     truth: dict[str, str | None],
     seed: int,
-    deadline: float,
 ) -> bool:
     """Do one HIT as bot b; False when it finds none it may do."""
-    hits = _open_hits(http, base, deadline)
+    hits = _open_hits(http, base)
     if not hits:
         return False
     tokens = _tokens(app, [h["hit_id"] for h in hits])

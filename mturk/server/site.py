@@ -68,6 +68,10 @@ def _page(title: str, body: str, status: int = 200) -> web.Response:
     )
 
 
+# Ids, keys in URL paths: anything else (NUL, markup, non-ASCII) is a 404 before any lookup.
+_ID = "[A-Za-z0-9_-]{1,64}"
+
+
 class WorkerSite:
     def __init__(
         self,
@@ -374,11 +378,11 @@ class WorkerSite:
         app.router.add_post("/worker/signin", self.signin)
         app.router.add_post("/worker/signout", self.signout)
         app.router.add_get("/worker/hits", self.hits)
-        app.router.add_get("/worker/hits/{hit_id}", self.preview)
-        app.router.add_post("/worker/hits/{hit_id}/accept", self.accept)
-        app.router.add_get("/worker/assignments/{assignment_id}", self.assignment)
-        app.router.add_post("/worker/assignments/{assignment_id}/return", self.give_back)
-        app.router.add_get("/worker/task/{hit_id}", self.task)
+        app.router.add_get(f"/worker/hits/{{hit_id:{_ID}}}", self.preview)
+        app.router.add_post(f"/worker/hits/{{hit_id:{_ID}}}/accept", self.accept)
+        app.router.add_get(f"/worker/assignments/{{assignment_id:{_ID}}}", self.assignment)
+        app.router.add_post(f"/worker/assignments/{{assignment_id:{_ID}}}/return", self.give_back)
+        app.router.add_get(f"/worker/task/{{hit_id:{_ID}}}", self.task)
         app.router.add_post("/mturk/externalSubmit", self.external_submit)
-        app.router.add_post("/submit/{key}/mturk/externalSubmit", self.external_submit)
-        app.router.add_get("/images/{sha256}", self.image)
+        app.router.add_post(f"/submit/{{key:{_ID}}}/mturk/externalSubmit", self.external_submit)
+        app.router.add_get("/images/{sha256:[0-9a-f]{64}}", self.image)

@@ -104,6 +104,7 @@ def _assert_no_heldout_near_dups(app, entries: list[dict]) -> None:  # type: ign
         assert bad == [], "a near-duplicate of a val/test image is in train"
 
 
+@pytest.mark.slow
 def test_ilsvrc_export_reads_back_and_is_reproducible(small_app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     app = small_app
     blobs_before = {sha: app.blobs.get(sha) for sha in app.blobs.iter()}

@@ -23,15 +23,24 @@ from tests.dbrows import add_candidate, add_synset
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv-export-readers"
-# The pair that lies on this machine's disk (bench/curation.py uses it too), and timm.
-PACKAGES = ("torch==2.14.1", "torchvision==0.29.1", "timm", "pillow", "numpy", "scipy")
+# The pair that lies on this machine's disk (bench/curation.py uses it too), and timm with the
+# webdataset package its shard reader needs.
+PACKAGES = (
+    "torch==2.14.1",
+    "torchvision==0.29.1",
+    "timm",
+    "webdataset",
+    "pillow",
+    "numpy",
+    "scipy",
+)
 CLASSES = ("n02085620", "n02085782", "n02123045", "n01440764")
 
 
 def reader_python() -> Path:
     """The readers' venv, created on first use from the configured package index."""
     py = VENV / "bin" / "python"
-    probe = [str(py), "-c", "import torchvision, timm"]
+    probe = [str(py), "-c", "import torchvision, timm, webdataset"]
     if py.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
         return py
     subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)

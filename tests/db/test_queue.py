@@ -193,6 +193,7 @@ def test_leases_of_dead_local_processes_are_expired_at_once(db_url: str) -> None
     engine.dispose()
 
 
+@pytest.mark.slow
 def test_claim_outlasts_a_write_lock_longer_than_the_busy_timeout(sqlite_url: str) -> None:
     """A worker that meets a locked SQLite database waits and retries instead of dying."""
     _fill(sqlite_url, 5)

@@ -38,6 +38,15 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _slow_clock_env() -> dict[str, str]:
+    """The demo's environment with a skewed clock that stalls at random (_slow_clock/): threads
+    interleave and every timestamp differs from any other run, as on a loaded machine. The skew
+    stays inside SigV4's window (boto3 signs with the real clock, the server checks the skewed one)."""
+    here = str(Path(__file__).with_name("_slow_clock"))
+    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
+    return _env(PYTHONPATH=path, DEMO_TEST_CLOCK_OFFSET="300", DEMO_TEST_CLOCK_STALL="0.002")
+
+
 def _demo_cmd(workdir: Path) -> list[str]:
     return [
         sys.executable,
@@ -135,7 +144,10 @@ def _figures(report: dict) -> dict:
     """What one seed must reproduce in any workdir: harvest counts, votes, consensus, splits."""
     st = report["stages"]
     cons = {k: v for k, v in st["consensus"].items() if k != "seconds"}
+    # Round by round, not only the end: two runs may reach the same totals by different paths.
+    rounds = [{k: v for k, v in r.items() if k != "seconds"} for r in st["verify"]["per_round"]]
     return {
+        "per_round": rounds,
         "candidates": st["crawl"]["candidates"],
         "reasons": st["crawl"]["reasons"],
         "hits": st["verify"]["hits"],
@@ -165,8 +177,9 @@ def test_demo_same_seed_same_figures_anywhere_and_a_rerun_is_a_no_op(tmp_path: P
     assert first["fixture_requests"]["image_requests"] > 0
 
     # The same seed in another workdir (another path, other ports for the fixture web and the
-    # MTurk server, another database): the same verification figures, not merely similar ones.
-    other = _run_demo(tmp_path / "a-second-demo-in-another-workdir")
+    # MTurk server, another database) under a skewed, stalling clock: the same verification
+    # figures round by round, not merely similar ones. Nothing that decides may read the clock.
+    other = _run_demo(tmp_path / "a-second-demo-in-another-workdir", env=_slow_clock_env())
     _check_report(other)
     assert other["workdir"] != first["workdir"]
     assert _figures(other) == _figures(first)

@@ -37,6 +37,7 @@ def _all_results(url: str, q: str, page_size: int = 20) -> list[dict]:
         page += 1
 
 
+@pytest.mark.slow
 def test_synsets_are_real_wordnet_leaves_under_two_roots() -> None:
     from nltk.corpus import wordnet as wn
 

@@ -237,6 +237,7 @@ def test_every_command_is_driven(tmp_path: Path) -> None:
     assert not bare, f"numeric flags without a range (use imnet.core.argtypes): {bare}"
 
 
+@pytest.mark.slow  # ~800 invocations, ~30 s: CI runs it, the fast set does not
 def test_hostile_arguments_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     failures, n = [], 0
     with quiet_env(tmp_path, monkeypatch):
@@ -306,7 +307,10 @@ SIGINT_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(SIGINT_CASES))
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n == "demo" else n for n in sorted(SIGINT_CASES)],
+)
 def test_sigint_while_running(tmp_path: Path, name: str) -> None:
     """Ctrl-C during a running command: exit 130, one line, no traceback."""
     args, needle = SIGINT_CASES[name]
@@ -348,6 +352,7 @@ def test_busy_port(tmp_path: Path, args: list[str]) -> None:
     assert str(port) in p.stderr
 
 
+@pytest.mark.slow
 def test_unreachable_blob_store_stops_the_export(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from curation.consensus.decide import run_consensus
@@ -15,9 +16,10 @@ from tests.dbrows import add_gold, seed
 from tests.mturk.serving import serve
 
 
+@pytest.mark.slow
 def test_rounds_until_consensus_decides(sqlite_app, capsys):  # type: ignore[no-untyped-def]
     app = sqlite_app
-    algorithm = app.settings.consensus_algorithm  # the default, robust
+    algorithm = app.settings.consensus_algorithm  # the default
     # Small vote caps keep the number of rounds (and the test) short; the loop is the same.
     # Worker-aware's own cap matters here: its default of 30 let a chain of one-vote
     # extensions (a HIT near MTurk's 9 assignments grows by one) run past the round bound.

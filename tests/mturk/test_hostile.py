@@ -176,3 +176,17 @@ def test_serve_announces_urls_once_listening(tmp_path) -> None:  # type: ignore[
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "Traceback" not in err, err
+
+
+def test_ids_in_paths_outside_the_id_alphabet_are_404_before_any_lookup(any_app) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL text cannot hold NUL: a path id with one used to reach the query (HTTP 500)."""
+    handle = serve(any_app)
+    try:
+        http = _session(handle.url, "ALICE")
+        for path in ("/worker/hits/%00nul/accept", "/worker/assignments/%00x/return"):
+            r = http.post(handle.url + path, allow_redirects=False)
+            assert r.status_code == 404, (path, r.status_code)
+        for path in ("/worker/hits/%00nul", "/worker/task/%3Cb%3E", "/images/%00"):
+            assert http.get(handle.url + path).status_code == 404, path
+    finally:
+        handle.stop()

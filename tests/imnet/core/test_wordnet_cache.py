@@ -62,6 +62,7 @@ def test_cache_agrees_with_nltk(own_cache: Path) -> None:
     assert "n00001740" in nouns.ancestors("n01440764") and nouns.ancestors("n00001740") == set()
 
 
+@pytest.mark.slow
 def test_later_processes_read_the_cache_without_nltk(own_cache: Path) -> None:
     code = (
         "import json, sys, time\n"
@@ -81,6 +82,7 @@ def test_later_processes_read_the_cache_without_nltk(own_cache: Path) -> None:
     assert runs[1][1] is False  # the second did not even import nltk
 
 
+@pytest.mark.slow
 def test_a_stale_cache_is_rebuilt(own_cache: Path) -> None:
     W.nouns()
     path = W.cache_path()
