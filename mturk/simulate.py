@@ -186,18 +186,10 @@ def _bot(
         if status != 303:
             stats.conflicts += 1
             continue
-        status, _, page = http.get(urljoin(base, headers["Location"]))
-        m = _IFRAME_RE.search(page)
-        if status != 200 or not m:
-            stats.refused[f"assignment_page_{status}"] += 1
+        task = open_task(http, base, headers["Location"], stats)
+        if task is None:
             continue
-        src = html.unescape(m.group(1))
-        q = parse_qs(urlsplit(src).query)
-        _, _, doc = http.get(urljoin(base, src))
-        form = _Form()
-        form.feed(doc)
-        fields: dict[str, str] = dict(form.hidden)
-        fields["assignmentId"] = q["assignmentId"][0]
+        form, fields, q = task
         for sha, name in form.tiles:
             if answer(stats.kind, truth.get(sha) == form.wnid and form.wnid != "", rng):
                 fields[name] = "yes"
@@ -255,6 +247,26 @@ def run_workers(
     report["timed_out"] = time.time() >= deadline
     report["assignment_ids"] = [a for b in bots for a in b.assignment_ids]
     return report
+
+
+def open_task(
+    http: Http, base: str, location: str, stats: BotStats
+) -> tuple[_Form, dict[str, str], dict[str, list[str]]] | None:
+    """The accepted assignment's task: its form, the hidden fields to send back, and the
+    iframe's query (turkSubmitTo); None (counted as refused) when the page is not there."""
+    status, _, page = http.get(urljoin(base, location))
+    m = _IFRAME_RE.search(page)
+    if status != 200 or not m:
+        stats.refused[f"assignment_page_{status}"] += 1
+        return None
+    src = html.unescape(m.group(1))
+    q = parse_qs(urlsplit(src).query)
+    _, _, doc = http.get(urljoin(base, src))
+    form = _Form()
+    form.feed(doc)
+    fields: dict[str, str] = dict(form.hidden)
+    fields["assignmentId"] = q["assignmentId"][0]
+    return form, fields, q
 
 
 def crowd_report(

@@ -13,21 +13,19 @@ deadline that a slow machine would reach with fewer votes cast than a quiet one.
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import random
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
+from urllib.parse import urlencode
 
 from mturk.simulate import (
-    _IFRAME_RE,
     BotStats,
     Http,
-    _Form,
     allot,
     answer,
     crowd_report,
+    open_task,
     parse_mix,
 )
 
@@ -142,18 +140,10 @@ def _one_hit(
     if status != 303:  # alone on the site, a refused accept would be refused again: stop
         b.conflicts += 1
         return False
-    status, _, page = http.get(urljoin(base, headers["Location"]))
-    m = _IFRAME_RE.search(page)
-    if status != 200 or not m:
-        b.refused[f"assignment_page_{status}"] += 1
+    task = open_task(http, base, headers["Location"], b)
+    if task is None:
         return False
-    src = html.unescape(m.group(1))
-    q = parse_qs(urlsplit(src).query)
-    _, _, doc = http.get(urljoin(base, src))
-    form = _Form()
-    form.feed(doc)
-    fields: dict[str, str] = dict(form.hidden)
-    fields["assignmentId"] = q["assignmentId"][0]
+    form, fields, q = task
     for sha, name in form.tiles:
         rng = random.Random(f"{seed}|{b.worker_id}|{sha}")
         if answer(b.kind, truth.get(sha) == form.wnid and form.wnid != "", rng):
