@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from curation.consensus.base import ACCEPT, INSUFFICIENT, REJECT, UNDECIDED, YES
@@ -19,8 +20,10 @@ from curation.consensus.loading import (
     machine_label_ids,
     synset_wnids,
 )
+from db.tx import retry_busy, write_session
 
 if TYPE_CHECKING:
+    from curation.consensus.crowd import CrowdTally
     from curation.consensus.dynamic import DynamicConsensus
     from imnet.core.settings import Settings
 
@@ -193,6 +196,13 @@ def decide(data: SynsetVotes, algorithm: str, settings: Settings | None = None) 
     return res
 
 
+def _write_tally(session: Session, tally: CrowdTally) -> None:
+    bind = session.get_bind()
+    with write_session(bind.engine if isinstance(bind, Connection) else bind) as ws:
+        tally.write(ws)
+        ws.commit()
+
+
 def _cap_to_crowd(res: SynsetResult, data: SynsetVotes) -> None:
     """No item waits for votes the crowd cannot give: an undecided item nobody is left to vote
     on is flagged insufficient_crowd, the rest ask for at most what the crowd has left."""
@@ -297,8 +307,10 @@ def run_consensus(
             totals[k] += per[k]
         totals["needs_votes"] += needing
         totals["votes"] += n_votes
-    tally.write(session)
+    # Its own write transaction (SQLite: BEGIN IMMEDIATE, retried while busy): a read-then-write
+    # session would fail at once on SQLite when another process wrote since its snapshot.
     session.commit()
+    retry_busy(lambda: _write_tally(session, tally))
     needed = [r["crowd_needed"] for r in tally.synsets.values() if r["crowd_needed"]]
     totals["crowd_needed"] = max(needed) if needed else None
     report["totals"] = totals
