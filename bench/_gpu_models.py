@@ -70,7 +70,7 @@ def make_optimizer(
         try:
             return torch.optim.SGD(model.parameters(), fused=True, **kw)
         except (TypeError, RuntimeError):
-            pass
+            pass  # this torch or device has no fused SGD: the plain one below
     return torch.optim.SGD(model.parameters(), **kw)
 
 

@@ -36,7 +36,7 @@ def base_images(count: int = 48) -> list[bytes]:
 
         photos += [Image.fromarray(a) for a in load_sample_images().images]
     except Exception:
-        pass
+        pass  # scikit-learn's two sample photos are optional; the others suffice
     rng = np.random.default_rng(0)
     out: list[bytes] = []
     long_sides = (500, 640, 800, 1024)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import textwrap
 from dataclasses import dataclass
@@ -61,10 +62,8 @@ def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    try:
+    with contextlib.suppress(ValueError):  # not seconds: an HTTP date, parsed below
         return max(0.0, float(value))
-    except ValueError:
-        pass
     import email.utils
     import time
 
