@@ -72,7 +72,7 @@ def robust_model(settings: Settings | None = None) -> Any:
     return RobustConsensus(
         target_precision=s.consensus_target_precision,
         target_recall=s.consensus_target_recall,
-        max_votes=s.consensus_max_votes,
+        max_votes=s.consensus_robust_max_votes,
         batch=s.consensus_batch_votes,
     )
 

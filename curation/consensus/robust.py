@@ -4,36 +4,36 @@ For the crowds a lab really has (issue 16): 3 to 50 annotators, 5% to 50% positi
 careless, drifting, spamming or copying one answer sheet. On top of the two-coin / two-difficulty
 model of worker_aware.py (robust_em.py):
 
-* **set-level goals, not vote costs**: the accepted set's precision target T and recall target R
-  become posterior bounds via the synset's fitted prevalence pi: accept at P(good) >=
-  1 - s_p * (1 - T) (the accepted items' mean 1 - P is then <= 1 - T) and reject at P(good) <=
-  s_r * (1 - R) * pi / (1 - pi) (the ~(1 - pi) N rejected items then hide <= (1 - R) pi N
-  positives). The same settings hold at 5% and at 50% positives. s_p = 0.5 (coins and
-  difficulty fitted on a few hundred items are a little overconfident, so the bound is kept
-  tighter than the target) and s_r = 2 (the rejected items' mean P(good) sits well under the
-  bound) were chosen on bench/consensus.py's TUNING_SEEDS, as was `max_shrink`.
-  `uninformative_below`, the drift penalty and the dependence test's levels are first
-  guesses checked on the tuning seeds, not searched.
+* **costs stated against the set-level goals** (`stopping="cost"`, robust_stop.cost_plan): each
+  item's Bayes-optimal stopping plan (stopping.plan_stops) prices a false accept at
+  c_p / ((1 - T) pi) votes and a false reject at c_r / ((1 - R) pi), T and R the precision and
+  recall targets, pi the synset's fitted prevalence: a price per unit of each constraint's
+  budget ((1 - T) pi N false accepts, (1 - R) pi N false rejects), so the same c_p = 1, c_r =
+  1.25 hold at 5% and at 50% positives. Accepting is free only above 1 - s_p (1 - T) (s_p =
+  0.5: coins fitted on a few hundred items are a little overconfident). `stopping="bounds"`
+  (robust_stop.bounds_plan) is the earlier rule: fixed posterior bounds, fewest unanimous votes.
 * **crowd-size-aware stopping**: `eligible[i]` = workers who could still vote on item i; the
-  horizon is min(max_votes - votes so far, eligible). An item that no unanimous run of a typical
-  informative worker within its horizon can take across a bound stops now as `insufficient_crowd`
-  (with its posterior, `p_yes_`), instead of waiting for votes that cannot come. `crowd_needed_`
-  estimates the crowd (of the measured skill) those items would need.
+  plan's horizon is min(max_votes - votes so far, eligible). An item it stops only because the
+  crowd is used up is accepted within what is left of the precision budget (likeliest first)
+  or flagged `insufficient_crowd` (with its posterior, `p_yes_`), never left waiting for votes
+  that cannot come; `crowd_needed_` estimates the crowd (of the measured skill) it would need.
 * **drift** (drift.py): each worker's history is cut where their rate of being right (gold, and
   agreement with the leave-one-out posterior) changes; each stretch has its own coins.
 * **dependence** (dependence.py): groups agreeing far beyond independent annotators count as
   one source per item; `groups_` lists them, and `redundant_workers` names all but one member
   of each (routing need pay only one).
 * **pooled skill prior** (empirical Bayes): an unmeasured stretch's Beta prior is centred on
-  the crowd's median measured skill (between base_accuracy and `pooled_cap`), not a generic
-  0.75, so a careful crowd is not charged extra votes while each record builds.
-* **settling capped items** (robust_stop.py): an item the vote cap stops with a mid posterior
-  (an ambiguous image) is accepted or rejected while the set's expected false accepts /
-  false rejects stay within the goals' budgets (likeliest first); the rest are
-  `insufficient_crowd`. Items the crowd's size stops are never settled this way.
+  the crowd's median measured skill (between base_accuracy and `pooled_cap`), or before three
+  workers are measured on the crowd's skill as one shared coin (`pooled_early`).
+* **hard images**: their shrink toward a coin flip has a Beta prior (`shrink_prior`), so a few
+  contested votes cannot make every suspected-hard item need ~7 unanimous votes.
 * **uninformative workers**: `uninformative_[w]` when the worker's current stretch has
   >= `min_evidence` votes and balanced accuracy under `uninformative_below` (Youden's J near 0:
   always-yes, always-no, near-chance); routing should stop giving them work.
+
+Chosen on bench/consensus.py's TUNING_SEEDS (held-out seeds not looked at): s_p, s_r,
+`max_shrink`, c_p / c_r, `shrink_prior`; `uninformative_below`, the drift penalty and the
+dependence test's levels are first guesses checked there, not searched.
 """
 
 from __future__ import annotations
@@ -49,14 +49,13 @@ from curation.consensus.base import (
     YES,
     StoppingAggregator,
     Votes,
-    class_posterior,
     logit,
     sigmoid,
 )
 from curation.consensus.dependence import dependent_groups, group_weights, merge_groups
 from curation.consensus.drift import change_times, segment_of
-from curation.consensus.robust_em import Fit, coins, fit_em
-from curation.consensus.robust_stop import crowd_needed, settle
+from curation.consensus.robust_em import Fit, coins, fit_em, shared_skill
+from curation.consensus.robust_stop import bounds_plan, cost_plan, crowd_needed
 
 INSUFFICIENT = "insufficient_crowd"
 
@@ -96,7 +95,7 @@ class RobustConsensus(StoppingAggregator):
         self,
         target_precision: float = 0.997,
         target_recall: float = 0.98,
-        max_votes: int = 15,
+        max_votes: int = 25,
         batch: int = 3,
         first_votes: int = 2,
         prior: float = 0.25,
@@ -109,17 +108,24 @@ class RobustConsensus(StoppingAggregator):
         difficulty: bool = True,
         drift: bool = True,
         dependence: bool = True,
+        dependence_evidence: float = 6.0,
+        dependence_alpha: float = 1e-4,
         min_segment: int = 12,
         change_penalty: float = 8.0,
         uninformative_below: float = 0.62,
         min_evidence: int = 12,
         max_shrink: float = 0.6,
         min_shrink: float = 0.0,
+        shrink_prior: float = 8.0,
         n_iter: int = 60,
         pooled_prior: bool = True,
         pooled_cap: float = 0.9,
+        pooled_early: bool = True,
         settle_stuck: bool = True,
         settle_slack: float = 1.0,
+        stopping: str = "cost",
+        cost_precision: float = 1.0,
+        cost_recall: float = 1.25,
     ) -> None:
         self.target_precision, self.target_recall = target_precision, target_recall
         self.max_votes, self.batch, self.first_votes = max_votes, batch, first_votes
@@ -127,6 +133,7 @@ class RobustConsensus(StoppingAggregator):
         self.gold_weight, self.gold_cap = gold_weight, gold_cap
         self.precision_slack, self.recall_slack = precision_slack, recall_slack
         self.difficulty, self.drift, self.dependence = difficulty, drift, dependence
+        self.dependence_evidence, self.dependence_alpha = dependence_evidence, dependence_alpha
         self.min_segment, self.change_penalty = min_segment, change_penalty
         self.uninformative_below, self.min_evidence = uninformative_below, min_evidence
         # With a few hundred items the ambiguous images' shrink is barely identified and its
@@ -136,13 +143,16 @@ class RobustConsensus(StoppingAggregator):
         # the tuning seeds, and it cost precision on a small set) floors it: at 0 ("hard =
         # pure noise") no run can decide a suspected-hard item.
         self.max_shrink, self.min_shrink = max_shrink, min_shrink
+        self.shrink_prior = shrink_prior
         self.n_iter = n_iter
         # Empirical Bayes: an unmeasured worker's prior skill is the crowd's measured median
         # (never under base_accuracy, never over pooled_cap), so a crowd of careful annotators
         # is not charged extra votes for a generic 0.75 prior while each one's record builds.
         self.pooled_prior, self.pooled_cap = pooled_prior, pooled_cap
+        self.pooled_early = pooled_early
         self.prior_accuracy_ = base_accuracy
         self.settle_stuck, self.settle_slack = settle_stuck, settle_slack
+        self.stopping, self.cost_precision, self.cost_recall = stopping, cost_precision, cost_recall
         self._set_bounds(1 - precision_slack * (1 - target_precision), None)
 
     # -- fitting -----------------------------------------------------------------------------
@@ -183,7 +193,15 @@ class RobustConsensus(StoppingAggregator):
             sens, spec = fit.sens[vw], fit.spec[vw]
             llr = np.where(yes, np.log(sens / (1 - spec)), np.log((1 - sens) / spec))
             found = dependent_groups(
-                it, w, yes.astype(np.int64), ni, nw, llr=llr, prior_logit=float(logit(fit.prior))
+                it,
+                w,
+                yes.astype(np.int64),
+                ni,
+                nw,
+                min_evidence=self.dependence_evidence,
+                alpha=self.dependence_alpha,
+                llr=llr,
+                prior_logit=float(logit(fit.prior)),
             )
             self.groups_ = merge_groups([*(groups or []), *found], nw)
         elif groups:
@@ -271,17 +289,23 @@ class RobustConsensus(StoppingAggregator):
             self.n_iter,
             max_shrink=self.max_shrink,
             min_shrink=self.min_shrink,
+            shrink_prior=self.shrink_prior,
         )
         return fit, vw, nv
 
     def _pooled(self, votes: Votes, fit: Fit, vw: np.ndarray, nv: int) -> float:
         """The median balanced accuracy of workers with >= min_evidence votes (the prior's
-        mean for the rest); base_accuracy when fewer than 3 are measured."""
+        mean for the rest); while fewer than 3 are measured, the crowd's skill as one shared
+        coin (`pooled_early`: agreement on items with several votes identifies it long before
+        any one worker's record does); base_accuracy when neither is there."""
         n = np.bincount(vw, minlength=nv)
         ok = n >= self.min_evidence
-        if ok.sum() < 3:
+        if ok.sum() >= 3:
+            skill = float(np.median((fit.sens[ok] + fit.spec[ok]) / 2))
+        elif self.pooled_early:
+            skill = shared_skill(votes, self.base_accuracy, self.base_strength, self.prior)
+        else:
             return self.base_accuracy
-        skill = float(np.median((fit.sens[ok] + fit.spec[ok]) / 2))
         return float(np.clip(skill, self.base_accuracy, self.pooled_cap))
 
     def _changes(
@@ -322,45 +346,13 @@ class RobustConsensus(StoppingAggregator):
         known: np.ndarray,
         eligible: np.ndarray | None,
     ) -> None:
-        ni = votes.n_items
-        open_ = known < 0
-        room = np.maximum(self.max_votes - total, 0)
-        horizon = room if eligible is None else np.minimum(room, np.asarray(eligible))
-        dec = np.full(ni, UNDECIDED, dtype=object)
-        voted = total > 0
-        dec[open_ & voted & (p >= self.accept_at_)] = ACCEPT
-        dec[open_ & voted & (p <= self.reject_at_)] = REJECT
-        py = self.typical_p_yes()
-        step_y, step_n = np.log(py), np.log1p(-py)
-        todo = np.flatnonzero(open_ & (dec == UNDECIDED))
-        run = np.zeros(ni, dtype=np.int64)
-        found = np.zeros(len(todo), dtype=np.int64)
-        base = self.fit_.comp[todo]
-        for j in range(1, int(horizon[todo].max(initial=0)) + 1):
-            ok = j <= horizon[todo]
-            hit = (found == 0) & ok
-            if not hit.any():
-                continue
-            py_j = class_posterior(base + j * step_y)
-            pn_j = class_posterior(base + j * step_n)
-            found[hit & ((py_j >= self.accept_at_) | (pn_j <= self.reject_at_))] = j
-        run[todo] = found
-        stuck = np.zeros(ni, dtype=bool)
-        stuck[todo] = found == 0
-        if not (self.current_votes_ >= self.min_evidence).any():
-            # Nobody's skill is measured yet (the prior coins may undersell the crowd): give
-            # every item that can still get one its first votes instead of giving up on it.
-            cold = stuck & (horizon > 0)
-            run[cold] = self.first_votes
-            stuck &= ~cold
-        if self.settle_stuck:
-            # Only items the vote cap stops: where the crowd runs out first, the measured skill
-            # of a small crowd is too uncertain to spend the goal's budget on its mid posteriors
-            # (they stay insufficient_crowd, with the crowd they would need).
-            capped = room <= (horizon if eligible is None else np.asarray(eligible))
-            settle(self, dec, stuck & capped & (total >= self.max_votes // 2), p, open_ & voted)
-            stuck &= dec == UNDECIDED
-        dec[stuck] = INSUFFICIENT
+        plan = cost_plan if self.stopping == "cost" else bounds_plan
+        dec, run = plan(self, p, total, known, eligible)
+        self._finish(dec, run, p, total, known)
+
+    def _finish(
+        self, dec: np.ndarray, run: np.ndarray, p: np.ndarray, total: np.ndarray, known: np.ndarray
+    ) -> None:
         dec[known == 1] = ACCEPT
         dec[known == 0] = REJECT
         limit = np.where(total == 0, min(self.batch, self.first_votes), self.batch)

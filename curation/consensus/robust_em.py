@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curation.consensus.base import LAMBDA_GRID, responsibilities
+from curation.consensus.base import LAMBDA_GRID, YES, Votes, responsibilities
 
 
 @dataclass
@@ -72,8 +72,10 @@ def fit_em(
     tol: float = 1e-4,
     max_shrink: float = 1.0,
     min_shrink: float = 0.0,
+    shrink_prior: float = 0.0,
 ) -> Fit:
-    """MAP EM; a0/b0 per virtual worker are Beta pseudo-counts on both coins."""
+    """MAP EM; a0/b0 per virtual worker are Beta pseudo-counts on both coins; `shrink_prior`
+    is the strength (pseudo-votes) of a Beta prior centred on 0.5 on the hard images' shrink."""
     voted = np.bincount(item, minlength=n_items) > 0
     sens = a0 / (a0 + b0)
     spec = sens.copy()
@@ -102,7 +104,17 @@ def fit_em(
             # Beta(1, 9): a synset is mostly clear unless its votes say otherwise.
             new_eta = float(np.clip((hard[voted].sum() + 1) / (voted.sum() + 10), 1e-4, 0.9))
             new_lam = _fit_lambda(
-                item, vw, yes, weight, resp, sens, spec, n_virtual, max_shrink, min_shrink
+                item,
+                vw,
+                yes,
+                weight,
+                resp,
+                sens,
+                spec,
+                n_virtual,
+                max_shrink,
+                min_shrink,
+                shrink_prior,
             )
             change = max(change, abs(new_eta - eta), abs(new_lam - lam))
             eta, lam = new_eta, new_lam
@@ -123,6 +135,7 @@ def _fit_lambda(
     n_virtual: int,
     max_shrink: float = 1.0,
     min_shrink: float = 0.0,
+    shrink_prior: float = 0.0,
 ) -> float:
     r1 = resp[:, 1, 1][item] * weight
     r0 = resp[:, 0, 1][item] * weight
@@ -136,4 +149,33 @@ def _fit_lambda(
     hs = 0.5 + grid[:, None] * (sens[None, :] - 0.5)
     hp = 0.5 + grid[:, None] * (spec[None, :] - 0.5)
     q = (gy * np.log(hs) + gn * np.log1p(-hs) + by * np.log1p(-hp) + bn * np.log(hp)).sum(axis=1)
+    if shrink_prior > 0:
+        # MAP, not ML: the few contested votes on a few hundred items otherwise drive the
+        # shrink to 0 ("hard images are coin flips"), after which no run can decide one.
+        with np.errstate(divide="ignore"):
+            q = q + shrink_prior * 0.5 * (np.log(grid) + np.log1p(-grid))
     return float(grid[int(np.argmax(q))])
+
+
+def shared_skill(votes: Votes, base: float, strength: float, prior: float) -> float:
+    """The crowd's balanced accuracy as one coin shared by everyone, from the items with 2+
+    votes (their agreement identifies it before any one worker's record does); `base` with
+    fewer than 20 such items."""
+    multi = np.bincount(votes.item, minlength=votes.n_items)[votes.item] >= 2
+    if np.unique(votes.item[multi]).size < 20:
+        return base
+    k = int(multi.sum())
+    tied = fit_em(
+        votes.item[multi],
+        np.zeros(k, np.int64),
+        votes.label[multi] == YES,
+        np.ones(k),
+        votes.n_items,
+        1,
+        np.array([strength * base]),
+        np.array([strength * (1 - base)]),
+        np.full(votes.n_items, -1),
+        prior,
+        False,
+    )
+    return float((tied.sens[0] + tied.spec[0]) / 2)

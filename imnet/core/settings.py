@@ -131,15 +131,17 @@ class Settings:
     # Worker-agnostic algorithms (dynamic, majority, dawid-skene) drop the votes of a blocked
     # worker whose gold accuracy is under this (or who has no gold record); worker-aware keeps all.
     consensus_min_voter_gold: float = 0.6
-    # Policy needs_votes follows: worker-aware | robust | dynamic | majority | dawid-skene.
-    # worker-aware stays the default: on the old default mix and on the demo it still beats robust
-    # (bench/consensus.py). robust (drift, dependent groups, crowd-size-aware stopping with
-    # insufficient_crowd, set-level goals) is the choice for a lab's small crowd; dynamic is
-    # ImageNet's own rule.
-    consensus_algorithm: str = "worker-aware"
-    # robust: the accepted set's precision and recall targets (set-level goals, not vote costs).
+    # Policy needs_votes follows: robust | worker-aware | dynamic | majority | dawid-skene.
+    # robust (the default; bench/consensus.py's crowd matrix): drift, dependent groups, routing,
+    # stopping priced against the precision/recall targets and aware of how many annotators can
+    # still vote (insufficient_crowd). worker-aware is the model it builds on, with fixed vote
+    # costs tuned on one 50-worker crowd; dynamic is ImageNet's own rule.
+    consensus_algorithm: str = "robust"
+    # robust: the accepted set's precision and recall targets (set-level goals, not vote costs),
+    # and its vote cap per item (it weighs each worker, so a high cap costs few votes).
     consensus_target_precision: float = 0.997
     consensus_target_recall: float = 0.98
+    consensus_robust_max_votes: int = 25
     # Annotators who can vote at all: 0 = the workers seen so far who are not blocked or routed
     # away (a lab's own crowd); N = at least N (a larger crowd that has not shown up yet).
     consensus_crowd_size: int = 0

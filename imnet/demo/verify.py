@@ -48,6 +48,7 @@ def stage_verify(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     from curation.consensus.decide import run_consensus
     from imnet.demo.crowd import run_crowd
     from mturk.collect import collect
+    from mturk.gold import promote_gold
     from mturk.publish import publish
     from mturk.verify import needs_from_consensus, open_items, pending_asks
 
@@ -92,6 +93,12 @@ def stage_verify(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
             cons = run_consensus(
                 sess, s.consensus_algorithm, ctx.synsets, settings=s, asked=pending_asks
             )
+        promoted = 0
+        if rnd >= 1:
+            # Gold that keeps coming (issue 16): after the first rounds, confident labels and
+            # overrides become gold for the next round's HITs, as `imnet mturk gold` does.
+            with app.Session() as sess:
+                promoted = promote_gold(sess, s, list(ctx.synsets))["totals"].get("added", 0)
         t3 = time.monotonic()
         rounds.append(
             {
@@ -104,6 +111,7 @@ def stage_verify(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
                 "approved": col.get("approved", 0),
                 "rejected": col.get("rejected", 0),
                 "excluded_workers": len(col.get("excluded_workers", [])),
+                "gold_promoted": promoted,
                 "undecided": cons["totals"]["undecided"],
                 "still_needing": cons["totals"]["needs_votes"],
                 "seconds": {

@@ -166,6 +166,62 @@ def test_pooled_prior_saves_votes_on_a_careful_crowd() -> None:
         assert (acc & (truth == 1)).sum() / acc.sum() >= 0.99
 
 
+def test_pooled_prior_is_there_before_anyone_is_measured() -> None:
+    # Round one of a 40-worker crowd: 2 votes per item, ~5 per worker, nobody at min_evidence.
+    # Their agreement (one shared coin) already says the crowd is careful.
+    rng = np.random.default_rng(8)
+    n, nw = 300, 40
+    truth = (rng.random(n) < 0.25).astype(np.int64)
+    rows = []
+    for i in range(n):
+        for w in rng.choice(nw, 2, replace=False):
+            rows.append((i, int(w), int(_answer(rng, truth[i : i + 1], 0.93)[0])))
+    votes = _votes(rows, n, nw)
+    votes.order = np.arange(len(rows))
+    early = RobustConsensus(min_evidence=40).fit(votes)
+    late = RobustConsensus(min_evidence=40, pooled_early=False).fit(votes)
+    assert (early.current_votes_ < early.min_evidence).all()
+    assert early.prior_accuracy_ > 0.85 and late.prior_accuracy_ == late.base_accuracy
+    assert early.needs_.sum() < late.needs_.sum()
+
+
+def test_cost_stopping_prices_errors_against_the_goals() -> None:
+    # The same settings at 5% and at 50% positives: the prices of a false accept and a false
+    # reject are c / ((1 - T) pi) and c / ((1 - R) pi), so what an item at its cap is decided
+    # as depends on p and the goals, not on pi; and a 5%-prevalence item with one early "no"
+    # among careful workers keeps asking instead of being rejected after two votes.
+    from curation.consensus.robust_stop import cost_plan
+
+    rng = np.random.default_rng(6)
+    n, nw = 1000, 20
+    found = {}
+    for share in (0.05, 0.5):
+        truth = (rng.random(n) < share).astype(np.int64)
+        truth[0] = 1
+        rows = [(0, 0, 1), (0, 1, 0)]
+        for i in range(1, n):
+            for w in rng.choice(nw, 3, replace=False):
+                rows.append((i, int(w), int(_answer(rng, truth[i : i + 1], 0.92)[0])))
+        votes = _votes(rows, n, nw)
+        votes.order = np.arange(len(rows))
+        m = RobustConsensus().fit(votes)
+        assert abs(m.prevalence_ - share) < 0.03
+        if share == 0.05:
+            assert m.decisions_[0] == UNDECIDED and m.needs_[0] > 0
+        # Every item at its cap (no further votes allowed): decided by p against the goals.
+        capped = RobustConsensus(max_votes=3).fit(votes)
+        dec, _ = cost_plan(capped, capped.p_yes_, np.full(n, 3), np.full(n, -1), None)
+        p = capped.p_yes_
+        mid = (p > capped.reject_at_) & (p < capped.accept_at_)
+        found[share] = (p[mid], dec[mid])
+    lo = max(p[d == ACCEPT].min(initial=1) for p, d in found.values() if (d == ACCEPT).any())
+    hi = min(p[d == REJECT].max(initial=0) for p, d in found.values() if (d == REJECT).any())
+    assert hi < lo  # one accept threshold for both shares
+    assert ((p < 1) & (p > 0)).any()
+    fewer = RobustConsensus(stopping="bounds").fit(votes)
+    assert fewer.stopping == "bounds"
+
+
 def test_capped_items_are_settled_within_the_set_budget() -> None:
     # 400 clear items with 3 votes of careful workers; 30 ambiguous ones reached the cap (8
     # votes) at 5 yes / 3 no. The set's budgets (0.3% of the ~100 positives as false accepts,
@@ -182,8 +238,11 @@ def test_capped_items_are_settled_within_the_set_budget() -> None:
             rows.append((i, int(w), int(j < 5)))
     votes = _votes(rows, n, 10)
     votes.order = np.arange(len(rows))
-    on = RobustConsensus(max_votes=8).fit(votes, eligible=np.full(n, 10))
-    off = RobustConsensus(max_votes=8, settle_stuck=False).fit(votes, eligible=np.full(n, 10))
+    # settle is the "bounds" stopping's way with capped items ("cost" prices them instead).
+    on = RobustConsensus(max_votes=8, stopping="bounds").fit(votes, eligible=np.full(n, 10))
+    off = RobustConsensus(max_votes=8, settle_stuck=False, stopping="bounds").fit(
+        votes, eligible=np.full(n, 10)
+    )
     stuck_off = (off.decisions_[n - hard :] == INSUFFICIENT).sum()
     stuck_on = (on.decisions_[n - hard :] == INSUFFICIENT).sum()
     assert stuck_off >= hard // 2
@@ -211,10 +270,36 @@ def test_hard_image_shrink_has_a_floor() -> None:
             rows.append((i, int(w), int(_answer(rng, truth[i : i + 1], acc)[0])))
     votes = _votes(rows, n, nw)
     votes.order = np.arange(len(rows))
-    off = RobustConsensus(min_shrink=0.0).fit(votes, eligible=np.full(n, nw - 8))
-    on = RobustConsensus(min_shrink=0.25).fit(votes, eligible=np.full(n, nw - 8))
+    off = RobustConsensus(min_shrink=0.0, shrink_prior=0.0).fit(votes, eligible=np.full(n, nw - 8))
+    on = RobustConsensus(min_shrink=0.25, shrink_prior=0.0).fit(votes, eligible=np.full(n, nw - 8))
     assert off.fit_.hard_shrink < 0.25 <= on.fit_.hard_shrink + 1e-9
     assert (on.decisions_ == INSUFFICIENT).sum() < (off.decisions_ == INSUFFICIENT).sum()
+
+
+def test_shrink_prior_keeps_the_hard_images_shrink_off_zero() -> None:
+    # Three suspected-hard positives with one yes and one no each (six contested votes): the
+    # maximum-likelihood shrink is exactly 0 ("hard = coin flip"), after which an item the
+    # model suspects is hard needs ~7 unanimous votes. The Beta prior (strength 8) keeps it off 0
+    # until many hard votes say so (240 coin-flip votes: <= 0.15).
+    from curation.consensus.robust_em import _fit_lambda
+
+    item = np.repeat(np.arange(3), 2)
+    vw = np.arange(6)
+    yes = np.tile([True, False], 3)
+    resp = np.zeros((6, 2, 2))
+    resp[:, 1, 1] = 1.0  # each vote's item: good and hard
+    sens = spec = np.full(6, 0.92)
+    args = (item, vw, yes, np.ones(6), resp, sens, spec, 6, 0.95, 0.0)
+    assert _fit_lambda(*args, 0.0) == 0.0
+    assert 0.3 <= _fit_lambda(*args, 8.0) <= 0.6
+    many = (
+        np.tile(item, 40),
+        np.tile(vw, 40),
+        np.tile(yes, 40),
+        np.ones(240),
+        np.tile(resp, (40, 1, 1)),
+    )
+    assert _fit_lambda(*many, sens, spec, 6, 0.95, 0.0, 8.0) <= 0.15
 
 
 def test_gold_schedule_front_loads_gold(monkeypatch: pytest.MonkeyPatch) -> None:
