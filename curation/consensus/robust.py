@@ -13,10 +13,10 @@ model of worker_aware.py (robust_em.py):
   0.5: coins fitted on a few hundred items are a little overconfident). `stopping="bounds"`
   (robust_stop.bounds_plan) is the earlier rule: fixed posterior bounds, fewest unanimous votes.
 * **crowd-size-aware stopping**: `eligible[i]` = workers who could still vote on item i; the
-  plan's horizon is min(max_votes - votes so far, eligible). An item it stops only because the
-  crowd is used up is accepted within what is left of the precision budget (likeliest first)
-  or flagged `insufficient_crowd` (with its posterior, `p_yes_`), never left waiting for votes
-  that cannot come; `crowd_needed_` estimates the crowd (of the measured skill) it would need.
+  plan's horizon is min(max_votes - votes so far, eligible). An item it stops between the
+  bounds only because the crowd is used up is flagged `insufficient_crowd` (with its
+  posterior, `p_yes_`), never left waiting for votes that cannot come; `crowd_needed_`
+  estimates the crowd (of the measured skill) it would need.
 * **drift** (drift.py): each worker's history is cut where their rate of being right (gold, and
   agreement with the leave-one-out posterior) changes; each stretch has its own coins.
 * **dependence** (dependence.py): groups agreeing far beyond independent annotators count as

@@ -25,7 +25,6 @@ def settle(
     stuck: np.ndarray,
     p: np.ndarray,
     seen: np.ndarray,
-    reject: bool = True,
 ) -> None:
     """Decide items no affordable run can settle, within the set-level goals' budgets (the
     Lagrangian view of stopping.py): the accepted set may hold s (1 - T) pi N expected false
@@ -40,8 +39,6 @@ def settle(
     up = idx[np.argsort(-p[idx])]
     ok = np.cumsum(1 - p[up]) <= fp
     dec[up[ok]] = ACCEPT
-    if not reject:
-        return
     down = idx[np.argsort(p[idx])]
     down = down[dec[down] == UNDECIDED]
     dec[down[np.cumsum(p[down]) <= fn]] = REJECT
@@ -122,10 +119,16 @@ def cost_plan(
     dec[go & plan.accept] = ACCEPT
     dec[go & ~plan.accept] = REJECT
     if model.settle_stuck:
-        # What the crowd's size stops between the bounds is accepted within what is left of the
-        # set's precision budget (likeliest first); the rest is insufficient_crowd (a 1-1 split
-        # a small crowd cannot break is not rejected to spend the recall budget).
-        settle(model, dec, short & (total > 0), p, open_ & (total > 0), reject=False)
+        # At the vote cap the plan has no choice but to stop: an item still between the bounds
+        # there is settled within the goals' budgets (likeliest first), as with "bounds", not
+        # by the prices alone (which accept from p ~ 0.84 at 5% positives).
+        capped = go & (room == 0) & (total > 0) & ~sure_yes & ~sure_no
+        dec[capped] = UNDECIDED
+        settle(model, dec, capped, p, open_ & (total > 0))
+        dec[capped & (dec == UNDECIDED)] = INSUFFICIENT
+    # What the crowd's size stops between the bounds is insufficient_crowd, never settled: the
+    # measured skill of a small crowd is too uncertain to spend the goals' budgets on its mid
+    # posteriors (a budgeted accept there cost precision in 8-20-worker crowds at 5% positives).
     dec[short & (dec == UNDECIDED)] = INSUFFICIENT
     run = np.where(open_ & ~plan.stop, plan.run, 0)
     # An item no one has voted on yet is never decided from the prior alone.
