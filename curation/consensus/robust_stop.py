@@ -83,7 +83,7 @@ def cost_plan(
     rejects, so a multiplier per unit of budget is a price per item; the same c_p, c_r hold at
     5% and at 50% positives. An item the plan stops only because too few eligible workers are
     left (the cap alone would let it go on) and that no bound settles is insufficient_crowd."""
-    from curation.consensus.stopping import plan_stops
+    from curation.consensus.stopping import plan_stops, stop_costs
 
     t, r = model.target_precision, model.target_recall
     pi = float(np.clip(model.prevalence_, 0.01, 0.99))
@@ -102,7 +102,10 @@ def cost_plan(
     limited = np.flatnonzero(stop & (crowd < room))
     if len(limited):
         free = plan_stops(comp[limited], py, room[limited], fp, fn, at)
-        short[limited] = ~free.stop
+        # Short of workers: the cap alone would go on, and deciding now costs more than the
+        # vote it cannot get (an item a hair under the accept bound is accepted, not flagged).
+        acc, rej = stop_costs(p[limited], fp, fn, at)
+        short[limited] = ~free.stop & (np.minimum(acc, rej) > 1.0)
     short |= stop & (total == 0)  # nobody left to give it a first vote
     if not (model.current_votes_ >= model.min_evidence).any():
         # Nobody's skill is measured yet (the prior coins may undersell the crowd): every item
