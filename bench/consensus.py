@@ -41,6 +41,7 @@ over few items, and recall on 5% positives moves in steps of 1/60 (1/180 with --
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -178,11 +179,10 @@ def cells(args: argparse.Namespace) -> list[tuple[str, dict, int, float, tuple]]
 
 
 def _value(text: str) -> float | int | str:
+    """A --set value as int, else float, else the string itself (e.g. stopping=bounds)."""
     for kind in (int, float):
-        try:
+        with contextlib.suppress(ValueError):
             return kind(text)
-        except ValueError:
-            pass
     return text
 
 

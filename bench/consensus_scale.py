@@ -8,7 +8,7 @@ positives, workers 90% right (10% spammers at chance).
 Each measurement runs in a fresh subprocess (`--child`), which reports its own wall time, CPU time
 (getrusage user+sys; the PostgreSQL server's CPU is not in it) and peak RSS (VmHWM). Rows:
 
-* `run`: `run_consensus` (the default worker-aware algorithm), per synset: read, decide,
+* `run`: `run_consensus` (the default robust algorithm; --algorithm worker-aware for the old), per synset: read, decide,
   upsert labels; memory bounded by the largest synset.
 * `load`: the per-synset loader alone (`iter_synset_votes`), the peer of
 * `load-old`: the whole-dataset loader before issue 15 (`old_load_votes`, kept verbatim in
@@ -253,7 +253,11 @@ def main() -> int:
     ap.add_argument("--postgres", action="store_true", help="also on PostgreSQL (throwaway server)")
     ap.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     ap.add_argument("--old-max", type=int, default=1_000_000, help="largest size for load-old")
-    ap.add_argument("--algorithm", default="worker-aware")
+    ap.add_argument(
+        "--algorithm",
+        default="robust",
+        help="consensus algorithm (default robust, the pipeline default)",
+    )
     ap.add_argument("--processes", type=int, default=1, help="run_consensus processes")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--json", help="also write the rows to this file")

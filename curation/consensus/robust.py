@@ -152,6 +152,8 @@ class RobustConsensus(StoppingAggregator):
         self.pooled_early = pooled_early
         self.prior_accuracy_ = base_accuracy
         self.settle_stuck, self.settle_slack = settle_stuck, settle_slack
+        if stopping not in ("cost", "bounds"):
+            raise ValueError(f"stopping must be 'cost' or 'bounds', not {stopping!r}")
         self.stopping, self.cost_precision, self.cost_recall = stopping, cost_precision, cost_recall
         self._set_bounds(1 - precision_slack * (1 - target_precision), None)
 

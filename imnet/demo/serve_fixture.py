@@ -39,6 +39,7 @@ def serve_fixture(workdir: Path, seed: int, scale: int, port: int | None) -> int
             f"truth {web.truth_path}; URL list {urls}",
             flush=True,
         )
+        # Serve until SIGTERM or Ctrl-C: a timed wait keeps the main thread interruptible.
         while not done.wait(3600):
             pass
     except KeyboardInterrupt:

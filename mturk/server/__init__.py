@@ -117,6 +117,7 @@ def serve_forever(app: App, host: str, port: int, out: Callable[[str], None] = _
     previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
         out("  ".join(f"{k}: {v}" for k, v in urls(handle).items()))
+        # Serve until SIGTERM or Ctrl-C: a timed wait keeps the main thread interruptible.
         while not done.wait(3600):
             pass
     finally:
