@@ -7,9 +7,9 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 
-from db.models import Hit, HitItem
+from db.models import Hit, HitItem, Vote
 from mturk.client import (
     CONCURRENCY,
     call_all,
@@ -27,9 +27,25 @@ if TYPE_CHECKING:
 EXTEND_BATCH = 200
 
 
+def _vote_counts(app: App, cids: list[int]) -> dict[int, int]:
+    from mturk.verify import chunked
+
+    out: dict[int, int] = {}
+    with app.Session() as session:
+        for part in chunked(cids):
+            q = select(Vote.candidate_id, func.count()).where(Vote.candidate_id.in_(part))
+            out.update(session.execute(q.group_by(Vote.candidate_id)).all())
+    return out
+
+
 def _extendable(app: App, needs: dict[int, int]) -> list[tuple[str, int, int]]:
-    """(hit_id, max_assignments, k): finished HITs worth extending by k assignments."""
+    """(hit_id, max_assignments, k): finished HITs worth extending by k assignments.
+
+    MTurk keeps a HIT's own workers out of its extension, not the workers who answered its
+    images in other HITs: a HIT is extended only while no item of it has more votes than the
+    HIT has assignments (else a re-ask HIT, which names every voter, wastes less)."""
     out: list[tuple[str, int, int]] = []
+    counts = _vote_counts(app, sorted(needs))
     q = (
         select(Hit.hit_id, Hit.max_assignments, HitItem.candidate_id)
         .join(HitItem, HitItem.hit_id == Hit.hit_id)
@@ -45,6 +61,8 @@ def _extendable(app: App, needs: dict[int, int]) -> list[tuple[str, int, int]]:
         want = [needs[c] for c in cids if c in needs]
         # Extend only when most of the HIT still needs votes; otherwise a new HIT wastes less.
         if not want or 2 * len(want) < len(cids):
+            return
+        if any(counts.get(c, 0) > max_a for c in cids if c in needs):
             return
         # Enough for the neediest item: fewer rounds; the others just get a surer posterior.
         k = min(max(want), MAX_ASSIGNMENTS_PER_HIT - max_a)

@@ -25,6 +25,7 @@ from mturk.client import (
     paginate,
     write_session,
 )
+from mturk.exclusion import exclusion_requirements
 from mturk.fees import estimate_cost
 from mturk.layout import Tile, html_question, render_task_html
 from mturk.verify import (
@@ -77,20 +78,22 @@ def exclusion_qualification(client: Any) -> str:
     )
 
 
-def hit_type(client: Any, settings: Settings, qual_id: str, routing_id: str | None = None) -> str:
+def hit_type_params(
+    settings: Settings, qual_id: str, routing_id: str | None = None
+) -> dict[str, Any]:
     """The HIT type: excluded workers (`qual_id`) and, given `routing_id`, workers routing
     stopped giving work (mturk/routing.py) can neither find, preview nor accept its HITs."""
     from mturk.routing import routing_requirement
 
     extra = [routing_requirement(routing_id)] if routing_id else []
-    return client.create_hit_type(
-        Title=HIT_TITLE,
-        Description=HIT_DESCRIPTION,
-        Keywords="image, verification, labeling, imnet",
-        Reward=settings.mturk_reward,
-        AssignmentDurationInSeconds=settings.mturk_assignment_duration,
-        AutoApprovalDelayInSeconds=settings.mturk_auto_approval_delay,
-        QualificationRequirements=[
+    return {
+        "Title": HIT_TITLE,
+        "Description": HIT_DESCRIPTION,
+        "Keywords": "image, verification, labeling, imnet",
+        "Reward": settings.mturk_reward,
+        "AssignmentDurationInSeconds": settings.mturk_assignment_duration,
+        "AutoApprovalDelayInSeconds": settings.mturk_auto_approval_delay,
+        "QualificationRequirements": [
             {
                 "QualificationTypeId": qual_id,
                 "Comparator": "DoesNotExist",
@@ -98,7 +101,7 @@ def hit_type(client: Any, settings: Settings, qual_id: str, routing_id: str | No
             },
             *extra,
         ],
-    )["HITTypeId"]
+    }
 
 
 class _TokenIndex:
@@ -150,41 +153,53 @@ def create_planned(
     *,
     concurrency: int = CONCURRENCY,
     batch_size: int = PUBLISH_BATCH,
+    reask: tuple[dict[str, Any], dict[str, str]] | None = None,
 ) -> dict[str, int]:
     """Create each planned HIT once; a retried or repeated run finds the HIT it already made.
 
     Batches of HITs are created by concurrent requests, then recorded in one transaction; no
-    transaction is open during the API calls (the server may share this database)."""
+    transaction is open during the API calls (the server may share this database). `reask`
+    is (the HIT type's parameters, worker -> voter qualification): a HIT whose items have
+    voters is created with the type's requirements plus those that keep the voters out
+    (CreateHIT registers that type, or finds it, as MTurk does)."""
     s = app.settings
     counts = {"created": 0, "existing": 0}
     with app.Session() as session:
         synsets = _synsets(session, {h.wnid for h in plan})
     tokens = _TokenIndex(client)
 
-    def create(info: dict[int, Any], h: PlannedHit) -> tuple[str, float, bool]:
+    def create(info: dict[int, Any], h: PlannedHit) -> tuple[str, float, bool, str]:
         lemmas, gloss = synsets.get(h.wnid, ([], ""))
         tiles = [
             Tile(p, info[c][0] or "", image_src(s, info[c][0] or "", info[c][1]), info[c][2] or "")
             for p, c, _g in h.items
         ]
         doc = render_task_html(h.wnid, lemmas, gloss, tiles)
+        args = {
+            "MaxAssignments": h.max_assignments,
+            "LifetimeInSeconds": s.mturk_lifetime,
+            "Question": html_question(doc),
+            "RequesterAnnotation": h.token,
+            "UniqueRequestToken": h.token,
+        }
         try:
-            resp = client.create_hit_with_hit_type(
-                HITTypeId=type_id,
-                MaxAssignments=h.max_assignments,
-                LifetimeInSeconds=s.mturk_lifetime,
-                Question=html_question(doc),
-                RequesterAnnotation=h.token,
-                UniqueRequestToken=h.token,
-            )
-            return resp["HIT"]["HITId"], resp["HIT"]["Expiration"].timestamp(), True
+            keep_out = exclusion_requirements(reask[1], h.exclude) if reask else []
+            if keep_out and reask is not None:
+                params = reask[0]
+                quals = [*params["QualificationRequirements"], *keep_out]
+                resp = client.create_hit(**{**params, "QualificationRequirements": quals}, **args)
+            else:
+                resp = client.create_hit_with_hit_type(HITTypeId=type_id, **args)
+            hit = resp["HIT"]
+            return hit["HITId"], hit["Expiration"].timestamp(), True, hit["HITTypeId"]
         except client.exceptions.RequestError as e:
             if "HitAlreadyExists" not in error_code(e):
                 raise
             found = tokens.find(h.token, str(e))
             if found is None:
                 raise PublishError(f"HIT with token {h.token} exists but was not found") from e
-            return found, client.get_hit(HITId=found)["HIT"]["Expiration"].timestamp(), False
+            hit = client.get_hit(HITId=found)["HIT"]
+            return found, hit["Expiration"].timestamp(), False, hit["HITTypeId"]
 
     for start in range(0, len(plan), batch_size):
         part = plan[start : start + batch_size]
@@ -195,14 +210,14 @@ def create_planned(
         counts["existing"] += len(part) - len(todo)
         results = call_all(partial(create, info), todo, concurrency)
         done = [(h, r) for h, r, err in results if r is not None]
-        _record(app, type_id, done)
-        for _h, (_hid, _exp, fresh) in done:
+        _record(app, done)
+        for _h, (_hid, _exp, fresh, _t) in done:
             counts["created" if fresh else "existing"] += 1
         first_error(results)
     return counts
 
 
-def _record(app: App, type_id: str, done: list[tuple[PlannedHit, tuple[str, float, bool]]]) -> None:
+def _record(app: App, done: list[tuple[PlannedHit, tuple[str, float, bool, str]]]) -> None:
     """Local rows for created HITs, in one transaction (executemany)."""
     if not done:
         return
@@ -212,7 +227,7 @@ def _record(app: App, type_id: str, done: list[tuple[PlannedHit, tuple[str, floa
         # A HIT recorded meanwhile (a concurrent publish) is left as it is.
         have = known_tokens(session, [h.token for h, _r in done])
         hits, items = [], []
-        for h, (hit_id, expires, _fresh) in done:
+        for h, (hit_id, expires, _fresh, type_id) in done:
             if h.token in have:
                 continue
             hits.append(
@@ -295,13 +310,21 @@ def publish(
             out("nothing published")
             report["aborted"] = True
             return report
+    from mturk.exclusion import sync_voter_quals
     from mturk.routing import routing_qualification, sync_routing
 
     qual = exclusion_qualification(client)
     routing = routing_qualification(client)
     report["routing"] = sync_routing(app, client, routing, concurrency)
-    type_id = hit_type(client, app.settings, qual, routing)
-    got = create_planned(app, client, fresh, type_id, concurrency=concurrency)
+    params = hit_type_params(app.settings, qual, routing)
+    type_id = client.create_hit_type(**params)["HITTypeId"]
+    reask = None
+    voters = {w for h in fresh for w in h.exclude}
+    if voters:
+        quals, report["voter_quals_created"] = sync_voter_quals(client, voters, concurrency)
+        reask = (params, quals)
+    report["reasks"] = sum(1 for h in fresh if h.exclude)
+    got = create_planned(app, client, fresh, type_id, concurrency=concurrency, reask=reask)
     report["created"] = got["created"]
     report["existing"] += got["existing"]
     report["hit_type_id"] = type_id

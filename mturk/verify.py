@@ -135,6 +135,8 @@ class PlannedHit:
     # (position, candidate_id, gold_label or None)
     items: list[tuple[int, int, bool | None]] = field(default_factory=list)
     token: str = ""
+    # Workers who already voted on its items (a re-ask): they may not take it (mturk/exclusion).
+    exclude: list[str] = field(default_factory=list)
 
 
 def gold_pool(session: Session, wnids: list[str]) -> dict[str, list[tuple[int, bool]]]:
@@ -194,7 +196,14 @@ def _pick_gold(
 
 
 def plan_hits(session: Session, needs: dict[int, int], settings: Settings) -> list[PlannedHit]:
-    """Group items per synset and per votes-needed level (1..9) into HITs with gold mixed in."""
+    """Group items per synset and per votes-needed level (1..9) into HITs with gold mixed in.
+
+    Items nobody voted on yet fill HITs in id order. Re-asks (items with votes) are packed so
+    that each HIT's voters, who may not take it (`PlannedHit.exclude`), leave at least as many
+    active workers as the HIT asks for: one item a worker answered must not lock them, or the
+    whole crowd, out of the others."""
+    from mturk.exclusion import crowd, to_exclude, voters
+
     if not needs:
         return []
     by_wnid: dict[str, list[int]] = defaultdict(list)
@@ -206,35 +215,68 @@ def plan_hits(session: Session, needs: dict[int, int], settings: Settings) -> li
     per_hit = max(1, settings.mturk_images_per_hit)
     n_gold = max(0, min(settings.mturk_gold_per_hit, per_hit - 1))
     pools = gold_pool(session, sorted(by_wnid))
+    voted = voters(session, needs.keys())
+    active, activity = crowd(session) if voted else (set(), {})
     plan: list[PlannedHit] = []
     for wnid in sorted(by_wnid):
         levels: dict[int, list[int]] = defaultdict(list)
         for cid in sorted(by_wnid[wnid]):
             levels[min(needs[cid], MAX_ASSIGNMENTS_PER_HIT)].append(cid)
-        voted = set(by_wnid[wnid])
-        pool = [g for g in pools.get(wnid, []) if g[0] not in voted]
+        asked = set(by_wnid[wnid])
+        pool = [g for g in pools.get(wnid, []) if g[0] not in asked]
         yes = [g for g in pool if g[1]]
         no = [g for g in pool if not g[1]]
         for level in sorted(levels, reverse=True):
             cids = levels[level]
             gold_here = n_gold if len(pool) >= n_gold else len(pool)
             step = per_hit - gold_here
-            for i in range(0, len(cids), step):
-                chunk = cids[i : i + step]
+            fresh = [c for c in cids if c not in voted]
+            chunks = [fresh[i : i + step] for i in range(0, len(fresh), step)]
+            chunks += _pack_reasks([c for c in cids if c in voted], voted, active, step, level)
+            for chunk in chunks:
                 seed = hashlib.sha256(f"{wnid}|{level}|{chunk}".encode()).digest()
                 rng = random.Random(seed)
                 gold = _pick_gold(yes, no, gold_here, rng)
                 tiles: list[tuple[int, bool | None]] = [(c, None) for c in chunk]
                 tiles += [(c, ans) for c, ans in gold]
                 rng.shuffle(tiles)
+                who: set[str] = set()
+                for c in chunk:
+                    who |= voted.get(c, set())
                 plan.append(
                     PlannedHit(
                         wnid=wnid,
                         max_assignments=level,
                         items=[(pos, c, g) for pos, (c, g) in enumerate(tiles)],
+                        exclude=to_exclude(who, activity),
                     )
                 )
     return plan
+
+
+def _pack_reasks(
+    cids: list[int], voted: dict[int, set[str]], active: set[str], step: int, level: int
+) -> list[list[int]]:
+    """Greedy: items with the same voters side by side; an item joins the current HIT while
+    the active workers who voted on none of its items still number `level`, or as many as
+    could take its items one by one, whichever is fewer (no split helps beyond that)."""
+    out: list[list[int]] = []
+    chunk: list[int] = []
+    free: set[str] = set()
+    want = 0
+    for c in sorted(cids, key=lambda c: (sorted(voted[c]), c)):
+        alone = active - voted[c]
+        left = free - voted[c]
+        if chunk and len(chunk) < step and len(left) >= min(want, len(alone)):
+            chunk.append(c)
+            free, want = left, min(want, len(alone))
+            continue
+        if chunk:
+            out.append(chunk)
+        chunk, free, want = [c], alone, min(level, len(alone))
+    if chunk:
+        out.append(chunk)
+    return out
 
 
 def assign_tokens(session: Session, plan: list[PlannedHit]) -> None:

@@ -54,6 +54,12 @@ class HitWriteMixin:
         quals = p.get("QualificationRequirements") or []
         with self.Session() as s:
             for q in quals:
+                values = q.get("IntegerValues") or []
+                if q.get("Comparator") in ("In", "NotIn") and not 1 <= len(values) <= 15:
+                    raise MTurkError(
+                        "AWS.ParameterOutOfRange",
+                        "In and NotIn compare against 1 to 15 IntegerValues",
+                    )
                 qid = str(q.get("QualificationTypeId", ""))
                 if not is_system_qual(qid) and s.get(SandboxQualificationType, qid) is None:
                     raise MTurkError(
