@@ -25,7 +25,12 @@ stopping ("bounds", then "cost" with c_p/c_r = 0.45/1.05 (worker-aware's tuned c
 tuning seeds 101-103; tried and dropped there: a leave-one-out M-step (worse precision and votes),
 a budget on accepts at a stop between the bounds, pooling dependence evidence across synsets
 (it finds a pair of colluders in a 5-worker crowd only with the honest-agreement test's 57
-co-votes). The gold schedule (_crowdsim.gold_due: 4 gold tiles in 24 until 8 gold answers, then
+co-votes). Next round, on the same tuning seeds: the dependence test measures a cluster's
+accuracy against a fit of the outside workers' votes alone (other clusters counted as one
+source each), with no 85% floor unless the cluster was peeled (the colluder pair in a
+5-worker crowd is found in its first synset); dependence_evidence 6 -> 3 nats, the least that
+forms that pair's cluster on 200 items. Tried there and dropped: holding clusters whose pairs
+co-voted on < 10 items to the 85% floor (no better once the outside counts clusters as one). The gold schedule (_crowdsim.gold_due: 4 gold tiles in 24 until 8 gold answers, then
 1 in 24) was checked on 101-102's default-mix row, not searched. --fixed-gold runs the old layout
 (2 gold tiles in 24 for everyone); --amb-shrink changes how hard the ambiguous images are (the
 sim's 0.5 is also the shrink prior's centre: run 0.2 / 0.8 to see the prior does not carry the
@@ -107,6 +112,7 @@ ROBUST = {
     "cost_recall": 1.25,
     "shrink_prior": 8.0,
     "pooled_early": True,
+    "dependence_evidence": 3.0,
 }
 CAP = 25
 

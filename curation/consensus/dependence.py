@@ -41,8 +41,7 @@ def dependent_groups(
     copy_error: float = 0.03,
     min_evidence: float = 6.0,
     alpha: float = 1e-4,
-    llr: np.ndarray | None = None,
-    prior_logit: float = 0.0,
+    measure: bool = False,
     peel: bool = True,
 ) -> list[np.ndarray]:
     """Groups (arrays of >= 2 worker codes) of workers who vote as one source.
@@ -58,17 +57,25 @@ def dependent_groups(
     whole co-votes on many. The scores use no fitted skill, so a group that has captured the
     model (looks ~1.0 accurate to it) is still found. Clusters are formed on half the items and
     confirmed on the other half: their disagreements there must be unlikely (binomial tail <
-    `alpha`) for independent workers agreeing `honest_agreement` of the time, or (given `llr`,
-    each vote's log-likelihood ratio under the current fit) as often as the members' accuracy
-    measured against the workers outside the cluster implies, so three careful annotators who
-    agree 94% are not mistaken for copiers.
+    `alpha`) for independent workers agreeing `honest_agreement` of the time, or (`measure`)
+    as often as the members' accuracy measured against the workers outside the cluster
+    implies, so three careful annotators who agree 94% are not mistaken for copiers and two
+    copiers of a 75%-right sheet are found on ~20 co-votes (`_copies`).
     """
     # Clusters are formed on the even items and tested on the odd ones: greedy merging picks
     # agreeing pairs, so a cluster's own co-votes overstate its agreement (a dozen honest
     # workers agreeing 96% on the items that formed them, 85% elsewhere).
-    half = item % 2 == 0
+    # A worker who gives one answer to everything (always-no) agrees with every other such
+    # worker whether or not anyone copies: their agreement is no evidence, and at 25%
+    # positives it drew careful workers, who mostly say no too, into their cluster.
+    n_w = np.bincount(worker, minlength=n_workers)
+    yes_rate = np.bincount(worker, label == 1, minlength=n_workers) / np.maximum(n_w, 1)
+    constant = (n_w >= 20) & ((yes_rate <= 0.01) | (yes_rate >= 0.99))
+    use = ~constant[worker]
+    half = use & (item % 2 == 0)
+    test = use & (item % 2 == 1)
     co, agree = _pairs(item[half], worker[half], label[half], n_items, n_workers)
-    co_t, agree_t = _pairs(item[~half], worker[~half], label[~half], n_items, n_workers)
+    co_t, agree_t = _pairs(item[test], worker[test], label[test], n_items, n_workers)
     dis = co - agree
     score = agree * np.log(1 / honest_agreement) + dis * np.log(copy_error / (1 - honest_agreement))
     np.fill_diagonal(score, 0.0)
@@ -106,6 +113,15 @@ def dependent_groups(
     pa0, pd0 = agree_t.astype(float), (co_t - agree_t).astype(float)
     np.fill_diagonal(pa0, 0)
     np.fill_diagonal(pd0, 0)
+    candidates = [
+        np.array(members[c])
+        for c in np.flatnonzero(active)
+        if len(members[c]) >= 2 and internal[c] >= min_evidence
+    ]
+    # The outside a cluster is measured against counts every other candidate cluster as one
+    # source: twenty copiers outside would otherwise capture that fit too, and two honest
+    # workers who happened to agree 45 times in a row would be measured against their sheet.
+    weight = group_weights(item, worker, candidates, n_workers) if measure else None
     for c in np.flatnonzero(active):
         if len(members[c]) < 2 or internal[c] < min_evidence:
             continue
@@ -115,19 +131,19 @@ def dependent_groups(
         # group. Drop the member who disagrees most with the rest and test again, at alpha
         # split over the tries (the tests look at the same half).
         tries = len(group) - 1 if peel else 1
-        for _ in range(tries):
+        for attempt in range(tries):
             if _copies(
                 item,
                 worker,
                 label,
-                llr,
-                prior_logit,
+                weight,
                 n_items,
                 group,
                 pa0,
                 pd0,
                 honest_agreement,
                 alpha / tries,
+                peeled=attempt > 0,
             ):
                 # Honest members the merging pulled in and the test could not see (few test
                 # co-votes) show disagreements on both halves together; copiers almost none.
@@ -148,54 +164,107 @@ def _copies(
     item: np.ndarray,
     worker: np.ndarray,
     label: np.ndarray,
-    llr: np.ndarray | None,
-    prior_logit: float,
+    weight: np.ndarray | None,
     n_items: int,
     group: np.ndarray,
     pa: np.ndarray,
     pd: np.ndarray,
     honest_agreement: float,
     alpha: float,
+    peeled: bool = False,
 ) -> bool:
     """Whether `group`'s disagreements on the test half (pair counts `pa`/`pd`) are too few for
-    independent workers at the agreement their accuracy allows."""
-    q: float | None = honest_agreement
-    if llr is not None:
-        q = _outside_ceiling(item, worker, label, llr, prior_logit, n_items, group)
-    if q is None:
-        return False  # nobody outside to tell copying from excellence
+    independent workers at the agreement their accuracy allows.
+
+    Without `weight` (each vote's weight as one source's share), the ceiling is
+    `honest_agreement`. With it, the members' accuracy is
+    measured against the workers outside the group, fitted on their own votes (not on the
+    current fit, which a group that captured it has skewed), and the ceiling is the agreement
+    that accuracy allows at its upper confidence bound, however low: two members of a sheet
+    that is right on 75% of images may agree 62% as independent workers, not 85%, so
+    identical answers give them away after ~20 co-votes instead of ~57. A `peeled` group was
+    chosen by its disagreements on the test half itself: it is held to the higher of the two
+    ceilings."""
+    q = honest_agreement
+    if weight is not None:
+        measured = _outside_ceiling(item, worker, label, weight, n_items, group)
+        if measured is None:
+            return False  # nobody outside to tell copying from excellence
+        q = max(measured, honest_agreement) if peeled else measured
     n_agree = pa[np.ix_(group, group)].sum() / 2
     n_dis = pd[np.ix_(group, group)].sum() / 2
     trials = n_agree + n_dis
-    return bool(trials > 0 and binom.cdf(n_dis, trials, 1 - max(q, honest_agreement)) < alpha)
+    return bool(trials > 0 and binom.cdf(n_dis, trials, 1 - q) < alpha)
+
+
+def _outside_fit(
+    item: np.ndarray,
+    worker: np.ndarray,
+    label: np.ndarray,
+    weight: np.ndarray,
+    n_items: int,
+    iters: int = 25,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A two-coin Dawid-Skene fit on these votes alone, each vote's evidence times its
+    `weight`: (P(yes) per item, whether it has a vote). Sensitivity and specificity have
+    Beta(6, 2) priors; a worker whose two coins add up to a coin flip or worse (always-yes,
+    always-no, near chance) weighs nothing. (One coin would call an always-no worker 75%
+    accurate at 25% positives and pull the fit towards "no".)"""
+    n_workers = int(worker.max()) + 1 if len(worker) else 0
+    seen = np.bincount(item, minlength=n_items) > 0
+    yes = label == 1
+    sens = np.full(n_workers, 0.75)
+    spec = np.full(n_workers, 0.75)
+    prior = 0.5
+    p = np.full(n_items, 0.5)
+    for _ in range(iters):
+        informative = sens + spec > 1.0
+        l_yes = np.where(informative, np.log(sens / (1 - spec)), 0.0)
+        l_no = np.where(informative, np.log((1 - sens) / spec), 0.0)
+        vote = np.where(yes, l_yes[worker], l_no[worker])
+        lo = np.log(prior / (1 - prior)) + np.bincount(item, weight * vote, n_items)
+        p = 1 / (1 + np.exp(-np.clip(lo, -30, 30)))
+        pi = p[item]
+        pos = np.bincount(worker, pi, n_workers)
+        sens = (np.bincount(worker, pi * yes, n_workers) + 6) / (pos + 8)
+        neg = np.bincount(worker, 1 - pi, n_workers)
+        spec = (np.bincount(worker, (1 - pi) * ~yes, n_workers) + 6) / (neg + 8)
+        sens, spec = np.clip(sens, 0.01, 0.995), np.clip(spec, 0.01, 0.995)
+        prior = float(np.clip(p[seen].mean(), 0.01, 0.99)) if seen.any() else 0.5
+    return p, seen
 
 
 def _outside_ceiling(
     item: np.ndarray,
     worker: np.ndarray,
     label: np.ndarray,
-    llr: np.ndarray,
-    prior_logit: float,
+    weight: np.ndarray,
     n_items: int,
     group: np.ndarray,
     min_items: int = 20,
+    z: float = 2.0,
 ) -> float | None:
-    """The agreement two independent members of `group` would reach at the accuracies their
-    votes show against the workers OUTSIDE the group (their posterior without the group's
-    votes, de-noised by its own reliability); None without enough outside-voted items."""
+    """The agreement two independent members of `group` would reach at the accuracy their
+    votes show against the workers OUTSIDE the group (a fit of the outside votes alone,
+    de-noised by its own reliability), at that accuracy's upper `z`-sigma bound; None without
+    enough outside-voted items."""
     inside = np.isin(worker, group)
-    lo = prior_logit + np.bincount(item[~inside], llr[~inside], n_items)
-    p_out = 1 / (1 + np.exp(-lo))
-    seen = np.bincount(item[~inside], minlength=n_items) > 0
+    out = ~inside
+    p_out, seen = _outside_fit(item[out], worker[out], label[out], weight[out], n_items)
     k = inside & seen[item]
     if k.sum() < min_items:
         return None
     pk = p_out[item[k]]
-    agree = np.where(label[k] == 1, pk, 1 - pk).mean()
-    r = np.maximum(pk, 1 - pk).mean()  # how often the outside posterior is itself right
+    agree = float(np.where(label[k] == 1, pk, 1 - pk).mean())
+    # How often a label drawn from the outside posterior matches the truth, if the posterior is
+    # calibrated: the soft agreement above is a * r + (1 - a) * (1 - r). (The mean of
+    # max(p, 1 - p) would be right for a hard label; here it made 0.9-accurate workers look
+    # 0.68-accurate, and honest groups look like copiers.)
+    r = float((pk * pk + (1 - pk) * (1 - pk)).mean())
     if r <= 0.55:
         return None
-    a = float(np.clip((agree - (1 - r)) / (2 * r - 1), 0.5, 0.999))
+    se = np.sqrt(max(agree * (1 - agree), 0.01) / k.sum()) / (2 * r - 1)
+    a = float(np.clip((agree - (1 - r)) / (2 * r - 1) + z * se, 0.5, 0.999))
     return a * a + (1 - a) * (1 - a)
 
 

@@ -108,7 +108,7 @@ class RobustConsensus(StoppingAggregator):
         difficulty: bool = True,
         drift: bool = True,
         dependence: bool = True,
-        dependence_evidence: float = 6.0,
+        dependence_evidence: float = 3.0,
         dependence_alpha: float = 1e-4,
         min_segment: int = 12,
         change_penalty: float = 8.0,
@@ -192,8 +192,6 @@ class RobustConsensus(StoppingAggregator):
             changes = self._changes(votes, gold, fit, vw)
             fit, vw, nv = self._em(votes, gold, changes, weight, known)
         if self.dependence and len(it):
-            sens, spec = fit.sens[vw], fit.spec[vw]
-            llr = np.where(yes, np.log(sens / (1 - spec)), np.log((1 - sens) / spec))
             found = dependent_groups(
                 it,
                 w,
@@ -202,8 +200,7 @@ class RobustConsensus(StoppingAggregator):
                 nw,
                 min_evidence=self.dependence_evidence,
                 alpha=self.dependence_alpha,
-                llr=llr,
-                prior_logit=float(logit(fit.prior)),
+                measure=True,
             )
             self.groups_ = merge_groups([*(groups or []), *found], nw)
         elif groups:

@@ -317,24 +317,3 @@ def test_gold_schedule_front_loads_gold(monkeypatch: pytest.MonkeyPatch) -> None
     assert sched[2] == GOLD_KNOWN_AFTER and sched[2] > fixed[2]  # known after 40 votes
     assert sched[-1] < fixed[-1] * 0.7  # after 400 votes: two thirds of the old gold
     assert (np.diff(sched) >= 0).all()
-
-
-def test_peeling_finds_copiers_in_a_large_crowd() -> None:
-    # 20 copiers of one 0.75 sheet among 30 honest 0.92 annotators, 4 votes per item: each pair
-    # co-votes on a handful of items, greedy merging pulls honest workers into the copiers'
-    # cluster and their disagreements fail the test for the whole cluster unless it is peeled.
-    from curation.consensus.dependence import dependent_groups
-
-    rng = np.random.default_rng(2)
-    n, nw, nc = 200, 50, 20
-    truth = (rng.random(n) < 0.25).astype(np.int64)
-    sheet = np.where(rng.random(n) < 0.75, truth, 1 - truth)
-    rows = []
-    for i in range(n):
-        for w in rng.choice(nw, 4, replace=False):
-            honest = int(_answer(rng, truth[i : i + 1], 0.92)[0])
-            rows.append((i, int(w), int(sheet[i]) if w < nc else honest))
-    it, w, lab = (np.array(c, dtype=np.int64) for c in zip(*rows, strict=True))
-    assert dependent_groups(it, w, lab, n, nw, peel=False) == []
-    (group,) = dependent_groups(it, w, lab, n, nw)
-    assert (group < nc).sum() >= 15 and (group < nc).mean() >= 0.9

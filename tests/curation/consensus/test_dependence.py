@@ -1,0 +1,106 @@
+"""Dependent workers (curation/consensus/dependence.py): copiers found, honest workers left alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from curation.consensus.dependence import dependent_groups
+
+
+def _answer(rng: np.random.Generator, truth: np.ndarray, acc: float) -> np.ndarray:
+    return np.where(rng.random(len(truth)) < acc, truth, 1 - truth)
+
+
+def test_peeling_finds_copiers_in_a_large_crowd() -> None:
+    # 20 copiers of one 0.75 sheet among 30 honest 0.92 annotators, 4 votes per item: each pair
+    # co-votes on a handful of items, greedy merging pulls honest workers into the copiers'
+    # cluster and their disagreements fail the test for the whole cluster unless it is peeled.
+    rng = np.random.default_rng(2)
+    n, nw, nc = 200, 50, 20
+    truth = (rng.random(n) < 0.25).astype(np.int64)
+    sheet = np.where(rng.random(n) < 0.75, truth, 1 - truth)
+    rows = []
+    for i in range(n):
+        for w in rng.choice(nw, 4, replace=False):
+            honest = int(_answer(rng, truth[i : i + 1], 0.92)[0])
+            rows.append((i, int(w), int(sheet[i]) if w < nc else honest))
+    it, w, lab = (np.array(c, dtype=np.int64) for c in zip(*rows, strict=True))
+    assert dependent_groups(it, w, lab, n, nw, peel=False) == []
+    (group,) = dependent_groups(it, w, lab, n, nw)
+    assert (group < nc).sum() >= 15 and (group < nc).mean() >= 0.9
+
+
+def _five(seed: int, accs: list[float], copiers: int, n: int = 300) -> tuple[np.ndarray, ...]:
+    """Five workers, three votes per item; the last `copiers` copy one 0.75-right sheet."""
+    rng = np.random.default_rng(seed)
+    truth = (rng.random(n) < 0.25).astype(np.int64)
+    sheet = _answer(rng, truth, 0.75)
+    rows = []
+    for i in range(n):
+        for w in rng.choice(5, 3, replace=False):
+            own = int(_answer(rng, truth[i : i + 1], accs[w])[0])
+            rows.append((i, int(w), int(sheet[i]) if w >= 5 - copiers else own))
+    return tuple(np.array(c, dtype=np.int64) for c in zip(*rows, strict=True))
+
+
+def test_a_copying_pair_in_a_five_worker_crowd_is_found_by_measured_accuracy() -> None:
+    # Two of five copy a sheet right on 75% of images (it passes gold): ~45 co-votes per half.
+    # Independent 0.75-accurate workers would agree ~62%; the fixed 85% ceiling needs ~57
+    # identical test-half answers to tell copying from excellence, the measured one ~20.
+    for seed in range(5):
+        it, w, lab = _five(seed, [0.92] * 5, copiers=2)
+        # The same clusters (RobustConsensus's 3 nats) under the fixed and the measured ceiling.
+        assert dependent_groups(it, w, lab, 300, 5, min_evidence=3.0) == []
+        (group,) = dependent_groups(it, w, lab, 300, 5, min_evidence=3.0, measure=True)
+        assert group.tolist() == [3, 4]
+
+
+def test_measured_accuracy_finds_no_group_among_honest_workers() -> None:
+    for seed in range(6):
+        for accs in ([0.92] * 5, [0.75] * 5, [0.98, 0.98, 0.98, 0.75, 0.75]):
+            it, w, lab = _five(seed, accs, copiers=0, n=400)
+            found = dependent_groups(it, w, lab, 400, 5, min_evidence=3.0, measure=True)
+            assert found == [], (seed, accs)
+
+
+def test_the_outside_counts_other_clusters_as_one_source(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 20 copiers of a 0.75 sheet among 30 honest 0.92 annotators, 10,000 items, 4 votes each.
+    # Two honest workers (22, 39) happen to agree on all 45 items they share. Measured against
+    # an outside that counts the 20 copiers as 20 sources, the fit follows the sheet, the pair
+    # looks 0.75-accurate, and 45 agreements in a row look like copying.
+    from curation.consensus import dependence
+
+    rng = np.random.default_rng(0)
+    n, nw, nc = 10_000, 50, 20
+    truth = (rng.random(n) < 0.5).astype(np.int64)
+    sheet = np.where(rng.random(n) < 0.75, truth, 1 - truth)
+    w = np.array([rng.choice(nw, 4, replace=False) for _ in range(n)]).ravel()
+    it = np.repeat(np.arange(n), 4)
+    honest = np.where(rng.random(len(it)) < 0.92, truth[it], 1 - truth[it])
+    lab = np.where(w < nc, sheet[it], honest)
+    kw = {"min_evidence": 3.0, "measure": True}
+    groups = dependence.dependent_groups(it, w, lab, n, nw, **kw)
+    assert [g.tolist() for g in groups] == [list(range(nc))]
+    monkeypatch.setattr(dependence, "group_weights", lambda item, *_a: np.ones(len(item)))
+    unweighted = dependence.dependent_groups(it, w, lab, n, nw, **kw)
+    assert [22, 39] in [g.tolist() for g in unweighted]
+
+
+def test_spammers_do_not_make_careful_workers_look_like_copiers() -> None:
+    # 4 always-no, 4 always-yes and 12 careful workers, 25% positives. Always-no workers agree
+    # with each other whatever happens (no evidence of copying), and a one-coin outside fit
+    # would call them 75% accurate and measure the careful workers against "no".
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        n = 600
+        truth = (rng.random(n) < 0.25).astype(np.int64)
+        rows = []
+        for i in range(n):
+            for w in rng.choice(20, 4, replace=False):
+                own = int(_answer(rng, truth[i : i + 1], 0.92)[0])
+                rows.append((i, int(w), 0 if w < 4 else 1 if w < 8 else own))
+        it, w, lab = (np.array(c, dtype=np.int64) for c in zip(*rows, strict=True))
+        assert dependent_groups(it, w, lab, n, 20, min_evidence=3.0, measure=True) == [], seed
