@@ -176,11 +176,12 @@ def _copies(
     """Whether `group`'s disagreements on the test half (pair counts `pa`/`pd`) are too few for
     independent workers at the agreement their accuracy allows.
 
-    Without `weight` (each vote's weight as one source's share), the ceiling is
-    `honest_agreement`. With it, the members' accuracy is
-    measured against the workers outside the group, fitted on their own votes (not on the
-    current fit, which a group that captured it has skewed), and the ceiling is the agreement
-    that accuracy allows at its upper confidence bound, however low: two members of a sheet
+    Without `weight` (each vote's weight as one source's share), or where the measurement
+    shows no accuracy above chance, the ceiling is `honest_agreement`; with no outside to
+    measure against, nothing is called copying. With it, the members' accuracy is measured
+    against the workers outside the group, fitted on their own votes (not on the current fit,
+    which a group that captured it has skewed), and the ceiling is the agreement that
+    accuracy allows at its upper confidence bound, however low: two members of a sheet
     that is right on 75% of images may agree 62% as independent workers, not 85%, so
     identical answers give them away after ~20 co-votes instead of ~57. A `peeled` group was
     chosen by its disagreements on the test half itself: it is held to the higher of the two
@@ -190,7 +191,8 @@ def _copies(
         measured = _outside_ceiling(item, worker, label, weight, n_items, group)
         if measured is None:
             return False  # nobody outside to tell copying from excellence
-        q = max(measured, honest_agreement) if peeled else measured
+        if not np.isnan(measured):
+            q = max(measured, honest_agreement) if peeled else measured
     n_agree = pa[np.ix_(group, group)].sum() / 2
     n_dis = pd[np.ix_(group, group)].sum() / 2
     trials = n_agree + n_dis
@@ -247,7 +249,7 @@ def _outside_ceiling(
     """The agreement two independent members of `group` would reach at the accuracy their
     votes show against the workers OUTSIDE the group (a fit of the outside votes alone,
     de-noised by its own reliability), at that accuracy's upper `z`-sigma bound; None without
-    enough outside-voted items."""
+    enough outside-voted items, NaN without an accuracy clearly above chance."""
     inside = np.isin(worker, group)
     out = ~inside
     p_out, seen = _outside_fit(item[out], worker[out], label[out], weight[out], n_items)
@@ -263,8 +265,15 @@ def _outside_ceiling(
     r = float((pk * pk + (1 - pk) * (1 - pk)).mean())
     if r <= 0.55:
         return None
-    se = np.sqrt(max(agree * (1 - agree), 0.01) / k.sum()) / (2 * r - 1)
-    a = float(np.clip((agree - (1 - r)) / (2 * r - 1) + z * se, 0.5, 0.999))
+    se = float(np.sqrt(max(agree * (1 - agree), 0.01) / k.sum()) / (2 * r - 1))
+    a = (agree - (1 - r)) / (2 * r - 1)
+    if a - z * se <= 0.55:
+        # The members agree with the outside about as often as chance, or less: on a few dozen
+        # items a fit of spam and near-chance votes can be confident and wrong (the demo's
+        # careful workers agreed 38% with one). Such a measurement says nothing: NaN, the fixed
+        # ceiling then.
+        return float("nan")
+    a = float(np.clip(a + z * se, 0.5, 0.999))
     return a * a + (1 - a) * (1 - a)
 
 
