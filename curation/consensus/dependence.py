@@ -245,6 +245,7 @@ def _outside_ceiling(
     group: np.ndarray,
     min_items: int = 20,
     z: float = 2.0,
+    above_chance: float = 0.55,
 ) -> float | None:
     """The agreement two independent members of `group` would reach at the accuracy their
     votes show against the workers OUTSIDE the group (a fit of the outside votes alone,
@@ -267,7 +268,7 @@ def _outside_ceiling(
         return None
     se = float(np.sqrt(max(agree * (1 - agree), 0.01) / k.sum()) / (2 * r - 1))
     a = (agree - (1 - r)) / (2 * r - 1)
-    if a - z * se <= 0.55:
+    if a - z * se <= above_chance:
         # The members agree with the outside about as often as chance, or less: on a few dozen
         # items a fit of spam and near-chance votes can be confident and wrong (the demo's
         # careful workers agreed 38% with one). Such a measurement says nothing: NaN, the fixed

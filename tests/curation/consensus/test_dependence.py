@@ -104,3 +104,36 @@ def test_spammers_do_not_make_careful_workers_look_like_copiers() -> None:
                 rows.append((i, int(w), 0 if w < 4 else 1 if w < 8 else own))
         it, w, lab = (np.array(c, dtype=np.int64) for c in zip(*rows, strict=True))
         assert dependent_groups(it, w, lab, n, 20, min_evidence=3.0, measure=True) == [], seed
+
+
+def _demo_like(seed: int) -> tuple[np.ndarray, ...]:
+    """imnet demo's crowd on one small synset: 14 careful, 4 mediocre, a coin flipper and an
+    always-yes worker, 32 items, 5 votes each."""
+    rng = np.random.default_rng(seed)
+    truth = (rng.random(32) < 0.3).astype(np.int64)
+    rows = []
+    for i in range(32):
+        for w in rng.choice(20, 5, replace=False):
+            acc = 0.92 if w < 14 else 0.7 if w < 18 else 0.5
+            rows.append((i, int(w), 1 if w == 19 else int(_answer(rng, truth[i : i + 1], acc)[0])))
+    return tuple(np.array(c, dtype=np.int64) for c in zip(*rows, strict=True))
+
+
+def test_an_outside_fit_no_better_than_chance_measures_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On a few dozen items the outside fit can be confident and wrong: careful workers agree
+    # with it less than chance, "measure" 0.5-accurate, and then agree "too often".
+    from functools import partial
+
+    from curation.consensus import dependence
+
+    seeds = range(60)
+    kw = {"min_evidence": 3.0, "measure": True}
+    for seed in seeds:
+        it, w, lab = _demo_like(seed)
+        assert dependence.dependent_groups(it, w, lab, 32, 20, **kw) == [], seed
+    unchecked = partial(dependence._outside_ceiling, above_chance=0.0)
+    monkeypatch.setattr(dependence, "_outside_ceiling", unchecked)
+    false = [s for s in seeds if dependence.dependent_groups(*_demo_like(s)[:3], 32, 20, **kw)]
+    assert len(false) >= 2
