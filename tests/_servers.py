@@ -207,7 +207,19 @@ def weed_binary() -> str:
     return found
 
 
-def start_s3(timeout: float = 60.0) -> S3Server:
+def start_s3(timeout: float = 60.0, tries: int = 3) -> S3Server:
+    """SeaweedFS's `weed mini` on free loopback ports; a start that fails (a port taken between
+    `free_port` and weed binding it) is retried on fresh ports, and the last log is kept in
+    the error."""
+    error = ""
+    for _ in range(tries):
+        srv, error = _try_start_s3(timeout)
+        if srv is not None:
+            return srv
+    raise RuntimeError(f"SeaweedFS did not start in {tries} tries: {error}")
+
+
+def _try_start_s3(timeout: float) -> tuple[S3Server | None, str]:
     root = Path(tempfile.mkdtemp(prefix="imnet-s3-"))
     port = free_port()
     srv = S3Server(proc=None, root=root, port=port)  # type: ignore[arg-type]
@@ -223,8 +235,10 @@ def start_s3(timeout: float = 60.0) -> S3Server:
     (root / "s3.json").write_text(json.dumps(cfg))
     (root / "data").mkdir()
     log = open(root / "weed.log", "wb")
-    # weed mini also opens its master/volume/filer ports; give them free ones so parallel runs
-    # (and a developer's own SeaweedFS) do not collide.
+    # weed mini also opens master/volume/filer/admin/webdav ports, and a gRPC port for each
+    # (by default port + 10000: past 65535 for ports above 55535, which the ephemeral range
+    # gives out): give every one a free port, so parallel runs (and a developer's own
+    # SeaweedFS) do not collide.
     args = [
         weed_binary(),
         "mini",
@@ -232,14 +246,13 @@ def start_s3(timeout: float = 60.0) -> S3Server:
         "-ip=127.0.0.1",
         "-ip.bind=127.0.0.1",
         f"-s3.port={port}",
+        f"-s3.port.grpc={free_port()}",
         f"-s3.config={root / 's3.json'}",
-        f"-master.port={free_port()}",
-        f"-volume.port={free_port()}",
-        f"-filer.port={free_port()}",
         "-admin.ui=false",
-        f"-admin.port={free_port()}",
         f"-webdav.port={free_port()}",
     ]
+    for part in ("master", "volume", "filer", "admin"):
+        args += [f"-{part}.port={free_port()}", f"-{part}.port.grpc={free_port()}"]
     srv.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=root)
     try:
         _wait_port(port, timeout, srv.proc)
@@ -252,9 +265,11 @@ def start_s3(timeout: float = 60.0) -> S3Server:
                 if time.time() > deadline or srv.proc.poll() is not None:
                     raise
                 time.sleep(0.3)
+    except Exception:
+        text = (root / "weed.log").read_text(errors="replace")[-2000:]
+        srv.stop()
+        return None, text
     except BaseException:
         srv.stop()
-        raise RuntimeError(
-            f"SeaweedFS did not start: {(root / 'weed.log').read_text()[-2000:]}"
-        ) from None
-    return srv
+        raise
+    return srv, ""
