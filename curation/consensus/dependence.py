@@ -43,6 +43,7 @@ def dependent_groups(
     alpha: float = 1e-4,
     measure: bool = False,
     peel: bool = True,
+    order: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Groups (arrays of >= 2 worker codes) of workers who vote as one source.
 
@@ -144,6 +145,7 @@ def dependent_groups(
                 honest_agreement,
                 alpha / tries,
                 peeled=attempt > 0,
+                order=order,
             ):
                 # Honest members the merging pulled in and the test could not see (few test
                 # co-votes) show disagreements on both halves together; copiers almost none.
@@ -172,6 +174,7 @@ def _copies(
     honest_agreement: float,
     alpha: float,
     peeled: bool = False,
+    order: np.ndarray | None = None,
 ) -> bool:
     """Whether `group`'s disagreements on the test half (pair counts `pa`/`pd`) are too few for
     independent workers at the agreement their accuracy allows.
@@ -188,7 +191,7 @@ def _copies(
     ceilings."""
     q = honest_agreement
     if weight is not None:
-        measured = _outside_ceiling(item, worker, label, weight, n_items, group)
+        measured = _outside_ceiling(item, worker, label, weight, n_items, group, order)
         if measured is None:
             return False  # nobody outside to tell copying from excellence
         if not np.isnan(measured):
@@ -243,6 +246,7 @@ def _outside_ceiling(
     weight: np.ndarray,
     n_items: int,
     group: np.ndarray,
+    order: np.ndarray | None = None,
     min_items: int = 20,
     z: float = 2.0,
     above_chance: float = 0.55,
@@ -250,14 +254,50 @@ def _outside_ceiling(
     """The agreement two independent members of `group` would reach at the accuracy their
     votes show against the workers OUTSIDE the group (a fit of the outside votes alone,
     de-noised by its own reliability), at that accuracy's upper `z`-sigma bound; None without
-    enough outside-voted items, NaN without an accuracy clearly above chance."""
+    enough outside-voted items, NaN without an accuracy clearly above chance.
+
+    Measured on every member vote on an item the outside voted on; where that shows no
+    accuracy above chance and `order` is given, again on the votes where adaptive stopping
+    cannot have chosen the item by the members' answers (`_unbiased`)."""
     inside = np.isin(worker, group)
     out = ~inside
     p_out, seen = _outside_fit(item[out], worker[out], label[out], weight[out], n_items)
     k = inside & seen[item]
     if k.sum() < min_items:
         return None
-    pk = p_out[item[k]]
+    q = _ceiling(label, p_out[item], k, z, above_chance)
+    if q is not None and np.isnan(q) and order is not None:
+        k = _unbiased(item, order, inside, k, n_items)
+        if k.sum() >= min_items:
+            again = _ceiling(label, p_out[item], k, z, above_chance)
+            q = q if again is None else again
+    return q
+
+
+def _unbiased(
+    item: np.ndarray, order: np.ndarray, inside: np.ndarray, k: np.ndarray, n_items: int
+) -> np.ndarray:
+    """Of the member votes `k`, the group's first vote on an item that an outside vote came
+    to first. Adaptive stopping asks for more votes *because* of the answers so far (two "yes"
+    on a negative at 5% positives), so the members' votes on the items the outside saw are
+    mostly their mistakes, and copiers' later votes repeat the answer that chose the item:
+    honest or copying, they can measure near chance. An item the outside voted on before any
+    member was chosen by the outside's answers alone: under independence a member's answer
+    there is an unbiased draw of their accuracy, and a copier's a draw of the sheet's. (Only a
+    fallback: on fewer votes it is the weaker test where the bias does not hide the group.)"""
+    big = np.iinfo(np.int64).max
+    first_out = np.full(n_items, big)
+    np.minimum.at(first_out, item[~inside], order[~inside])
+    first_in = np.full(n_items, big)
+    np.minimum.at(first_in, item[inside], order[inside])
+    return k & (order > first_out[item]) & (order == first_in[item])
+
+
+def _ceiling(
+    label: np.ndarray, p_item: np.ndarray, k: np.ndarray, z: float, above_chance: float
+) -> float | None:
+    """`_outside_ceiling` on the member votes `k` (p_item: each vote's item's outside P(yes))."""
+    pk = p_item[k]
     agree = float(np.where(label[k] == 1, pk, 1 - pk).mean())
     # How often a label drawn from the outside posterior matches the truth, if the posterior is
     # calibrated: the soft agreement above is a * r + (1 - a) * (1 - r). (The mean of

@@ -21,7 +21,8 @@ model of worker_aware.py (robust_em.py):
   agreement with the leave-one-out posterior) changes; each stretch has its own coins.
 * **dependence** (dependence.py): groups agreeing far beyond independent annotators count as
   one source per item; `groups_` lists them, and `redundant_workers` names all but one member
-  of each (routing need pay only one).
+  of each (routing need pay only one). Groups found before (`fit(groups=...)`: stored by
+  earlier runs, or found by pooled.py's pass over all synsets) are kept and joined with these.
 * **pooled skill prior** (empirical Bayes): an unmeasured stretch's Beta prior is centred on
   the crowd's median measured skill (between base_accuracy and `pooled_cap`), or before three
   workers are measured on the crowd's skill as one shared coin (`pooled_early`).
@@ -201,6 +202,7 @@ class RobustConsensus(StoppingAggregator):
                 min_evidence=self.dependence_evidence,
                 alpha=self.dependence_alpha,
                 measure=True,
+                order=votes.order,
             )
             self.groups_ = merge_groups([*(groups or []), *found], nw)
         elif groups:

@@ -137,3 +137,59 @@ def test_an_outside_fit_no_better_than_chance_measures_nothing(
     monkeypatch.setattr(dependence, "_outside_ceiling", unchecked)
     false = [s for s in seeds if dependence.dependent_groups(*_demo_like(s)[:3], 32, 20, **kw)]
     assert len(false) >= 2
+
+
+def _adaptive(seed: int, copiers: int, n: int = 1000) -> tuple[np.ndarray, ...]:
+    """Five workers at 5% positives in an adaptive loop: votes in random worker order, stopping
+    after two (or more) identical answers, at most four; the last `copiers` share a sheet right
+    on 75% of images, the others are 0.92-accurate. Returns (item, worker, label, order)."""
+    rng = np.random.default_rng(seed)
+    truth = (rng.random(n) < 0.05).astype(np.int64)
+    sheet = _answer(rng, truth, 0.75)
+    rows = []
+    for i in range(n):
+        said: list[int] = []
+        for w in rng.permutation(5):
+            own = int(_answer(rng, truth[i : i + 1], 0.92)[0])
+            said.append(int(sheet[i]) if w >= 5 - copiers else own)
+            rows.append((i, int(w), said[-1], len(rows)))
+            if len(said) >= 4 or (len(said) >= 2 and len(set(said)) == 1):
+                break
+    return tuple(np.array(c, dtype=np.int64) for c in zip(*rows, strict=True))
+
+
+def test_accuracy_is_measured_where_the_outside_chose_the_item() -> None:
+    # Items get more votes *because* of the answers so far, so a pair's votes on the items the
+    # outside saw are mostly their own mistakes (a sheet's "yes" on a negative): measured
+    # there, a 0.75 sheet looks near chance, and the test falls back to the fixed ceiling,
+    # which ~50 identical co-votes cannot pass. The group's first vote on items an outside
+    # vote came to first is an unbiased draw.
+    from curation.consensus import dependence
+
+    def upper(q: float | None) -> float:  # the accuracy whose agreement ceiling is q
+        return (1 + np.sqrt(max(2 * q - 1, 0.0))) / 2 if q is not None and q == q else 0.5
+
+    for copiers, acc in ((2, 0.75), (0, 0.92)):
+        fair, biased = [], []
+        for seed in range(8):
+            it, w, lab, t = _adaptive(seed, copiers)
+            inside = np.isin(w, [3, 4])
+            p_out, seen = dependence._outside_fit(
+                it[~inside], w[~inside], lab[~inside], np.ones((~inside).sum()), 1000
+            )
+            k = inside & seen[it]
+            fair_k = dependence._unbiased(it, t, inside, k, 1000)
+            fair.append(upper(dependence._ceiling(lab, p_out[it], fair_k, 2.0, 0.55)))
+            biased.append(upper(dependence._ceiling(lab, p_out[it], k, 2.0, 0.55)))
+        # The upper bound covers the true accuracy on the unbiased votes, not on all of them.
+        assert all(u >= acc for u in fair), (copiers, fair)
+        if copiers:
+            assert sum(u < acc for u in biased) >= 6, biased
+    for seed in range(8):
+        it, w, lab, t = _adaptive(seed, 2, 300)
+        kw = {"min_evidence": 3.0, "measure": True}
+        assert [g.tolist() for g in dependent_groups(it, w, lab, 300, 5, **kw, order=t)] == [
+            [3, 4]
+        ], seed
+        it, w, lab, t = _adaptive(seed, 0, 300)
+        assert dependent_groups(it, w, lab, 300, 5, **kw, order=t) == [], seed
