@@ -66,9 +66,9 @@ class CrowdTally:
                 self.uninformative.add(k)
             self.skill[k] = max(self.skill.get(k, 0.0), float(m.skills_[i]))
         for g in m.groups_:
-            self._join({keys[int(w)] for w in g})
+            self.join({keys[int(w)] for w in g})
 
-    def _join(self, members: set[str]) -> None:
+    def join(self, members: set[str]) -> None:
         # Groups found in different synsets that share a worker are one group.
         keep = []
         for g in self.groups:

@@ -265,6 +265,19 @@ def run_consensus(
     tally = CrowdTally(
         min_gold_seen=s.mturk_min_gold_seen, complete=wnids is None and shard is None
     )
+    if algorithm == "robust":
+        from curation.consensus.pooled import pooled_groups
+
+        # Copiers who co-vote too little in any one synset are seen across them (pooled.py).
+        # A complete run tests the crowd afresh: groups stored by earlier runs are not read
+        # back (one found on early, thin evidence would otherwise stay for good), while a
+        # partial run keeps them, as it keeps every other verdict.
+        if tally.complete and s.consensus_dependence_votes > 0:
+            workers.group.clear()
+        for g in pooled_groups(session, s):
+            tally.join(g)
+        for g in tally.groups:
+            workers.group.update(dict.fromkeys(g, min(g)))
     for wnid in synset_wnids(session, wnids, shard):
         data = load_synset(session, wnid, s, workers)
         if data is None:

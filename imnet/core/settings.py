@@ -145,6 +145,9 @@ class Settings:
     # Annotators who can vote at all: 0 = the workers seen so far who are not blocked or routed
     # away (a lab's own crowd); N = at least N (a larger crowd that has not shown up yet).
     consensus_crowd_size: int = 0
+    # robust: votes of the most recently voted synsets (whole synsets) read before each run to
+    # find copying workers across synsets (curation/consensus/pooled.py); 0 = per synset only.
+    consensus_dependence_votes: int = 500_000
     # Votes per item for the fixed-budget algorithms (majority, dawid-skene).
     consensus_fixed_votes: int = 5
     # Pseudo-samples shrinking each empirical confidence-table cell toward the fitted model.
