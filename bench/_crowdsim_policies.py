@@ -14,6 +14,7 @@ from _crowdsim import State, gold_blocked
 
 from curation.consensus.base import Votes
 from curation.consensus.decide import cost_rule
+from curation.consensus.dependence import dependent_groups
 from curation.consensus.robust import GoldAnswers, RobustConsensus, redundant_workers
 from curation.consensus.worker_aware import WorkerAwareConsensus
 from imnet.core.settings import Settings
@@ -35,21 +36,42 @@ class RobustPolicy:
         self.gold_block = gold_block
         self.blocked: np.ndarray | None = None
         self.model: RobustConsensus | None = None
-        self.groups: list[np.ndarray] = []
         self.crowd_needed: int | None = None
+        self.hist: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.offset = 0
+
+    def _pooled(self, st: State) -> list[np.ndarray]:
+        item, worker, label, t = st.arrays()
+        its = [h[0] for h in self.hist] + [item + self.offset]
+        ws = [h[1] for h in self.hist] + [worker]
+        ls = [h[2] for h in self.hist] + [label]
+        ts = [h[3] for h in self.hist] + [t]
+        n = self.offset + len(st.syn.truth)
+        return dependent_groups(
+            np.concatenate(its),
+            np.concatenate(ws),
+            np.concatenate(ls),
+            n,
+            st.crowd.n,
+            min_evidence=self.kw.get("dependence_evidence", 3.0),
+            measure=True,
+            order=np.concatenate(ts),
+        )
 
     def _fit(self, st: State) -> RobustConsensus:
         nw = st.crowd.n
         gw, gc, gt = st.gold()
+        # As the pipeline's consensus run: the crowd-wide pass over every vote so far
+        # (curation/consensus/pooled.py; a complete run reads no groups stored before).
+        groups = self._pooled(st)
         if self.blocked is None:
             self.blocked = np.zeros(nw, bool)
         if self.gold_block:
             self.blocked |= gold_blocked(st)
         elig = (~st.voted & ~self.blocked[None, :]).sum(axis=1)
         m = RobustConsensus(**self.kw).fit(
-            _votes(st), GoldAnswers(gw, gc, gt), eligible=elig, groups=self.groups
+            _votes(st), GoldAnswers(gw, gc, gt), eligible=elig, groups=groups
         )
-        self.groups = m.groups_  # carried to the next synset, as the worker table would
         stop = m.uninformative_ | redundant_workers(m)
         if (stop & ~self.blocked).any():
             self.blocked |= stop
@@ -64,6 +86,9 @@ class RobustPolicy:
 
     def final(self, st: State) -> np.ndarray:
         m = self._fit(st)
+        item, worker, label, t = st.arrays()
+        self.hist.append((item + self.offset, worker, label, t))
+        self.offset += len(st.syn.truth)
         if m.crowd_needed_ is not None:
             self.crowd_needed = max(self.crowd_needed or 0, m.crowd_needed_)
         return m.decisions_
