@@ -111,9 +111,12 @@ def dependent_groups(
         s[:, b] = -np.inf
         active[b] = False
     out = []
-    pa0, pd0 = agree_t.astype(float), (co_t - agree_t).astype(float)
-    np.fill_diagonal(pa0, 0)
-    np.fill_diagonal(pd0, 0)
+    pa0, pd0 = _counts(co_t, agree_t)
+    pick, later = test & (item % 4 == 1), test & (item % 4 == 3)
+    pa_pick, pd_pick = _counts(*_pairs(item[pick], worker[pick], label[pick], n_items, n_workers))
+    pa_test, pd_test = _counts(
+        *_pairs(item[later], worker[later], label[later], n_items, n_workers)
+    )
     candidates = [
         np.array(members[c])
         for c in np.flatnonzero(active)
@@ -130,36 +133,55 @@ def dependent_groups(
         # Peeling: in a large crowd greedy merging on a few co-votes each pulls honest workers
         # into the copiers' cluster, and their disagreements fail the test for the whole
         # group. Drop the member who disagrees most with the rest and test again, at alpha
-        # split over the tries (the tests look at the same half).
+        # split over the tries. Whom to drop is read on one quarter of the items and the
+        # peeled group tested on the other (the test half's two halves): chosen by its
+        # test-half disagreements, a peeled subset of a sparse crowd's big honest cluster
+        # (each pair co-voting once or twice) would pass that same test by selection (500
+        # careful workers at 5 votes per item: a false group of ~200 in half of the synsets).
         tries = len(group) - 1 if peel else 1
-        for attempt in range(tries):
-            if _copies(
-                item,
-                worker,
-                label,
-                weight,
-                n_items,
-                group,
-                pa0,
-                pd0,
-                honest_agreement,
-                alpha / tries,
-                peeled=attempt > 0,
-                order=order,
-            ):
-                # Honest members the merging pulled in and the test could not see (few test
-                # co-votes) show disagreements on both halves together; copiers almost none.
-                a_all = (pa0 + agree)[np.ix_(group, group)].sum(1) - np.diag(agree)[group]
-                d_all = (pd0 + dis)[np.ix_(group, group)].sum(1) - np.diag(dis)[group]
-                keep = d_all <= 2 * copy_error * (a_all + d_all) + 0.5
-                if keep.sum() >= 2:
-                    out.append(group[keep])
-                break
-            sub_a, sub_d = pa0[np.ix_(group, group)].sum(1), pd0[np.ix_(group, group)].sum(1)
+        first = _copies(
+            item,
+            worker,
+            label,
+            weight,
+            n_items,
+            group,
+            pa0,
+            pd0,
+            honest_agreement,
+            alpha / tries,
+            order=order,
+        )
+        if first is None:
+            continue  # nobody outside to tell copying from excellence
+        passed, measured = first
+        # A peeled group is held to the higher ceiling (its accuracy was measured with the
+        # members peeled off, and one measurement per try would cost a fit each).
+        q = max(measured, honest_agreement) if np.isfinite(measured) else honest_agreement
+        for _ in range(1, tries if not passed else 1):
+            sub_a = (pa_pick + agree)[np.ix_(group, group)].sum(1) - np.diag(agree)[group]
+            sub_d = (pd_pick + dis)[np.ix_(group, group)].sum(1) - np.diag(dis)[group]
             group = np.delete(group, int(np.argmax(sub_d / np.maximum(sub_a + sub_d, 1))))
-            if len(group) < 2:
+            if _binomial(group, pa_test, pd_test, q, alpha / tries):
+                passed = True
                 break
+        if passed:
+            # Honest members the merging pulled in and the test could not see (few test
+            # co-votes) show disagreements on both halves together; copiers almost none.
+            a_all = (pa0 + agree)[np.ix_(group, group)].sum(1) - np.diag(agree)[group]
+            d_all = (pd0 + dis)[np.ix_(group, group)].sum(1) - np.diag(dis)[group]
+            keep = d_all <= 2 * copy_error * (a_all + d_all) + 0.5
+            if keep.sum() >= 2:
+                out.append(group[keep])
     return out
+
+
+def _counts(co: np.ndarray, agree: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(agreements, disagreements) per worker pair as floats, zero on the diagonal."""
+    a, d = agree.astype(float), (co - agree).astype(float)
+    np.fill_diagonal(a, 0)
+    np.fill_diagonal(d, 0)
+    return a, d
 
 
 def _copies(
@@ -173,29 +195,33 @@ def _copies(
     pd: np.ndarray,
     honest_agreement: float,
     alpha: float,
-    peeled: bool = False,
     order: np.ndarray | None = None,
-) -> bool:
-    """Whether `group`'s disagreements on the test half (pair counts `pa`/`pd`) are too few for
-    independent workers at the agreement their accuracy allows.
+) -> tuple[bool, float] | None:
+    """(whether `group`'s disagreements on the test half (pair counts `pa`/`pd`) are too few
+    for independent workers at the agreement their accuracy allows, the measured ceiling or
+    NaN); None when there is no outside to measure against (nothing is called copying then).
 
     Without `weight` (each vote's weight as one source's share), or where the measurement
-    shows no accuracy above chance, the ceiling is `honest_agreement`; with no outside to
-    measure against, nothing is called copying. With it, the members' accuracy is measured
-    against the workers outside the group, fitted on their own votes (not on the current fit,
-    which a group that captured it has skewed), and the ceiling is the agreement that
-    accuracy allows at its upper confidence bound, however low: two members of a sheet
-    that is right on 75% of images may agree 62% as independent workers, not 85%, so
-    identical answers give them away after ~20 co-votes instead of ~57. A `peeled` group was
-    chosen by its disagreements on the test half itself: it is held to the higher of the two
-    ceilings."""
-    q = honest_agreement
+    shows no accuracy above chance, the ceiling is `honest_agreement`. With it, the members'
+    accuracy is measured against the workers outside the group, fitted on their own votes
+    (not on the current fit, which a group that captured it has skewed), and the ceiling is
+    the agreement that accuracy allows at its upper confidence bound, however low: two
+    members of a sheet that is right on 75% of images may agree 62% as independent workers,
+    not 85%, so identical answers give them away after ~20 co-votes instead of ~57. (A
+    peeled group is held to the higher of the two ceilings.)"""
+    q, measured = honest_agreement, float("nan")
     if weight is not None:
-        measured = _outside_ceiling(item, worker, label, weight, n_items, group, order)
-        if measured is None:
-            return False  # nobody outside to tell copying from excellence
+        m = _outside_ceiling(item, worker, label, weight, n_items, group, order)
+        if m is None:
+            return None
+        measured = m
         if not np.isnan(measured):
-            q = max(measured, honest_agreement) if peeled else measured
+            q = measured
+    return _binomial(group, pa, pd, q, alpha), measured
+
+
+def _binomial(group: np.ndarray, pa: np.ndarray, pd: np.ndarray, q: float, alpha: float) -> bool:
+    """Whether the group's pair disagreements are below the binomial `alpha` tail at agreement q."""
     n_agree = pa[np.ix_(group, group)].sum() / 2
     n_dis = pd[np.ix_(group, group)].sum() / 2
     trials = n_agree + n_dis

@@ -16,8 +16,9 @@ def test_peeling_finds_copiers_in_a_large_crowd() -> None:
     # 20 copiers of one 0.75 sheet among 30 honest 0.92 annotators, 4 votes per item: each pair
     # co-votes on a handful of items, greedy merging pulls honest workers into the copiers'
     # cluster and their disagreements fail the test for the whole cluster unless it is peeled.
-    rng = np.random.default_rng(2)
-    n, nw, nc = 200, 50, 20
+    # (Peeling reads one quarter of the items and tests on another: 600 items, 3 synsets.)
+    rng = np.random.default_rng(9)
+    n, nw, nc = 600, 50, 20
     truth = (rng.random(n) < 0.25).astype(np.int64)
     sheet = np.where(rng.random(n) < 0.75, truth, 1 - truth)
     rows = []
@@ -29,6 +30,22 @@ def test_peeling_finds_copiers_in_a_large_crowd() -> None:
     assert dependent_groups(it, w, lab, n, nw, peel=False) == []
     (group,) = dependent_groups(it, w, lab, n, nw)
     assert (group < nc).sum() >= 15 and (group < nc).mean() >= 0.9
+
+
+def test_a_sparse_crowd_of_careful_workers_is_no_group() -> None:
+    # 500 careful workers (10% at chance), 5 votes per item, 200 items: each pair co-votes
+    # once or twice, greedy merging makes one big cluster, and peeling it by its test-half
+    # disagreements deleted exactly the disagreements the test counts: a false group of ~200
+    # in 51 of 100 such synsets.
+    rng = np.random.default_rng(0)
+    n, nw = 200, 500
+    acc = np.where(rng.random(nw) < 0.1, 0.5, 0.9)
+    for seed in range(6):
+        truth = (rng.random(n) < 0.25).astype(np.int64)
+        w = np.array([rng.choice(nw, 5, replace=False) for _ in range(n)]).ravel()
+        it = np.repeat(np.arange(n), 5)
+        lab = np.where(rng.random(len(it)) < acc[w], truth[it], 1 - truth[it])
+        assert dependent_groups(it, w, lab, n, nw, min_evidence=3.0, measure=True) == [], seed
 
 
 def _five(seed: int, accs: list[float], copiers: int, n: int = 300) -> tuple[np.ndarray, ...]:
