@@ -47,6 +47,16 @@ def is_system_qual(qid: str) -> bool:
     return qid.startswith("00000000000000000") or qid.startswith("2F1QJWKUDD8XADTFD2Q0G6UTO95ALH")
 
 
+def excluding(reqs: list[dict] | None) -> set[str]:
+    """The qualification types a worker must not hold (`DoesNotExist` requirements)."""
+    return {
+        str(r.get("QualificationTypeId", ""))
+        for r in reqs or []
+        if r.get("Comparator") == "DoesNotExist"
+        and not is_system_qual(str(r.get("QualificationTypeId", "")))
+    }
+
+
 def derive_hit(
     status: str,
     max_assignments: int,

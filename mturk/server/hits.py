@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from mturk.fees import assignment_cost
 from mturk.server.common import (
     MTurkError,
+    excluding,
     is_system_qual,
     new_id,
     parse_money,
@@ -20,6 +21,7 @@ from mturk.server.common import (
 from mturk.server.models import (
     SandboxHit,
     SandboxHitType,
+    SandboxHitTypeExclusion,
     SandboxQualificationType,
     SandboxRequestToken,
 )
@@ -92,6 +94,10 @@ class HitWriteMixin:
                         auto_approval_delay=int(p.get("AutoApprovalDelayInSeconds", 2592000)),
                         qualification_requirements=quals,
                     )
+                )
+                s.add_all(
+                    SandboxHitTypeExclusion(hit_type_id=htid, qualification_type_id=qid)
+                    for qid in excluding(quals)
                 )
                 try:
                     s.commit()

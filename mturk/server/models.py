@@ -53,6 +53,19 @@ class SandboxHitType(ServerBase):
     created_at: Mapped[float] = mapped_column(Float, default=now)
 
 
+class SandboxHitTypeExclusion(ServerBase):
+    """One row per `DoesNotExist` requirement of a HIT type: the worker poll excludes the HIT
+    types whose excluding qualification the worker holds in SQL, so a crowd's re-asks (one HIT
+    type each, closed to their voters) cannot fill a page's scan with HITs the worker may not
+    take."""
+
+    __tablename__ = "sandbox_hit_type_exclusion"
+    hit_type_id: Mapped[str] = mapped_column(
+        ForeignKey("sandbox_hit_type.hit_type_id"), primary_key=True
+    )
+    qualification_type_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+
+
 class SandboxHit(ServerBase):
     __tablename__ = "sandbox_hit"
     hit_id: Mapped[str] = mapped_column(String(64), primary_key=True)

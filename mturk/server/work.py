@@ -15,6 +15,7 @@ from mturk.server.models import (
     SandboxAssignment,
     SandboxHit,
     SandboxHitType,
+    SandboxHitTypeExclusion,
     SandboxWorkerBlock,
     SandboxWorkerQualification,
 )
@@ -51,10 +52,14 @@ class WorkerOps:
         self.store = store
         self._fields: OrderedDict[str, frozenset[str]] = OrderedDict()
 
-    def _quals_ok(self, s: Session, worker_id: str, reqs: list[dict] | None) -> bool:
+    def _quals_ok(
+        self, s: Session, worker_id: str, reqs: list[dict] | None, absent_checked: bool = False
+    ) -> bool:
+        """Whether the worker meets every requirement; `absent_checked`: the `DoesNotExist`
+        ones were already checked in SQL (the poll's exclusion filter)."""
         for r in reqs or []:
             qid = str(r.get("QualificationTypeId", ""))
-            if is_system_qual(qid):
+            if is_system_qual(qid) or (absent_checked and r.get("Comparator") == "DoesNotExist"):
                 continue
             wq = s.get(SandboxWorkerQualification, (qid, worker_id))
             val = wq.integer_value if wq is not None and wq.status == "Granted" else None
@@ -83,6 +88,13 @@ class WorkerOps:
         now = time.time()
         H, A, T = SandboxHit, SandboxAssignment, SandboxHitType
         mine = exists().where(A.hit_id == H.hit_id, A.worker_id == worker_id)
+        X, Q = SandboxHitTypeExclusion, SandboxWorkerQualification
+        shut_out = exists().where(
+            X.hit_type_id == H.hit_type_id,
+            Q.qualification_type_id == X.qualification_type_id,
+            Q.worker_id == worker_id,
+            Q.status == "Granted",
+        )
         q = (
             select(
                 H.hit_id,
@@ -100,6 +112,7 @@ class WorkerOps:
                 H.expiration > now,
                 or_(H.full_until.is_(None), H.full_until <= now),
                 ~mine,
+                ~shut_out,
             )
             .order_by(H.expiration, H.hit_id)
         )
@@ -121,9 +134,19 @@ class WorkerOps:
                 rows = s.execute(qq.limit(min(batch, budget))).all()
                 budget -= len(rows)
                 for row in rows:
-                    key = repr(row.qualification_requirements)
+                    # Re-asks have a HIT type each, alike but for their DoesNotExist lists,
+                    # which the query has already checked: one check per remaining set.
+                    key = repr(
+                        [
+                            r
+                            for r in row.qualification_requirements or []
+                            if r.get("Comparator") != "DoesNotExist"
+                        ]
+                    )
                     if key not in quals:
-                        quals[key] = self._quals_ok(s, worker_id, row.qualification_requirements)
+                        quals[key] = self._quals_ok(
+                            s, worker_id, row.qualification_requirements, absent_checked=True
+                        )
                     if not quals[key]:
                         continue
                     if skipped < offset:

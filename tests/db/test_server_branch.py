@@ -150,3 +150,39 @@ def _question() -> str:
     from mturk.layout import html_question
 
     return html_question("<!DOCTYPE html><html><body><form><input name='a'></form></body></html>")
+
+
+def test_s0002_backfills_the_exclusions_of_existing_hit_types(db_url: str) -> None:
+    """HIT types made before s0002 get one exclusion row per DoesNotExist requirement."""
+    import json
+
+    from mturk.server.migrations import upgrade_server
+
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    upgrade_server(engine, "s0001")
+    reqs = [
+        {"QualificationTypeId": "VOTERQUAL1", "Comparator": "DoesNotExist"},
+        {"QualificationTypeId": "VOTERQUAL2", "Comparator": "DoesNotExist"},
+        {"QualificationTypeId": "GOLDQUAL", "Comparator": "GreaterThan", "IntegerValues": [70]},
+        {"QualificationTypeId": "000000000000000000L0", "Comparator": "DoesNotExist"},
+    ]
+    with engine.begin() as c:
+        for htid, r in (("REASK", reqs), ("PLAIN", None)):
+            c.execute(
+                text(
+                    "INSERT INTO sandbox_hit_type (hit_type_id, title, description, reward, "
+                    "assignment_duration, auto_approval_delay, qualification_requirements, "
+                    "created_at) VALUES (:h, 't', 'd', '0.05', 600, 600, :q, 1)"
+                ),
+                {"h": htid, "q": None if r is None else json.dumps(r)},
+            )
+    upgrade_server(engine)
+    with engine.connect() as c:
+        rows = c.execute(
+            text("SELECT hit_type_id, qualification_type_id FROM sandbox_hit_type_exclusion")
+        ).all()
+    assert sorted(map(tuple, rows)) == [("REASK", "VOTERQUAL1"), ("REASK", "VOTERQUAL2")]
+    assert _versions(engine, "alembic_version_server") == server_migrations.HEADS
+    assert _diff(engine, ServerBase.metadata, SERVER_TABLES) == []
+    engine.dispose()

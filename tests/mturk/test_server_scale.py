@@ -292,6 +292,39 @@ def test_poll_reads_past_hits_the_worker_does_not_qualify_for(any_app: App) -> N
     assert [r["hit_id"] for r in ops.available("PRO", limit=30)] == hidden + shown[:5]
 
 
+def test_poll_finds_work_behind_hundreds_of_reasks_closed_to_the_worker(any_app: App) -> None:
+    """A crowd's re-asks each have a HIT type closed to their voters (DoesNotExist). 300 of
+    them closed to VOTER expire first; the one HIT open to VOTER comes after: the poll's scan
+    (page plus 200 rows) would end before it unless the exclusion is filtered in SQL."""
+    from mturk.server.models import SandboxHitTypeExclusion
+    from mturk.server.store import Store
+    from mturk.server.work import WorkerOps
+
+    store = Store(any_app.engine, any_app.settings.mturk_access_key)
+
+    def qual(name: str) -> str:
+        p = {"Name": name, "Description": "d", "QualificationTypeStatus": "Active"}
+        return store.create_qualification_type(p)["QualificationType"]["QualificationTypeId"]
+
+    voter, other = qual("imnet-voter-1"), qual("imnet-voter-2")
+    store.associate_qualification({"QualificationTypeId": voter, "WorkerId": "VOTER"})
+    base = {"Description": "d", "Reward": "0.05", "AssignmentDurationInSeconds": 60}
+
+    def reask(closed_to: list[str], lifetime: int, title: str) -> str:
+        reqs = [{"QualificationTypeId": q, "Comparator": "DoesNotExist"} for q in closed_to]
+        p = {**base, "Title": title, "QualificationRequirements": reqs}
+        p |= {"LifetimeInSeconds": lifetime, "Question": _question()}
+        return store.create_hit(p, "CreateHIT")["HIT"]["HITId"]
+
+    closed = [reask([voter, other], 100 + i, f"re-ask {i}") for i in range(300)]
+    open_one = reask([other], 5000, "re-ask open to VOTER")
+    ops = WorkerOps(store)
+    assert [r["hit_id"] for r in ops.available("VOTER", limit=20)] == [open_one]
+    assert [r["hit_id"] for r in ops.available("NEWCOMER", limit=3)] == closed[:3]
+    with store.Session() as s:  # one row per excluding qualification of each HIT type
+        assert len(s.scalars(select(SandboxHitTypeExclusion)).all()) == 2 * 300 + 1
+
+
 def test_migration_derives_columns_of_existing_hits(db_url: str) -> None:
     """HITs made before 0003 get their derived columns from their assignments."""
     from sqlalchemy import text
