@@ -13,6 +13,9 @@ Each measurement runs in a fresh subprocess (`--child`), which reports its own w
 * `load`: the per-synset loader alone (`iter_synset_votes`), the peer of
 * `load-old`: the whole-dataset loader before issue 15 (`old_load_votes`, kept verbatim in
   tests/curation/consensus/wholeload.py; every vote a Python tuple), measured at the sizes up to `--old-max` as the baseline.
+* `pass` (robust): the crowd-wide dependence pass alone (curation/consensus/pooled.py, part of
+  `run`): the newest synsets' votes up to consensus_dependence_votes (500k), so it stops growing
+  past that size; its "votes" column is that cap.
 
 Growth exponents between consecutive sizes: log(t2/t1) / log(n2/n1) (goal CPU <= 1.1), and peak
 RSS at the largest size over the smallest (goal <= 1.5).
@@ -202,6 +205,13 @@ def child(mode: str, url: str, algorithm: str, processes: int) -> None:
             out = {"votes": rep["totals"]["votes"], "accept": rep["totals"]["accept"]}
         elif mode == "load":
             out = {"votes": sum(len(d.votes) for d in iter_synset_votes(s, None, settings))}
+        elif mode == "pass":
+            # The robust run's crowd-wide dependence pass alone (curation/consensus/pooled.py):
+            # "run" includes it; the peer is "load", reading every synset's votes once.
+            from curation.consensus.pooled import pooled_groups
+
+            groups = pooled_groups(s, settings)
+            out = {"votes": settings.consensus_dependence_votes, "accept": len(groups)}
         else:
             # The pre-issue-15 loader, kept verbatim as the tests' reference.
             sys.path.insert(0, str(ROOT / "tests" / "curation" / "consensus"))
@@ -294,6 +304,7 @@ def main() -> int:
                     flush=True,
                 )
                 modes = ["run", "load"] + (["load-old"] if n <= args.old_max else [])
+                modes += ["pass"] if args.algorithm == "robust" else []
                 for mode in modes:
                     r = measure(mode, url, args.algorithm, args.processes if mode == "run" else 1)
                     r.update(backend=backend, size=got["votes"], mode=mode, items=got["items"])
