@@ -212,19 +212,27 @@ class WorkerTable:
         return n if n > 0 else None
 
 
-def _synset_votes(session: Session, wnid: str, cids: np.ndarray) -> Votes:
-    """The counted votes on `cids` (one synset) in time order, streamed into numpy arrays: a
-    worker's second vote on the same image is no independent evidence, only the first counts."""
+def vote_parts(
+    session: Session, wnid: str, codes: dict[str, int]
+) -> Iterator[tuple[np.ndarray, ...]]:
+    """One synset's counted votes in time order, streamed: (candidate id, worker code, label,
+    time on Votes.order's clock) arrays per fetched batch; `codes` maps worker ids to codes
+    and grows as new workers appear."""
     vq = _statements()["votes"]
-    codes: dict[str, int] = {}
-    parts: list[tuple[np.ndarray, ...]] = []
     for rows in session.connection().execute(vq, {"wnid": wnid}).partitions():
         n = len(rows)
         cid = np.fromiter((r[0] for r in rows), np.int64, n)
         wk = np.fromiter((codes.setdefault(r[1], len(codes)) for r in rows), np.int64, n)
         lab = np.fromiter((bool(r[2]) for r in rows), np.int64, n)
         ts = np.fromiter((round((r[3] or 0.0) * TICKS) for r in rows), np.int64, n)
-        parts.append((cid, wk, lab, ts))
+        yield cid, wk, lab, ts
+
+
+def _synset_votes(session: Session, wnid: str, cids: np.ndarray) -> Votes:
+    """The counted votes on `cids` (one synset) in time order, streamed into numpy arrays: a
+    worker's second vote on the same image is no independent evidence, only the first counts."""
+    codes: dict[str, int] = {}
+    parts = list(vote_parts(session, wnid, codes))
     if parts:
         cid, wk, lab, ts = (np.concatenate(a) for a in zip(*parts, strict=True))
     else:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sqlalchemy import func, select
 
-from curation.consensus.loading import DISCARDED_ASSIGNMENTS, TICKS, _statements
+from curation.consensus.loading import DISCARDED_ASSIGNMENTS, vote_parts
 from db.models import Assignment, Vote
 
 # The pass's pair tables are dense in workers: beyond this many, only the most active are kept
@@ -58,17 +58,8 @@ def crowd_votes(
     """(item, worker, label, order, worker keys) over `wnids`: items are dense codes of
     candidate ids, workers of worker ids (keys sorted), order on loading.py's clock; a worker's
     second vote on an image is dropped, as everywhere in consensus."""
-    vq = _statements()["votes"]
     codes: dict[str, int] = {}
-    parts: list[tuple[np.ndarray, ...]] = []
-    for wnid in wnids:
-        for rows in session.connection().execute(vq, {"wnid": wnid}).partitions():
-            n = len(rows)
-            cid = np.fromiter((r[0] for r in rows), np.int64, n)
-            wk = np.fromiter((codes.setdefault(r[1], len(codes)) for r in rows), np.int64, n)
-            lab = np.fromiter((bool(r[2]) for r in rows), np.int64, n)
-            ts = np.fromiter((round((r[3] or 0.0) * TICKS) for r in rows), np.int64, n)
-            parts.append((cid, wk, lab, ts))
+    parts = [part for wnid in wnids for part in vote_parts(session, wnid, codes)]
     if not parts:
         z = np.zeros(0, np.int64)
         return z, z, z, z, []
