@@ -234,6 +234,7 @@ def run_consensus(
     settings: Settings | None = None,
     shard: tuple[int, int] | None = None,
     asked: AskedVotes | None = None,
+    pooled: list[set[str]] | None = None,
 ) -> dict[str, Any]:
     """Update `label` rows from the votes; hand overrides are never touched. Commits per synset.
 
@@ -274,7 +275,8 @@ def run_consensus(
         # partial run keeps them, as it keeps every other verdict.
         if tally.complete and s.consensus_dependence_votes > 0:
             workers.group.clear()
-        for g in pooled_groups(session, s):
+        # `pooled`: the pass's groups, found once by the caller of several shards.
+        for g in pooled if pooled is not None else pooled_groups(session, s):
             tally.join(g)
         for g in tally.groups:
             workers.group.update(dict.fromkeys(g, min(g)))

@@ -38,6 +38,7 @@ def _run_one(
     wnids: list[str] | None,
     shard: tuple[int, int],
     asked: AskedVotes | None,
+    pooled: list[set[str]] | None = None,
 ) -> dict[str, Any]:
     from curation.consensus.decide import run_consensus
     from imnet.core.app import App
@@ -45,7 +46,24 @@ def _run_one(
     app = App(settings)
     try:
         with app.Session() as session:
-            return run_consensus(session, algorithm, wnids, settings, shard=shard, asked=asked)
+            return run_consensus(
+                session, algorithm, wnids, settings, shard=shard, asked=asked, pooled=pooled
+            )
+    finally:
+        app.close()
+
+
+def _pooled(settings: Settings, algorithm: str) -> list[set[str]] | None:
+    """The crowd-wide dependence pass, once for all shards (each would find the same groups)."""
+    if algorithm != "robust":
+        return None
+    from curation.consensus.pooled import pooled_groups
+    from imnet.core.app import App
+
+    app = App(settings)
+    try:
+        with app.Session() as session:
+            return pooled_groups(session, settings)
     finally:
         app.close()
 
@@ -81,6 +99,9 @@ def run_parallel(
         return merge_reports(algorithm, [_run_one(settings, algorithm, wnids, parts[0], asked)])
     # spawn, not fork: a forked child would share the parent's open database connections.
     ctx = multiprocessing.get_context("spawn")
+    pooled = _pooled(settings, algorithm)
     with ProcessPoolExecutor(max_workers=processes, mp_context=ctx) as pool:
-        futures = [pool.submit(_run_one, settings, algorithm, wnids, p, asked) for p in parts]
+        futures = [
+            pool.submit(_run_one, settings, algorithm, wnids, p, asked, pooled) for p in parts
+        ]
         return merge_reports(algorithm, [f.result() for f in futures])

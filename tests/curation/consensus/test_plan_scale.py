@@ -133,7 +133,8 @@ def test_streamed_loader_equals_the_whole_dataset_loader(app) -> None:  # type: 
 @pytest.mark.slow
 def test_any_split_of_synsets_writes_the_same_labels(app) -> None:  # type: ignore[no-untyped-def]
     _fill(app)
-    for algorithm in ("worker-aware", "dynamic"):
+    # robust: its crowd-wide dependence pass runs once in run_parallel's parent.
+    for algorithm in ("worker-aware", "dynamic", "robust"):
         with app.Session() as s:
             one = run_consensus(s, algorithm, settings=app.settings)
             needs = needs_votes(s, settings=app.settings)
