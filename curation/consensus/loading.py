@@ -216,8 +216,7 @@ def vote_parts(
     session: Session, wnid: str, codes: dict[str, int]
 ) -> Iterator[tuple[np.ndarray, ...]]:
     """One synset's counted votes in time order, streamed: (candidate id, worker code, label,
-    time on Votes.order's clock) arrays per fetched batch; `codes` maps worker ids to codes
-    and grows as new workers appear."""
+    time on Votes.order's clock) arrays per batch; `codes` (worker id -> code) grows."""
     vq = _statements()["votes"]
     for rows in session.connection().execute(vq, {"wnid": wnid}).partitions():
         n = len(rows)
