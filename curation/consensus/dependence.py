@@ -112,11 +112,12 @@ def dependent_groups(
         active[b] = False
     out = []
     pa0, pd0 = _counts(co_t, agree_t)
-    pick, later = test & (item % 4 == 1), test & (item % 4 == 3)
-    pa_pick, pd_pick = _counts(*_pairs(item[pick], worker[pick], label[pick], n_items, n_workers))
-    pa_test, pd_test = _counts(
-        *_pairs(item[later], worker[later], label[later], n_items, n_workers)
-    )
+
+    def quarter(r: int) -> tuple[np.ndarray, np.ndarray]:
+        q = test & (item % 4 == r)
+        return _counts(*_pairs(item[q], worker[q], label[q], n_items, n_workers))
+
+    quarters: list[tuple[np.ndarray, np.ndarray]] = []  # read only when a cluster is peeled
     candidates = [
         np.array(members[c])
         for c in np.flatnonzero(active)
@@ -159,6 +160,9 @@ def dependent_groups(
         # members peeled off, and one measurement per try would cost a fit each).
         q = max(measured, honest_agreement) if np.isfinite(measured) else honest_agreement
         for _ in range(1, tries if not passed else 1):
+            if not quarters:
+                quarters += [quarter(1), quarter(3)]
+            (pa_pick, pd_pick), (pa_test, pd_test) = quarters
             sub_a = (pa_pick + agree)[np.ix_(group, group)].sum(1) - np.diag(agree)[group]
             sub_d = (pd_pick + dis)[np.ix_(group, group)].sum(1) - np.diag(dis)[group]
             group = np.delete(group, int(np.argmax(sub_d / np.maximum(sub_a + sub_d, 1))))

@@ -65,11 +65,11 @@ def crowd_votes(
         return z, z, z, z, []
     cid, wk, lab, ts = (np.concatenate(a) for a in zip(*parts, strict=True))
     del parts
-    ids, item = np.unique(cid, return_inverse=True)
+    _, item = np.unique(cid, return_inverse=True)
     _, first = np.unique(item * len(codes) + wk, return_index=True)
     keep = np.sort(first)
     item, wk, lab, ts = item[keep], wk[keep], lab[keep], ts[keep]
-    names = sorted(codes, key=codes.__getitem__)
+    names = list(codes)  # in code order
     by_name = sorted(range(len(names)), key=names.__getitem__)
     recode = np.empty(len(names), np.int64)
     recode[by_name] = np.arange(len(names))
