@@ -106,19 +106,27 @@ def upgrade(
         from alembic.runtime.migration import MigrationContext
         from alembic.script import ScriptDirectory
 
+        from db.tx import write_lock
+
         cfg = alembic_config(url, chain)
         eng = engine or make_engine(url)
         try:
-            with eng.connect() as conn:
-                ctx = MigrationContext.configure(conn, opts={"version_table": chain.version_table})
-                current = set(ctx.get_current_heads())
-            heads = set(ScriptDirectory.from_config(cfg).get_heads())
-            if revision != "head" or current != heads:
-                with eng.begin() as conn:
-                    cfg.attributes["connection"] = conn
-                    command.upgrade(cfg, revision)
+            # Processes started together on a new database (docker-compose, a cluster's
+            # workers) would all see no version and all run CREATE TABLE: one migrates, the
+            # others wait and then find it done.
+            with write_lock(eng, f"migrate-{chain.version_table}"):
+                with eng.connect() as conn:
+                    opts = {"version_table": chain.version_table}
+                    current = set(MigrationContext.configure(conn, opts=opts).get_current_heads())
+                heads = set(ScriptDirectory.from_config(cfg).get_heads())
+                if revision != "head" or current != heads:
+                    with eng.begin() as conn:
+                        cfg.attributes["connection"] = conn
+                        command.upgrade(cfg, revision)
         except OperationalError as e:
             raise DatabaseError(f"cannot open database {_safe(url)}: {_one_line(e)}") from None
+        except OSError as e:  # the SQLite lock file beside the database
+            raise DatabaseError(f"cannot lock database {_safe(url)}: {e.strerror or e}") from None
         finally:
             if engine is None:
                 eng.dispose()
