@@ -112,6 +112,7 @@ class Result:
     reason: str | None = None
     error: str | None = None  # an error that left the image unchecked
     store_error: bool = False
+    store_down: bool = False  # the store did not answer at all: no other blob will do better
 
 
 def analyse(
@@ -162,10 +163,14 @@ def _init_worker(settings: Settings) -> None:
 
 
 def _fetch(store: FileStore | S3Store, sha256: str) -> tuple[bytes | None, Result | None]:
-    from imnet.core.blobstore import BlobError
+    from imnet.core.blobstore import BlobError, BlobStoreUnreachable
 
     try:
         return store.get(sha256), None
+    except BlobStoreUnreachable as e:
+        return None, Result(
+            sha256, error=f"blob store: {e}"[:500], store_error=True, store_down=True
+        )
     except BlobError as e:
         msg = str(e)
         if "missing" in msg or "NoSuchKey" in msg or "corrupt" in msg or "Not Found" in msg:
@@ -206,6 +211,8 @@ def _apply(
         if res.error:
             report["errors"].append(f"{res.sha256}: {res.error}")
             streak = streak + 1 if res.store_error else 0
+            if res.store_down:
+                raise RuntimeError(f"blob store unreachable, stopped; {res.error}")
             if streak >= MAX_STORE_ERRORS:
                 raise RuntimeError(
                     f"blob store failing, stopped after {MAX_STORE_ERRORS} errors in a row; "
@@ -309,6 +316,7 @@ def run_scan(
                 conn.execute(select(func.count()).select_from(Image).where(where)).scalar() or 0
             )
     bar = tqdm(total=total, desc="curate scan", unit="img", disable=True if total < 100 else None)
+    app.blobs  # noqa: B018 - an S3 endpoint that does not answer stops here, before any worker
     with Mapper(app.settings, _init_worker, total) as mapper:
         for where, wp, wf in passes:
             leases.free_dead_local(where)

@@ -93,6 +93,7 @@ def _encode(
                 s.execute(record, rows)  # one executemany per batch
             rows.clear()
 
+    app.blobs  # noqa: B018 - an S3 endpoint that does not answer stops here, before any worker
     # Below a few dozen images, starting processes costs more than it saves.
     pool = spawn_pool(app.settings, workers) if workers > 1 and total >= INLINE_BELOW else None
     bar = tqdm(total=total, desc="export encode", unit="img", disable=True if total < 100 else None)

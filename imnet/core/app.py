@@ -36,7 +36,9 @@ class App:
 
     @cached_property
     def blobs(self) -> FileStore | S3Store:
-        return open_store(self.settings.resolved_blob_url(), self.settings)
+        store = open_store(self.settings.resolved_blob_url(), self.settings)
+        store.check()  # an S3 endpoint that does not answer stops the command at once
+        return store
 
     def close(self) -> None:
         if "engine" in self.__dict__:

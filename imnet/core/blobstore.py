@@ -53,6 +53,7 @@ class BlobStore(Protocol):
     def exists(self, sha256: str) -> bool: ...
     def iter(self) -> Iterator[str]: ...
     def delete(self, sha256: str) -> None: ...
+    def check(self) -> None: ...
 
 
 class FileStore:
@@ -110,6 +111,9 @@ class FileStore:
                 self._unsynced.append(dest)
         return digest
 
+    def check(self) -> None:
+        """Nothing to reach: a missing or unwritable directory is reported by the first put."""
+
     def sync(self) -> None:
         """Make every `put(..., sync=False)` so far durable (files and their directory entries)."""
         with self._lock:
@@ -162,6 +166,7 @@ class S3Store:
         import boto3
         from botocore.config import Config
 
+        self._keys = (settings.s3_access_key or None, settings.s3_secret_key or None)
         self.client = boto3.client(
             "s3",
             endpoint_url=settings.s3_endpoint_url or None,
@@ -171,6 +176,10 @@ class S3Store:
             config=Config(
                 s3={"addressing_style": "path"},
                 retries={"max_attempts": 3, "mode": "standard"},
+                # botocore waits 60 s for a reply, four times: a hung endpoint held each
+                # request four minutes. Blobs are images; 30 s is ample for one.
+                connect_timeout=10,
+                read_timeout=30,
                 max_pool_connections=64,
                 # get() checks every blob's SHA-256 itself; botocore's own CRC of each body on
                 # top of that is CPU spent twice.
@@ -260,6 +269,34 @@ class S3Store:
 
     def sync(self) -> None:
         """Nothing to do: every put is durable when it returns."""
+
+    def check(self) -> None:
+        """Fail fast when the endpoint does not answer at all (refused, hung, unresolvable):
+        one HEAD of the bucket, one try, short timeouts. An HTTP error answer (no bucket yet,
+        no ListBucket right) means it is reachable: the requests that need more say so."""
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        quick = boto3.client(
+            "s3",
+            endpoint_url=self.client.meta.endpoint_url,
+            region_name=self.client.meta.region_name,
+            aws_access_key_id=self._keys[0],
+            aws_secret_access_key=self._keys[1],
+            config=Config(
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 1, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=10,
+            ),
+        )
+        try:
+            quick.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            pass
+        except BotoCoreError as e:
+            raise BlobStoreUnreachable(f"blob store {self.url} unusable: {e}") from None
 
     def ensure_bucket(self) -> None:
         from botocore.exceptions import ClientError
