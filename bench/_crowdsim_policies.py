@@ -54,6 +54,7 @@ class RobustPolicy:
             n,
             st.crowd.n,
             min_evidence=self.kw.get("dependence_evidence", 3.0),
+            alpha=self.kw.get("dependence_alpha", 1e-4),
             measure=True,
             order=np.concatenate(ts),
         )

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
     from imnet.core.app import App
     from imnet.core.blobstore import FileStore, S3Store
     from imnet.core.settings import Settings
@@ -91,7 +93,7 @@ STAGES: tuple[tuple[str, Stage], ...] = (
 )
 
 
-def probe(im) -> tuple[Probe, Any]:  # type: ignore[no-untyped-def]
+def probe(im: PILImage) -> tuple[Probe, Any]:
     """Decode once: original size, a <= 64 px RGB thumbnail, and the reduced image for hashing."""
     from PIL import Image
 

@@ -136,6 +136,7 @@ class MIHIndex:
             if starts is not None:
                 qkeys = qkeys.astype(np.int64)
             for mask in masks:
+                probe: np.ndarray
                 if starts is not None:
                     probe = qkeys ^ mask
                     lo = starts[probe]

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
 # The hash: decode, honour EXIF orientation, grey, BOX-resize to 32x32, 2-D DCT-II, keep the 8x8
 # lowest frequencies (u = vertical, v = horizontal), bit (u, v) = coefficient > 0, packed MSB first
@@ -26,7 +31,7 @@ _DCT = _dct_matrix(SIZE)[:LOW]  # only the rows we keep: (8, 32)
 _WEIGHTS = np.array([1 << (63 - k) for k in range(64)], dtype=np.uint64)
 
 
-def _mask(pred) -> int:  # type: ignore[no-untyped-def]
+def _mask(pred: Callable[[int, int], bool]) -> int:
     return sum(1 << (63 - (8 * u + v)) for u in range(LOW) for v in range(LOW) if pred(u, v))
 
 
@@ -46,7 +51,7 @@ def hash_gray(gray: np.ndarray) -> int:
     return int(np.bitwise_or.reduce(np.where(bits, _WEIGHTS, np.uint64(0))))
 
 
-def reduced_rgb(im):  # type: ignore[no-untyped-def]
+def reduced_rgb(im: Image) -> Image:
     """Upright RGB image, JPEGs decoded at a reduced DCT scale (>= 64 px a side): the one decode
     path both the hash and the quality filters use, so a stored hash never depends on the caller."""
     from PIL import ImageOps
@@ -57,14 +62,14 @@ def reduced_rgb(im):  # type: ignore[no-untyped-def]
     return im if im.mode == "RGB" else im.convert("RGB")
 
 
-def gray_thumbnail(rgb) -> np.ndarray:  # type: ignore[no-untyped-def]
+def gray_thumbnail(rgb: Image) -> np.ndarray:
     """The 32x32 grey array the hash is computed from."""
     from PIL import Image
 
     return np.asarray(rgb.convert("L").resize((SIZE, SIZE), Image.Resampling.BOX), dtype=np.float64)
 
 
-def phash_image(im) -> int:  # type: ignore[no-untyped-def]
+def phash_image(im: Image) -> int:
     """Perceptual hash of an opened PIL image (the image object is not modified)."""
     return hash_gray(gray_thumbnail(reduced_rgb(im)))
 

@@ -131,7 +131,7 @@ def crawl(
 def _run_processes(settings: Settings, n: int, limit: int | None, bar: _Bar) -> Counter[str]:
     # fork starts workers at once with everything imported (spawn re-imports for ~1 s of CPU
     # each); the parent holds no open database connection and no extra thread when it forks.
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    ctx: Any = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     if ctx.get_start_method() == "fork":
         # Imported once here, inherited by every child (aiohttp builds its SSL contexts on import).
         import harvest.fetch  # noqa: F401

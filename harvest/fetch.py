@@ -165,6 +165,7 @@ class Fetcher:
         loop = asyncio.get_running_loop()
         args = (data, self.s.crawl_max_pixels, self.s.crawl_min_side)
         if self.store_with_decode:
+            assert self.store is not None  # store_with_decode says so
             res = await loop.run_in_executor(
                 self.decode_executor, _check_and_store, self.store, *args
             )

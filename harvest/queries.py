@@ -176,7 +176,7 @@ def expand_queries(
     parent_lemmas = _parent_lemmas(app, syns)
     rows = []
     for syn in syns:
-        for lang, text in queries_for(syn, parent_lemmas.get(syn["wnid"], []), langs, table):
+        for lang, text in queries_for(syn, parent_lemmas.get(str(syn["wnid"]), []), langs, table):
             for src in sources:
                 rows.append(
                     {

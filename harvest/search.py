@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, update
 
 from harvest.retry import RetryPolicy, clip
 from imnet.core.app import App
@@ -57,7 +57,7 @@ async def _run_search(
     s = app.settings
     owner = queue.make_owner("search:")
     t = Query.__table__
-    where = None
+    where: ColumnElement[bool] | None = None
     if sources:
         where = t.c.source.in_(sources)
     if wnids:

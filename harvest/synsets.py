@@ -131,7 +131,8 @@ def ensure_synsets(app: App, wnids: list[str]) -> list[str]:
     wanted = sorted(set(wnids))
     with app.Session() as s:
         have = {w for (w,) in s.query(Synset.wnid).filter(Synset.wnid.in_(wanted))}
-    bad, good = [], []
+    bad: list[str] = []
+    good: list[str] = []
     for w in wanted:
         if w in have:
             continue

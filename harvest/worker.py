@@ -273,7 +273,7 @@ class CrawlWorker:
             store = functools.partial(blobs.put, sync=False)
             inline = blobs.local and decoder is None
             async with Fetcher(s, decoder, store, io, store_inline=inline) as f:
-                work = asyncio.ensure_future(
+                work: asyncio.Future[Any] = asyncio.ensure_future(
                     asyncio.gather(feeder(), *(fetcher_task(f) for _ in range(n_tasks)))
                 )
                 # The flusher only ends early by failing (e.g. the database went away): then stop

@@ -49,21 +49,21 @@ def encode(data: bytes, resize: int = 0, quality: int = 90) -> tuple[bytes, int,
                     im.draft("RGB", need)
             # An ICC profile describes RGB pixels only if the original was RGB.
             icc = im.info.get("icc_profile") if im.mode in ("RGB", "RGBA") else None
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            pic: Image.Image = ImageOps.exif_transpose(im)
+            if pic.mode in ("RGBA", "LA", "PA") or (pic.mode == "P" and "transparency" in pic.info):
                 # Transparent pixels over white, as a browser shows them, not their hidden colour.
-                rgba = im.convert("RGBA")
+                rgba = pic.convert("RGBA")
                 canvas = Image.new("RGB", rgba.size, (255, 255, 255))
                 canvas.paste(rgba, mask=rgba.getchannel("A"))
-                im = canvas
-            elif im.mode != "RGB":
-                im = im.convert("RGB")
+                pic = canvas
+            elif pic.mode != "RGB":
+                pic = pic.convert("RGB")
             if resize:
-                size = target_size(im.width, im.height, resize)
-                if size != im.size:
-                    im = im.resize(size, Image.Resampling.BICUBIC)
+                size = target_size(pic.width, pic.height, resize)
+                if size != pic.size:
+                    pic = pic.resize(size, Image.Resampling.BICUBIC)
             out = io.BytesIO()
-            im.save(
+            pic.save(
                 out,
                 "JPEG",
                 quality=quality,
@@ -72,7 +72,7 @@ def encode(data: bytes, resize: int = 0, quality: int = 90) -> tuple[bytes, int,
                 subsampling="4:2:0",
                 icc_profile=icc,
             )
-            return out.getvalue(), im.width, im.height
+            return out.getvalue(), pic.width, pic.height
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise EncodeError(f"unreadable: {type(e).__name__}: {e}"[:300]) from None
 

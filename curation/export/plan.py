@@ -8,7 +8,7 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from imnet.core.app import App
@@ -62,7 +62,7 @@ def _gather(
         wnids = [w for w, _ in class_set(s, set_name)]
         rows = s.execute(
             select(
-                Candidate.image_sha256,
+                Image.sha256,  # = Candidate.image_sha256 by the join; never null
                 Label.wnid,
                 Label.decided_by,
                 Label.overridden,
@@ -132,7 +132,10 @@ def compute_plan(
             else:
                 w, url, _, cid = images[sha]
                 images[sha] = (w, url, ph, cid)
-    items = [Item(sha, w, phash_from_db(ph)) for sha, (w, _, ph, _) in sorted(images.items())]
+    # Every image left has its phash now (the unhashed ones were hashed or dropped above).
+    items = [
+        Item(sha, w, phash_from_db(cast(int, ph))) for sha, (w, _, ph, _) in sorted(images.items())
+    ]
     split = assign_splits(items, split_params)
     del items
     dropped.update(r.split(":", 1)[0] for r in split.dropped.values())
@@ -213,4 +216,4 @@ def store_plan(
                     ],
                 )
             reset_staging()
-    return Plan(int(export_id), "encoding", params, False)
+    return Plan(int(cast(int, export_id)), "encoding", params, False)

@@ -7,11 +7,13 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from curation.export.outdir import ExportError, _check_out_dir, _reset, _swap_in
 
 if TYPE_CHECKING:
+    from sqlalchemy import CursorResult
+
     from imnet.core.app import App
 
 __all__ = ["ExportError", "parse_shard", "run_export"]
@@ -146,7 +148,7 @@ def _claim_finish(app: App, export_id: int, takeover: bool) -> bool:
             .where(Export.id == export_id, Export.status.in_(allowed))
             .values(status="finalizing")
         )
-        return bool(res.rowcount)
+        return bool(cast("CursorResult[Any]", res).rowcount)
 
 
 def _pending(app: App, export_id: int) -> int:

@@ -59,12 +59,12 @@ def _inputs_fingerprint(ctx: Ctx) -> str:
             .order_by(ClassChoice.class_index)
         ):
             h.update(f"c {row[0]} {row[1]}\n".encode())
-        for row in s.execute(
+        for lrow in s.execute(
             select(Label.candidate_id, Label.wnid)
             .where(Label.decision == "accept")
             .order_by(Label.candidate_id)
         ):
-            h.update(f"l {row[0]} {row[1]}\n".encode())
+            h.update(f"l {lrow[0]} {lrow[1]}\n".encode())
     st = ctx.settings
     h.update(
         f"p {st.export_resize} {st.export_quality} {ctx.seed} {st.val_per_class} "
@@ -110,7 +110,7 @@ def stage_export(ctx: Ctx) -> dict[str, Any]:
     for fmt in ("ilsvrc", "webdataset"):
         path = ctx.workdir / "exports" / fmt
         prev = (done or {}).get(fmt)
-        if prev and done.get("fingerprint") == fp and (path / "manifest.jsonl").exists():
+        if prev and (done or {}).get("fingerprint") == fp and (path / "manifest.jsonl").exists():
             check = verify_manifest(path)
             if check["ok"]:
                 out[fmt] = {**prev, "manifest_verified": check, "skipped": True}

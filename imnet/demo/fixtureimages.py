@@ -9,8 +9,12 @@ import json
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 # Two WordNet roots and six real leaf synsets under each (checked against WordNet 3.0 with nltk).
 ROOTS = {"n02084071": "dog", "n03800933": "musical instrument"}
@@ -114,7 +118,7 @@ def _fashion_mnist(n: int, rng: random.Random) -> list[np.ndarray]:
     return [imgs[rng.randrange(count)] for _ in range(n)]
 
 
-def _encode(img, fmt: str = "JPEG", quality: int = 90) -> bytes:  # type: ignore[no-untyped-def]
+def _encode(img: PILImage, fmt: str = "JPEG", quality: int = 90) -> bytes:
     buf = io.BytesIO()
     if fmt == "JPEG":
         img.save(buf, "JPEG", quality=quality)
@@ -123,7 +127,7 @@ def _encode(img, fmt: str = "JPEG", quality: int = 90) -> bytes:  # type: ignore
     return buf.getvalue()
 
 
-def _variant(photo: np.ndarray, rng: random.Random):  # type: ignore[no-untyped-def]
+def _variant(photo: np.ndarray, rng: random.Random) -> PILImage:
     """A web-photo-like view of a photograph: random crop, maybe a flip, colour cast, rescale."""
     from PIL import Image, ImageOps
 
@@ -141,7 +145,9 @@ def _variant(photo: np.ndarray, rng: random.Random):  # type: ignore[no-untyped-
         img = ImageOps.mirror(img)
     short = rng.randint(160, 288)
     s = short / min(img.size)
-    return img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))), Image.BICUBIC)
+    return img.resize(
+        (max(1, round(img.width * s)), max(1, round(img.height * s))), Image.Resampling.BICUBIC
+    )
 
 
 class _Builder:
@@ -170,7 +176,7 @@ class _Builder:
         self.corpus.items[name] = Item(name, kind, truth, status, ctype, file, *size)
         return name
 
-    def image(self, kind: str, truth: str | None, img, rng: random.Random) -> str:  # type: ignore[no-untyped-def]
+    def image(self, kind: str, truth: str | None, img: PILImage, rng: random.Random) -> str:
         if rng.random() < 0.08:  # a few PNGs: the web is not all JPEG
             return self.add(
                 kind, truth, _encode(img, "PNG"), ctype="image/png", ext="png", size=img.size
@@ -187,7 +193,7 @@ def build_corpus(out: Path, seed: int = 0, scale: int = 1) -> Corpus:
     corpus = Corpus(seed=seed, scale=scale)
     b = _Builder(out, corpus)
     n_true = TRUE_PER_SYNSET * scale
-    true_imgs: dict[str, list[tuple[str, object]]] = {}
+    true_imgs: dict[str, list[tuple[str, PILImage]]] = {}
     for wnid, (_root, _lemmas, spec) in SYNSETS.items():
         photo = _photo(spec)
         true_imgs[wnid] = []
@@ -201,7 +207,11 @@ def build_corpus(out: Path, seed: int = 0, scale: int = 1) -> Corpus:
         if fmnist and rng.random() < 0.6:
             arr = fmnist.pop()
             side = rng.randint(96, 192)
-            img = Image.fromarray(255 - arr).convert("RGB").resize((side, side), Image.BICUBIC)
+            img = (
+                Image.fromarray(255 - arr)
+                .convert("RGB")
+                .resize((side, side), Image.Resampling.BICUBIC)
+            )
         else:
             img = _variant(rng.choice(distractor_photos), rng)
         return b.image("distractor", None, img, rng)
@@ -210,7 +220,9 @@ def build_corpus(out: Path, seed: int = 0, scale: int = 1) -> Corpus:
         res = [name for name, _ in true_imgs[wnid]]
         for _name, img in rng.sample(true_imgs[wnid], max(1, n_true // 6)):
             # Near-duplicates: the same photo re-encoded harder and/or rescaled.
-            small = img.resize((round(img.width * 0.8), round(img.height * 0.8)), Image.BICUBIC)
+            small = img.resize(
+                (round(img.width * 0.8), round(img.height * 0.8)), Image.Resampling.BICUBIC
+            )
             alt = rng.choice([img, small])
             res.append(b.add("neardup", wnid, _encode(alt, quality=60), size=alt.size))
         for name, _ in rng.sample(true_imgs[wnid], max(1, n_true // 8)):

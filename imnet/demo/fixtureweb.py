@@ -9,9 +9,13 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imnet.core.webthread import WebThread, start_web_thread
 from imnet.demo.fixtureimages import ROOTS, SYNSETS, Corpus, load_or_build, truth_map
+
+if TYPE_CHECKING:
+    from aiohttp import web as aw
 
 # Openverse lets anonymous clients page 20 at a time; authenticated ones up to 500.
 DEFAULT_PAGE_SIZE = 20
@@ -98,7 +102,7 @@ def _result(base: str, corpus: Corpus, name: str) -> dict:
     }
 
 
-def _make_app(web: FixtureWeb, corpus: Corpus, corpus_dir: Path):  # type: ignore[no-untyped-def]
+def _make_app(web: FixtureWeb, corpus: Corpus, corpus_dir: Path) -> aw.Application:
     from aiohttp import web as aw
 
     async def search(request: aw.Request) -> aw.Response:

@@ -103,16 +103,16 @@ def stage_gold(ctx: Ctx) -> dict[str, Any]:
         }
         manual = {lab.candidate_id for lab in s.scalars(select(Label).where(Label.overridden))}
         for wnid, cids in sorted(elig.items()):
-            have_pos = sum(1 for c in cids if c in manual and ctx.truth.get(shas[c]) == wnid)
-            have_neg = sum(1 for c in cids if c in manual and ctx.truth.get(shas[c]) != wnid)
-            pos = [c for c in cids if c not in manual and ctx.truth.get(shas[c]) == wnid]
-            neg = [c for c in cids if c not in manual and ctx.truth.get(shas[c]) != wnid]
+            have_pos = sum(1 for c in cids if c in manual and ctx.truth.get(shas[c] or "") == wnid)
+            have_neg = sum(1 for c in cids if c in manual and ctx.truth.get(shas[c] or "") != wnid)
+            pos = [c for c in cids if c not in manual and ctx.truth.get(shas[c] or "") == wnid]
+            neg = [c for c in cids if c not in manual and ctx.truth.get(shas[c] or "") != wnid]
             for group, want in (
                 (pos, GOLD_PER_SYNSET - have_pos),
                 (neg, GOLD_PER_SYNSET - have_neg),
             ):
                 for cid in group[: max(0, want)]:
-                    accept = ctx.truth.get(shas[cid]) == wnid
+                    accept = ctx.truth.get(shas[cid] or "") == wnid
                     lab = s.get(Label, cid) or Label(candidate_id=cid, wnid=wnid)
                     lab.decision = "accept" if accept else "reject"
                     lab.posterior = 1.0 if accept else 0.0

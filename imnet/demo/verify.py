@@ -11,6 +11,8 @@ from imnet.core.settings import Settings
 
 if TYPE_CHECKING:
     from imnet.core.app import App
+    from imnet.core.webthread import WebThread
+    from imnet.demo.stages import Ctx
 
 log = logging.getLogger("imnet.demo")
 
@@ -19,7 +21,7 @@ STALL_ROUNDS = 3
 N_WORKERS = 20
 
 
-def start_mturk(settings: Settings, workdir: Path):  # type: ignore[no-untyped-def]
+def start_mturk(settings: Settings, workdir: Path) -> tuple[WebThread, App]:
     """The self-hosted MTurk server in this process, on the port the last run used if it is free.
 
     Returns (server handle, the App it serves); stop the handle, then close the App.
@@ -41,7 +43,7 @@ def start_mturk(settings: Settings, workdir: Path):  # type: ignore[no-untyped-d
     return handle, app
 
 
-def stage_verify(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def stage_verify(ctx: Ctx) -> dict[str, Any]:
     """Rounds of publish -> simulated workers -> collect -> consensus until no item needs votes."""
     from decimal import Decimal
 
@@ -171,7 +173,7 @@ def _mturk_totals(app: App) -> dict[str, Any]:
         }
 
 
-def stage_consensus(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def stage_consensus(ctx: Ctx) -> dict[str, Any]:
     from curation.consensus.decide import run_consensus
     from mturk.verify import pending_asks
 
@@ -182,7 +184,7 @@ def stage_consensus(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     return {"totals": rep["totals"], **score(ctx)}
 
 
-def score(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def score(ctx: Ctx) -> dict[str, Any]:
     """Precision and recall of the labels against the fixture's ground truth.
 
     Scored over crowd-decided labels (the seeded hand labels are excluded). Recall's denominator
@@ -213,7 +215,7 @@ def score(ctx) -> dict[str, Any]:  # type: ignore[no-untyped-def]
             if lab is not None and lab.overridden:
                 manual += 1
                 continue
-            true = ctx.truth.get(shas.get(cid, "")) == wnid
+            true = ctx.truth.get(shas.get(cid) or "") == wnid
             dec = lab.decision if lab is not None else "undecided"
             if dec == "undecided":
                 undecided += 1
