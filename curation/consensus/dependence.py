@@ -248,6 +248,11 @@ def _outside_fit(
     n_workers = int(worker.max()) + 1 if len(worker) else 0
     seen = np.bincount(item, minlength=n_items) > 0
     yes = label == 1
+    # One code per (worker, answer): a vote's evidence is one lookup, and one bincount of the
+    # posterior over the codes gives both coins' sums (the pass fits this once per cluster).
+    code = 2 * worker + yes
+    n_yes = np.bincount(worker, yes, n_workers)
+    n_no = np.bincount(worker, minlength=n_workers) - n_yes
     sens = np.full(n_workers, 0.75)
     spec = np.full(n_workers, 0.75)
     prior = 0.5
@@ -256,14 +261,13 @@ def _outside_fit(
         informative = sens + spec > 1.0
         l_yes = np.where(informative, np.log(sens / (1 - spec)), 0.0)
         l_no = np.where(informative, np.log((1 - sens) / spec), 0.0)
-        vote = np.where(yes, l_yes[worker], l_no[worker])
+        vote = np.column_stack([l_no, l_yes]).reshape(-1)[code]
         lo = np.log(prior / (1 - prior)) + np.bincount(item, weight * vote, n_items)
         p = 1 / (1 + np.exp(-np.clip(lo, -30, 30)))
-        pi = p[item]
-        pos = np.bincount(worker, pi, n_workers)
-        sens = (np.bincount(worker, pi * yes, n_workers) + 6) / (pos + 8)
-        neg = np.bincount(worker, 1 - pi, n_workers)
-        spec = (np.bincount(worker, (1 - pi) * ~yes, n_workers) + 6) / (neg + 8)
+        by = np.bincount(code, p[item], 2 * n_workers).reshape(n_workers, 2)
+        pos = by[:, 0] + by[:, 1]
+        sens = (by[:, 1] + 6) / (pos + 8)
+        spec = (n_no - by[:, 0] + 6) / (n_yes + n_no - pos + 8)
         sens, spec = np.clip(sens, 0.01, 0.995), np.clip(spec, 0.01, 0.995)
         prior = float(np.clip(p[seen].mean(), 0.01, 0.99)) if seen.any() else 0.5
     return p, seen
