@@ -5,8 +5,12 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from imnet.core.settings import Settings
 
 # How an image's split is decided: u = first 8 bytes of sha256("<seed>:<image sha256>") as an
 # integer; v = u / 2^64 is uniform in [0, 1). The image's split bucket is val when
@@ -46,14 +50,14 @@ class SplitParams:
     flip: bool = True
 
     @classmethod
-    def from_settings(cls, s: object, seed: int | None = None) -> SplitParams:
+    def from_settings(cls, s: Settings, seed: int | None = None) -> SplitParams:
         return cls(
-            seed=s.split_seed if seed is None else seed,  # type: ignore[attr-defined]
-            val_per_class=s.val_per_class,  # type: ignore[attr-defined]
-            test_per_class=s.test_per_class,  # type: ignore[attr-defined]
-            train_max_per_class=s.train_max_per_class,  # type: ignore[attr-defined]
-            train_min_per_class=s.train_min_per_class,  # type: ignore[attr-defined]
-            radius=s.phash_radius,  # type: ignore[attr-defined]
+            seed=s.split_seed if seed is None else seed,
+            val_per_class=s.val_per_class,
+            test_per_class=s.test_per_class,
+            train_max_per_class=s.train_max_per_class,
+            train_min_per_class=s.train_min_per_class,
+            radius=s.phash_radius,
         )
 
     def bucket(self, u: int) -> str:

@@ -1,4 +1,4 @@
-"""The lower floors type-check: mypy over pyproject's [tool.mypy] files reports nothing, no ignores."""
+"""Every package type-checks: mypy over pyproject's [tool.mypy] files reports nothing, no ignores."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -101,6 +102,15 @@ def _pool(relu: bool = False) -> MaxPool:
     return MaxPool(3, 2, relu=relu)
 
 
+Layer = nn.Conv2d | nn.Linear  # the modules that hold the net's weights
+
+
+def _bias(m: Layer) -> Tensor:
+    """The layer's bias (every conv/linear in these nets has one)."""
+    assert m.bias is not None, f"{type(m).__name__} without a bias"
+    return m.bias
+
+
 class AlexNet2012(nn.Module):
     """The 2012 net on one device: groups=2 in conv2/4/5 and per-half LRN reproduce the two GPUs."""
 
@@ -161,14 +171,14 @@ def init_paper(model: nn.Module, std: float) -> None:
             one = (isinstance(m, nn.Conv2d) and m.groups > 1) or (
                 isinstance(m, nn.Linear) and m is not linears[-1]
             )
-            nn.init.constant_(m.bias, 1.0 if one else 0.0)
+            nn.init.constant_(_bias(m), 1.0 if one else 0.0)
 
 
-def grouped_roles(model: AlexNet2012) -> dict[str, nn.Module]:
+def grouped_roles(model: AlexNet2012) -> dict[str, Layer]:
     """The paper's layer names -> the grouped net's conv/linear modules."""
     keep = _layers_kept(model.cfg)
-    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
-    fcs = [m for m in model.classifier if isinstance(m, nn.Linear)]
+    convs: list[Layer] = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    fcs: list[Layer] = [m for m in model.classifier if isinstance(m, nn.Linear)]
     cnames = ["conv1", "conv2"] + [n for n in ("conv3", "conv4") if keep[n]] + ["conv5"]
     fnames = [n for n in ("fc6", "fc7") if keep[n]] + ["fc8"]
     return dict(zip(cnames + fnames, convs + fcs, strict=True))
@@ -201,6 +211,12 @@ class Tower(nn.Module):
         x = self.pool(self.norm(self.conv1(self.pad(x))))
         return self.pool(self.norm(self.conv2(x)))
 
+    def layer(self, name: str) -> Layer:
+        """The conv/linear called `name` (one the config keeps)."""
+        m = getattr(self, name)
+        assert m is not None, f"{name} is ablated"
+        return m
+
 
 class AlexNetTowers(nn.Module):
     """The 2012 net as two towers on two devices; they exchange activations only into conv3 and
@@ -218,11 +234,10 @@ class AlexNetTowers(nn.Module):
         self.fc8 = nn.Linear(fc8_in, cfg.num_classes)
         with torch.no_grad():  # same init as the grouped net, layer by layer
             towers_from_grouped(self, AlexNet2012(dataclasses.replace(cfg, arch="alexnet2012")))
-        self.devices = tuple(devices or cfg.devices or ("cpu", "cpu"))
         set_stem_impl(self, cfg.stem)
-        self.place(self.devices)
+        self.place(tuple(devices or cfg.devices or ("cpu", "cpu")))
 
-    def place(self, devices: tuple[str, ...]) -> AlexNetTowers:
+    def place(self, devices: tuple[str | torch.device, ...]) -> AlexNetTowers:
         self.devices = (torch.device(devices[0]), torch.device(devices[1]))
         self.towers[0].to(self.devices[0])
         self.towers[1].to(self.devices[1])
@@ -238,13 +253,13 @@ class AlexNetTowers(nn.Module):
         ]
 
     def forward(self, x: Tensor) -> Tensor:
-        t = self.towers
+        t = cast("list[Tower]", self.towers)  # a ModuleList of two Towers, indexed like a list
         hs = [t[i].stage1(x.to(self.devices[i], non_blocking=True)) for i in range(2)]
         if self.keep["conv3"]:
             both = self._exchange(hs)
-            hs = [F.relu(t[i].conv3(both[i])) for i in range(2)]
+            hs = [F.relu(t[i].layer("conv3")(both[i])) for i in range(2)]
         if self.keep["conv4"]:
-            hs = [F.relu(t[i].conv4(hs[i])) for i in range(2)]
+            hs = [F.relu(t[i].layer("conv4")(hs[i])) for i in range(2)]
         hs = [torch.flatten(t[i].relu_pool(t[i].conv5(hs[i])), 1) for i in range(2)]
         for name in ("fc6", "fc7"):
             if self.keep[name]:
@@ -253,7 +268,7 @@ class AlexNetTowers(nn.Module):
         return self.fc8(torch.cat([hs[0], hs[1].to(self.devices[0], non_blocking=True)], 1))
 
 
-def _tower_roles(model: AlexNetTowers, i: int) -> dict[str, nn.Module]:
+def _tower_roles(model: AlexNetTowers, i: int) -> dict[str, Layer]:
     tw = model.towers[i]
     names = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
     return {n: getattr(tw, n) for n in names if getattr(tw, n) is not None}
@@ -267,9 +282,9 @@ def towers_from_grouped(dst: AlexNetTowers, src: AlexNet2012) -> None:
         for name, m in _tower_roles(dst, i).items():
             n = m.weight.shape[0]
             m.weight.copy_(roles[name].weight[i * n : (i + 1) * n])
-            m.bias.copy_(roles[name].bias[i * n : (i + 1) * n])
+            _bias(m).copy_(_bias(roles[name])[i * n : (i + 1) * n])
     dst.fc8.weight.copy_(roles["fc8"].weight)
-    dst.fc8.bias.copy_(roles["fc8"].bias)
+    dst.fc8.bias.copy_(_bias(roles["fc8"]))
 
 
 @torch.no_grad()
@@ -280,9 +295,9 @@ def grouped_from_towers(dst: AlexNet2012, src: AlexNetTowers) -> None:
         for name, m in _tower_roles(src, i).items():
             n = m.weight.shape[0]
             roles[name].weight[i * n : (i + 1) * n].copy_(m.weight)
-            roles[name].bias[i * n : (i + 1) * n].copy_(m.bias)
+            _bias(roles[name])[i * n : (i + 1) * n].copy_(_bias(m))
     roles["fc8"].weight.copy_(src.fc8.weight)
-    roles["fc8"].bias.copy_(src.fc8.bias)
+    _bias(roles["fc8"]).copy_(src.fc8.bias)
 
 
 def copy_weights(src: nn.Module, dst: nn.Module) -> None:

@@ -30,7 +30,7 @@ def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         print(f"{parser.prog}: error: {message}", file=sys.stderr)
         sys.exit(2)
 
-    parser.error = error  # type: ignore[method-assign]
+    setattr(parser, "error", error)  # noqa: B010 - replaces a method on this instance only
     return parser
 
 

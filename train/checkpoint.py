@@ -184,7 +184,7 @@ def append_summary(out_dir: Path, epoch: int, stats: dict) -> None:
     if path.exists():
         with path.open(newline="") as f:
             rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < epoch]
-    row = {"epoch": epoch}
+    row: dict[str, int | str] = {"epoch": epoch}
     row.update({k: (f"{stats[k]:.6g}" if k in stats else "") for k in SUMMARY_FIELDS[1:]})
     rows.append(row)
     tmp = path.with_suffix(".tmp")

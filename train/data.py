@@ -8,6 +8,7 @@ import io
 import math
 import warnings
 from collections.abc import Iterator
+from typing import cast
 
 import numpy as np
 import torch
@@ -72,7 +73,9 @@ def decode_into(
     if (nw, nh) != (w, h):
         from PIL import Image
 
-        arr = np.array(Image.fromarray(arr).resize((nw, nh), Image.BILINEAR, reducing_gap=None))
+        arr = np.array(
+            Image.fromarray(arr).resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=None)
+        )
     top, left = (nh - resize) // 2, (nw - resize) // 2
     if oy >= 0:
         top, left = top + oy, left + ox
@@ -193,6 +196,7 @@ class ImageDataset(Dataset):
                 items.append((images[j], s.label, alpha))
         except BaseException:
             if ref is not None:
+                assert self.slots is not None  # a SlotRef only comes from self.slots
                 self.slots.abandon(ref)
             raise
         return Batch(items, (ref or images, labels, alphas))
@@ -246,8 +250,14 @@ class EpochSampler(Sampler):
         world: int = 1,
         drop_last: bool = False,
     ):
-        self.inner = DistributedSampler(
-            range(n), num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
+        # DistributedSampler only takes len() of its dataset: a range stands in for it
+        self.inner: DistributedSampler[int] = DistributedSampler(
+            cast("Dataset[int]", range(n)),
+            num_replicas=world,
+            rank=rank,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
         )
         self.epoch = 0
 

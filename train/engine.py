@@ -12,10 +12,12 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau, StepLR
 
 from train import checkpoint as ckpt
 from train.alexnet import AlexNetConfig, build_model, set_lrn_impl, set_pool_impl
@@ -102,7 +104,7 @@ def train_one_epoch(
     model.train()
     world = dist.get_world_size() if dist.is_initialized() else 1
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss*b, top1, top5 correct
-    n = 0
+    n: float = 0  # images; _all_sum hands it back as a float
     total = len(loader.sampler) * world
     bar = _progress(loader, total, f"epoch {epoch}", show and not args.no_progress)
     start = time.perf_counter()
@@ -168,7 +170,7 @@ def evaluate(
     model.eval()
     criterion = nn.CrossEntropyLoss(reduction="sum")
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, top-1, top-5 correct
-    n = 0
+    n: float = 0  # images; _all_sum hands it back as a float
     title = "eval 10-crop" if ten else "eval"
     bar = _progress(loader, len(loader.dataset), title, show and not args.no_progress)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp)
@@ -247,7 +249,7 @@ def run(args: argparse.Namespace) -> dict:
     if not towers:
         model.to(device)
     if args.channels_last:
-        model.to(memory_format=torch.channels_last)
+        cast(Any, model).to(memory_format=torch.channels_last)  # absent from Module.to hints
     decay = [p for p in model.parameters() if p.dim() > 1]
     no_decay = [p for p in model.parameters() if p.dim() <= 1]
     optimizer = torch.optim.SGD(
@@ -260,12 +262,11 @@ def run(args: argparse.Namespace) -> dict:
         # one fused kernel for the whole update on a single GPU
         fused=device.type == "cuda" and not towers,
     )
-    if args.lr_schedule == "plateau":
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=args.lr_gamma, patience=args.lr_patience
-        )
-    else:
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, args.lr_step_size, args.lr_gamma)
+    scheduler: ReduceLROnPlateau | StepLR = (
+        ReduceLROnPlateau(optimizer, mode="min", factor=args.lr_gamma, patience=args.lr_patience)
+        if args.lr_schedule == "plateau"
+        else StepLR(optimizer, args.lr_step_size, args.lr_gamma)
+    )
     start_epoch = 0
     if resume is not None:
         ckpt.load_model(model, resume, args.resume)
@@ -277,9 +278,10 @@ def run(args: argparse.Namespace) -> dict:
     if world > 1 and not args.test_only:
         ids = [device.index] if device.type == "cuda" and not towers else None
         run_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    if args.compile:
-        run_model = torch.compile(run_model, mode=args.compile_mode)
-    eval_model = torch.compile(model, mode=args.compile_mode) if args.compile else model
+    eval_model: nn.Module = model
+    if args.compile:  # a compiled module is an OptimizedModule (nn.Module)
+        run_model = cast(nn.Module, torch.compile(run_model, mode=args.compile_mode))
+        eval_model = cast(nn.Module, torch.compile(model, mode=args.compile_mode))
 
     gpu_decode = want_gpu_decode(args, device)
     share = gpu_share(args, gpu_decode)
@@ -349,7 +351,7 @@ def run(args: argparse.Namespace) -> dict:
         )
         stats.update(run_eval())
         stats["lr"] = optimizer.param_groups[0]["lr"]
-        if args.lr_schedule == "plateau":
+        if isinstance(scheduler, ReduceLROnPlateau):  # args.lr_schedule == "plateau"
             scheduler.step(stats["val_top1_err"])
         else:
             scheduler.step()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +17,7 @@ from train.alexnet import build_model
 from train.data import ImageDataset, collate_batch, load_samples
 from train.prep import DevicePrep
 
-TRANSFORMS = {
+TRANSFORMS: dict[str, list[float]] = {
     "translation": [0, 5, 10, 20, 30, 40, 60],  # vertical shift in pixels of the 256 image
     "scale": [1.0, 0.8, 0.9, 1.1, 1.2, 1.4, 1.6],
     "rotation": [0, 15, 30, 45, 90, 135, 180],  # degrees
@@ -44,13 +45,14 @@ def transform(x: Tensor, kind: str, amount: float) -> Tensor:
 
 def _features(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(conv5 pooled features, penultimate FC features, logits) of the grouped or tv net."""
-    feats = model.features(x)
-    if hasattr(model, "avgpool"):
-        feats = model.avgpool(feats)
+    classifier = cast(nn.Sequential, model.classifier)  # both nets: features, classifier
+    feats = cast(nn.Sequential, model.features)(x)
+    if hasattr(model, "avgpool"):  # tv only
+        feats = cast(nn.Module, model.avgpool)(feats)
     h = torch.flatten(feats, 1)
     penult = h
-    for m in model.classifier:
-        if isinstance(m, nn.Linear) and m is model.classifier[-1]:
+    for m in classifier:
+        if isinstance(m, nn.Linear) and m is classifier[-1]:
             penult = h
         h = m(h)
     return torch.flatten(feats, 1), penult, h
@@ -69,6 +71,7 @@ def analyze(
     """Writes invariance.csv and invariance.png under out_dir; returns their paths and rows."""
     state = ckpt.load(resume)
     cfg = ckpt.config_from_checkpoint(state, resume)
+    model: nn.Module
     if cfg.arch == "alexnet-towers":
         cfg.arch, cfg.devices = "alexnet2012", ()
         from train.alexnet import AlexNet2012, AlexNetTowers, grouped_from_towers

@@ -117,6 +117,8 @@ class MaxPool(nn.MaxPool2d):
     F.max_pool2d elsewhere; "kernel" always the op, "native" always F.max_pool2d."""
 
     impl = "auto"
+    kernel_size: int  # always ints here (nn.MaxPool2d allows pairs)
+    stride: int
 
     def __init__(self, kernel_size: int = 3, stride: int = 2, relu: bool = False):
         super().__init__(kernel_size, stride)

@@ -256,7 +256,9 @@ def webdataset_samples(root: Path, split: str) -> tuple[list[Sample], int]:
                     key, ext = m.name.split(".", 1)
                     found.setdefault(key, {})[ext.lower()] = (m.offset_data, m.size)
                     if ext == "cls":
-                        labels[key] = int(tf.extractfile(m).read().decode().strip())
+                        f = tf.extractfile(m)
+                        assert f is not None  # m.isfile(): a regular member has a reader
+                        labels[key] = int(f.read().decode().strip())
         except (tarfile.TarError, ValueError, UnicodeDecodeError) as e:
             raise ExportError(f"{shard.name}: unreadable shard ({e})") from None
         for key in sorted(found):

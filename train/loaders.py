@@ -94,9 +94,11 @@ def device_batches(
         else:
             images, target, alpha = batch
             if isinstance(images, SlotRef):
+                assert slots is not None  # a SlotRef only comes from the dataset's slots
                 ref, images = images, slots.view(images, prep.device)
         x = prep(images, alpha)
         if ref is not None:
+            assert slots is not None
             slots.release(ref, prep.device)  # once prep's copy off the slot is done
         return x, target.to(prep.device, non_blocking=True)
 

@@ -9,7 +9,7 @@ import tarfile
 from collections import deque
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from curation.export.base import (
     ClassInfo,
@@ -40,7 +40,9 @@ def write_shard(path: str, members: list[Member]) -> tuple[str, int]:
     """Write one tar shard, hashing it as it is written; (sha256, bytes). Runs in a worker
     process when the writer has a pool: only member names and staged paths travel."""
     out = HashingFile(Path(path))
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:  # type: ignore[call-overload]
+    # HashingFile is the write side of a file object (write, tell, flush): all a stream needs.
+    fileobj = cast(IO[bytes], out)
+    with tarfile.open(fileobj=fileobj, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for name, data, size in members:
             if isinstance(data, bytes):
                 tar.addfile(_info(name, size), io.BytesIO(data))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from harvest.sources.base import Page, Source, SourceError, register_source
@@ -125,7 +125,7 @@ def import_urls(app: App, path: str, batch: int = 10_000) -> dict[str, Any]:
             if problem:
                 report_bad(n, problem)
                 continue
-            pending.append((n, wnid, url))  # type: ignore[arg-type]
+            pending.append((n, cast(str, wnid), cast(str, url)))  # set when no problem
             if len(pending) >= batch:
                 flush(pending)
                 pending = []

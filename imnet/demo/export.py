@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from imnet.demo.stages import Ctx
 
@@ -88,7 +88,8 @@ def verify_manifest(root: Path) -> dict[str, Any]:
             if e["path"] not in tars:
                 with tarfile.open(root / e["path"]) as tf:
                     tars[e["path"]] = {
-                        m.name: tf.extractfile(m).read()  # type: ignore[union-attr]
+                        # A regular member always has a file object.
+                        m.name: cast(IO[bytes], tf.extractfile(m)).read()
                         for m in tf.getmembers()
                         if m.isfile()
                     }
