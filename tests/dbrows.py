@@ -291,3 +291,18 @@ def add_pending(app: App, rows: Sequence[tuple[str, str]]) -> None:
     with app.Session() as s, s.begin():
         for wnid, url in rows:
             s.add(Candidate(wnid=wnid, url=url, source="urllist", status="pending"))
+
+
+def sqlite_with_candidates(tmp_path: Any, n: int, wnid: str = "n02085620") -> str:
+    """A file-store SQLite database under tmp_path with `n` smooth PNG candidates of `wnid`."""
+    from imnet.core.app import App
+    from imnet.core.settings import Settings
+    from tests.curation.images import encode, smooth_image
+
+    db = f"sqlite:///{tmp_path / 'imnet.sqlite3'}"
+    app = App(Settings(data_dir=str(tmp_path / "data"), database_url=db))
+    with app.Session.begin() as s:
+        for k in range(n):
+            add_candidate(s, app.blobs, wnid, encode(smooth_image(k), "PNG"))
+    app.close()
+    return db

@@ -358,17 +358,9 @@ def test_unreachable_blob_store_stops_the_export(
 ) -> None:
     """An S3 blob store on a closed port stops the export in one line, exit 2, with nothing
     written (it used to leave every image out as unreadable and exit 0)."""
-    from imnet.core.app import App
-    from imnet.core.settings import Settings
-    from tests.curation.images import encode, smooth_image
-    from tests.dbrows import add_candidate
+    from tests.dbrows import sqlite_with_candidates
 
-    db = f"sqlite:///{tmp_path / 'imnet.sqlite3'}"
-    app = App(Settings(data_dir=str(tmp_path / "data"), database_url=db))
-    with app.Session.begin() as s:
-        for k in range(8):
-            add_candidate(s, app.blobs, "n02085620", encode(smooth_image(k), "PNG"))
-    app.close()
+    db = sqlite_with_candidates(tmp_path, 8)
     with quiet_env(tmp_path, monkeypatch):
         for key, v in {"VAL_PER_CLASS": "2", "TEST_PER_CLASS": "2", "S3_ACCESS_KEY": "k"}.items():
             monkeypatch.setenv(f"IMNET_{key}", v)

@@ -17,6 +17,7 @@ import pytest
 
 from curation.filters import Result, _apply, _new_report
 from tests._servers import free_port
+from tests.dbrows import sqlite_with_candidates
 from tests.imnet.test_hostile_cli import quiet_env, run, verdict
 
 
@@ -47,26 +48,11 @@ def hung_port() -> Iterator[int]:
     srv.close()
 
 
-def _candidates(tmp_path: Path) -> str:
-    from imnet.core.app import App
-    from imnet.core.settings import Settings
-    from tests.curation.images import encode, smooth_image
-    from tests.dbrows import add_candidate
-
-    db = f"sqlite:///{tmp_path / 'imnet.sqlite3'}"
-    app = App(Settings(data_dir=str(tmp_path / "data"), database_url=db))
-    with app.Session.begin() as s:
-        for k in range(6):
-            add_candidate(s, app.blobs, "n02085620", encode(smooth_image(k), "PNG"))
-    app.close()
-    return db
-
-
 @pytest.mark.parametrize("kind", ["refused", pytest.param("hung", marks=pytest.mark.slow)])
 def test_curate_stops_before_any_worker_when_s3_does_not_answer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, request: pytest.FixtureRequest
 ) -> None:
-    db = _candidates(tmp_path)
+    db = sqlite_with_candidates(tmp_path, 6)
     port = free_port() if kind == "refused" else request.getfixturevalue("hung_port")
     with quiet_env(tmp_path, monkeypatch):
         monkeypatch.setenv("IMNET_S3_ENDPOINT_URL", f"http://127.0.0.1:{port}")
