@@ -286,7 +286,7 @@ class S3Store:
             aws_secret_access_key=self._keys[1],
             config=Config(
                 s3={"addressing_style": "path"},
-                retries={"max_attempts": 1, "mode": "standard"},
+                retries={"total_max_attempts": 1, "mode": "standard"},
                 connect_timeout=5,
                 read_timeout=10,
             ),
