@@ -10,7 +10,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from imnet.core.settings import Settings
@@ -163,28 +163,32 @@ class S3Store:
         self.url = url
         self.bucket = parts.netloc
         self.prefix = parts.path.strip("/")
+        self._settings = settings
+        self.client = self._client(
+            retries={"max_attempts": 3, "mode": "standard"},
+            # botocore waits 60 s for a reply, four times: a hung endpoint held each
+            # request four minutes. Blobs are images; 30 s is ample for one.
+            connect_timeout=10,
+            read_timeout=30,
+            max_pool_connections=64,
+            # get() checks every blob's SHA-256 itself; botocore's own CRC of each body on
+            # top of that is CPU spent twice.
+            response_checksum_validation="when_required",
+        )
+
+    def _client(self, **config: Any) -> Any:
+        """A boto3 S3 client for this store's endpoint and keys, with these Config options."""
         import boto3
         from botocore.config import Config
 
-        self._keys = (settings.s3_access_key or None, settings.s3_secret_key or None)
-        self.client = boto3.client(
+        s = self._settings
+        return boto3.client(
             "s3",
-            endpoint_url=settings.s3_endpoint_url or None,
-            region_name=settings.s3_region,
-            aws_access_key_id=settings.s3_access_key or None,
-            aws_secret_access_key=settings.s3_secret_key or None,
-            config=Config(
-                s3={"addressing_style": "path"},
-                retries={"max_attempts": 3, "mode": "standard"},
-                # botocore waits 60 s for a reply, four times: a hung endpoint held each
-                # request four minutes. Blobs are images; 30 s is ample for one.
-                connect_timeout=10,
-                read_timeout=30,
-                max_pool_connections=64,
-                # get() checks every blob's SHA-256 itself; botocore's own CRC of each body on
-                # top of that is CPU spent twice.
-                response_checksum_validation="when_required",
-            ),
+            endpoint_url=s.s3_endpoint_url or None,
+            region_name=s.s3_region,
+            aws_access_key_id=s.s3_access_key or None,
+            aws_secret_access_key=s.s3_secret_key or None,
+            config=Config(s3={"addressing_style": "path"}, **config),
         )
 
     def _key(self, sha256: str) -> str:
@@ -274,27 +278,17 @@ class S3Store:
         """Fail fast when the endpoint does not answer at all (refused, hung, unresolvable):
         one HEAD of the bucket, one try, short timeouts. An HTTP error answer (no bucket yet,
         no ListBucket right) means it is reachable: the requests that need more say so."""
-        import boto3
-        from botocore.config import Config
         from botocore.exceptions import BotoCoreError, ClientError
 
-        quick = boto3.client(
-            "s3",
-            endpoint_url=self.client.meta.endpoint_url,
-            region_name=self.client.meta.region_name,
-            aws_access_key_id=self._keys[0],
-            aws_secret_access_key=self._keys[1],
-            config=Config(
-                s3={"addressing_style": "path"},
-                retries={"total_max_attempts": 1, "mode": "standard"},
-                connect_timeout=5,
-                read_timeout=10,
-            ),
+        quick = self._client(
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=10,
         )
         try:
             quick.head_bucket(Bucket=self.bucket)
         except ClientError:
-            pass
+            return  # an HTTP answer, whatever it says: the endpoint is there
         except BotoCoreError as e:
             raise BlobStoreUnreachable(f"blob store {self.url} unusable: {e}") from None
 
