@@ -237,6 +237,23 @@ class Worker(Base):
     dependence_group: Mapped[str | None] = mapped_column(String(64))
 
 
+class WorkerVerdict(Base):
+    """What one synset's consensus fit said about a worker (wnid "*": the crowd-wide pass).
+
+    Each run replaces the rows of the synsets it decided, so shards on many machines refresh
+    their own synsets' verdicts without undoing another's; `worker.routing` and
+    `worker.dependence_group` are recomputed from all rows (curation/consensus/crowd.py)."""
+
+    __tablename__ = "worker_verdict"
+    wnid: Mapped[str] = mapped_column(String(16), primary_key=True)
+    worker_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    uninformative: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The dependent group found there (its smallest worker id), and the worker's skill there
+    # (a group's most skilled member keeps getting work).
+    dependence_group: Mapped[str | None] = mapped_column(String(64))
+    skill: Mapped[float | None] = mapped_column(Float)
+
+
 class Label(Base):
     __tablename__ = "label"
     candidate_id: Mapped[int] = mapped_column(ForeignKey("candidate.id"), primary_key=True)

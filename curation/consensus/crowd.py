@@ -1,9 +1,13 @@
 """What a consensus run learns about the crowd: routing verdicts, dependent groups, per-synset needs.
 
 `CrowdTally` gathers, synset by synset, what the robust model says about workers (uninformative
-now; in a dependent group) and about the crowd (items it cannot decide, the annotators that would
-take); `write` stores it: `worker.routing` and `worker.dependence_group` (read back by the next
-run, by routing and by the review page) and one `consensus_synset` row per synset.
+now; in a dependent group it found there) and about the crowd (items it cannot decide, the
+annotators that would take); `write` stores it: one `worker_verdict` row per (synset, worker
+with a verdict), replacing the rows of the synsets this run decided, then `worker.routing` and
+`worker.dependence_group` recomputed from every synset's rows (read back by the next run, by
+routing and by the review page), and one `consensus_synset` row per synset. So runs over some
+synsets (`--shard i/n` on many machines) refresh their own synsets' verdicts and never undo
+another shard's, and a worker the refitted synsets no longer flag gets work again.
 """
 
 from __future__ import annotations
@@ -12,16 +16,17 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, delete, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from db.models import ConsensusSynset, Worker
+from db.models import ConsensusSynset, Worker, WorkerVerdict
 
 if TYPE_CHECKING:
     from curation.consensus.decide import SynsetResult
     from curation.consensus.loading import SynsetVotes
 
 UNINFORMATIVE, REDUNDANT = "uninformative", "redundant"
+CROWD_WIDE = "*"  # worker_verdict.wnid of the crowd-wide dependence pass's groups
 
 
 @dataclass
@@ -29,16 +34,19 @@ class CrowdTally:
     """Routing verdicts and crowd figures over the synsets of one run."""
 
     min_gold_seen: int = 6
-    seen: set[str] = field(default_factory=set)
-    uninformative: set[str] = field(default_factory=set)
-    groups: list[set[str]] = field(default_factory=list)
-    skill: dict[str, float] = field(default_factory=dict)
+    # The run decides every synset: rows of synsets it did not decide (no votes left) go too.
+    complete: bool = True
     synsets: dict[str, dict[str, Any]] = field(default_factory=dict)
     fallbacks: list[str] = field(default_factory=list)
     robust: bool = False
-    # The run saw every synset: a worker it no longer flags is handed work again. A partial
-    # run (some synsets, one shard) only adds verdicts, so shards never undo each other's.
-    complete: bool = True
+    # Per synset a robust fit decided: worker -> (uninformative, group found there, skill there).
+    verdicts: dict[str, dict[str, tuple[bool, str | None, float]]] = field(default_factory=dict)
+    pooled: list[set[str]] = field(default_factory=list)  # the crowd-wide pass's groups
+    # Groups earlier runs found, per synset: a fit starts from those of the synsets this run
+    # has not decided (a partial run's; a complete run re-tests with the crowd-wide pass).
+    stored: dict[str, list[set[str]]] = field(default_factory=dict)
+    skill: dict[str, float] = field(default_factory=dict)
+    found: list[set[str]] = field(default_factory=list)  # groups this run's fits found
 
     def add(self, data: SynsetVotes, res: SynsetResult, algorithm: str) -> None:
         row = {
@@ -57,41 +65,41 @@ class CrowdTally:
             return
         self.robust = True
         keys = [str(k) for k in m.worker_keys_]
-        self.seen.update(keys)
         seen = data.gold_seen
+        out: dict[str, tuple[bool, str | None, float]] = {}
         for i, k in enumerate(keys):
+            self.skill[k] = max(self.skill.get(k, 0.0), float(m.skills_[i]))
             # Routing needs measured gold as well as votes: "uninformative" on a few votes
             # alone could be a model captured by a cartel (robust.py vetoes on passed gold).
             if m.uninformative_[i] and seen[i] >= self.min_gold_seen:
-                self.uninformative.add(k)
-            self.skill[k] = max(self.skill.get(k, 0.0), float(m.skills_[i]))
-        for g in m.groups_:
-            self.join({keys[int(w)] for w in g})
+                out[k] = (True, None, float(m.skills_[i]))
+        # Only the groups this synset's votes show: those the fit was given (stored, pooled,
+        # earlier synsets') have rows of their own, and copying them here would keep a group
+        # for good once found.
+        for g in m.found_groups_:
+            members = sorted(keys[int(w)] for w in g)
+            self.found.append(set(members))
+            for w in g:
+                k = keys[int(w)]
+                out[k] = (out.get(k, (False,))[0], members[0], float(m.skills_[int(w)]))
+        self.verdicts[data.wnid] = out
 
-    def join(self, members: set[str]) -> None:
-        # Groups found in different synsets that share a worker are one group.
-        keep = []
-        for g in self.groups:
-            if g & members:
-                members |= g
-            else:
-                keep.append(g)
-        self.groups = [*keep, members]
-
-    def routing(self) -> dict[str, str | None]:
-        """worker -> routing verdict (None: give them work) for every worker this run saw."""
-        out: dict[str, str | None] = dict.fromkeys(self.seen)
-        for g in self.groups:
-            best = max(sorted(g), key=lambda k: self.skill.get(k, 0.0))
-            for k in g:
-                if k != best:
-                    out[k] = REDUNDANT
-        for k in self.uninformative:
-            out[k] = UNINFORMATIVE
-        return out
+    def groups_for(self, wnid: str) -> list[set[str]]:
+        """The groups `wnid`'s fit starts from: the crowd-wide pass's, those found in the
+        synsets this run decided before it, and those earlier runs found in other synsets this
+        run has not decided (yet)."""
+        sets = [*self.pooled, *self.found]
+        sets += [
+            set(g)
+            for w, gs in self.stored.items()
+            if w != wnid and w not in self.verdicts
+            for g in gs
+        ]
+        return components(sets)
 
     def write(self, session: Session) -> None:
-        """Store the verdicts of the workers seen and each synset's row; the caller commits."""
+        """Store each synset's row and, after a robust run, its verdict rows, then every
+        worker's routing and group from all synsets' rows; the caller commits."""
         now = time.time()
         for wnid, row in self.synsets.items():
             have = session.get(ConsensusSynset, wnid)
@@ -103,18 +111,115 @@ class CrowdTally:
                 have.updated_at = now
         if not self.robust:
             return
-        group_of = {k: min(g) for g in self.groups for k in g}
-        verdict = self.routing()
+        conn = session.connection()
+        if conn.dialect.name == "postgresql":
+            # Shards finishing together: each recomputes from all rows, so they take turns (on
+            # SQLite the write transaction already does).
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+        t = WorkerVerdict.__table__
+        if self.complete:
+            conn.execute(delete(t))
+        else:
+            done = [*self.verdicts, CROWD_WIDE]
+            for i in range(0, len(done), 500):
+                conn.execute(delete(t).where(t.c.wnid.in_(done[i : i + 500])))
         rows = [
-            {"wid": k, "routing": verdict[k], "dep": group_of.get(k)}
-            for k in sorted(verdict)
-            if self.complete or verdict[k] is not None
+            {"wnid": w, "worker_id": k, "uninformative": u, "dependence_group": g, "skill": sk}
+            for w, per in self.verdicts.items()
+            for k, (u, g, sk) in per.items()
+        ]
+        rows += [
+            {
+                "wnid": CROWD_WIDE,
+                "worker_id": k,
+                "uninformative": False,
+                "dependence_group": min(g),
+                "skill": self.skill.get(k),
+            }
+            for g in self.pooled
+            for k in g
         ]
         if rows:
-            t = Worker.__table__
-            session.connection().execute(
-                update(t)
-                .where(t.c.worker_id == bindparam("wid"))
-                .values(routing=bindparam("routing"), dependence_group=bindparam("dep")),
-                rows,
-            )
+            conn.execute(t.insert(), rows)
+        _recompute(conn)
+
+
+_LOCK_KEY = 0x696D7631  # "imv1": the worker_verdict recompute
+
+
+def stored_groups(session: Session) -> dict[str, list[set[str]]]:
+    """Per synset, the dependent groups earlier runs found there (not the crowd-wide pass's:
+    every robust run does that pass afresh)."""
+    t = WorkerVerdict.__table__
+    q = select(t.c.wnid, t.c.dependence_group, t.c.worker_id).where(
+        t.c.dependence_group.is_not(None), t.c.wnid != CROWD_WIDE
+    )
+    by: dict[tuple[str, str], set[str]] = {}
+    for wnid, g, k in session.execute(q):
+        by.setdefault((wnid, g), set()).add(k)
+    out: dict[str, list[set[str]]] = {}
+    for (wnid, _g), members in by.items():
+        out.setdefault(wnid, []).append(members)
+    return out
+
+
+def components(sets: list[set[str]]) -> list[set[str]]:
+    """Groups that share a worker joined into one (connected components); singletons dropped."""
+    parent: dict[str, str] = {}
+
+    def find(k: str) -> str:
+        while parent.setdefault(k, k) != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for g in sets:
+        first, *rest = sorted(g) or [""]
+        for k in rest:
+            parent[find(k)] = find(first)
+    out: dict[str, set[str]] = {}
+    for k in parent:
+        out.setdefault(find(k), set()).add(k)
+    return [g for g in out.values() if len(g) >= 2]
+
+
+def _recompute(conn: Any) -> None:
+    """`worker.routing` / `worker.dependence_group` from every synset's verdict rows: routed away
+    as uninformative where any synset's fit says so (with gold measured), as redundant for every
+    member of a dependent group but its most skilled; NULL for everyone else who had either."""
+    t = WorkerVerdict.__table__
+    unin: set[str] = set()
+    skill: dict[str, float] = {}
+    found: dict[tuple[str, str], set[str]] = {}
+    for wnid, k, u, g, sk in conn.execute(
+        select(t.c.wnid, t.c.worker_id, t.c.uninformative, t.c.dependence_group, t.c.skill)
+    ):
+        if u:
+            unin.add(k)
+        if sk is not None:
+            skill[k] = max(skill.get(k, 0.0), sk)
+        if g is not None:
+            found.setdefault((wnid, g), set()).add(k)
+    want: dict[str, tuple[str | None, str | None]] = {}
+    for g in components(list(found.values())):
+        best = max(sorted(g), key=lambda k: skill.get(k, 0.0))
+        for k in g:
+            want[k] = (None if k == best else REDUNDANT, min(g))
+    for k in unin:
+        want[k] = (UNINFORMATIVE, want.get(k, (None, None))[1])
+    w = Worker.__table__
+    had = conn.execute(
+        select(w.c.worker_id, w.c.routing, w.c.dependence_group).where(
+            or_(w.c.routing.is_not(None), w.c.dependence_group.is_not(None))
+        )
+    ).all()
+    changes = [{"wid": k, "routing": r, "dep": g} for k, (r, g) in want.items()] + [
+        {"wid": k, "routing": None, "dep": None} for k, _r, _g in had if k not in want
+    ]
+    if changes:
+        conn.execute(
+            update(w)
+            .where(w.c.worker_id == bindparam("wid"))
+            .values(routing=bindparam("routing"), dependence_group=bindparam("dep")),
+            changes,
+        )

@@ -267,20 +267,23 @@ def run_consensus(
         min_gold_seen=s.mturk_min_gold_seen, complete=wnids is None and shard is None
     )
     if algorithm == "robust":
+        from curation.consensus.crowd import stored_groups
         from curation.consensus.pooled import pooled_groups
 
         # Copiers who co-vote too little in any one synset are seen across them (pooled.py).
-        # A complete run tests the crowd afresh: groups stored by earlier runs are not read
-        # back (one found on early, thin evidence would otherwise stay for good), while a
-        # partial run keeps them, as it keeps every other verdict.
-        if tally.complete and s.consensus_dependence_votes > 0:
-            workers.group.clear()
         # `pooled`: the pass's groups, found once by the caller of several shards.
-        for g in pooled if pooled is not None else pooled_groups(session, s):
-            tally.join(g)
-        for g in tally.groups:
-            workers.group.update(dict.fromkeys(g, min(g)))
+        tally.pooled = pooled if pooled is not None else pooled_groups(session, s)
+        # A complete run tests the crowd afresh: groups stored by earlier runs are not read
+        # back (one found on early, thin evidence would otherwise stay for good). A partial
+        # run starts each synset from the groups stored for the synsets it does not decide,
+        # and replaces the rows of those it does (crowd.py).
+        if not (tally.complete and s.consensus_dependence_votes > 0):
+            tally.stored = stored_groups(session)
     for wnid in synset_wnids(session, wnids, shard):
+        if algorithm == "robust":
+            # Groups found in synsets decided before this one count here too (a cartel that
+            # spreads its votes thin is seen in full only across synsets).
+            workers.group = {k: min(g) for g in tally.groups_for(wnid) for k in g}
         data = load_synset(session, wnid, s, workers)
         if data is None:
             continue
@@ -291,10 +294,6 @@ def run_consensus(
         session.commit()
         res = decide(data, algorithm, s)
         tally.add(data, res, algorithm)
-        # Groups found here are kept for the synsets after it (a cartel that spreads its
-        # votes thin is seen in full only across synsets).
-        for g in tally.groups:
-            workers.group.update(dict.fromkeys(g, min(g)))
         per = write_labels(
             session,
             wnid,

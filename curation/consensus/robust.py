@@ -182,6 +182,7 @@ class RobustConsensus(StoppingAggregator):
         weight = np.ones(len(it))
         changes: list[np.ndarray] = [np.zeros(0, np.int64) for _ in range(nw)]
         self.groups_: list[np.ndarray] = []
+        self.found_groups_: list[np.ndarray] = []  # those these votes show (not given ones)
         self.prior_accuracy_ = self.base_accuracy
         fit, vw, nv = self._em(votes, gold, changes, weight, known)
         if self.pooled_prior and len(it):
@@ -205,6 +206,7 @@ class RobustConsensus(StoppingAggregator):
                 order=votes.order,
             )
             self.groups_ = merge_groups([*(groups or []), *found], nw)
+            self.found_groups_ = found
         elif groups:
             self.groups_ = merge_groups(list(groups), nw)
         if self.groups_:
