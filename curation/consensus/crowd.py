@@ -147,6 +147,11 @@ class CrowdTally:
 _LOCK_KEY = 0x696D7631  # "imv1": the worker_verdict recompute
 
 
+def clear_verdicts(session: Session) -> None:
+    """Drop every synset's verdict rows (before a complete run split over processes)."""
+    session.execute(delete(WorkerVerdict.__table__))
+
+
 def stored_groups(session: Session) -> dict[str, list[set[str]]]:
     """Per synset, the dependent groups earlier runs found there (not the crowd-wide pass's:
     every robust run does that pass afresh)."""

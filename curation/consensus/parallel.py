@@ -68,6 +68,30 @@ def _pooled(settings: Settings, algorithm: str) -> list[set[str]] | None:
         app.close()
 
 
+def _fresh_verdicts(settings: Settings) -> None:
+    """Every synset in several processes is a complete run split up: each process is partial
+    (it replaces only its synsets' verdict rows and starts from the others'), so the parent
+    drops every row first, as one process deciding every synset would. With the crowd-wide
+    pass off, a complete run keeps starting from the stored groups, and so do these."""
+    if settings.consensus_dependence_votes <= 0:
+        return
+    from curation.consensus.crowd import clear_verdicts
+    from db.tx import retry_busy, write_session
+    from imnet.core.app import App
+
+    app = App(settings)
+    try:
+
+        def clear() -> None:
+            with write_session(app.engine) as session:
+                clear_verdicts(session)
+                session.commit()
+
+        retry_busy(clear)
+    finally:
+        app.close()
+
+
 def merge_reports(algorithm: str, reports: list[dict[str, Any]]) -> dict[str, Any]:
     """One report from the reports of disjoint shards (totals summed, synsets in wnid order)."""
     totals = empty_totals()
@@ -100,6 +124,8 @@ def run_parallel(
     # spawn, not fork: a forked child would share the parent's open database connections.
     ctx = multiprocessing.get_context("spawn")
     pooled = _pooled(settings, algorithm)
+    if pooled is not None and wnids is None and shard == (0, 1):
+        _fresh_verdicts(settings)
     with ProcessPoolExecutor(max_workers=processes, mp_context=ctx) as pool:
         futures = [
             pool.submit(_run_one, settings, algorithm, wnids, p, asked, pooled) for p in parts

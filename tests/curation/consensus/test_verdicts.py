@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 from sqlalchemy import select, update
 
 from curation.consensus.decide import run_consensus
+from curation.consensus.parallel import run_parallel
 from db.models import Assignment, Hit, Worker, WorkerVerdict
 from tests import dbrows
 
@@ -122,3 +124,22 @@ def test_a_partial_run_drops_a_group_its_synset_no_longer_shows(app) -> None:
     _run(app, [A], consensus_dependence_votes=0)
     after = _workers(app)
     assert after["copy0"] == (None, None) and after["copy1"] == (None, None)
+
+
+@pytest.mark.slow
+def test_every_synset_over_processes_drops_verdicts_no_synset_gives(app) -> None:
+    with app.Session() as s:
+        _synset(s, A, spam=True, copiers=False, seed=1)
+        _synset(s, B, spam=False, copiers=False, seed=2)
+        # A verdict from a synset that has no votes any more (or one kept by migration 0009).
+        s.add(WorkerVerdict(wnid="~", worker_id="good0", uninformative=True))
+        s.get(Worker, "good0").routing = "uninformative"
+        s.commit()
+    # Two processes, each deciding some synsets: together they decide every one, as one
+    # process would, so no verdict outlives the synsets' fits.
+    run_parallel(app.settings, "robust", None, processes=2)
+    got = _workers(app)
+    assert got["good0"] == (None, None)
+    assert got["SPAM"][0] == "uninformative"
+    with app.Session() as s:
+        assert set(s.scalars(select(WorkerVerdict.wnid))) == {A}
