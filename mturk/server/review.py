@@ -19,7 +19,7 @@ from sqlalchemy import and_, func, select
 from curation.consensus.base import ACCEPT, INSUFFICIENT, REJECT, UNDECIDED
 from curation.consensus.labels import override_label
 from curation.consensus.loading import eligible_filter
-from db.models import Candidate, Image, Label, Synset, Vote, Worker
+from db.models import Candidate, Image, Label, Synset, Vote, Worker, WorkerVerdict
 from imnet.core.app import App
 
 if TYPE_CHECKING:
@@ -187,6 +187,11 @@ def _worker_rows(session: Session) -> list[tuple[Any, ...]]:
     votes = dict(
         session.execute(select(Vote.worker_id, func.count()).group_by(Vote.worker_id)).all()
     )
+    # Which synsets' fits route each worker away as uninformative (the reason behind the verdict).
+    flagged: dict[str, list[str]] = {}
+    q = select(WorkerVerdict.worker_id, WorkerVerdict.wnid).where(WorkerVerdict.uninformative)
+    for wid, wnid in session.execute(q.order_by(WorkerVerdict.worker_id, WorkerVerdict.wnid)):
+        flagged.setdefault(wid, []).append(wnid)
     out = []
     for w in session.scalars(select(Worker).order_by(Worker.worker_id)):
         out.append(
@@ -200,6 +205,7 @@ def _worker_rows(session: Session) -> list[tuple[Any, ...]]:
                 votes.get(w.worker_id, 0),
                 w.routing,
                 w.dependence_group,
+                flagged.get(w.worker_id, []),
             )
         )
     return out
@@ -211,13 +217,22 @@ def _worker_table(rows: list[tuple[Any, ...]]) -> str:
         "<th>gold correct</th><th>gold accuracy</th><th>approved</th><th>rejected</th>"
         "<th>blocked</th><th>routed away</th><th>group</th></tr>"
     ]
-    for wid, seen, correct, approved, rejected, blocked, votes, routing, group in rows:
+    for wid, seen, correct, approved, rejected, blocked, votes, routing, group, where in rows:
         acc = f"{correct / seen:.3f}" if seen else "-"
+        why = escape(routing or "-")
+        if routing == "uninformative" and where:
+            # "~": a verdict kept from before per-synset verdicts (migration 0009).
+            names = ", ".join(w if w != "~" else "an earlier run" for w in where[:20])
+            more = f" and {len(where) - 20} more" if len(where) > 20 else ""
+            n = len(where)
+            why += (
+                f" <span title='{escape(names + more)}'>({n} synset{'s' if n > 1 else ''})</span>"
+            )
         out.append(
             f"<tr class='worker-row'><td>{escape(str(wid))}</td><td>{votes}</td><td>{seen}</td>"
             f"<td>{correct}</td><td class='gold-acc'>{acc}</td><td>{approved}</td>"
             f"<td>{rejected}</td><td>{'yes' if blocked else 'no'}</td>"
-            f"<td class='routing'>{escape(routing or '-')}</td><td>{escape(group or '-')}</td></tr>"
+            f"<td class='routing'>{why}</td><td>{escape(group or '-')}</td></tr>"
         )
     return "".join(out) + "</table>"
 

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from curation.consensus.decide import run_consensus
 from curation.consensus.parallel import run_parallel
 from db.models import Assignment, Hit, Worker, WorkerVerdict
+from mturk.server.review import _worker_rows, _worker_table
 from tests import dbrows
 
 GOOD = [f"good{k}" for k in range(5)]
@@ -95,6 +96,10 @@ def test_a_verdict_stands_while_any_synset_gives_it(app) -> None:
     with app.Session() as s:
         rows = s.execute(select(WorkerVerdict.wnid).where(WorkerVerdict.worker_id == "SPAM"))
         assert sorted(rows.scalars()) == [A, B]
+        # The review page's worker table says which synsets' fits give the verdict.
+        page = _worker_table(_worker_rows(s))
+    spam = next(r for r in page.split("<tr") if ">SPAM<" in r)
+    assert f"uninformative <span title='{A}, {B}'>(2 synsets)</span>" in spam
     # Only A's votes of the spammer are discarded and only A is decided again: B still flags
     # them (a run that wrote "no verdict" for every worker it saw would undo B's).
     _discard(app, "SPAM", A)
