@@ -68,11 +68,15 @@ def _run(app, wnids: list[str], **kw) -> None:  # type: ignore[no-untyped-def]
         run_consensus(s, "robust", wnids=wnids, settings=settings)
 
 
-def test_a_partial_run_lifts_a_verdict_its_synset_no_longer_gives(app) -> None:
+def _spam_in_a(app, also_b: bool) -> None:  # type: ignore[no-untyped-def]
     with app.Session() as s:
         _synset(s, A, spam=True, copiers=False, seed=1)
-        _synset(s, B, spam=False, copiers=False, seed=2)
+        _synset(s, B, spam=also_b, copiers=False, seed=2)
         s.commit()
+
+
+def test_a_partial_run_lifts_a_verdict_its_synset_no_longer_gives(app) -> None:
+    _spam_in_a(app, also_b=False)
     _run(app, [A])
     assert _workers(app)["SPAM"][0] == "uninformative"
     # Another shard decides B, where the spammer never voted: A's verdict stands.
@@ -87,10 +91,7 @@ def test_a_partial_run_lifts_a_verdict_its_synset_no_longer_gives(app) -> None:
 
 
 def test_a_verdict_stands_while_any_synset_gives_it(app) -> None:
-    with app.Session() as s:
-        _synset(s, A, spam=True, copiers=False, seed=1)
-        _synset(s, B, spam=True, copiers=False, seed=2)
-        s.commit()
+    _spam_in_a(app, also_b=True)
     _run(app, [A])
     _run(app, [B])
     with app.Session() as s:
@@ -133,9 +134,8 @@ def test_a_partial_run_drops_a_group_its_synset_no_longer_shows(app) -> None:
 
 @pytest.mark.slow
 def test_every_synset_over_processes_drops_verdicts_no_synset_gives(app) -> None:
+    _spam_in_a(app, also_b=False)
     with app.Session() as s:
-        _synset(s, A, spam=True, copiers=False, seed=1)
-        _synset(s, B, spam=False, copiers=False, seed=2)
         # A verdict from a synset that has no votes any more (or one kept by migration 0009).
         s.add(WorkerVerdict(wnid="~", worker_id="good0", uninformative=True))
         s.get(Worker, "good0").routing = "uninformative"
