@@ -48,6 +48,13 @@ class CrowdTally:
     skill: dict[str, float] = field(default_factory=dict)
     found: list[set[str]] = field(default_factory=list)  # groups this run's fits found
 
+    def decided(self, wnid: str, algorithm: str) -> None:
+        """The run decides `wnid` (even with no votes left there): after a robust run its old
+        verdict rows go, whatever replaces them."""
+        if algorithm == "robust":
+            self.robust = True
+            self.verdicts.setdefault(wnid, {})
+
     def add(self, data: SynsetVotes, res: SynsetResult, algorithm: str) -> None:
         row = {
             "algorithm": algorithm,
@@ -63,7 +70,6 @@ class CrowdTally:
         m = res.model
         if m is None or not hasattr(m, "uninformative_"):
             return
-        self.robust = True
         keys = [str(k) for k in m.worker_keys_]
         seen = data.gold_seen
         out: dict[str, tuple[bool, str | None, float]] = {}

@@ -284,6 +284,7 @@ def run_consensus(
             # Groups found in synsets decided before this one count here too (a cartel that
             # spreads its votes thin is seen in full only across synsets).
             workers.group = {k: min(g) for g in tally.groups_for(wnid) for k in g}
+        tally.decided(wnid, algorithm)
         data = load_synset(session, wnid, s, workers)
         if data is None:
             continue

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from curation.consensus.decide import run_consensus
 from curation.consensus.parallel import run_parallel
-from db.models import Assignment, Hit, Worker, WorkerVerdict
+from db.models import Assignment, Candidate, Hit, Image, Worker, WorkerVerdict
 from mturk.server.review import _worker_rows, _worker_table
 from tests import dbrows
 
@@ -148,3 +148,17 @@ def test_every_synset_over_processes_drops_verdicts_no_synset_gives(app) -> None
     assert got["SPAM"][0] == "uninformative"
     with app.Session() as s:
         assert set(s.scalars(select(WorkerVerdict.wnid))) == {A}
+
+
+def test_a_synset_left_without_candidates_keeps_no_verdicts(app) -> None:
+    _spam_in_a(app, also_b=False)
+    _run(app, [A])
+    assert _workers(app)["SPAM"][0] == "uninformative"
+    # The quality filter, rerun, rejects every image of A: nothing there to decide, and no
+    # fit there routes anyone away any more.
+    with app.Session() as s:
+        shas = select(Candidate.image_sha256).where(Candidate.wnid == A)
+        s.execute(update(Image).where(Image.sha256.in_(shas)).values(quality="rejected"))
+        s.commit()
+    _run(app, [A])
+    assert _workers(app)["SPAM"] == (None, None)
