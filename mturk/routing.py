@@ -1,6 +1,7 @@
 """Routing: stop giving HITs to workers whose votes carry almost no information, via a qualification.
 
-Consensus (`curation.consensus.crowd`) stores a verdict per worker in `worker.routing`:
+Consensus (`curation.consensus.crowd`) stores a verdict per worker in `worker.routing`, recomputed
+from every synset's `worker_verdict` rows:
 `uninformative` (the robust model measured their current votes near chance: always-yes,
 always-no, careless, with enough gold seen) or `redundant` (a member of a dependent group other
 than its most skilled one: the group's first vote already says what theirs would). As on real
