@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from sqlalchemy import bindparam, delete, or_, select, text, update
 from sqlalchemy.orm import Session
 
@@ -175,23 +176,13 @@ def stored_groups(session: Session) -> dict[str, list[set[str]]]:
 
 
 def components(sets: list[set[str]]) -> list[set[str]]:
-    """Groups that share a worker joined into one (connected components); singletons dropped."""
-    parent: dict[str, str] = {}
+    """Groups that share a worker joined into one (dependence.merge_groups on worker codes)."""
+    from curation.consensus.dependence import merge_groups
 
-    def find(k: str) -> str:
-        while parent.setdefault(k, k) != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return k
-
-    for g in sets:
-        first, *rest = sorted(g) or [""]
-        for k in rest:
-            parent[find(k)] = find(first)
-    out: dict[str, set[str]] = {}
-    for k in parent:
-        out.setdefault(find(k), set()).add(k)
-    return [g for g in out.values() if len(g) >= 2]
+    keys = sorted(set().union(*sets)) if sets else []
+    code = {k: i for i, k in enumerate(keys)}
+    groups = [np.array([code[k] for k in g], np.int64) for g in sets]
+    return [{keys[int(i)] for i in g} for g in merge_groups(groups, len(keys))]
 
 
 def _recompute(conn: Any) -> None:
@@ -224,8 +215,12 @@ def _recompute(conn: Any) -> None:
             or_(w.c.routing.is_not(None), w.c.dependence_group.is_not(None))
         )
     ).all()
-    changes = [{"wid": k, "routing": r, "dep": g} for k, (r, g) in want.items()] + [
-        {"wid": k, "routing": None, "dep": None} for k, _r, _g in had if k not in want
+    now = {k: (r, g) for k, r, g in had}
+    # Only what changes: a run rewrites no row for the workers whose verdict stands.
+    changes = [
+        {"wid": k, "routing": r, "dep": g}
+        for k, (r, g) in {**dict.fromkeys(now, (None, None)), **want}.items()
+        if now.get(k, (None, None)) != (r, g)
     ]
     if changes:
         conn.execute(
