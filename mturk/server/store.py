@@ -284,8 +284,12 @@ class Store(HitWriteMixin, WorkerAdminMixin):
             offset = int(p.get("NextToken") or 0)
         except ValueError:
             raise MTurkError("AWS.ParameterOutOfRange", "bad NextToken or MaxResults") from None
-        if not 1 <= size <= 100 or offset < 0:
+        if not 1 <= size <= 100:
             raise MTurkError("AWS.ParameterOutOfRange", "MaxResults must be 1..100")
+        # A token is an offset this server issued; past 2**62 it would overflow PostgreSQL's
+        # bigint OFFSET (a 500 instead of a 400).
+        if not 0 <= offset <= 2**62:
+            raise MTurkError("AWS.ParameterOutOfRange", "bad NextToken")
         return size, offset
 
     @staticmethod

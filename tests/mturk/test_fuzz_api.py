@@ -131,6 +131,27 @@ def test_every_operation_longer_run(world: dict[str, Any], op: str) -> None:
     _fuzz_operation(world, op, EXAMPLES * 10)
 
 
+@pytest.mark.parametrize(
+    "op, extra",
+    [
+        ("ListWorkerBlocks", {}),
+        ("ListQualificationTypes", {"MustBeRequestable": False}),
+        ("ListBonusPayments", {"HITId": None}),
+        ("ListAssignmentsForHIT", {"HITId": None}),
+        ("ListWorkersWithQualificationType", {"QualificationTypeId": None}),
+    ],
+)
+def test_offset_token_past_bigint_is_refused(world: dict[str, Any], op: str, extra: dict) -> None:
+    """A NextToken offset of 2**63 (a fuzz find) is a 400, not PostgreSQL's bigint overflow."""
+    ids = world["ids"]
+    params = {k: (ids[k][0] if v is None else v) for k, v in extra.items()}
+    for token, ok in ((str(2**63), False), (str(2**62 + 1), False), ("0", True)):
+        status, raw = world["api"].call(op, dump({**params, "NextToken": token}))
+        assert (status == 200) is ok, (op, token, status, raw[:200])
+        if not ok:
+            assert status == 400 and "NextToken" in json.loads(raw)["Message"], raw[:200]
+
+
 def test_raw_hostile_bodies(world: dict[str, Any]) -> None:
     """Bodies that are not JSON objects at all, and AWS's 400 for out-of-range money."""
     api = world["api"]
