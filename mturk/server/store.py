@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+import re
 import time
 from collections.abc import Iterable
 from decimal import Decimal
@@ -26,6 +28,8 @@ from mturk.server.models import (
     SandboxRequestToken,
 )
 
+# Any HIT id new_id() makes (a forged token's id is checked before it reaches a query).
+_HIT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Statuses that hold a slot of the HIT for good (Accepted holds one only until its deadline).
 DONE = ("Submitted", "Approved", "Rejected")
 
@@ -306,9 +310,15 @@ class Store(HitWriteMixin, WorkerAdminMixin):
             return size, None
         try:
             key, hit_id = json.loads(base64.urlsafe_b64decode(str(token)[:512].encode()))
-            return size, (float(key), str(hit_id))
         except (ValueError, TypeError, binascii.Error, UnicodeError):
             raise MTurkError("AWS.ParameterOutOfRange", "bad NextToken") from None
+        # A forged token decodes to anything: a NUL in the id is PostgreSQL's DataError (a 500).
+        ok_key = isinstance(key, int | float) and not isinstance(key, bool)
+        if not ok_key or not math.isfinite(key) or not isinstance(hit_id, str):
+            raise MTurkError("AWS.ParameterOutOfRange", "bad NextToken")
+        if not _HIT_ID.fullmatch(hit_id):
+            raise MTurkError("AWS.ParameterOutOfRange", "bad NextToken")
+        return size, (float(key), hit_id)
 
     @staticmethod
     def _token_of(key: float, hit_id: str) -> str:

@@ -152,6 +152,25 @@ def test_offset_token_past_bigint_is_refused(world: dict[str, Any], op: str, ext
             assert status == 400 and "NextToken" in json.loads(raw)["Message"], raw[:200]
 
 
+def test_hostile_keyset_tokens_are_4xx_or_2xx(world: dict[str, Any]) -> None:
+    """ListHITs' NextToken is a (key, HIT id) pair we encode; a forged one decodes to anything."""
+    import base64
+
+    for key, hit_id in [
+        ("NaN", '"x"'),
+        ("1e999", '"x"'),
+        ("-1e999", '"x"'),
+        ("1.0", '"a\\u0000b"'),
+        ("1.0", '"\\ud800"'),
+        ("99999999999999999999999", '"x"'),
+        ("1.0", "[1, 2]"),
+    ]:
+        token = base64.urlsafe_b64encode(f"[{key}, {hit_id}]".encode()).decode()
+        for op in ("ListHITs", "ListReviewableHITs"):
+            status, raw = world["api"].call(op, dump({"NextToken": token}))
+            check_answer(status, raw, f"{op} {key} {hit_id}")
+
+
 def test_raw_hostile_bodies(world: dict[str, Any]) -> None:
     """Bodies that are not JSON objects at all, and AWS's 400 for out-of-range money."""
     api = world["api"]
