@@ -10,7 +10,8 @@ model of worker_aware.py (robust_em.py):
   recall targets, pi the synset's fitted prevalence: a price per unit of each constraint's
   budget ((1 - T) pi N false accepts, (1 - R) pi N false rejects), so the same c_p = 1, c_r =
   1.25 hold at 5% and at 50% positives. Accepting is free only above 1 - s_p (1 - T) (s_p =
-  0.5: coins fitted on a few hundred items are a little overconfident). `stopping="bounds"`
+  0.5: coins fitted on a few hundred items are a little overconfident; with n > `slack_items`
+  items 1 - s_p shrinks by sqrt(slack_items / n), as the coins' error). `stopping="bounds"`
   (robust_stop.bounds_plan) is the earlier rule: fixed posterior bounds, fewest unanimous votes.
 * **crowd-size-aware stopping**: `eligible[i]` = workers who could still vote on item i; the
   plan's horizon is min(max_votes - votes so far, eligible). An item it stops between the
@@ -105,6 +106,7 @@ class RobustConsensus(StoppingAggregator):
         gold_weight: float = 1.0,
         gold_cap: float = 10.0,
         precision_slack: float = 0.5,
+        slack_items: float = 200.0,
         recall_slack: float = 2.0,
         difficulty: bool = True,
         drift: bool = True,
@@ -133,6 +135,7 @@ class RobustConsensus(StoppingAggregator):
         self.prior, self.base_accuracy, self.base_strength = prior, base_accuracy, base_strength
         self.gold_weight, self.gold_cap = gold_weight, gold_cap
         self.precision_slack, self.recall_slack = precision_slack, recall_slack
+        self.slack_items = slack_items
         self.difficulty, self.drift, self.dependence = difficulty, drift, dependence
         self.dependence_evidence, self.dependence_alpha = dependence_evidence, dependence_alpha
         self.min_segment, self.change_penalty = min_segment, change_penalty
@@ -234,13 +237,17 @@ class RobustConsensus(StoppingAggregator):
         )
         self.prevalence_ = fit.prior
         pi = fit.prior
-        self.accept_at_ = self.threshold
+        # The slack is for coins fitted on a few hundred items; the posteriors' overconfidence
+        # shrinks like the coins' error (at 2,000 items they were calibrated), so it does too.
+        total = np.bincount(it, minlength=ni)
+        shrink = min(1.0, np.sqrt(self.slack_items / max(int((total > 0).sum()), 1)))
+        s_p = 1 - (1 - self.precision_slack) * shrink
+        self.accept_at_ = float(1 - s_p * (1 - self.target_precision))
         self.reject_at_ = float(
             min(self.recall_slack * (1 - self.target_recall) * pi / (1 - pi), 0.5)
         )
         self.reject_below = self.reject_at_
         p = fit.resp[:, 1, :].sum(axis=1)
-        total = np.bincount(it, minlength=ni)
         self._last = (votes, p, total, known)
         self._stop(votes, p, total, known, eligible)
         return self

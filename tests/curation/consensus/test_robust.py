@@ -317,3 +317,28 @@ def test_gold_schedule_front_loads_gold(monkeypatch: pytest.MonkeyPatch) -> None
     assert sched[2] == GOLD_KNOWN_AFTER and sched[2] > fixed[2]  # known after 40 votes
     assert sched[-1] < fixed[-1] * 0.7  # after 400 votes: two thirds of the old gold
     assert (np.diff(sched) >= 0).all()
+
+
+def test_precision_slack_relaxes_with_the_items_fitted() -> None:
+    # The accept bound's slack is for coins fitted on a few hundred items; on 2,000 the
+    # posteriors are calibrated, and the bound moves toward the target itself.
+    rng = np.random.default_rng(11)
+    n, nw = 2000, 12
+    truth = (rng.random(n) < 0.25).astype(np.int64)
+    accs = rng.uniform(0.7, 0.97, nw)
+    rows = []
+    for i in range(n):
+        for w in rng.choice(nw, 4, replace=False):
+            rows.append((i, int(w), int(_answer(rng, truth[i : i + 1], accs[w])[0])))
+    votes = _votes(rows, n, nw)
+    nominal = 1 - 0.5 * (1 - 0.997)
+    on = RobustConsensus(stopping="bounds").fit(votes)
+    off = RobustConsensus(stopping="bounds", slack_items=1e18).fit(votes)
+    assert off.accept_at_ == pytest.approx(nominal)
+    assert on.accept_at_ == pytest.approx(1 - (1 - 0.5 * np.sqrt(0.1)) * 0.003)
+    mid = (on.p_yes_ >= on.accept_at_) & (on.p_yes_ < off.accept_at_)
+    assert mid.any()
+    assert (on.decisions_[mid] == ACCEPT).all() and not (off.decisions_[mid] == ACCEPT).any()
+    few = [r for r in rows if r[0] < 150]
+    small = RobustConsensus(stopping="bounds").fit(_votes(few, 150, nw))
+    assert small.accept_at_ == pytest.approx(nominal)
