@@ -17,6 +17,7 @@ from mturk.server.models import (
     SandboxWorkerBlock,
     SandboxWorkerQualification,
 )
+from mturk.server.paging import offset_page
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -26,7 +27,6 @@ class WorkerAdminMixin:
     """Part of Store (mturk/server/store.py); relies on its session and helper methods."""
 
     Session: sessionmaker[Session]
-    _page: Any
     _assignment: Any
     _token: Any
     _charge: Any
@@ -59,7 +59,7 @@ class WorkerAdminMixin:
             return {"QualificationType": _qual_dict(q)}
 
     def list_qualification_types(self, p: dict) -> dict:
-        size, offset = self._page(p)
+        size, offset = offset_page(p)
         with self.Session() as s:
             q = select(SandboxQualificationType).order_by(SandboxQualificationType.created_at)
             if p.get("Query"):
@@ -99,7 +99,7 @@ class WorkerAdminMixin:
         return {}
 
     def list_workers_with_qualification(self, p: dict) -> dict:
-        size, offset = self._page(p)
+        size, offset = offset_page(p)
         W = SandboxWorkerQualification
         with self.Session() as s:
             q = select(W).where(W.qualification_type_id == p.get("QualificationTypeId", ""))
@@ -137,7 +137,7 @@ class WorkerAdminMixin:
         return {}
 
     def list_worker_blocks(self, p: dict) -> dict:
-        size, offset = self._page(p)
+        size, offset = offset_page(p)
         with self.Session() as s:
             rows = list(
                 s.scalars(
@@ -190,7 +190,7 @@ class WorkerAdminMixin:
         return {}
 
     def list_bonus_payments(self, p: dict) -> dict:
-        size, offset = self._page(p)
+        size, offset = offset_page(p)
         B = SandboxBonus
         with self.Session() as s:
             q = select(B)

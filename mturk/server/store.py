@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import math
-import re
 import time
 from collections.abc import Iterable
 from decimal import Decimal
@@ -27,9 +22,8 @@ from mturk.server.models import (
     SandboxHitType,
     SandboxRequestToken,
 )
+from mturk.server.paging import keyset_page, keyset_token, offset_page
 
-# Any HIT id new_id() makes (a forged token's id is checked before it reaches a query).
-_HIT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Statuses that hold a slot of the HIT for good (Accepted holds one only until its deadline).
 DONE = ("Submitted", "Approved", "Rejected")
 
@@ -282,54 +276,12 @@ class Store(HitWriteMixin, WorkerAdminMixin):
                 "HIT": self._hit_dict(s, hit, self._counts(s, [hit.hit_id], now)[hit.hit_id], now)
             }
 
-    def _page(self, p: dict, default: int = 10) -> tuple[int, int]:
-        try:
-            size = int(p.get("MaxResults", default))
-            offset = int(p.get("NextToken") or 0)
-        except ValueError:
-            raise MTurkError("AWS.ParameterOutOfRange", "bad NextToken or MaxResults") from None
-        if not 1 <= size <= 100:
-            raise MTurkError("AWS.ParameterOutOfRange", "MaxResults must be 1..100")
-        # A token is an offset this server issued; past 2**62 it would overflow PostgreSQL's
-        # bigint OFFSET (a 500 instead of a 400).
-        if not 0 <= offset <= 2**62:
-            raise MTurkError("AWS.ParameterOutOfRange", "bad NextToken")
-        return size, offset
-
-    @staticmethod
-    def _keyset(p: dict, default: int = 10) -> tuple[int, tuple[float, str] | None]:
-        """Page size and the last key of the previous page (NextToken is that key, encoded)."""
-        try:
-            size = int(p.get("MaxResults", default))
-        except (TypeError, ValueError):
-            raise MTurkError("AWS.ParameterOutOfRange", "bad MaxResults") from None
-        if not 1 <= size <= 100:
-            raise MTurkError("AWS.ParameterOutOfRange", "MaxResults must be 1..100")
-        token = p.get("NextToken")
-        if not token:
-            return size, None
-        try:
-            key, hit_id = json.loads(base64.urlsafe_b64decode(str(token)[:512].encode()))
-        except (ValueError, TypeError, binascii.Error, UnicodeError):
-            raise MTurkError("AWS.ParameterOutOfRange", "bad NextToken") from None
-        # A forged token decodes to anything: a NUL in the id is PostgreSQL's DataError (a 500).
-        ok_key = isinstance(key, int | float) and not isinstance(key, bool)
-        if not ok_key or not math.isfinite(key) or not isinstance(hit_id, str):
-            raise MTurkError("AWS.ParameterOutOfRange", "bad NextToken")
-        if not _HIT_ID.fullmatch(hit_id):
-            raise MTurkError("AWS.ParameterOutOfRange", "bad NextToken")
-        return size, (float(key), hit_id)
-
-    @staticmethod
-    def _token_of(key: float, hit_id: str) -> str:
-        return base64.urlsafe_b64encode(json.dumps([key, hit_id]).encode()).decode()
-
     def list_hits(self, p: dict, reviewable: bool = False) -> dict:
         """ListHITs / ListReviewableHITs: keyset pages read by index range scans.
 
         Reviewable HITs are those whose reviewable_at has passed (status Assignable), listed in
         that order; everything else lists by (created_at, hit_id)."""
-        size, after = self._keyset(p)
+        size, after = keyset_page(p)
         now = time.time()
         H = SandboxHit
         htype = p.get("HITTypeId")
@@ -365,11 +317,11 @@ class Store(HitWriteMixin, WorkerAdminMixin):
             items = [self._hit_dict(s, by_id[h], counts[h], now, types) for h in ids if h in by_id]
         out: dict[str, Any] = {"NumResults": len(items), "HITs": items}
         if len(keyed) > size:
-            out["NextToken"] = self._token_of(*page[-1])
+            out["NextToken"] = keyset_token(*page[-1])
         return out
 
     def list_assignments(self, p: dict) -> dict:
-        size, offset = self._page(p)
+        size, offset = offset_page(p)
         now = time.time()
         statuses = p.get("AssignmentStatuses") or list(DONE)
         with self.Session() as s:
