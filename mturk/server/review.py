@@ -269,6 +269,9 @@ def _synset_data(session: Session, wnid: str) -> tuple[Any, Sequence[Any]]:
 
 async def synset_page(request: web.Request) -> web.Response:
     wnid = request.match_info["wnid"]
+    if len(wnid) > 64 or not wnid.isprintable():
+        # No synset id holds these, and PostgreSQL text cannot even be compared with a NUL.
+        raise web.HTTPNotFound(text="unknown synset")
     try:
         limit = max(1, min(5000, int(request.query.get("limit", SECTION_LIMIT))))
     except ValueError:

@@ -143,6 +143,12 @@ def test_override_refuses_bad_posts(served) -> None:  # type: ignore[no-untyped-
     assert requests.get(url, timeout=30).status_code == 405
     assert requests.get(f"{base}/synset/n99999999", timeout=30).status_code == 404
     assert requests.get(f"{base}/thumb/{'0' * 64}", timeout=30).status_code == 404
+    # Hostile paths never reach a query as a 500 (PostgreSQL text cannot hold a NUL).
+    for path in ("/synset/n0%00x", "/synset/%ff%fe", f"/synset/{'n' * 5000}", "/thumb/%00"):
+        assert requests.get(base + path, timeout=30).status_code in (400, 404), path
+    assert requests.get(f"{base}/synset/{WNID}?limit={'9' * 40}", timeout=30).status_code == 200
+    r = requests.post(f"{base}/label/{'9' * 40}", data={"decision": "reject"}, timeout=30)
+    assert r.status_code == 403
     with app.Session() as s:
         assert s.get(Label, ids[0]).decision == "accept"  # nothing changed
     r = requests.post(url, data={"decision": "reject", "token": token}, timeout=30)
