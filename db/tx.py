@@ -159,3 +159,27 @@ def write_lock(engine: Engine, name: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def storable(text: str | None) -> str | None:
+    """`text` as both backends can store it: PostgreSQL's text holds no NUL and UTF-8 no lone
+    surrogate, and a third party's JSON (a search API) can carry either; None stays None."""
+    if text is None:
+        return None
+    text = str(text).replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def storable_json(value: Any) -> Any:
+    """A JSON value with `storable` strings throughout (keys included)."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {storable(str(k)): storable_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable_json(v) for v in value]
+    return value

@@ -50,8 +50,11 @@ class RetryPolicy:
 
 
 def clip(text: str, width: int = 200) -> str:
-    """One line of at most `width` characters, cut at a word boundary (never mid-word)."""
-    flat = " ".join(str(text).split())
+    """One line of at most `width` characters, cut at a word boundary (never mid-word), that
+    both backends can store (a server's error text can carry a NUL)."""
+    from db.tx import storable
+
+    flat = " ".join(str(storable(str(text))).split())
     out = textwrap.shorten(flat, width, placeholder=" ...")
     # A single word longer than `width` (a long URL) would shorten to the placeholder alone.
     return out if out.strip(" .") else flat[: width - 3] + "..."

@@ -205,6 +205,7 @@ async def _run_query(
     """Fetch pages of one claimed query; returns the final status written for it."""
     from db import queue
     from db.models import Query
+    from db.tx import storable
     from harvest.sources import SourceError
 
     cursor, n = row["next_page"], row["n_results"] or 0
@@ -233,7 +234,7 @@ async def _run_query(
         stats["candidates_added"] += added
         stats["pages"] += 1
         n += len(page.hits[: limit - n])
-        cursor = page.next_page
+        cursor = storable(page.next_page)
         pages += 1
         if cursor is None:
             break
@@ -302,22 +303,25 @@ def _save(app: App, owner: str, qid: int, cursor: str | None, n: int, error: str
 
 def _add_candidates(app: App, row: dict[str, Any], hits: list[Any]) -> int:
     from db.models import Candidate
-    from db.tx import insert_ignore
+    from db.tx import insert_ignore, storable, storable_json
 
+    # A source's JSON can hold NULs and lone surrogates, which PostgreSQL refuses: text loses
+    # them; a URL with one is no URL the source meant, and is left out.
     rows = [
         {
             "wnid": row["wnid"],
             "url": h.url,
             "source": row["source"],
-            "source_ref": h.source_ref,
+            "source_ref": storable(h.source_ref),
             "query_id": row["id"],
-            "title": (h.title or None),
-            "license": h.license,
-            "meta": h.meta or None,
+            "title": storable(h.title or None),
+            "license": storable(h.license),
+            "meta": storable_json(h.meta or None),
             "status": "pending",
             "attempts": 0,
         }
         for h in hits
+        if storable(h.url) == h.url
     ]
     with app.engine.begin() as conn:
         return insert_ignore(conn, Candidate.__table__, rows)

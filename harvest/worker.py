@@ -94,7 +94,7 @@ class CrawlWorker:
 
         from db import queue
         from db.models import Candidate, Image
-        from db.tx import insert_ignore, write_lock
+        from db.tx import insert_ignore, storable, write_lock
         from imnet.core.blobstore import key_for
 
         images = {
@@ -145,7 +145,7 @@ class CrawlWorker:
                 row: dict[str, Any] = {
                     "id": r.id,
                     "status": r.status,
-                    "error": r.error,
+                    "error": storable(r.error),  # a server's reason phrase, a Location
                     "http_status": r.http_status,
                     "fetched_at": now,
                 }

@@ -93,3 +93,43 @@ def test_429_retry_after_honoured_and_bounded(sqlite_url: str, tmp_path) -> None
     assert q["long"].status == "pending" and "rate_limited" in q["long"].error and n_long == 1
     assert stats["queries_postponed"] == 1 and stats["error_rate_limited"] == 1
     app.close()
+
+
+def test_nul_and_surrogates_from_a_source_are_stored_without_them(app: App) -> None:
+    # A search API's JSON can carry "\u0000" and lone surrogates, which PostgreSQL refuses: the
+    # run must not crash on them, text keeps the rest, and a URL holding one is left out.
+    page = {
+        "result_count": 3,
+        "page_count": 2,
+        "page_size": 20,
+        "page": 1,
+        "results": [
+            {
+                "id": "x\u00001",
+                "url": "https://example.org/a.jpg",
+                "title": "tench\u0000 \ud800fin",
+            },
+            {"id": "x2", "url": "https://example.org/b\u0000.jpg", "title": "bad url"},
+            {"id": "x3", "url": "https://example.org/c.jpg", "title": "ok", "creator": "c\u0000"},
+        ],
+    }
+
+    async def route(request: web.Request) -> web.StreamResponse:
+        if request.query["q"] == "apierror":
+            return await json_body({"detail": "no\u0000 such \udfffquery"}, 400)(request)
+        return web.json_response(page)
+
+    add_synsets(app, wnids=[W])
+    _queries(app, ("tench", "openverse"), ("apierror", "openverse"))
+    with LoopWeb({"/v1/images/": route}) as w:
+        app.settings = app.settings.replace(source_openverse_url=w.url("/v1/images/"))
+        run_search(app, max_pages=1)
+    q = _q(app)
+    assert q["tench"].n_results == 3 and q["tench"].status == "pending"
+    assert q["apierror"].status == "failed" and "\x00" not in q["apierror"].error
+    with app.Session() as s:
+        got = {c.url: c for c in s.scalars(select(Candidate))}
+    assert set(got) == {"https://example.org/a.jpg", "https://example.org/c.jpg"}
+    a = got["https://example.org/a.jpg"]
+    assert a.title == "tench ?fin"
+    assert a.source_ref == "x1" and "\x00" not in str(got["https://example.org/c.jpg"].meta)
