@@ -75,6 +75,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _check_text(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse argument values that are not text: argv bytes that are not UTF-8 arrive as lone
+    surrogates, which no database, JSON file or HTTP request can carry."""
+    for dest, value in vars(args).items():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str):
+                try:
+                    v.encode("utf-8")
+                except UnicodeEncodeError:
+                    flag = "--" + dest.replace("_", "-")
+                    parser.error(f"argument {flag}: {v[:60]!a} is not valid UTF-8 text")
+
+
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
@@ -83,6 +96,7 @@ def _main(argv: Sequence[str] | None) -> int:
         if e.code == 0:
             sys.stdout.flush()
         raise
+    _check_text(parser, args)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2

@@ -44,6 +44,9 @@ PATH_DESTS = {
 # String options whose name looks like a path but are not one (with why).
 NOT_PATHS = {"url": "mturk simulate --url: the worker site, covered by the closed-port endpoint"}
 NUMERIC_VALUES = ("-1", "0", "nan", "inf", "-inf", "1e999", "9" * 30, "abc", "")
+# Free text (names, wnids, sources): argv bytes that are not UTF-8 arrive as lone surrogates,
+# which no database or JSON encoder takes; and a name far longer than any.
+STRING_VALUES = ("n\udcff", "\udcff\udcfe", "n" * 5000)
 
 
 def _tree(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator:
@@ -64,6 +67,15 @@ LEAVES = {
 
 def _is_numeric(a: argparse.Action) -> bool:
     return a.type in (int, float) or getattr(a.type, "__name__", "") in ("integer", "number")
+
+
+def _is_text(a: argparse.Action) -> bool:
+    """A free-text value: not a flag, a choice, a number or a path."""
+    takes_value = a.nargs != 0 and not isinstance(
+        a, argparse._HelpAction | argparse._VersionAction | argparse._SubParsersAction
+    )
+    plain = a.type is None and not a.choices
+    return takes_value and plain and a.dest not in PATH_DESTS and a.dest not in NOT_PATHS
 
 
 def _flag(a: argparse.Action) -> str:
@@ -196,6 +208,9 @@ def hostile_cases(tmp: Path) -> Iterator[tuple[list[str], tuple[int, ...], bool]
                     yield base_argv(path, parser, tmp, (a, str(tmp / "k" / "new"))), (0, 2), False
             elif _is_numeric(a):
                 for v in NUMERIC_VALUES:
+                    yield base_argv(path, parser, tmp, (a, v)), (0, 2), long
+            elif _is_text(a):
+                for v in STRING_VALUES:
                     yield base_argv(path, parser, tmp, (a, v)), (0, 2), long
 
 
