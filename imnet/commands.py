@@ -69,13 +69,20 @@ def _setup(args: argparse.Namespace, app: App) -> int:
 
 
 def _upgrade(args: argparse.Namespace, app: App) -> int:
+    from alembic.util import CommandError
+
     from db.session import check_connection, make_engine, upgrade
+    from imnet.core.console import UserError
 
     url = app.settings.resolved_database_url()
     engine = make_engine(url)
     check_connection(engine)
-    upgrade(url, args.revision, engine=engine)
-    engine.dispose()
+    try:
+        upgrade(url, args.revision, engine=engine)
+    except CommandError as e:  # an unknown or ambiguous revision
+        raise UserError(f"db upgrade: {' '.join(str(e).split())[:300]}") from None
+    finally:
+        engine.dispose()
     print(f"database at {args.revision}")
     return 0
 
