@@ -47,6 +47,21 @@ def check_args(args: argparse.Namespace) -> str:
     crop, resize = getattr(args, "crop_size", None), getattr(args, "resize_size", None)
     if crop is not None and resize is not None and crop > resize:
         return f"--crop-size {crop} is larger than --resize-size {resize}"
+    devices = [d for d in str(getattr(args, "devices", "") or "").split(",") if d]
+    for d in [getattr(args, "device", "auto"), *devices]:
+        if d != "auto" and (problem := device_problem(d)):
+            return problem
+    return ""
+
+
+def device_problem(text: str) -> str:
+    """Why `text` is no torch device ('' when it is one); torch raises a RuntimeError."""
+    import torch
+
+    try:
+        torch.device(text)
+    except (RuntimeError, ValueError):
+        return f"{text[:60]!a} is not a torch device (cpu, cuda, cuda:N, mps)"
     return ""
 
 

@@ -111,9 +111,12 @@ def _evaluate(args: argparse.Namespace, app: App) -> int:
 
 def _invariance(args: argparse.Namespace, app: App) -> int:
     from imnet.core.console import UserError
+    from train.args import device_problem
     from train.data import ExportError
     from train.invariance import analyze
 
+    if problem := device_problem(args.device):
+        raise UserError(problem)
     try:
         res = analyze(
             args.data_path, args.resume, args.out, args.format, args.max_images, device=args.device
