@@ -74,6 +74,8 @@ def _upgrade(args: argparse.Namespace, app: App) -> int:
     from db.session import check_connection, make_engine, upgrade
     from imnet.core.console import UserError
 
+    if not args.revision.strip():  # alembic asserts on an empty identifier
+        raise UserError("db upgrade: the revision is empty (head, or a revision id)")
     url = app.settings.resolved_database_url()
     engine = make_engine(url)
     check_connection(engine)

@@ -45,8 +45,8 @@ PATH_DESTS = {
 NOT_PATHS = {"url": "mturk simulate --url: the worker site, covered by the closed-port endpoint"}
 NUMERIC_VALUES = ("-1", "0", "nan", "inf", "-inf", "1e999", "9" * 30, "abc", "")
 # Free text (names, wnids, sources): argv bytes that are not UTF-8 arrive as lone surrogates,
-# which no database or JSON encoder takes; and a name far longer than any.
-STRING_VALUES = ("n\udcff", "\udcff\udcfe", "n" * 5000)
+# which no database or JSON encoder takes; a name far longer than any; empty, blank, a path.
+STRING_VALUES = ("n\udcff", "\udcff\udcfe", "n" * 5000, "", " ", "../../x")
 
 
 def _tree(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator:
