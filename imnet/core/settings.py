@@ -235,11 +235,19 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
             return int(value)
         if typ == "float":
             return float(value)
-        return str(value)
+        text = str(value)
     except (TypeError, ValueError):
         raise SettingsError(
             f"setting {key!r} (from {origin}) must be {typ}, got {value!r}"
         ) from None
+    # A NUL or newline in a key, URL, path or User-Agent reaches a header, a file name or the
+    # database, where it is refused late or splits a header; so do bytes that are not UTF-8.
+    if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) < 0xE000 for c in text):
+        raise SettingsError(
+            f"setting {key!r} (from {origin}) holds a control character or bytes that are "
+            f"not UTF-8: {text[:60]!a}"
+        )
+    return text
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

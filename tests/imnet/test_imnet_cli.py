@@ -77,6 +77,23 @@ def test_bad_settings_one_line_no_traceback(
     assert "Traceback" not in r.stderr and "secret" not in r.stderr
 
 
+@pytest.mark.parametrize(
+    "toml",
+    [
+        'user_agent = "imnet\\u0000x"\n',
+        'user_agent = "a\\r\\nX-Evil: 1"\n',
+        'mturk_access_key = "k\\u0007"\n',
+    ],
+)
+def test_control_characters_in_settings_are_refused(tmp_path: Path, toml: str) -> None:
+    # A NUL or a newline would reach a header (a second header: CRLF injection), a file name
+    # or the database; the settings file is where to say so.
+    (tmp_path / "imnet.toml").write_text(toml)
+    r = run(["config", "show"], tmp_path)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "control character" in lines[0], r.stderr
+
+
 def test_config_show_masks_and_reports_sources(tmp_path: Path) -> None:
     (tmp_path / "imnet.toml").write_text("crawl_concurrency = 7\n")
     r = run(["config", "show"], tmp_path, {"IMNET_S3_SECRET_KEY": "topsecret"})
