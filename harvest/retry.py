@@ -54,7 +54,7 @@ def clip(text: str, width: int = 200) -> str:
     both backends can store (a server's error text can carry a NUL)."""
     from db.tx import storable
 
-    flat = " ".join(str(storable(str(text))).split())
+    flat = " ".join((storable(str(text)) or "").split())
     out = textwrap.shorten(flat, width, placeholder=" ...")
     # A single word longer than `width` (a long URL) would shorten to the placeholder alone.
     return out if out.strip(" .") else flat[: width - 3] + "..."
