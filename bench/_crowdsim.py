@@ -5,10 +5,11 @@ turn (the crowd, its drift and its gold record carry over from one synset to the
 round the policy says how many more votes each item needs and which workers get no more work;
 votes come from random eligible workers (never twice on an item, at most `PER_ROUND` votes per
 worker per round, as a refit happens every few HITs), and real votes bring gold answers, counted
-in votes/item: GOLD_RATE per vote (the HIT layout: 2 gold tiles in 24), or with `gold_schedule`
-(the default in bench/consensus.py) GOLD_NEW per vote until a worker has GOLD_KNOWN_AFTER gold
-answers (4 gold tiles in 24: a new worker's skill, and a spammer, is known after ~40 votes), then
-GOLD_KNOWN (1 in 24: enough to keep seeing drift, which agreement also shows).
+in votes/item: GOLD_RATE per vote, the pipeline's HIT layout (mturk_gold_per_hit gold tiles of
+mturk_images_per_hit: 2 in 24, 2/22 per vote), or with `gold_schedule` (a what-if: the pipeline
+has no such layout) GOLD_NEW per vote until a worker has GOLD_KNOWN_AFTER gold answers (4 gold
+tiles in 24: a new worker's skill, and a spammer, is known after ~40 votes), then GOLD_KNOWN (1 in
+24).
 
 Worker kinds (accuracy = P(right) on a clear image; on an ambiguous image it is pulled halfway to
 a coin flip): good 0.92, mediocre 0.75, near-chance 0.55, always-yes, always-no, drifting (0.92
@@ -22,7 +23,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-GOLD_RATE = 2 / 22
+from imnet.core.settings import Settings
+
+# The pipeline's layout (mturk/verify.py plan_hits): every HIT carries the same gold tiles.
+GOLD_RATE = Settings.mturk_gold_per_hit / (
+    Settings.mturk_images_per_hit - Settings.mturk_gold_per_hit
+)
 GOLD_NEW, GOLD_KNOWN, GOLD_KNOWN_AFTER = 4 / 20, 1 / 23, 8
 PER_ROUND = 40
 AMB_SHRINK = 0.5

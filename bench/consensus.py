@@ -37,11 +37,13 @@ Third round (no setting searched): the policy runs the pipeline's crowd-wide pas
 (curation/consensus/pooled.py) on every vote so far before each fit, and the measurement uses
 only a group's first vote on items an outside vote came to first (adaptive stopping otherwise
 biases it towards chance); found on DEV_SEEDS (diagnosis only), then checked on the tuning
-seeds and last on the held-out seeds. The gold schedule (_crowdsim.gold_due: 4 gold tiles in 24 until 8 gold answers, then
-1 in 24) was checked on 101-102's default-mix row, not searched. --fixed-gold runs the old layout
-(2 gold tiles in 24 for everyone); --amb-shrink changes how hard the ambiguous images are (the
-sim's 0.5 is also the shrink prior's centre: run 0.2 / 0.8 to see the prior does not carry the
-figures). With 200 items per synset a 50-worker crowd's cost of learning who is who is spread
+seeds and last on the held-out seeds. Gold: every HIT carries the pipeline's gold tiles
+(mturk_gold_per_hit of mturk_images_per_hit, 2 in 24), counted in votes/item for ours and the
+oracle alike; rounds before 2026-12-07 ran the default with a per-worker schedule the pipeline has
+no layout for (4 gold tiles in 24 until 8 gold answers, then 1 in 24), now --gold-schedule, a
+what-if. --gold-per-hit N runs another fixed layout; --amb-shrink changes how hard the
+ambiguous images are (the sim's 0.5 is also the shrink prior's centre: run 0.2 / 0.8 to see the
+prior does not carry the figures). With 200 items per synset a 50-worker crowd's cost of learning who is who is spread
 over few items, and recall on 5% positives moves in steps of 1/60 (1/180 with --seeds 6).
 
     python bench/consensus.py                   # held-out seeds, default cells (~2 min)
@@ -69,6 +71,7 @@ from _crowdsim_policies import RobustPolicy, WorkerAwarePolicy  # noqa: E402
 from consensus_oracle import OraclePolicy  # noqa: E402
 
 from curation.consensus.robust import INSUFFICIENT  # noqa: E402
+from imnet.core.settings import Settings  # noqa: E402
 
 TARGET_P, TARGET_R = 0.997, 0.98
 TUNING_SEEDS = (101, 102, 103)
@@ -126,7 +129,7 @@ ROBUST = {
 CAP = 25
 
 
-GOLD_SCHEDULE = True  # --fixed-gold: every vote brings 2/22 gold answers, as before
+GOLD_SCHEDULE = False  # --gold-schedule: the per-worker what-if (_crowdsim.gold_due)
 
 
 def run_cell(
@@ -163,6 +166,15 @@ def run_cell(
         tot["needed"] = needed
         out[name] = tot
     return out
+
+
+def gold_layout() -> str:
+    import _crowdsim
+
+    if GOLD_SCHEDULE:
+        return "gold: per-worker schedule (what-if, not the pipeline's layout)"
+    per = _crowdsim.GOLD_RATE * Settings.mturk_images_per_hit / (1 + _crowdsim.GOLD_RATE)
+    return f"gold: {per:.0f} tiles in {Settings.mturk_images_per_hit} per HIT"
 
 
 def _fmt(t: dict) -> tuple[float, float, float]:
@@ -223,7 +235,12 @@ def main() -> int:
         "--set", action="append", default=[], help="another RobustConsensus setting, KEY=VALUE"
     )
     ap.add_argument(
-        "--fixed-gold", action="store_true", help="2/22 gold per vote for everyone (old layout)"
+        "--gold-schedule",
+        action="store_true",
+        help="what-if, not in the pipeline: new workers 4 gold in 24 until 8 answers, then 1 in 24",
+    )
+    ap.add_argument(
+        "--gold-per-hit", type=int, default=None, help="gold tiles per 24-tile HIT (pipeline: 2)"
     )
     ap.add_argument(
         "--amb-shrink",
@@ -239,7 +256,14 @@ def main() -> int:
 
         _crowdsim.AMB_SHRINK = consensus_oracle.AMB_SHRINK = args.amb_shrink
     global GOLD_SCHEDULE
-    GOLD_SCHEDULE = not args.fixed_gold
+    GOLD_SCHEDULE = args.gold_schedule
+    if args.gold_per_hit is not None:
+        import _crowdsim
+
+        tiles = Settings.mturk_images_per_hit
+        if not 0 <= args.gold_per_hit < tiles:
+            ap.error(f"--gold-per-hit must be 0..{tiles - 1}")
+        _crowdsim.GOLD_RATE = args.gold_per_hit / (tiles - args.gold_per_hit)
     ROBUST["precision_slack"], ROBUST["recall_slack"] = args.precision_slack, args.recall_slack
     ROBUST["max_shrink"] = args.max_shrink
     for kv in args.set:
@@ -250,7 +274,7 @@ def main() -> int:
     seeds = seeds[: args.seeds]
     print(
         f"{which} seeds {seeds}; {args.items} items/synset; "
-        f"targets P>={TARGET_P} R>={TARGET_R}; gold {'schedule' if GOLD_SCHEDULE else 'fixed'}; "
+        f"targets P>={TARGET_P} R>={TARGET_R}; {gold_layout()}; "
         f"robust {ROBUST}"
     )
     print(

@@ -303,8 +303,9 @@ def test_shrink_prior_keeps_the_hard_images_shrink_off_zero() -> None:
 
 
 def test_gold_schedule_front_loads_gold(monkeypatch: pytest.MonkeyPatch) -> None:
-    # bench/_crowdsim.py's gold policy: a new worker's HITs carry 4 gold tiles in 24 until 8
-    # gold answers, then 1 in 24; the old layout gave 2 in 24 throughout.
+    # bench/_crowdsim.py's what-if gold schedule (--gold-schedule; the pipeline has no such
+    # layout): a new worker's HITs carry 4 gold tiles in 24 until 8 gold answers, then 1 in 24;
+    # the pipeline's layout gives 2 in 24 throughout (the bench's default).
     from pathlib import Path
 
     # bench/ holds flat scripts (bench/curation.py would shadow the package): on sys.path only
