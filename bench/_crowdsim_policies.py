@@ -2,9 +2,11 @@
 
 Each policy answers `step(state) -> (votes each item still needs, workers given no more work)`
 and `final(state) -> decisions`, as the pipeline's verification loop does around a consensus:
-refit on every vote so far, route, ask. `gold_block` adds the mturk stage's qualification
-(workers under mturk_min_worker_gold on gold after mturk_min_gold_seen answers get no more work),
-which the old bench applied to every adaptive method and the default-mix row keeps.
+refit on every vote so far, route, ask. Both apply the mturk stage's qualification (`imnet mturk
+collect`: workers under mturk_min_worker_gold on gold after mturk_min_gold_seen answers get no
+more work), as the pipeline does in every crowd; until 2026-12-07 the robust policy applied it
+only in the default-mix row and routed uninformative workers away before their gold was measured,
+which the pipeline (curation/consensus/crowd.py) does not.
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ class RobustPolicy:
     redundant workers, ask each open item its `needs_`, with a horizon of the workers still
     eligible for it."""
 
-    def __init__(self, gold_block: bool = False, **kw: float) -> None:
+    def __init__(self, gold_block: bool = True, **kw: float) -> None:
         self.kw = kw
         self.gold_block = gold_block
+        s = Settings()
+        self.min_gold, self.min_gold_seen = s.mturk_min_worker_gold, s.mturk_min_gold_seen
         self.blocked: np.ndarray | None = None
         self.model: RobustConsensus | None = None
         self.crowd_needed: int | None = None
@@ -68,12 +72,15 @@ class RobustPolicy:
         if self.blocked is None:
             self.blocked = np.zeros(nw, bool)
         if self.gold_block:
-            self.blocked |= gold_blocked(st)
+            self.blocked |= gold_blocked(st, self.min_gold, self.min_gold_seen)
         elig = (~st.voted & ~self.blocked[None, :]).sum(axis=1)
         m = RobustConsensus(**self.kw).fit(
             _votes(st), GoldAnswers(gw, gc, gt), eligible=elig, groups=groups
         )
-        stop = m.uninformative_ | redundant_workers(m)
+        # As the pipeline (crowd.py CrowdTally): routed away as uninformative only with
+        # mturk_min_gold_seen gold answers measured, as redundant on the groups alone.
+        seen = np.bincount(gw, minlength=nw) >= self.min_gold_seen
+        stop = (m.uninformative_ & seen) | redundant_workers(m)
         if (stop & ~self.blocked).any():
             self.blocked |= stop
             m.decide((~st.voted & ~self.blocked[None, :]).sum(axis=1))

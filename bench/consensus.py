@@ -5,7 +5,8 @@ at 5%, 25% and 50% positives, each labelling synsets of rising difficulty (0%, 5
 ambiguous images) in turn. First row: the old bench's scenario as it was (git show
 8d67f8f:bench/consensus.py): 50 workers, 70% at 0.9, 20% at 0.7, 6% coin flips, 4% always-yes,
 25% positives, synsets with 0/5/10/20% ambiguous images, 2,000 items each, the mturk gold
-qualification on; the old default, worker-aware, runs on it beside the robust consensus. Each
+qualification on (as in every cell: `imnet mturk collect` applies it to every crowd); the old
+default, worker-aware, runs on it beside the robust consensus. Each
 cell runs the robust consensus (curation/consensus/robust.py; _crowdsim_policies.py) and the
 oracle policy (bench/consensus_oracle.py) on the same crowd and synsets, in the sequential loop
 of _crowdsim.run_synset.
@@ -194,7 +195,7 @@ def policies(default_mix: bool) -> dict:
         sp, sr = ROBUST["precision_slack"], ROBUST["recall_slack"]
         return OraclePolicy(TARGET_P, TARGET_R, CAP, 3, 2, sp, sr)
 
-    out = {"robust": lambda: RobustPolicy(gold_block=default_mix, **ROBUST), "oracle": oracle}
+    out = {"robust": lambda: RobustPolicy(**ROBUST), "oracle": oracle}
     if default_mix:
         out["worker-aware"] = WorkerAwarePolicy
     return out
