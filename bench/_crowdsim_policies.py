@@ -21,6 +21,8 @@ from curation.consensus.robust import GoldAnswers, RobustConsensus, redundant_wo
 from curation.consensus.worker_aware import WorkerAwareConsensus
 from imnet.core.settings import Settings
 
+MIN_WORKER_GOLD: float | None = None  # bench/consensus.py --min-worker-gold (a what-if)
+
 
 def _votes(st: State) -> Votes:
     item, worker, label, t = st.arrays()
@@ -38,6 +40,8 @@ class RobustPolicy:
         self.gold_block = gold_block
         s = Settings()
         self.min_gold, self.min_gold_seen = s.mturk_min_worker_gold, s.mturk_min_gold_seen
+        if MIN_WORKER_GOLD is not None:
+            self.min_gold = MIN_WORKER_GOLD
         self.blocked: np.ndarray | None = None
         self.model: RobustConsensus | None = None
         self.crowd_needed: int | None = None

@@ -178,11 +178,14 @@ def run_cell(
 
 def gold_layout() -> str:
     import _crowdsim
+    import _crowdsim_policies
 
+    bar = _crowdsim_policies.MIN_WORKER_GOLD
+    bar_text = f"; gold bar {bar} (what-if)" if bar is not None else ""
     if GOLD_SCHEDULE:
-        return "gold: per-worker schedule (what-if, not the pipeline's layout)"
+        return "gold: per-worker schedule (what-if, not the pipeline's layout)" + bar_text
     per = _crowdsim.GOLD_RATE * Settings.mturk_images_per_hit / (1 + _crowdsim.GOLD_RATE)
-    return f"gold: {per:.0f} tiles in {Settings.mturk_images_per_hit} per HIT"
+    return f"gold: {per:.0f} tiles in {Settings.mturk_images_per_hit} per HIT" + bar_text
 
 
 def _fmt(t: dict) -> tuple[float, float, float]:
@@ -248,6 +251,12 @@ def main() -> int:
         help="what-if, not in the pipeline: new workers 4 gold in 24 until 8 answers, then 1 in 24",
     )
     ap.add_argument(
+        "--min-worker-gold",
+        type=float,
+        default=None,
+        help="what-if: the mturk gold qualification's bar for the robust policy (pipeline: 0.75)",
+    )
+    ap.add_argument(
         "--gold-per-hit", type=int, default=None, help="gold tiles per 24-tile HIT (pipeline: 2)"
     )
     ap.add_argument(
@@ -265,6 +274,10 @@ def main() -> int:
         _crowdsim.AMB_SHRINK = consensus_oracle.AMB_SHRINK = args.amb_shrink
     global GOLD_SCHEDULE
     GOLD_SCHEDULE = args.gold_schedule
+    if args.min_worker_gold is not None:
+        import _crowdsim_policies
+
+        _crowdsim_policies.MIN_WORKER_GOLD = args.min_worker_gold
     if args.gold_per_hit is not None:
         import _crowdsim
 
