@@ -43,16 +43,19 @@ mturk_images_per_hit, 2 in 24), counted in votes/item for ours and the oracle al
 2026-12-07 ran the default with a per-worker schedule the pipeline has no layout for (4 gold tiles
 in 24 until 8 gold answers, then 1 in 24), now --gold-schedule, a what-if. Every setting above was
 chosen under that schedule; under the pipeline's layout, on the tuning seeds, c_p/c_r = 1.0/1.25
-gives the default-mix row 5.04 votes/item at recall 0.981 and the same prices per paid tile (both
-/ 1.09) 4.85 at 0.978: no price there meets both, so none was changed. Tried there and dropped: 1
-gold tile per HIT (--gold-per-hit 1; 4.97 votes/item at 0.982 recall, but precision 0.986-0.987 in
-mediocre n=20 25% and spammers n=20 5%), routing away workers whose votes carry under 0.25 or 0.35
-of the typical worker's evidence per vote (5.12 and 5.04: the gold qualification already blocks
-most 0.7 workers), and a looser accept bound at 2,000 items (precision slack 2.0: 5.06). --gold-
-per-hit N runs another fixed layout; --amb-shrink changes how hard the ambiguous images are (the
-sim's 0.5 is also the shrink prior's centre: run 0.2 / 0.8 to see the prior does not carry the
-figures). With 200 items per synset a 50-worker crowd's cost of learning who is who is spread over
-few items, and recall on 5% positives moves in steps of 1/60 (1/180 with --seeds 6).
+gives the default-mix row 5.04 votes/item at recall 0.981 (5.08 at 0.982 once routing waits for
+measured gold, as the pipeline's does) and the same prices per paid tile (both / 1.09) 4.85 at
+0.978: no price there meets both, so none was changed. Tried there and dropped: 1 gold tile per
+HIT (--gold-per-hit 1; 4.97 votes/item at 0.982 recall, but precision 0.986-0.987 in mediocre n=20
+25% and spammers n=20 5%), routing away workers whose votes carry under 0.25 or 0.35 of the
+typical worker's evidence per vote (5.12 and 5.04: the gold qualification already blocks most 0.7
+workers), and a looser accept bound at 2,000 items (precision slack 2.0: 5.06). With routing as
+the pipeline's: a gold bar of 0.6 instead of 0.75 (--min-worker-gold 0.6: 5.31 votes/item;
+mediocre n=20 50% precision 0.985). --gold- per-hit N runs another fixed layout; --amb-shrink
+changes how hard the ambiguous images are (the sim's 0.5 is also the shrink prior's centre: run
+0.2 / 0.8 to see the prior does not carry the figures). With 200 items per synset a 50-worker
+crowd's cost of learning who is who is spread over few items, and recall on 5% positives moves in
+steps of 1/60 (1/180 with --seeds 6).
 
     python bench/consensus.py                   # held-out seeds, default cells (~2 min)
     python bench/consensus.py --seeds 6         # all six held-out seeds (~6 min; the note's table)
