@@ -11,7 +11,9 @@ model of worker_aware.py (robust_em.py):
   budget ((1 - T) pi N false accepts, (1 - R) pi N false rejects), so the same c_p = 1, c_r =
   1.25 hold at 5% and at 50% positives. Accepting is free only above 1 - s_p (1 - T) (s_p =
   0.5: coins fitted on a few hundred items are a little overconfident; with n > `slack_items`
-  items 1 - s_p shrinks by sqrt(slack_items / n), as the coins' error). `stopping="bounds"`
+  items 1 - s_p shrinks by sqrt(slack_items / n), as the coins' error); under it, accepts the
+  prices allow are kept likeliest first while the accepted set's expected precision holds the
+  target (`accept_budget`, robust_stop.budget_accepts). `stopping="bounds"`
   (robust_stop.bounds_plan) is the earlier rule: fixed posterior bounds, fewest unanimous votes.
 * **crowd-size-aware stopping**: `eligible[i]` = workers who could still vote on item i; the
   plan's horizon is min(max_votes - votes so far, eligible). An item it stops between the
@@ -33,8 +35,8 @@ model of worker_aware.py (robust_em.py):
   >= `min_evidence` votes and balanced accuracy under `uninformative_below` (Youden's J near 0:
   always-yes, always-no, near-chance); routing should stop giving them work.
 
-Chosen on bench/consensus.py's TUNING_SEEDS (held-out seeds not looked at): s_p, s_r,
-`max_shrink`, c_p / c_r, `shrink_prior`; `uninformative_below`, the drift penalty and the
+Chosen on bench/consensus.py's TUNING_SEEDS (held-out not looked at): s_p, s_r, `max_shrink`,
+c_p / c_r, `shrink_prior`, `accept_budget`; `uninformative_below`, the drift penalty and the
 dependence test's levels are first guesses checked there, not searched.
 """
 
@@ -126,6 +128,7 @@ class RobustConsensus(StoppingAggregator):
         pooled_early: bool = True,
         settle_stuck: bool = True,
         settle_slack: float = 1.0,
+        accept_budget: bool = True,
         stopping: str = "cost",
         cost_precision: float = 1.0,
         cost_recall: float = 1.25,
@@ -156,6 +159,7 @@ class RobustConsensus(StoppingAggregator):
         self.pooled_early = pooled_early
         self.prior_accuracy_ = base_accuracy
         self.settle_stuck, self.settle_slack = settle_stuck, settle_slack
+        self.accept_budget = accept_budget
         if stopping not in ("cost", "bounds"):
             raise ValueError(f"stopping must be 'cost' or 'bounds', not {stopping!r}")
         self.stopping, self.cost_precision, self.cost_recall = stopping, cost_precision, cost_recall

@@ -69,6 +69,27 @@ def crowd_needed(model: RobustConsensus, p: np.ndarray, total: np.ndarray) -> in
     return int(min(np.ceil(np.quantile(wanted, 0.9)), model.max_votes))
 
 
+def budget_accepts(
+    model: RobustConsensus, dec: np.ndarray, p: np.ndarray, cand: np.ndarray
+) -> np.ndarray:
+    """The accepts among `cand` (accepted under the accept bound, by the prices) that would
+    take the accepted set's expected precision, by its own posteriors, under the target:
+    likeliest first, each kept while sum(1 - p) over every accept stays within (1 - T) per
+    accept. A price per vote can make a weak crowd's accepts cheaper than its next votes
+    long before the set-level goal allows them."""
+    ok = (dec == ACCEPT) & ~cand
+    spent, n = float((1 - p[ok]).sum()), int(ok.sum())
+    idx = np.flatnonzero(cand & (dec == ACCEPT))
+    idx = idx[np.argsort(-p[idx], kind="stable")]
+    spend = spent + np.cumsum(1 - p[idx])
+    allowed = (1 - model.target_precision) * (n + np.arange(1, len(idx) + 1))
+    bad = spend > allowed
+    out = np.zeros(len(p), dtype=bool)
+    if bad.any():
+        out[idx[int(np.argmax(bad)) :]] = True
+    return out
+
+
 def cost_plan(
     model: RobustConsensus,
     p: np.ndarray,
@@ -121,6 +142,12 @@ def cost_plan(
     go = stop & ~short
     dec[go & plan.accept] = ACCEPT
     dec[go & ~plan.accept] = REJECT
+    if model.accept_budget:
+        over = budget_accepts(model, dec, p, open_ & go & ~sure_yes)
+        # Over the budget: more votes where the crowd can give them, else insufficient_crowd.
+        dec[over] = np.where(crowd[over] > 0, UNDECIDED, INSUFFICIENT)
+        plan.stop[over & (crowd > 0)] = False
+        plan.run[over] = np.maximum(np.minimum(model.batch, crowd[over]), 1)
     if model.settle_stuck:
         # At the vote cap the plan has no choice but to stop: an item still between the bounds
         # there is settled within the goals' budgets (likeliest first), as with "bounds", not

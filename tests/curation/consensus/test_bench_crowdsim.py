@@ -1,0 +1,77 @@
+"""bench/consensus.py's crowd simulation runs the pipeline's gold layout and routing (and its what-ifs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def test_gold_schedule_front_loads_gold(monkeypatch: pytest.MonkeyPatch) -> None:
+    # bench/_crowdsim.py's what-if gold schedule (--gold-schedule; the pipeline has no such
+    # layout): a new worker's HITs carry 4 gold tiles in 24 until 8 gold answers, then 1 in 24;
+    # the pipeline's layout gives 2 in 24 throughout (the bench's default).
+    from pathlib import Path
+
+    # bench/ holds flat scripts (bench/curation.py would shadow the package): on sys.path only
+    # for this test, so processes spawned by later tests don't import the wrong `curation`.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[3] / "bench"))
+    from _crowdsim import GOLD_KNOWN_AFTER, gold_due
+
+    cast = np.array([0, 10, 40, 100, 400])
+    sched, fixed = gold_due(cast, True), gold_due(cast, False)
+    assert sched[2] == GOLD_KNOWN_AFTER and sched[2] > fixed[2]  # known after 40 votes
+    assert sched[-1] < fixed[-1] * 0.7  # after 400 votes: two thirds of the old gold
+    assert (np.diff(sched) >= 0).all()
+
+
+def test_bench_runs_the_pipelines_gold_and_routing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # bench/consensus.py must measure what the pipeline does: every HIT's gold tiles
+    # (mturk/verify.py), collect's gold qualification in every crowd, and routing away as
+    # uninformative only once gold is measured (crowd.py). Until 2026-12-07 it charged a
+    # per-worker gold schedule the pipeline has no layout for and routed on votes alone.
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[3] / "bench"))
+    import _crowdsim
+    import consensus
+    from _crowdsim import Crowd, State, Synset
+    from _crowdsim_policies import RobustPolicy
+
+    from imnet.core.settings import Settings
+
+    s = Settings()
+    assert not consensus.GOLD_SCHEDULE
+    gold, tiles = s.mturk_gold_per_hit, s.mturk_images_per_hit
+    assert _crowdsim.GOLD_RATE == pytest.approx(gold / (tiles - gold))
+    # Four careful workers (right 90% of the time, each on their own) vote on 60 items;
+    # worker 4 says yes to everything.
+    rng = np.random.default_rng(3)
+    n, nw = 60, 5
+    truth = (rng.random(n) < 0.25).astype(np.int64)
+    items = np.repeat(np.arange(n), nw)
+    workers = np.tile(np.arange(nw), n)
+    careful = np.where(rng.random(len(items)) < 0.9, truth[items], 1 - truth[items])
+    labels = np.where(workers == 4, 1, careful)
+    crowd = Crowd(kind=np.zeros(nw, np.int64), drift_at=np.full(nw, 10**9))
+    crowd.cast = np.zeros(nw, np.int64)
+    syn = Synset(truth=truth, ambiguous=np.zeros(n, bool), sheet=truth)
+
+    def state(gold_seen: int) -> State:
+        st = State(crowd=crowd, syn=syn)
+        st.item, st.worker, st.label = [items], [workers], [labels]
+        st.time = [np.arange(len(items))]
+        gw = np.repeat(np.arange(nw), gold_seen)
+        st.gold_worker = [gw]
+        st.gold_correct = [np.where(gw == 4, np.arange(len(gw)) % 2, 1)]
+        st.gold_time = [np.zeros(len(gw), np.int64)]
+        st.voted = np.zeros((n, nw), bool)
+        st.voted[items, workers] = True
+        return st
+
+    before = RobustPolicy(**consensus.ROBUST)
+    _, blocked = before.step(state(gold_seen=2))
+    assert before.model is not None and before.model.uninformative_[4]  # the model sees it...
+    assert not blocked[4]  # ...but with 2 gold answers routing waits, as crowd.py does
+    after = RobustPolicy(**consensus.ROBUST)
+    _, blocked = after.step(state(gold_seen=s.mturk_min_gold_seen))
+    assert blocked[4] and not blocked[:4].any()  # half its gold right: blocked
