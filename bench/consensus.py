@@ -61,7 +61,7 @@ centre: run 0.2 / 0.8 to see the prior does not carry the figures). With 200 ite
 moves in steps of 1/60 (1/180 with --seeds 6).
 
     python bench/consensus.py                   # held-out seeds, default cells (~2 min)
-    python bench/consensus.py --seeds 6         # all six held-out seeds (~6 min; the note's table)
+    python bench/consensus.py --seeds 6         # all six held-out seeds (~8 min; the note's table)
     python bench/consensus.py --tuning          # the tuning seeds
     python bench/consensus.py --items 1000 --seeds 4 --all-sizes   # bigger
 """
@@ -283,6 +283,9 @@ def main() -> int:
     GOLD_SCHEDULE = args.gold_schedule
     if args.min_worker_gold is not None:
         import _crowdsim_policies
+
+        if not 0 <= args.min_worker_gold <= 1:  # also refuses NaN
+            ap.error("--min-worker-gold must be a share of gold answers right, 0..1")
 
         _crowdsim_policies.MIN_WORKER_GOLD = args.min_worker_gold
     if args.gold_per_hit is not None:
