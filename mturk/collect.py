@@ -3,15 +3,17 @@
 Policy (stated, and the feedback the worker reads says which rule applied):
 - an answer that cannot be parsed (malformed XML, missing, duplicated or unknown fields) is
   rejected, its reason recorded on the assignment (status "Invalid"), and it gives no votes;
-- an answer that gets under `mturk_min_assignment_gold` of its hidden check images right is
-  rejected; its votes are stored but consensus ignores rejected assignments;
+- an answer that gets under `mturk_min_assignment_gold` of its hidden check images right (two
+  or more of them) is rejected; its votes are stored but consensus ignores rejected assignments;
 - everything else is approved;
 - a worker's second answer on the same item (from a later round's HIT) is not stored as a vote;
 - a worker whose check-image accuracy over all their work falls under `mturk_min_worker_gold`
   after `mturk_min_gold_seen` checks gets the exclusion qualification (the HIT type requires that
   they lack it) and is marked blocked locally: they get no more HITs. Their earlier votes stay;
   worker-aware consensus weighs them by the worker's record, the others drop them when the
-  worker's gold accuracy is under `consensus_min_voter_gold`.
+  worker's gold accuracy is under `consensus_min_voter_gold`;
+- a worker with `mturk_warmup_gold` gold answers who is not shut out gets the warm-up
+  qualification that regular HITs require (mturk/warmup.py).
 Every step is recorded right after its API call, so a rerun repeats nothing and finishes
 whatever a crash interrupted. At scale: HITs and reviews go in batches, each batch's requests run
 concurrently (`concurrency` threads, one shared boto3 client) and its rows are written in one
@@ -71,7 +73,9 @@ def _review(item: dict[str, Any], gold: dict[int, bool], positions: list[int], s
         }
     seen = len(gold)
     correct = sum(1 for p, want in gold.items() if ans.ticked.get(p) == want)
-    if seen and correct / seen < s.mturk_min_assignment_gold:
+    # One check image cannot tell a careful worker's slip from carelessness (a warmed-up
+    # worker's HITs carry one, mturk/warmup.py): the worker-level bar judges those.
+    if seen >= 2 and correct / seen < s.mturk_min_assignment_gold:
         return {
             "status": "Rejected",
             "reason": f"gold: {correct}/{seen} check images right",
@@ -343,6 +347,9 @@ def collect(
     reviews = send_reviews(app, client, server_status, concurrency)
     report.update(reviews)
     report["excluded_workers"] = exclude_workers(app, client, concurrency)
+    from mturk.warmup import sync_warmed
+
+    report["warmed_up"] = sync_warmed(app, client, concurrency=concurrency)
     with app.Session() as session:
         report["invalid"] = session.scalar(
             select(func.count()).select_from(Assignment).where(Assignment.status == "Invalid")

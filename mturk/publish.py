@@ -79,15 +79,24 @@ def exclusion_qualification(client: Any) -> str:
 
 
 def hit_type_params(
-    settings: Settings, qual_id: str, routing_id: str | None = None
+    settings: Settings,
+    qual_id: str,
+    routing_id: str | None = None,
+    warmed_id: str | None = None,
+    warmup: bool = False,
 ) -> dict[str, Any]:
     """The HIT type: excluded workers (`qual_id`) and, given `routing_id`, workers routing
-    stopped giving work (mturk/routing.py) can neither find, preview nor accept its HITs."""
+    stopped giving work (mturk/routing.py) can neither find, preview nor accept its HITs; given
+    `warmed_id` (mturk/warmup.py), only workers holding it can, or with `warmup` only those
+    without it (the warm-up page)."""
     from mturk.routing import routing_requirement
+    from mturk.warmup import WARMUP_TITLE, requirement
 
     extra = [routing_requirement(routing_id)] if routing_id else []
+    if warmed_id:
+        extra.append(requirement(warmed_id, held=not warmup))
     return {
-        "Title": HIT_TITLE,
+        "Title": WARMUP_TITLE if warmup else HIT_TITLE,
         "Description": HIT_DESCRIPTION,
         "Keywords": "image, verification, labeling, imnet",
         "Reward": settings.mturk_reward,
@@ -316,15 +325,30 @@ def publish(
     qual = exclusion_qualification(client)
     routing = routing_qualification(client)
     report["routing"] = sync_routing(app, client, routing, concurrency)
-    params = hit_type_params(app.settings, qual, routing)
+    warmups = [h for h in fresh if h.warmup]
+    regular = [h for h in fresh if not h.warmup]
+    warmed = None
+    if warmups or any(h.warmed_only for h in regular):
+        from mturk.warmup import sync_warmed, warmup_qualification
+
+        warmed = warmup_qualification(client)
+        report["warmed_up"] = len(sync_warmed(app, client, warmed, concurrency))
+    only = warmed if any(h.warmed_only for h in regular) else None
+    params = hit_type_params(app.settings, qual, routing, only)
     type_id = client.create_hit_type(**params)["HITTypeId"]
     reask = None
-    voters = {w for h in fresh for w in h.exclude}
+    voters = {w for h in regular for w in h.exclude}
     if voters:
         quals, report["voter_quals_created"] = sync_voter_quals(client, voters, concurrency)
         reask = (params, quals)
-    report["reasks"] = sum(1 for h in fresh if h.exclude)
-    got = create_planned(app, client, fresh, type_id, concurrency=concurrency, reask=reask)
+    report["reasks"] = sum(1 for h in regular if h.exclude)
+    got = create_planned(app, client, regular, type_id, concurrency=concurrency, reask=reask)
+    if warmups:
+        wparams = hit_type_params(app.settings, qual, None, warmed, warmup=True)
+        wtype = client.create_hit_type(**wparams)["HITTypeId"]
+        more = create_planned(app, client, warmups, wtype, concurrency=concurrency)
+        got = {k: got[k] + more[k] for k in got}
+        report["warmups"] = len(warmups)
     report["created"] = got["created"]
     report["existing"] += got["existing"]
     report["hit_type_id"] = type_id

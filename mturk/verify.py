@@ -137,6 +137,9 @@ class PlannedHit:
     token: str = ""
     # Workers who already voted on its items (a re-ask): they may not take it (mturk/exclusion).
     exclude: list[str] = field(default_factory=list)
+    # mturk/warmup.py: a warm-up page (gold only), or a HIT only warmed-up workers may take.
+    warmup: bool = False
+    warmed_only: bool = False
 
 
 def gold_pool(session: Session, wnids: list[str]) -> dict[str, list[tuple[int, bool]]]:
@@ -201,7 +204,9 @@ def plan_hits(session: Session, needs: dict[int, int], settings: Settings) -> li
     Items nobody voted on yet fill HITs in id order. Re-asks (items with votes) are packed so
     that each HIT's voters, who may not take it (`PlannedHit.exclude`), leave at least as many
     active workers as the HIT asks for: one item a worker answered must not lock them, or the
-    whole crowd, out of the others."""
+    whole crowd, out of the others. Where a synset has gold enough for a warm-up page
+    (mturk/warmup.py), the HITs are for warmed-up workers only, with their lighter gold, and
+    the warm-up HITs that keep WARMUP_HITS open come last."""
     from mturk.exclusion import crowd, to_exclude, voters
 
     if not needs:
@@ -212,9 +217,12 @@ def plan_hits(session: Session, needs: dict[int, int], settings: Settings) -> li
             select(Candidate.id, Candidate.wnid).where(Candidate.id.in_(part))
         ):
             by_wnid[wnid].append(cid)
+    from mturk.warmup import gold_per_hit, plan_warmups, warmup_on
+
     per_hit = max(1, settings.mturk_images_per_hit)
-    n_gold = max(0, min(settings.mturk_gold_per_hit, per_hit - 1))
     pools = gold_pool(session, sorted(by_wnid))
+    warm = warmup_on(settings, pools)
+    n_gold = max(0, min(gold_per_hit(settings, bool(warm)), per_hit - 1))
     voted = voters(session, needs.keys())
     active, activity = crowd(session) if voted else (set(), {})
     plan: list[PlannedHit] = []
@@ -249,9 +257,10 @@ def plan_hits(session: Session, needs: dict[int, int], settings: Settings) -> li
                         max_assignments=level,
                         items=[(pos, c, g) for pos, (c, g) in enumerate(tiles)],
                         exclude=to_exclude(who, activity),
+                        warmed_only=bool(warm),
                     )
                 )
-    return plan
+    return plan + plan_warmups(session, warm, pools, settings)
 
 
 def _pack_reasks(
@@ -281,6 +290,7 @@ def _pack_reasks(
 
 def assign_tokens(session: Session, plan: list[PlannedHit]) -> None:
     """Deterministic UniqueRequestToken per HIT content and round."""
+    plan = [h for h in plan if not h.warmup]  # mturk/warmup.py names its own
     firsts = [next(c for _p, c, g in h.items if g is None) for h in plan]
     # Rounds = finished earlier HITs of this item: while a HIT is open the same content gives
     # the same token (so a rerun never duplicates it); once it is done, a new round may ask.

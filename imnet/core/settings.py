@@ -85,6 +85,11 @@ class Settings:
     mturk_reward: str = "0.10"
     mturk_images_per_hit: int = 24
     mturk_gold_per_hit: int = 2
+    # Warm-up (mturk/warmup.py): a new worker first answers a page of this many check images;
+    # measured workers' HITs then carry mturk_warmed_gold_per_hit (0: every HIT carries
+    # mturk_gold_per_hit, as it does while no synset has this much gold).
+    mturk_warmup_gold: int = 8
+    mturk_warmed_gold_per_hit: int = 1
     mturk_max_assignments: int = 3
     # HIT timing (seconds) and how to show images: empty = the server's /images/<sha256> when
     # mturk_endpoint_url is set (self-hosted), else each candidate's original URL.

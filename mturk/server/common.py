@@ -57,6 +57,16 @@ def excluding(reqs: list[dict] | None) -> set[str]:
     }
 
 
+def requiring(reqs: list[dict] | None) -> set[str]:
+    """The qualification types a worker must hold (`Exists` requirements)."""
+    return {
+        str(r.get("QualificationTypeId", ""))
+        for r in reqs or []
+        if r.get("Comparator") == "Exists"
+        and not is_system_qual(str(r.get("QualificationTypeId", "")))
+    }
+
+
 def derive_hit(
     status: str,
     max_assignments: int,

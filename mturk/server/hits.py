@@ -17,11 +17,13 @@ from mturk.server.common import (
     is_system_qual,
     new_id,
     parse_money,
+    requiring,
 )
 from mturk.server.models import (
     SandboxHit,
     SandboxHitType,
     SandboxHitTypeExclusion,
+    SandboxHitTypeRequirement,
     SandboxQualificationType,
     SandboxRequestToken,
 )
@@ -98,6 +100,10 @@ class HitWriteMixin:
                 s.add_all(
                     SandboxHitTypeExclusion(hit_type_id=htid, qualification_type_id=qid)
                     for qid in excluding(quals)
+                )
+                s.add_all(
+                    SandboxHitTypeRequirement(hit_type_id=htid, qualification_type_id=qid)
+                    for qid in requiring(quals)
                 )
                 try:
                     s.commit()

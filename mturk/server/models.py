@@ -66,6 +66,18 @@ class SandboxHitTypeExclusion(ServerBase):
     qualification_type_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
 
 
+class SandboxHitTypeRequirement(ServerBase):
+    """One row per `Exists` requirement of a HIT type: the worker poll skips in SQL the HIT
+    types needing a qualification the worker lacks, so a new worker finds the warm-up page
+    (mturk/warmup.py) among thousands of HITs for warmed-up workers."""
+
+    __tablename__ = "sandbox_hit_type_requirement"
+    hit_type_id: Mapped[str] = mapped_column(
+        ForeignKey("sandbox_hit_type.hit_type_id"), primary_key=True
+    )
+    qualification_type_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+
+
 class SandboxHit(ServerBase):
     __tablename__ = "sandbox_hit"
     hit_id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 
 from mturk.server.common import MTurkError, is_system_qual, new_id
 from mturk.server.models import (
@@ -16,6 +17,7 @@ from mturk.server.models import (
     SandboxHit,
     SandboxHitType,
     SandboxHitTypeExclusion,
+    SandboxHitTypeRequirement,
     SandboxWorkerBlock,
     SandboxWorkerQualification,
 )
@@ -95,6 +97,17 @@ class WorkerOps:
             Q.worker_id == worker_id,
             Q.status == "Granted",
         )
+        # A HIT type needing a qualification the worker lacks (Exists): skipped in SQL too, or
+        # a new worker's scan could end on HITs for warmed-up workers before the warm-up page.
+        R, G = SandboxHitTypeRequirement, aliased(SandboxWorkerQualification)
+        lacking = exists().where(
+            R.hit_type_id == H.hit_type_id,
+            ~exists().where(
+                G.qualification_type_id == R.qualification_type_id,
+                G.worker_id == worker_id,
+                G.status == "Granted",
+            ),
+        )
         q = (
             select(
                 H.hit_id,
@@ -113,6 +126,7 @@ class WorkerOps:
                 or_(H.full_until.is_(None), H.full_until <= now),
                 ~mine,
                 ~shut_out,
+                ~lacking,
             )
             .order_by(H.expiration, H.hit_id)
         )
