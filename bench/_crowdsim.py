@@ -5,11 +5,12 @@ turn (the crowd, its drift and its gold record carry over from one synset to the
 round the policy says how many more votes each item needs and which workers get no more work;
 votes come from random eligible workers (never twice on an item, at most `PER_ROUND` votes per
 worker per round, as a refit happens every few HITs), and real votes bring gold answers, counted
-in votes/item: GOLD_RATE per vote, the pipeline's HIT layout (mturk_gold_per_hit gold tiles of
-mturk_images_per_hit: 2 in 24, 2/22 per vote), or with `gold_schedule` (a what-if: the pipeline
-has no such layout) GOLD_NEW per vote until a worker has GOLD_KNOWN_AFTER gold answers (4 gold
-tiles in 24: a new worker's skill, and a spammer, is known after ~40 votes), then GOLD_KNOWN (1 in
-24).
+in votes/item. The pipeline's layout (mturk/warmup.py): a new worker answers a warm-up page of
+WARMUP (mturk_warmup_gold, 8) gold tiles before any real vote, then GOLD_RATE per vote
+(mturk_warmed_gold_per_hit of mturk_images_per_hit: 1 in 24, 1/23 per vote); with WARMUP = 0,
+every HIT's mturk_gold_per_hit (2 in 24, 2/22 per vote). With `gold_schedule` (a what-if the
+pipeline has no layout for): GOLD_NEW per vote until a worker has GOLD_KNOWN_AFTER gold answers
+(4 gold tiles in 24), then GOLD_KNOWN (1 in 24).
 
 Worker kinds (accuracy = P(right) on a clear image; on an ambiguous image it is pulled halfway to
 a coin flip): good 0.92, mediocre 0.75, near-chance 0.55, always-yes, always-no, drifting (0.92
@@ -25,10 +26,21 @@ import numpy as np
 
 from imnet.core.settings import Settings
 
-# The pipeline's layout (mturk/verify.py plan_hits): every HIT carries the same gold tiles.
-GOLD_RATE = Settings.mturk_gold_per_hit / (
-    Settings.mturk_images_per_hit - Settings.mturk_gold_per_hit
-)
+# The pipeline's layout (mturk/warmup.py, mturk/verify.py plan_hits): a new worker's warm-up
+# page of WARMUP gold tiles before any real vote, then every HIT carries the same gold tiles.
+WARMUP = Settings.mturk_warmup_gold
+
+
+def gold_rate(warmup: int, per_hit: int | None = None) -> float:
+    """Gold answers per real vote in the pipeline's HITs (with a warm-up: the warmed-up
+    workers' HITs), or with `per_hit` gold tiles of mturk_images_per_hit."""
+    s = Settings
+    if per_hit is None:
+        per_hit = s.mturk_warmed_gold_per_hit if warmup > 0 else s.mturk_gold_per_hit
+    return per_hit / (s.mturk_images_per_hit - per_hit)
+
+
+GOLD_RATE = gold_rate(WARMUP)
 GOLD_NEW, GOLD_KNOWN, GOLD_KNOWN_AFTER = 4 / 20, 1 / 23, 8
 PER_ROUND = 40
 AMB_SHRINK = 0.5
@@ -163,6 +175,8 @@ def run_synset(
     st.gold_worker, st.gold_correct, st.gold_time = (gold_hist["w"], gold_hist["c"], gold_hist["t"])
     gold_before = sum(len(x) for x in st.gold_worker)
     real = 0
+    if WARMUP:
+        _warmup(crowd, gold_hist, rng, st, clock)
     for _ in range(max_rounds):
         need, blocked = policy.step(st)
         if not need.any():
@@ -226,6 +240,25 @@ def gold_due(cast: np.ndarray, schedule: bool) -> np.ndarray:
     early = np.floor(np.minimum(cast, known_at) * GOLD_NEW)
     late = np.floor(np.maximum(cast - known_at, 0) * GOLD_KNOWN)
     return (early + late).astype(int)
+
+
+def _warmup(
+    crowd: Crowd, gold_hist: dict, rng: np.random.Generator, st: State, clock: Clock
+) -> None:
+    """Each worker not warmed up yet answers WARMUP gold tiles before their first real vote
+    (a spammer fails the gold bar there, as collect blocks it in the pipeline)."""
+    had = np.concatenate(gold_hist["w"]) if gold_hist["w"] else np.zeros(0, np.int64)
+    new = np.flatnonzero((np.bincount(had, minlength=crowd.n) == 0) & (crowd.cast == 0))
+    w = np.repeat(new, WARMUP)
+    if not len(w):
+        return
+    acc = crowd.accuracy(w, crowd.cast[w])
+    names = np.array(KINDS)[crowd.kind[w]]
+    ok = rng.random(len(w)) < acc
+    ok = np.where(names == "colluder", True, ok)
+    st.gold_worker.append(w)
+    st.gold_correct.append(ok.astype(np.int64))
+    st.gold_time.append(np.full(len(w), clock.t))
 
 
 def _gold(

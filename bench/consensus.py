@@ -38,9 +38,15 @@ Third round (no setting searched): the policy runs the pipeline's crowd-wide pas
 (curation/consensus/pooled.py) on every vote so far before each fit, and the measurement uses only
 a group's first vote on items an outside vote came to first (adaptive stopping otherwise biases it
 towards chance); found on DEV_SEEDS (diagnosis only), then checked on the tuning seeds and last on
-the held-out seeds. Gold: every HIT carries the pipeline's gold tiles (mturk_gold_per_hit of
-mturk_images_per_hit, 2 in 24), counted in votes/item for ours and the oracle alike; rounds before
-2026-12-07 ran the default with a per-worker schedule the pipeline has no layout for (4 gold tiles
+the held-out seeds. Gold, counted in votes/item for ours and the oracle alike: the pipeline's
+layout (mturk/warmup.py, since 2026-12-07, 2nd round): a warm-up page of mturk_warmup_gold (8)
+gold tiles before a worker's first real vote, then mturk_warmed_gold_per_hit (1) in every 24-tile
+HIT; --warmup 0 runs the layout without it (mturk_gold_per_hit, 2 in 24, in every HIT, as the
+pipeline does while no synset has 8 gold items). The warm-up was chosen on the tuning seeds
+(default-mix 5.08 -> 4.89 votes/item; near-chance and spammers cells ~0.3 votes/item fewer, as
+spammers are shut out on the warm-up page) and checked on DEV_SEEDS (default-mix 5.06 -> 4.92)
+before the held-out seeds were run; no consensus setting changed with it. Rounds before
+2026-12-07 ran the default with a per-worker schedule the pipeline had no layout for (4 gold tiles
 in 24 until 8 gold answers, then 1 in 24), now --gold-schedule, a what-if. Every setting above was
 chosen under that schedule; under the pipeline's layout, on the tuning seeds, c_p/c_r = 1.0/1.25
 gives the default-mix row 5.04 votes/item at recall 0.981 (5.08 at 0.982 once routing waits for
@@ -192,7 +198,9 @@ def gold_layout() -> str:
     if GOLD_SCHEDULE:
         return "gold: per-worker schedule (what-if, not the pipeline's layout)" + bar_text
     per = _crowdsim.GOLD_RATE * Settings.mturk_images_per_hit / (1 + _crowdsim.GOLD_RATE)
-    return f"gold: {per:.0f} tiles in {Settings.mturk_images_per_hit} per HIT" + bar_text
+    warm = f"a warm-up page of {_crowdsim.WARMUP}, then " if _crowdsim.WARMUP else ""
+    tiles = "tile" if round(per) == 1 else "tiles"
+    return f"gold: {warm}{per:.0f} {tiles} in {Settings.mturk_images_per_hit} per HIT" + bar_text
 
 
 def _fmt(t: dict) -> tuple[float, float, float]:
@@ -264,7 +272,16 @@ def main() -> int:
         help="what-if: the mturk gold qualification's bar for the robust policy (pipeline: 0.75)",
     )
     ap.add_argument(
-        "--gold-per-hit", type=int, default=None, help="gold tiles per 24-tile HIT (pipeline: 2)"
+        "--gold-per-hit",
+        type=int,
+        default=None,
+        help="what-if: gold tiles per 24-tile HIT (pipeline: 1 after the warm-up, else 2)",
+    )
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="what-if: gold tiles on a new worker's warm-up page (pipeline: 8; 0: no warm-up)",
     )
     ap.add_argument(
         "--amb-shrink",
@@ -288,13 +305,17 @@ def main() -> int:
             ap.error("--min-worker-gold must be a share of gold answers right, 0..1")
 
         _crowdsim_policies.MIN_WORKER_GOLD = args.min_worker_gold
-    if args.gold_per_hit is not None:
+    if args.warmup is not None or args.gold_per_hit is not None:
         import _crowdsim
 
         tiles = Settings.mturk_images_per_hit
-        if not 0 <= args.gold_per_hit < tiles:
+        if args.gold_per_hit is not None and not 0 <= args.gold_per_hit < tiles:
             ap.error(f"--gold-per-hit must be 0..{tiles - 1}")
-        _crowdsim.GOLD_RATE = args.gold_per_hit / (tiles - args.gold_per_hit)
+        if args.warmup is not None and not 0 <= args.warmup <= tiles:
+            ap.error(f"--warmup must be 0..{tiles}")
+        if args.warmup is not None:
+            _crowdsim.WARMUP = args.warmup
+        _crowdsim.GOLD_RATE = _crowdsim.gold_rate(_crowdsim.WARMUP, args.gold_per_hit)
     ROBUST["precision_slack"], ROBUST["recall_slack"] = args.precision_slack, args.recall_slack
     ROBUST["max_shrink"] = args.max_shrink
     for kv in args.set:

@@ -9,14 +9,16 @@ import pytest
 def test_gold_schedule_front_loads_gold(monkeypatch: pytest.MonkeyPatch) -> None:
     # bench/_crowdsim.py's what-if gold schedule (--gold-schedule; the pipeline has no such
     # layout): a new worker's HITs carry 4 gold tiles in 24 until 8 gold answers, then 1 in 24;
-    # the pipeline's layout gives 2 in 24 throughout (the bench's default).
+    # the pipeline's layout without a warm-up gives 2 in 24 throughout.
     from pathlib import Path
 
     # bench/ holds flat scripts (bench/curation.py would shadow the package): on sys.path only
     # for this test, so processes spawned by later tests don't import the wrong `curation`.
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[3] / "bench"))
+    import _crowdsim
     from _crowdsim import GOLD_KNOWN_AFTER, gold_due
 
+    monkeypatch.setattr(_crowdsim, "GOLD_RATE", _crowdsim.gold_rate(0))
     cast = np.array([0, 10, 40, 100, 400])
     sched, fixed = gold_due(cast, True), gold_due(cast, False)
     assert sched[2] == GOLD_KNOWN_AFTER and sched[2] > fixed[2]  # known after 40 votes
@@ -41,7 +43,9 @@ def test_bench_runs_the_pipelines_gold_and_routing(monkeypatch: pytest.MonkeyPat
 
     s = Settings()
     assert not consensus.GOLD_SCHEDULE
-    gold, tiles = s.mturk_gold_per_hit, s.mturk_images_per_hit
+    # mturk/warmup.py: a warm-up page, then the warmed-up workers' gold in every HIT.
+    assert _crowdsim.WARMUP == s.mturk_warmup_gold > 0
+    gold, tiles = s.mturk_warmed_gold_per_hit, s.mturk_images_per_hit
     assert _crowdsim.GOLD_RATE == pytest.approx(gold / (tiles - gold))
     # Four careful workers (right 90% of the time, each on their own) vote on 60 items;
     # worker 4 says yes to everything.
@@ -75,3 +79,33 @@ def test_bench_runs_the_pipelines_gold_and_routing(monkeypatch: pytest.MonkeyPat
     after = RobustPolicy(**consensus.ROBUST)
     _, blocked = after.step(state(gold_seen=s.mturk_min_gold_seen))
     assert blocked[4] and not blocked[:4].any()  # half its gold right: blocked
+
+
+def test_bench_warms_up_new_workers_before_their_first_vote(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As mturk/warmup.py: every worker answers the warm-up page's gold before any real vote,
+    # and one under collect's gold bar there is shut out without casting a vote.
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[3] / "bench"))
+    import _crowdsim
+    import consensus
+    from _crowdsim import Clock, make_crowd, make_synset, run_synset
+    from _crowdsim_policies import RobustPolicy
+
+    from imnet.core.settings import Settings
+
+    s = Settings()
+    rng = np.random.default_rng(5)
+    crowd = make_crowd({"good": 0.7, "always-yes": 0.3}, 10, rng)
+    syn = make_synset(120, 0.25, 0.0, rng)
+    gold: dict = {"w": [], "c": [], "t": []}
+    run_synset(RobustPolicy(**consensus.ROBUST), crowd, syn, gold, Clock(), rng)
+    gw, gc, gt = (np.concatenate(gold[k]) for k in ("w", "c", "t"))
+    first = (gt == 0) & (np.arange(len(gt)) < crowd.n * _crowdsim.WARMUP)
+    assert np.bincount(gw[first], minlength=crowd.n).tolist() == [_crowdsim.WARMUP] * crowd.n
+    ok = np.bincount(gw[first], gc[first], minlength=crowd.n)
+    failed = ok < s.mturk_min_worker_gold * _crowdsim.WARMUP
+    assert failed.any() and (crowd.cast[failed] == 0).all()
+    assert (crowd.cast[~failed] > 0).all()
