@@ -5,7 +5,8 @@ the API would take too long): a realistic mix of MaxAssignments-3 HITs, most fin
 those deleted after collection), some expired unfinished, some open, some with pending accepted
 work; derived columns are set by the server's own rule (mturk.server.common.derive_hit). Then the
 server runs on loopback and each operation is timed through real HTTP: boto3 for the requester
-API, the worker site's JSON endpoint for the poll. Prints the median ms per size, the ratio
+API, the worker site's JSON endpoint for the poll (of a warmed-up worker, and of a new worker
+whose only HITs are the 3 warm-up pages, expiring after every other open HIT: mturk/warmup.py). Prints the median ms per size, the ratio
 largest/smallest (goal <= 1.5x) and the growth exponent (slope of log time on log size; 0 =
 flat, 1 = linear, what a scan of every HIT per request would show).
 
@@ -32,8 +33,12 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+# mturk/warmup.py's layout: the regular HIT type requires this qualification; the warm-up pages'
+# type requires its absence.
+WARMED, WARMUP_TYPE = "3BENCHWARMED", "3BENCHWARMUPTYPE"
 OPS = [
     "worker poll (GET /worker/hits)",
+    "new worker's poll (warm-up pages)",
     "ListReviewableHITs page 1",
     "ListReviewableHITs deep page",
     "ListHITs page 1",
@@ -50,7 +55,15 @@ def fill(app: App, n: int, question_kb: int, seed: int = 0) -> dict[str, Any]:
     from mturk.layout import html_question
     from mturk.server.common import derive_hit, new_id
     from mturk.server.migrations import upgrade_server
-    from mturk.server.models import SandboxAssignment, SandboxHit, SandboxHitType
+    from mturk.server.models import (
+        SandboxAssignment,
+        SandboxHit,
+        SandboxHitType,
+        SandboxHitTypeExclusion,
+        SandboxHitTypeRequirement,
+        SandboxQualificationType,
+        SandboxWorkerQualification,
+    )
 
     upgrade_server(app.engine)  # the server's tables, as its first start would make them
 
@@ -61,20 +74,42 @@ def fill(app: App, n: int, question_kb: int, seed: int = 0) -> dict[str, Any]:
     workers = [f"W{i:04d}" for i in range(500)]
     mix = {"finished": 0, "disposed": 0, "expired": 0, "open": 0, "pending": 0}
     pick: dict[str, list[str]] = {"finished": [], "any": []}
+
+    # As publish does with a warm-up (mturk/warmup.py): the HITs need the warmed-up
+    # qualification (POLLER holds it), the warm-up pages need its absence (NEWBIE's poll).
+    def req(comparator: str) -> list[dict[str, str]]:
+        return [{"QualificationTypeId": WARMED, "Comparator": comparator}]
+
+    def hit_type(htid: str, reqs: list[dict[str, str]]) -> dict[str, Any]:
+        return {
+            "hit_type_id": htid,
+            "title": "Does the picture show it?",
+            "description": "bench",
+            "reward": "0.05",
+            "assignment_duration": 600,
+            "auto_approval_delay": 2592000,
+            "qualification_requirements": reqs,
+        }
+
     with app.Session() as s:
         s.execute(
+            insert(SandboxQualificationType), [{"qualification_type_id": WARMED, "name": "w"}]
+        )
+        s.execute(
             insert(SandboxHitType),
-            [
-                {
-                    "hit_type_id": "3BENCHTYPE",
-                    "title": "Does the picture show it?",
-                    "description": "bench",
-                    "reward": "0.05",
-                    "assignment_duration": 600,
-                    "auto_approval_delay": 2592000,
-                    "qualification_requirements": [],
-                }
-            ],
+            [hit_type("3BENCHTYPE", req("Exists")), hit_type(WARMUP_TYPE, req("DoesNotExist"))],
+        )
+        s.execute(
+            insert(SandboxHitTypeRequirement),
+            [{"hit_type_id": "3BENCHTYPE", "qualification_type_id": WARMED}],
+        )
+        s.execute(
+            insert(SandboxHitTypeExclusion),
+            [{"hit_type_id": WARMUP_TYPE, "qualification_type_id": WARMED}],
+        )
+        s.execute(
+            insert(SandboxWorkerQualification),
+            [{"qualification_type_id": WARMED, "worker_id": "POLLER"}],
         )
         hits: list[dict[str, Any]] = []
         asgs: list[dict[str, Any]] = []
@@ -153,6 +188,21 @@ def fill(app: App, n: int, question_kb: int, seed: int = 0) -> dict[str, Any]:
                 pick["any"].append(hid)
             if len(hits) >= 2000:
                 flush()
+        # The warm-up pages expire after every open HIT: a new worker's scan meets them last.
+        for _ in range(3):
+            hits.append(
+                {
+                    "hit_id": new_id(),
+                    "hit_type_id": WARMUP_TYPE,
+                    "question": question,
+                    "max_assignments": 9,
+                    "expiration": now + 2 * 86400,
+                    "status": "Assignable",
+                    "review_status": "NotReviewed",
+                    "created_at": now,
+                    **derive_hit("Assignable", 9, now + 2 * 86400, 0, [], None, now),
+                }
+            )
         flush()
         s.commit()
     # Fresh statistics, as autovacuum (PostgreSQL) would gather after such a load: without them
@@ -187,7 +237,7 @@ def serve(app: App, picked: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     from mturk.client import make_client
     from mturk.server import SITE_KEY, start_in_thread
     from mturk.server.models import SandboxHit
-    from mturk.server.store import Store
+    from mturk.server.paging import keyset_token
 
     handle = start_in_thread(app, mount_review=False)
     settings = app.settings.replace(mturk_endpoint_url=handle.url)
@@ -195,6 +245,8 @@ def serve(app: App, picked: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     site = handle.web_app[SITE_KEY]
     web = requests.Session()
     web.cookies.set("imnet_worker", site.cookie_for("POLLER"))
+    newbie = requests.Session()
+    newbie.cookies.set("imnet_worker", site.cookie_for("NEWBIE"))
     # Deep-page tokens: the key of the HIT half-way through each listing.
     H = SandboxHit
     with app.Session() as s:
@@ -217,12 +269,16 @@ def serve(app: App, picked: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
             .offset(max(0, (nlist or 0) // 2))
             .limit(1)
         ).one()
-    tok_r, tok_l = Store._token_of(*mid_r), Store._token_of(*mid_l)
+    tok_r, tok_l = keyset_token(*mid_r), keyset_token(*mid_l)
     rng = random.Random(1)
 
     def poll() -> None:
         r = web.get(f"{handle.url}/worker/hits", params={"format": "json"}, timeout=60)
         assert r.status_code == 200 and len(r.json()["hits"]) == 20, r.text[:200]
+
+    def poll_new() -> None:
+        r = newbie.get(f"{handle.url}/worker/hits", params={"format": "json"}, timeout=60)
+        assert r.status_code == 200 and len(r.json()["hits"]) == 3, r.text[:200]
 
     def page(fn: Any, **kw: Any) -> Any:
         def call() -> None:
@@ -233,12 +289,13 @@ def serve(app: App, picked: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 
     return handle, {
         OPS[0]: poll,
-        OPS[1]: page(mt.list_reviewable_hits),
-        OPS[2]: page(mt.list_reviewable_hits, NextToken=tok_r),
-        OPS[3]: page(mt.list_hits),
-        OPS[4]: page(mt.list_hits, NextToken=tok_l),
-        OPS[5]: lambda: mt.list_assignments_for_hit(HITId=rng.choice(picked["finished"])),
-        OPS[6]: lambda: mt.get_hit(HITId=rng.choice(picked["any"])),
+        OPS[1]: poll_new,
+        OPS[2]: page(mt.list_reviewable_hits),
+        OPS[3]: page(mt.list_reviewable_hits, NextToken=tok_r),
+        OPS[4]: page(mt.list_hits),
+        OPS[5]: page(mt.list_hits, NextToken=tok_l),
+        OPS[6]: lambda: mt.list_assignments_for_hit(HITId=rng.choice(picked["finished"])),
+        OPS[7]: lambda: mt.get_hit(HITId=rng.choice(picked["any"])),
     }
 
 
