@@ -47,24 +47,23 @@ def is_system_qual(qid: str) -> bool:
     return qid.startswith("00000000000000000") or qid.startswith("2F1QJWKUDD8XADTFD2Q0G6UTO95ALH")
 
 
-def excluding(reqs: list[dict] | None) -> set[str]:
-    """The qualification types a worker must not hold (`DoesNotExist` requirements)."""
+def _compared(reqs: list[dict] | None, comparator: str) -> set[str]:
     return {
         str(r.get("QualificationTypeId", ""))
         for r in reqs or []
-        if r.get("Comparator") == "DoesNotExist"
+        if r.get("Comparator") == comparator
         and not is_system_qual(str(r.get("QualificationTypeId", "")))
     }
+
+
+def excluding(reqs: list[dict] | None) -> set[str]:
+    """The qualification types a worker must not hold (`DoesNotExist` requirements)."""
+    return _compared(reqs, "DoesNotExist")
 
 
 def requiring(reqs: list[dict] | None) -> set[str]:
     """The qualification types a worker must hold (`Exists` requirements)."""
-    return {
-        str(r.get("QualificationTypeId", ""))
-        for r in reqs or []
-        if r.get("Comparator") == "Exists"
-        and not is_system_qual(str(r.get("QualificationTypeId", "")))
-    }
+    return _compared(reqs, "Exists")
 
 
 def derive_hit(
