@@ -57,10 +57,10 @@ def fill(app: App, n: int, question_kb: int, seed: int = 0) -> dict[str, Any]:
     from mturk.server.migrations import upgrade_server
     from mturk.server.models import (
         SandboxAssignment,
+        SandboxGate,
         SandboxHit,
         SandboxHitType,
         SandboxHitTypeExclusion,
-        SandboxHitTypeRequirement,
         SandboxQualificationType,
         SandboxWorkerQualification,
     )
@@ -89,6 +89,7 @@ def fill(app: App, n: int, question_kb: int, seed: int = 0) -> dict[str, Any]:
             "assignment_duration": 600,
             "auto_approval_delay": 2592000,
             "qualification_requirements": reqs,
+            "gate": WARMED if reqs[0]["Comparator"] == "Exists" else None,
         }
 
     with app.Session() as s:
@@ -99,10 +100,7 @@ def fill(app: App, n: int, question_kb: int, seed: int = 0) -> dict[str, Any]:
             insert(SandboxHitType),
             [hit_type("3BENCHTYPE", req("Exists")), hit_type(WARMUP_TYPE, req("DoesNotExist"))],
         )
-        s.execute(
-            insert(SandboxHitTypeRequirement),
-            [{"hit_type_id": "3BENCHTYPE", "qualification_type_id": WARMED}],
-        )
+        s.execute(insert(SandboxGate), [{"gate": WARMED}])
         s.execute(
             insert(SandboxHitTypeExclusion),
             [{"hit_type_id": WARMUP_TYPE, "qualification_type_id": WARMED}],
@@ -173,6 +171,7 @@ def fill(app: App, n: int, question_kb: int, seed: int = 0) -> dict[str, Any]:
                 {
                     "hit_id": hid,
                     "hit_type_id": "3BENCHTYPE",
+                    "gate": WARMED,
                     "question": question,
                     "max_assignments": 3,
                     "expiration": expiration,

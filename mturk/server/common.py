@@ -61,9 +61,9 @@ def excluding(reqs: list[dict] | None) -> set[str]:
     return _compared(reqs, "DoesNotExist")
 
 
-def requiring(reqs: list[dict] | None) -> set[str]:
-    """The qualification types a worker must hold (`Exists` requirements)."""
-    return _compared(reqs, "Exists")
+def gate_of(reqs: list[dict] | None) -> str | None:
+    """A HIT type's gate: its `Exists` requirements' ids, sorted and joined (None: none)."""
+    return ",".join(sorted(_compared(reqs, "Exists"))) or None
 
 
 def derive_hit(

@@ -14,16 +14,16 @@ from mturk.fees import assignment_cost
 from mturk.server.common import (
     MTurkError,
     excluding,
+    gate_of,
     is_system_qual,
     new_id,
     parse_money,
-    requiring,
 )
 from mturk.server.models import (
+    SandboxGate,
     SandboxHit,
     SandboxHitType,
     SandboxHitTypeExclusion,
-    SandboxHitTypeRequirement,
     SandboxQualificationType,
     SandboxRequestToken,
 )
@@ -84,6 +84,14 @@ class HitWriteMixin:
                 sort_keys=True,
             )
             htid = "3" + hashlib.sha256(key.encode()).hexdigest().upper()[:29]
+            gate = gate_of(quals)
+            if gate is not None and s.get(SandboxGate, gate) is None:
+                # Its own transaction: a concurrent type with the same gate may add it first.
+                s.add(SandboxGate(gate=gate))
+                try:
+                    s.commit()
+                except IntegrityError:
+                    s.rollback()
             if s.get(SandboxHitType, htid) is None:
                 s.add(
                     SandboxHitType(
@@ -95,15 +103,12 @@ class HitWriteMixin:
                         assignment_duration=duration,
                         auto_approval_delay=int(p.get("AutoApprovalDelayInSeconds", 2592000)),
                         qualification_requirements=quals,
+                        gate=gate,
                     )
                 )
                 s.add_all(
                     SandboxHitTypeExclusion(hit_type_id=htid, qualification_type_id=qid)
                     for qid in excluding(quals)
-                )
-                s.add_all(
-                    SandboxHitTypeRequirement(hit_type_id=htid, qualification_type_id=qid)
-                    for qid in requiring(quals)
                 )
                 try:
                     s.commit()
@@ -139,6 +144,7 @@ class HitWriteMixin:
                 n_done=0,
                 is_open=True,
                 reviewable_at=now + lifetime,
+                gate=ht.gate,
             )
             s.add(hit)
             self._remember(s, token, op, hit.hit_id)

@@ -50,6 +50,8 @@ class SandboxHitType(ServerBase):
     assignment_duration: Mapped[int] = mapped_column(Integer)
     auto_approval_delay: Mapped[int] = mapped_column(Integer, default=2592000)
     qualification_requirements: Mapped[list[Any] | None] = mapped_column(JSON)
+    # Its `Exists` requirements as a gate key (None: none), copied onto its HITs.
+    gate: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[float] = mapped_column(Float, default=now)
 
 
@@ -66,16 +68,12 @@ class SandboxHitTypeExclusion(ServerBase):
     qualification_type_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
 
 
-class SandboxHitTypeRequirement(ServerBase):
-    """One row per `Exists` requirement of a HIT type: the worker poll skips in SQL the HIT
-    types needing a qualification the worker lacks, so a new worker finds the warm-up page
-    (mturk/warmup.py) among thousands of HITs for warmed-up workers."""
+class SandboxGate(ServerBase):
+    """Each distinct gate (a HIT type's `Exists` requirements, sorted ids joined by commas): a
+    handful of rows, read by every worker poll to tell which gates the worker passes."""
 
-    __tablename__ = "sandbox_hit_type_requirement"
-    hit_type_id: Mapped[str] = mapped_column(
-        ForeignKey("sandbox_hit_type.hit_type_id"), primary_key=True
-    )
-    qualification_type_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    __tablename__ = "sandbox_gate"
+    gate: Mapped[str] = mapped_column(String(256), primary_key=True)
 
 
 class SandboxHit(ServerBase):
@@ -103,6 +101,10 @@ class SandboxHit(ServerBase):
     reviewable_at: Mapped[float] = mapped_column(Float)
     # Status Assignable with a slot not done: the worker poll's set (expiration checked apart).
     is_open: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Its HIT type's gate: a worker lacking a gate's qualification polls the gates they pass by
+    # index (a new worker finds the warm-up pages, mturk/warmup.py, past thousands of HITs
+    # for warmed-up workers without reading them).
+    gate: Mapped[str | None] = mapped_column(String(256))
     __table_args__ = (
         Index("ix_sandbox_hit_status_reviewable_at", "status", "reviewable_at", "hit_id"),
         Index(
@@ -114,6 +116,7 @@ class SandboxHit(ServerBase):
         ),
         Index("ix_sandbox_hit_status_created_at", "status", "created_at", "hit_id"),
         Index("ix_sandbox_hit_is_open_expiration", "is_open", "expiration", "hit_id"),
+        Index("ix_sandbox_hit_gate_is_open_expiration", "gate", "is_open", "expiration", "hit_id"),
     )
 
 

@@ -9,15 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import aliased
 
 from mturk.server.common import MTurkError, is_system_qual, new_id
 from mturk.server.models import (
     SandboxAssignment,
+    SandboxGate,
     SandboxHit,
     SandboxHitType,
     SandboxHitTypeExclusion,
-    SandboxHitTypeRequirement,
     SandboxWorkerBlock,
     SandboxWorkerQualification,
 )
@@ -81,6 +80,26 @@ class WorkerOps:
                 return False
         return True
 
+    def _gates(self, s: Session, worker_id: str) -> list[str] | None:
+        """The gates (HIT types' `Exists` requirements) the worker passes, or None when they
+        pass every one (no gate filter needed)."""
+        gates = list(s.scalars(select(SandboxGate.gate)))
+        if not gates:
+            return None
+        need = {q for g in gates for q in g.split(",")}
+        Q = SandboxWorkerQualification
+        held = set(
+            s.scalars(
+                select(Q.qualification_type_id).where(
+                    Q.worker_id == worker_id,
+                    Q.status == "Granted",
+                    Q.qualification_type_id.in_(sorted(need)),
+                )
+            )
+        )
+        passed = [g for g in gates if set(g.split(",")) <= held]
+        return None if len(passed) == len(gates) else passed
+
     def available(self, worker_id: str, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
         """HITs this worker may accept now, soonest to expire first.
 
@@ -96,17 +115,6 @@ class WorkerOps:
             Q.qualification_type_id == X.qualification_type_id,
             Q.worker_id == worker_id,
             Q.status == "Granted",
-        )
-        # A HIT type needing a qualification the worker lacks (Exists): skipped in SQL too, or
-        # a new worker's scan could end on HITs for warmed-up workers before the warm-up page.
-        R, G = SandboxHitTypeRequirement, aliased(SandboxWorkerQualification)
-        lacking = exists().where(
-            R.hit_type_id == H.hit_type_id,
-            ~exists().where(
-                G.qualification_type_id == R.qualification_type_id,
-                G.worker_id == worker_id,
-                G.status == "Granted",
-            ),
         )
         q = (
             select(
@@ -126,7 +134,6 @@ class WorkerOps:
                 or_(H.full_until.is_(None), H.full_until <= now),
                 ~mine,
                 ~shut_out,
-                ~lacking,
             )
             .order_by(H.expiration, H.hit_id)
         )
@@ -134,6 +141,13 @@ class WorkerOps:
         with self.store.Session() as s:
             if s.get(SandboxWorkerBlock, worker_id) is not None:
                 return []
+            passed = self._gates(s, worker_id)
+            if passed is not None:
+                # Only the gates the worker passes, each an index range: HITs behind the others
+                # (a new worker's view of the regular HITs) are never read.
+                q = q.where(
+                    or_(H.gate.is_(None), H.gate.in_(passed)) if passed else H.gate.is_(None)
+                )
             skipped = 0
             quals: dict[str, bool] = {}
             # Qualification checks are per HIT type: read the page's worth, then more only while

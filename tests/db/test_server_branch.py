@@ -186,3 +186,50 @@ def test_s0002_backfills_the_exclusions_of_existing_hit_types(db_url: str) -> No
     assert _versions(engine, "alembic_version_server") == server_migrations.HEADS
     assert _diff(engine, ServerBase.metadata, SERVER_TABLES) == []
     engine.dispose()
+
+
+def test_s0003_backfills_the_gates_of_existing_hit_types_and_hits(db_url: str) -> None:
+    """HIT types made before s0003, and their HITs, get the gate of their Exists requirements."""
+    import json
+
+    from mturk.server.migrations import upgrade_server
+
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    upgrade_server(engine, "s0002")
+    reqs = [
+        {"QualificationTypeId": "WARMED", "Comparator": "Exists"},
+        {"QualificationTypeId": "ALSO", "Comparator": "Exists"},
+        {"QualificationTypeId": "VOTERQUAL1", "Comparator": "DoesNotExist"},
+        {"QualificationTypeId": "000000000000000000L0", "Comparator": "Exists"},
+    ]
+    with engine.begin() as c:
+        for htid, r in (("GATED", reqs), ("PLAIN", None)):
+            c.execute(
+                text(
+                    "INSERT INTO sandbox_hit_type (hit_type_id, title, description, reward, "
+                    "assignment_duration, auto_approval_delay, qualification_requirements, "
+                    "created_at) VALUES (:h, 't', 'd', '0.05', 600, 600, :q, 1)"
+                ),
+                {"h": htid, "q": None if r is None else json.dumps(r)},
+            )
+            c.execute(
+                text(
+                    "INSERT INTO sandbox_hit (hit_id, hit_type_id, question, max_assignments, "
+                    "expiration, status, review_status, created_at, n_done, reviewable_at, "
+                    "is_open) VALUES (:i, :h, :q, 3, 9e9, 'Assignable', 'NotReviewed', 1, 0, "
+                    "9e9, :t)"
+                ),
+                {"i": "HIT" + htid, "h": htid, "q": _question(), "t": True},
+            )
+    upgrade_server(engine)
+    with engine.connect() as c:
+        types = dict(c.execute(text("SELECT hit_type_id, gate FROM sandbox_hit_type")).all())
+        hits = dict(c.execute(text("SELECT hit_id, gate FROM sandbox_hit")).all())
+        gates = c.execute(text("SELECT gate FROM sandbox_gate")).scalars().all()
+    assert types == {"GATED": "ALSO,WARMED", "PLAIN": None}
+    assert hits == {"HITGATED": "ALSO,WARMED", "HITPLAIN": None}
+    assert gates == ["ALSO,WARMED"]
+    assert _versions(engine, "alembic_version_server") == server_migrations.HEADS
+    assert _diff(engine, ServerBase.metadata, SERVER_TABLES) == []
+    engine.dispose()
