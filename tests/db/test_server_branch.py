@@ -152,23 +152,17 @@ def _question() -> str:
     return html_question("<!DOCTYPE html><html><body><form><input name='a'></form></body></html>")
 
 
-def test_s0002_backfills_the_exclusions_of_existing_hit_types(db_url: str) -> None:
-    """HIT types made before s0002 get one exclusion row per DoesNotExist requirement."""
+def _old_server(db_url: str, revision: str, types: dict[str, list | None]) -> Engine:
+    """An engine at server `revision` holding HIT types (id -> requirements) made there."""
     import json
 
     from mturk.server.migrations import upgrade_server
 
     upgrade(db_url)
     engine = make_engine(db_url)
-    upgrade_server(engine, "s0001")
-    reqs = [
-        {"QualificationTypeId": "VOTERQUAL1", "Comparator": "DoesNotExist"},
-        {"QualificationTypeId": "VOTERQUAL2", "Comparator": "DoesNotExist"},
-        {"QualificationTypeId": "GOLDQUAL", "Comparator": "GreaterThan", "IntegerValues": [70]},
-        {"QualificationTypeId": "000000000000000000L0", "Comparator": "DoesNotExist"},
-    ]
+    upgrade_server(engine, revision)
     with engine.begin() as c:
-        for htid, r in (("REASK", reqs), ("PLAIN", None)):
+        for htid, r in types.items():
             c.execute(
                 text(
                     "INSERT INTO sandbox_hit_type (hit_type_id, title, description, reward, "
@@ -177,6 +171,20 @@ def test_s0002_backfills_the_exclusions_of_existing_hit_types(db_url: str) -> No
                 ),
                 {"h": htid, "q": None if r is None else json.dumps(r)},
             )
+    return engine
+
+
+def test_s0002_backfills_the_exclusions_of_existing_hit_types(db_url: str) -> None:
+    """HIT types made before s0002 get one exclusion row per DoesNotExist requirement."""
+    from mturk.server.migrations import upgrade_server
+
+    reqs = [
+        {"QualificationTypeId": "VOTERQUAL1", "Comparator": "DoesNotExist"},
+        {"QualificationTypeId": "VOTERQUAL2", "Comparator": "DoesNotExist"},
+        {"QualificationTypeId": "GOLDQUAL", "Comparator": "GreaterThan", "IntegerValues": [70]},
+        {"QualificationTypeId": "000000000000000000L0", "Comparator": "DoesNotExist"},
+    ]
+    engine = _old_server(db_url, "s0001", {"REASK": reqs, "PLAIN": None})
     upgrade_server(engine)
     with engine.connect() as c:
         rows = c.execute(
@@ -190,29 +198,17 @@ def test_s0002_backfills_the_exclusions_of_existing_hit_types(db_url: str) -> No
 
 def test_s0003_backfills_the_gates_of_existing_hit_types_and_hits(db_url: str) -> None:
     """HIT types made before s0003, and their HITs, get the gate of their Exists requirements."""
-    import json
-
     from mturk.server.migrations import upgrade_server
 
-    upgrade(db_url)
-    engine = make_engine(db_url)
-    upgrade_server(engine, "s0002")
     reqs = [
         {"QualificationTypeId": "WARMED", "Comparator": "Exists"},
         {"QualificationTypeId": "ALSO", "Comparator": "Exists"},
         {"QualificationTypeId": "VOTERQUAL1", "Comparator": "DoesNotExist"},
         {"QualificationTypeId": "000000000000000000L0", "Comparator": "Exists"},
     ]
+    engine = _old_server(db_url, "s0002", {"GATED": reqs, "PLAIN": None})
     with engine.begin() as c:
-        for htid, r in (("GATED", reqs), ("PLAIN", None)):
-            c.execute(
-                text(
-                    "INSERT INTO sandbox_hit_type (hit_type_id, title, description, reward, "
-                    "assignment_duration, auto_approval_delay, qualification_requirements, "
-                    "created_at) VALUES (:h, 't', 'd', '0.05', 600, 600, :q, 1)"
-                ),
-                {"h": htid, "q": None if r is None else json.dumps(r)},
-            )
+        for htid in ("GATED", "PLAIN"):
             c.execute(
                 text(
                     "INSERT INTO sandbox_hit (hit_id, hit_type_id, question, max_assignments, "
