@@ -235,7 +235,7 @@ def main() -> int:
                         url = f"sqlite:///{tmp.name}/c{n}-{layout}.sqlite3"
                     else:
                         if pg is None:
-                            sys.path.insert(0, str(ROOT / "tests"))
+                            sys.path.append(str(ROOT / "tests"))
                             from _servers import start_postgres
 
                             pg = start_postgres()

@@ -283,7 +283,7 @@ def main() -> int:
     backends = ([] if args.no_sqlite else ["sqlite"]) + (["postgresql"] if args.postgres else [])
     pg = None
     if "postgresql" in backends:
-        sys.path.insert(0, str(ROOT / "tests"))
+        sys.path.append(str(ROOT / "tests"))
         from _servers import start_postgres
 
         pg = start_postgres()

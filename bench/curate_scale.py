@@ -313,7 +313,7 @@ def main() -> int:
     args.servers = {}
     try:
         if args.postgres:
-            sys.path.insert(0, str(ROOT / "tests"))
+            sys.path.append(str(ROOT / "tests"))
             from _servers import start_postgres, start_s3
 
             pg = start_postgres()

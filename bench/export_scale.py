@@ -227,7 +227,7 @@ def main() -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="imnet-export-scale-"))
     servers: list[Any] = []
     if args.postgres:
-        sys.path.insert(0, str(ROOT / "tests"))
+        sys.path.append(str(ROOT / "tests"))
         from _servers import start_postgres, start_s3
 
         servers = [start_postgres(), start_s3()]

@@ -50,7 +50,7 @@ def _servers(postgres: bool) -> tuple[list[Any], dict[str, int], Any]:
     """Start PostgreSQL and S3 when asked; returns (handles, pids to charge, factory of run env)."""
     if not postgres:
         return [], {}, None
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.append(str(ROOT / "tests"))
     from _servers import start_postgres, start_s3
 
     pg = start_postgres()

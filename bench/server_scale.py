@@ -329,7 +329,7 @@ def main() -> int:
 
     pg = None
     if "postgresql" in backends:
-        sys.path.insert(0, str(ROOT / "tests"))
+        sys.path.append(str(ROOT / "tests"))
         from _servers import start_postgres
 
         pg = start_postgres()
