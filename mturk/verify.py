@@ -206,7 +206,7 @@ def plan_hits(session: Session, needs: dict[int, int], settings: Settings) -> li
     active workers as the HIT asks for: one item a worker answered must not lock them, or the
     whole crowd, out of the others. Where a synset has gold enough for a warm-up page
     (mturk/warmup.py), the HITs are for warmed-up workers only, with their lighter gold, and
-    the warm-up HITs that keep WARMUP_HITS open come last."""
+    the warm-up HIT that keeps one open (WARMUP_HITS) comes last."""
     from mturk.exclusion import crowd, to_exclude, voters
 
     if not needs:

@@ -16,9 +16,11 @@ With a warm-up (`mturk_warmup_gold` > 0, and a synset with that much gold):
   at least two (one check image cannot tell a careful worker's slip from carelessness; the
   worker-level bar and the consensus's drift detection still apply).
 
-At most `WARMUP_HITS` warm-up HITs are open at once (each takes MAX_ASSIGNMENTS_PER_HIT new
-workers), on the first synsets of the publish with enough gold; publish tops them up. Warm-up
-HITs are told apart by their request token's prefix. bench/consensus.py simulates this layout.
+One warm-up HIT is open at a time (`WARMUP_HITS`; it takes MAX_ASSIGNMENTS_PER_HIT new
+workers), on the first synset of the publish with enough gold; once it is full, the next publish
+opens another. One at a time because a worker may take every open page before collect grants
+the qualification: with one, in the publish / collect loop each worker answers one page, as
+bench/consensus.py charges. Warm-up HITs are told apart by their request token's prefix.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
 
 WARMUP_QUAL_NAME = "imnet-warmed-up"
 WARMUP_TOKEN = "imnet-warmup-"
-WARMUP_HITS = 3
+WARMUP_HITS = 1
 WARMUP_TITLE = "Warm-up: tick every image that shows the named concept"
 
 

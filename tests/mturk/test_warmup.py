@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from db.models import Assignment, Hit, HitItem, Worker
 from mturk.collect import _review, collect
+from mturk.fees import MAX_ASSIGNMENTS_PER_HIT
 from mturk.publish import publish
 from mturk.verify import plan_hits
 from mturk.warmup import WARMUP_HITS, WARMUP_TOKEN
@@ -129,9 +130,17 @@ def test_new_workers_find_the_warmup_page_among_many_hits_and_earn_the_rest(sqli
         with app.Session() as s:
             assert s.get(Worker, "CARELESS1").blocked
             assert sorted(s.scalars(select(Assignment.status))) == ["Approved", "Rejected"]
-        # More work later: the warm-up pages still open are enough, none is added.
-        extra = seed(app, WNID, 1, rng_seed=2)["ids"]
-        again = publish(app, yes=True, needs=dict.fromkeys(extra, 1), client=mt, out=lambda s: None)
+        # More work later: the open warm-up page still has room, none is added...
+        extra = seed(app, WNID, 2, rng_seed=2)["ids"]
+        again = publish(app, yes=True, needs={extra[0]: 1}, client=mt, out=lambda s: None)
         assert again["created"] == 1 and "warmups" not in again
+        # ...until it is full: then the next publish opens another one.
+        for k in range(MAX_ASSIGNMENTS_PER_HIT - 2):
+            _answer(_http(handle.url, f"NEW{k}"), handle.url, first, pages[first], right=True)
+        collect(app, client=mt, more=False, out=lambda s: None)
+        last = publish(app, yes=True, needs={extra[1]: 1}, client=mt, out=lambda s: None)
+        assert last["created"] == 2 and last["warmups"] == 1
+        fresh = _listed(_http(handle.url, "LATECOMER"), handle.url)
+        assert len(fresh) == 1 and fresh[0] not in warm_ids
     finally:
         handle.stop()
