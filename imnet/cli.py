@@ -75,6 +75,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _arg_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """dest -> the name usage gives it (its first flag, or a positional's metavar), along the
+    subcommands `args` chose."""
+    names: dict[str, str] = {}
+    todo = [parser]
+    while todo:
+        p = todo.pop()
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                chosen = a.choices.get(getattr(args, a.dest, None) or "")
+                todo += [chosen] if chosen is not None else []
+            elif a.option_strings:
+                names[a.dest] = "/".join(a.option_strings)
+            else:
+                names[a.dest] = a.metavar if isinstance(a.metavar, str) else a.dest
+    return names
+
+
 def _check_text(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse argument values that are not text: argv bytes that are not UTF-8 arrive as lone
     surrogates, which no database, JSON file or HTTP request can carry."""
@@ -84,8 +102,8 @@ def _check_text(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
                 try:
                     v.encode("utf-8")
                 except UnicodeEncodeError:
-                    flag = "--" + dest.replace("_", "-")
-                    parser.error(f"argument {flag}: {v[:60]!a} is not valid UTF-8 text")
+                    name = _arg_names(parser, args).get(dest, dest)
+                    parser.error(f"argument {name}: {v[:60]!a} is not valid UTF-8 text")
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -108,3 +108,25 @@ def test_db_upgrade_and_status(tmp_path: Path) -> None:
     assert (tmp_path / "d" / "imnet.sqlite3").exists()
     r = run(["--data-dir", str(tmp_path / "d"), "db", "status"], tmp_path)
     assert r.returncode == 0 and "candidate" in r.stdout
+
+
+def test_text_that_is_not_utf8_is_named_as_usage_names_it(tmp_path: Path) -> None:
+    """A positional is named by its metavar, an option by its flag (a positional was once
+    reported as a --flag that does not exist)."""
+    bad = "n\udcff"
+    env = {"IMNET_DATA_DIR": str(tmp_path)}
+    got = {}
+    for argv in (["synsets", "add", bad], ["mturk", "simulate", "--truth", "t", "--url", bad]):
+        r = subprocess.run(
+            [sys.executable, "-m", "imnet", *argv],
+            cwd=tmp_path,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            errors="surrogateescape",
+            timeout=120,
+        )
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        got[argv[1]] = r.stderr.strip().splitlines()[-1]
+    assert "argument WNID:" in got["add"] and "--wnid" not in got["add"]
+    assert "argument --url:" in got["simulate"]
