@@ -78,25 +78,26 @@ def requirement(qual_id: str, held: bool) -> dict[str, str]:
     }
 
 
-def _open_warmups(session: Session) -> dict[str, int]:
-    """wnid -> warm-up HITs recorded so far, and the key "" -> how many are open now."""
+def _warmup_counts(session: Session, wnids: list[str]) -> tuple[dict[str, int], int]:
+    """(wnid -> warm-up HITs recorded so far for these synsets, warm-up HITs open now)."""
     from mturk.verify import OPEN_HIT_STATUSES
 
     warm = Hit.request_token.like(WARMUP_TOKEN + "%")
-    out = dict(session.execute(select(Hit.wnid, func.count()).where(warm).group_by(Hit.wnid)).all())
-    out[""] = (
-        session.scalar(
-            select(func.count())
-            .select_from(Hit)
-            .where(
-                warm,
-                Hit.status.in_(OPEN_HIT_STATUSES),
-                or_(Hit.expires_at.is_(None), Hit.expires_at > time.time()),
-            )
-        )
-        or 0
+    made = dict(
+        session.execute(
+            select(Hit.wnid, func.count()).where(Hit.wnid.in_(wnids), warm).group_by(Hit.wnid)
+        ).all()
     )
-    return out
+    open_now = session.scalar(
+        select(func.count())
+        .select_from(Hit)
+        .where(
+            Hit.status.in_(OPEN_HIT_STATUSES),
+            warm,
+            or_(Hit.expires_at.is_(None), Hit.expires_at > time.time()),
+        )
+    )
+    return made, open_now or 0
 
 
 def plan_warmups(
@@ -110,8 +111,8 @@ def plan_warmups(
 
     if not wnids:
         return []
-    made = _open_warmups(session)
-    want = WARMUP_HITS - made.pop("", 0)
+    made, open_now = _warmup_counts(session, wnids)
+    want = WARMUP_HITS - open_now
     out: list[PlannedHit] = []
     for i in range(max(0, want)):
         wnid = wnids[i % len(wnids)]
