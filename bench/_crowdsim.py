@@ -7,7 +7,8 @@ votes come from random eligible workers (never twice on an item, at most `PER_RO
 worker per round, as a refit happens every few HITs), and real votes bring gold answers, counted
 in votes/item. The pipeline's layout (mturk/warmup.py): a new worker answers a warm-up page of
 WARMUP (mturk_warmup_gold, 8) gold tiles before any real vote, then GOLD_RATE per vote
-(mturk_warmed_gold_per_hit of mturk_images_per_hit: 1 in 24, 1/23 per vote); with WARMUP = 0,
+(mturk_warmed_gold_per_hit of mturk_images_per_hit on every mturk_warmed_gold_every-th HIT: 1 in
+24 on every HIT, 1/23 per vote); with WARMUP = 0,
 every HIT's mturk_gold_per_hit (2 in 24, 2/22 per vote). With `gold_schedule` (a what-if the
 pipeline has no layout for): GOLD_NEW per vote until a worker has GOLD_KNOWN_AFTER gold answers
 (4 gold tiles in 24), then GOLD_KNOWN (1 in 24).
@@ -31,13 +32,17 @@ from imnet.core.settings import Settings
 WARMUP = Settings.mturk_warmup_gold
 
 
-def gold_rate(warmup: int, per_hit: int | None = None) -> float:
+def gold_rate(warmup: int, per_hit: int | None = None, every: int | None = None) -> float:
     """Gold answers per real vote in the pipeline's HITs (with a warm-up: the warmed-up
-    workers' HITs), or with `per_hit` gold tiles of mturk_images_per_hit."""
+    workers' HITs, `every`-th of them with gold), or with `per_hit` gold tiles of
+    mturk_images_per_hit (on every HIT unless `every` is given)."""
     s = Settings
+    if every is None:
+        every = s.mturk_warmed_gold_every if warmup > 0 and per_hit is None else 1
     if per_hit is None:
         per_hit = s.mturk_warmed_gold_per_hit if warmup > 0 else s.mturk_gold_per_hit
-    return per_hit / (s.mturk_images_per_hit - per_hit)
+    # A HIT without gold carries one real item fewer, no more (mturk/verify.py plan_hits).
+    return per_hit / (max(every, 1) * (s.mturk_images_per_hit - per_hit))
 
 
 GOLD_RATE = gold_rate(WARMUP)

@@ -223,6 +223,10 @@ def plan_hits(session: Session, needs: dict[int, int], settings: Settings) -> li
     pools = gold_pool(session, sorted(by_wnid))
     warm = warmup_on(settings, pools)
     n_gold = max(0, min(gold_per_hit(settings, bool(warm)), per_hit - 1))
+    # Warmed-up workers are checked on every `mturk_warmed_gold_every`-th HIT only (counted over
+    # the plan, so a rerun plans the same HITs); the others carry one real item fewer.
+    every = max(1, settings.mturk_warmed_gold_every) if warm else 1
+    made = 0
     voted = voters(session, needs.keys())
     active, activity = crowd(session) if voted else (set(), {})
     plan: list[PlannedHit] = []
@@ -244,7 +248,8 @@ def plan_hits(session: Session, needs: dict[int, int], settings: Settings) -> li
             for chunk in chunks:
                 seed = hashlib.sha256(f"{wnid}|{level}|{chunk}".encode()).digest()
                 rng = random.Random(seed)
-                gold = _pick_gold(yes, no, gold_here, rng)
+                gold = _pick_gold(yes, no, gold_here if made % every == 0 else 0, rng)
+                made += 1
                 tiles: list[tuple[int, bool | None]] = [(c, None) for c in chunk]
                 tiles += [(c, ans) for c, ans in gold]
                 rng.shuffle(tiles)

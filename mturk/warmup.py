@@ -12,9 +12,13 @@ With a warm-up (`mturk_warmup_gold` > 0, and a synset with that much gold):
   is not shut out (`sync_warmed`); a spammer fails the gold bar on the warm-up, before casting
   one real vote;
 * regular HITs require the qualification and carry `mturk_warmed_gold_per_hit` check images
-  (1 in 24: 1/23 per vote); collect judges an assignment on its own gold only when it holds
-  at least two (one check image cannot tell a careful worker's slip from carelessness; the
-  worker-level bar and the consensus's drift detection still apply).
+  (1 in 24: 1/23 per vote); `mturk_warmed_gold_every` N puts them on every Nth HIT only. With
+  2 (1/46 per vote) bench/consensus.py's default-mix row took 4.85 votes/item instead of
+  4.89, but on its dev seeds a crowd of careful workers at 50% positives accepted 7 ambiguous
+  negatives at P(yes) >= 0.997 (1 with every HIT checked; why, not established), so 1 stays
+  the default. Collect judges an assignment on its own
+  gold only when it holds at least two (one check image cannot tell a careful worker's slip
+  from carelessness; the worker-level bar and the consensus's drift detection still apply).
 
 One warm-up HIT is open at a time (`WARMUP_HITS`; it takes MAX_ASSIGNMENTS_PER_HIT new
 workers), on the first synset of the publish with enough gold; once it is full, the next publish

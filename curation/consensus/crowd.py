@@ -177,7 +177,7 @@ def stored_groups(session: Session) -> dict[str, list[set[str]]]:
 
 def components(sets: list[set[str]]) -> list[set[str]]:
     """Groups that share a worker joined into one (dependence.merge_groups on worker codes)."""
-    from curation.consensus.dependence import merge_groups
+    from curation.consensus.dependence_pairs import merge_groups
 
     keys = sorted(set().union(*sets)) if sets else []
     code = {k: i for i, k in enumerate(keys)}

@@ -17,6 +17,8 @@ import numpy as np
 from scipy import sparse
 from scipy.stats import binom
 
+from curation.consensus.dependence_pairs import add_pairs
+
 
 def _pairs(
     item: np.ndarray, worker: np.ndarray, label: np.ndarray, n_items: int, n_workers: int
@@ -44,6 +46,7 @@ def dependent_groups(
     measure: bool = False,
     peel: bool = True,
     order: np.ndarray | None = None,
+    pairs: bool = True,
 ) -> list[np.ndarray]:
     """Groups (arrays of >= 2 worker codes) of workers who vote as one source.
 
@@ -177,6 +180,22 @@ def dependent_groups(
             keep = d_all <= 2 * copy_error * (a_all + d_all) + 0.5
             if keep.sum() >= 2:
                 out.append(group[keep])
+    if pairs:
+        counts = (co + co_t, agree + agree_t)
+        active = ~constant & (n_w > 0)
+        out = add_pairs(
+            out,
+            item,
+            worker,
+            label,
+            measure,
+            n_items,
+            counts,
+            active,
+            honest_agreement,
+            alpha,
+            order,
+        )
     return out
 
 
@@ -297,7 +316,11 @@ def _outside_ceiling(
     out = ~inside
     p_out, seen = _outside_fit(item[out], worker[out], label[out], weight[out], n_items)
     k = inside & seen[item]
-    if k.sum() < min_items:
+    # One outside worker's accuracy cannot be fitted from their votes alone (the prior sets it),
+    # so four 0.98-accurate annotators measured against one at 0.6 looked like copiers.
+    shared = np.zeros(n_items, bool)
+    shared[item[inside]] = True
+    if k.sum() < min_items or len(np.unique(worker[out & shared[item]])) < 2:
         return None
     q = _ceiling(label, p_out[item], k, z, above_chance)
     if q is not None and np.isnan(q) and order is not None:
@@ -368,20 +391,3 @@ def group_weights(
     _, inv, counts = np.unique(key, return_inverse=True, return_counts=True)
     w[grouped] = 1.0 / counts[inv]
     return w
-
-
-def merge_groups(groups: list[np.ndarray], n_workers: int) -> list[np.ndarray]:
-    """Overlapping groups joined (connected components); singletons dropped."""
-    groups = [np.asarray(g, dtype=np.int64) for g in groups if len(g) >= 2]
-    if not groups:
-        return []
-    a = np.concatenate([np.full(len(g) - 1, g[0]) for g in groups])
-    b = np.concatenate([g[1:] for g in groups])
-    graph = sparse.coo_matrix((np.ones(len(a)), (a, b)), shape=(n_workers, n_workers))
-    _, comp = sparse.csgraph.connected_components(graph, directed=False)
-    out = []
-    for c in np.unique(comp[np.concatenate(groups)]):
-        members = np.flatnonzero(comp == c)
-        if len(members) >= 2:
-            out.append(members)
-    return out

@@ -22,10 +22,9 @@ model of worker_aware.py (robust_em.py):
   estimates the crowd (of the measured skill) it would need.
 * **drift** (drift.py): each worker's history is cut where their rate of being right (gold, and
   agreement with the leave-one-out posterior) changes; each stretch has its own coins.
-* **dependence** (dependence.py): groups agreeing far beyond independent annotators count as
-  one source per item; `groups_` lists them, and `redundant_workers` names all but one member
-  of each (routing need pay only one). Groups found before (`fit(groups=...)`: stored by
-  earlier runs, or found by pooled.py's pass over all synsets) are kept and joined with these.
+* **dependence** (dependence.py, dependence_pairs.py): groups agreeing far beyond independent
+  annotators are one source per item (`groups_`; `redundant_workers`: all but one member of
+  each); groups found before (`fit(groups=...)`: stored, or pooled.py's pass) are joined.
 * **pooled skill prior** (empirical Bayes): an unmeasured stretch's Beta prior is centred on
   the crowd's median measured skill (between base_accuracy and `pooled_cap`), or before three
   workers are measured on the crowd's skill as one shared coin (`pooled_early`).
@@ -56,7 +55,8 @@ from curation.consensus.base import (
     logit,
     sigmoid,
 )
-from curation.consensus.dependence import dependent_groups, group_weights, merge_groups
+from curation.consensus.dependence import dependent_groups, group_weights
+from curation.consensus.dependence_pairs import merge_groups
 from curation.consensus.drift import change_times, segment_of
 from curation.consensus.robust_em import Fit, coins, fit_em, shared_skill
 from curation.consensus.robust_stop import bounds_plan, cost_plan, crowd_needed

@@ -90,6 +90,9 @@ class Settings:
     # mturk_gold_per_hit, as it does while no synset has this much gold).
     mturk_warmup_gold: int = 8
     mturk_warmed_gold_per_hit: int = 1
+    # ... on one HIT in this many (2: every other HIT, 1/46 of a check per vote: cheaper, but
+    # it cost precision on bench/consensus.py's dev seeds; see mturk/warmup.py).
+    mturk_warmed_gold_every: int = 1
     mturk_max_assignments: int = 3
     # HIT timing (seconds) and how to show images: empty = the server's /images/<sha256> when
     # mturk_endpoint_url is set (self-hosted), else each candidate's original URL.

@@ -28,9 +28,11 @@ def _seeded(app: Any, n_items: int, n_gold: int) -> list[int]:
 
 def test_plan_has_warmups_and_light_gold_only_with_gold_for_a_page(sqlite_app) -> None:  # type: ignore[no-untyped-def]
     app = sqlite_app
-    ids = _seeded(app, 10, 6)
+    ids = _seeded(app, 30, 6)
     needs = dict.fromkeys(ids, 3)
-    warm = app.settings.replace(mturk_warmup_gold=4, mturk_warmed_gold_per_hit=1)
+    warm = app.settings.replace(
+        mturk_warmup_gold=4, mturk_warmed_gold_per_hit=1, mturk_warmed_gold_every=1
+    )
     with app.Session() as s:
         plan = plan_hits(s, needs, warm)
     pages = [h for h in plan if h.warmup]
@@ -43,6 +45,16 @@ def test_plan_has_warmups_and_light_gold_only_with_gold_for_a_page(sqlite_app) -
         assert h.token.startswith(WARMUP_TOKEN)
     assert regular and all(h.warmed_only for h in regular)
     assert all(sum(g is not None for _p, _c, g in h.items) == 1 for h in regular)
+    # mturk_warmed_gold_every=2: one regular HIT in two carries the check image, and a rerun
+    # plans the same HITs.
+    every2 = warm.replace(mturk_warmed_gold_every=2)
+    with app.Session() as s:
+        plan2 = [h for h in plan_hits(s, needs, every2) if not h.warmup]
+        again = [h for h in plan_hits(s, needs, every2) if not h.warmup]
+    checks = [sum(g is not None for _p, _c, g in h.items) for h in plan2]
+    assert len(plan2) == 6 and checks == [1, 0, 1, 0, 1, 0]
+    assert [h.items for h in plan2] == [h.items for h in again]
+    assert sorted(c for h in plan2 for _p, c, g in h.items if g is None) == sorted(ids)
     # Not enough gold for a page (6 < 8), or warm-up off: every HIT carries mturk_gold_per_hit.
     for s_ in (warm.replace(mturk_warmup_gold=8), warm.replace(mturk_warmup_gold=0)):
         with app.Session() as s:

@@ -43,10 +43,13 @@ def test_bench_runs_the_pipelines_gold_and_routing(monkeypatch: pytest.MonkeyPat
 
     s = Settings()
     assert not consensus.GOLD_SCHEDULE
-    # mturk/warmup.py: a warm-up page, then the warmed-up workers' gold in every HIT.
+    # mturk/warmup.py: a warm-up page, then the warmed-up workers' gold on every
+    # mturk_warmed_gold_every-th HIT (mturk/verify.py plan_hits: each HIT holds tiles - gold
+    # real items, with its check image or without).
     assert _crowdsim.WARMUP == s.mturk_warmup_gold > 0
     gold, tiles = s.mturk_warmed_gold_per_hit, s.mturk_images_per_hit
-    assert _crowdsim.GOLD_RATE == pytest.approx(gold / (tiles - gold))
+    every = s.mturk_warmed_gold_every
+    assert _crowdsim.GOLD_RATE == pytest.approx(gold / (every * (tiles - gold)))
     # Four careful workers (right 90% of the time, each on their own) vote on 60 items;
     # worker 4 says yes to everything.
     rng = np.random.default_rng(3)
