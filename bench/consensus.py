@@ -205,9 +205,9 @@ def gold_layout() -> str:
         return "gold: per-worker schedule (what-if, not the pipeline's layout)" + bar_text
     tiles = Settings.mturk_images_per_hit
     warm = f"a warm-up page of {_crowdsim.WARMUP}, then " if _crowdsim.WARMUP else ""
-    return f"gold: {warm}1 per {1 / _crowdsim.GOLD_RATE:.0f} real votes ({tiles}-tile HITs)" + (
-        bar_text
-    )
+    rate = _crowdsim.GOLD_RATE
+    per = f"1 per {1 / rate:.0f} real votes" if rate > 0 else "none in the HITs"
+    return f"gold: {warm}{per} ({tiles}-tile HITs)" + bar_text
 
 
 def _fmt(t: dict) -> tuple[float, float, float]:

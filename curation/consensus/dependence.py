@@ -64,7 +64,8 @@ def dependent_groups(
     `alpha`) for independent workers agreeing `honest_agreement` of the time, or (`measure`)
     as often as the members' accuracy measured against the workers outside the cluster
     implies, so three careful annotators who agree 94% are not mistaken for copiers and two
-    copiers of a 75%-right sheet are found on ~20 co-votes (`_copies`).
+    copiers of a 75%-right sheet are found on ~20 co-votes (`_copies`). With `pairs`, every
+    pair is also tested on all its co-votes (dependence_pairs.add_pairs, for small crowds).
     """
     # Clusters are formed on the even items and tested on the odd ones: greedy merging picks
     # agreeing pairs, so a cluster's own co-votes overstate its agreement (a dozen honest

@@ -69,21 +69,24 @@ def add_pairs(
     a, b, tail = a[keep], b[keep], tail[keep]
     pa, pd = _counts(co, agree)
     n_workers = len(active)
+    gid: np.ndarray | None = None  # each worker's source (a group counts as one); None: stale
+    weight: np.ndarray | None = None
     for i in np.argsort(tail, kind="stable")[:MAX_MEASURED]:
         pair = np.array([a[i], b[i]])
-        gid = np.arange(n_workers)
-        for k, g in enumerate(groups):
-            gid[g] = n_workers + k
+        if gid is None:
+            gid = np.arange(n_workers)
+            for k, g in enumerate(groups):
+                gid[g] = n_workers + k
+            weight = group_weights(item, worker, groups, n_workers) if measure else None
         if gid[pair[0]] == gid[pair[1]]:
             continue
         q = honest_agreement
-        if measure:
+        if weight is not None:
+            mine = np.isin(worker, pair)
             shared = np.zeros(n_items, bool)
-            shared[item[np.isin(worker, pair)]] = True
-            outside = ~np.isin(worker, pair) & shared[item]
-            if len(np.unique(gid[worker[outside]])) < 2:
+            shared[item[mine]] = True
+            if len(np.unique(gid[worker[~mine & shared[item]]])) < 2:
                 continue  # nobody outside to tell copying from excellence
-            weight = group_weights(item, worker, groups, n_workers)
             found = _copies(
                 item, worker, label, weight, n_items, pair, pa, pd, honest_agreement, level, order
             )
@@ -93,6 +96,7 @@ def add_pairs(
                 q = max(found[1], honest_agreement)
         if _binomial(pair, pa, pd, q, level):
             groups = merge_groups([*groups, pair], n_workers)
+            gid = None
     return groups
 
 
