@@ -51,7 +51,13 @@ every pair on all its co-votes (curation/consensus/dependence_pairs.py, no setti
 found on DEV_SEEDS, where a copying pair in a 5-worker crowd made 7 of 9 accepts false). Tried
 on the tuning seeds and kept as a what-if, not the default: gold on every other warmed-up HIT
 (--gold-every 2, 1/46 per vote): 1 missed cell instead of 2 there, but on DEV_SEEDS 7 false
-accepts (ambiguous negatives) in good n=50 50%, against 1 with gold on every HIT. Rounds before
+accepts (ambiguous negatives) in good n=50 50%, against 1 with gold on every HIT. 4th round
+(2026-12-07, after the held-out seeds had been seen twice): pairs more likely copying than not at
+a 5% prior share of copying pairs (consensus_dependence_prior, not searched: the one value tried)
+weigh as that share of one source before the test confirms them (dependence_soft.py); found on
+DEV_SEEDS (colluders n=5 25%, seed 206: the pair captured the fit at 47 identical co-votes, the
+test needs 71), checked on the tuning seeds (only colluders n=5 and, by a changed draw order,
+default-mix moved), then DEV_SEEDS, then the held-out seeds. Rounds before
 2026-12-07 ran the default with a per-worker schedule the pipeline had no layout for (4 gold tiles
 in 24 until 8 gold answers, then 1 in 24), now --gold-schedule, a what-if. Every setting above was
 chosen under that schedule; under the pipeline's layout, on the tuning seeds, c_p/c_r = 1.0/1.25

@@ -8,6 +8,12 @@ consensus_dependence_votes = 500k); the peer is the same call with `pairs=False`
 clusters alone), in the same run. Prints seconds, the ratio to the peer, and the growth exponent
 log(t2/t1) / log(n2/n1) of the pairs pass.
 
+Second table: one RobustConsensus fit of a synset's votes (10k and 50k: ImageNet's largest
+synsets hold a few thousand candidates at ~5 votes each) with the suspected pairs weighed
+(dependence_soft.py, consensus_dependence_prior 0.05) against the same fit with them off (0):
+with excellent workers every pair is suspected at the 85% floor and up to MAX_MEASURED of them
+cost an outside fit each.
+
     python bench/dependence_scale.py
     python bench/dependence_scale.py --votes 20000,100000 --workers 5
 """
@@ -24,7 +30,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from curation.consensus.base import Votes  # noqa: E402
 from curation.consensus.dependence import dependent_groups  # noqa: E402
+from curation.consensus.robust import RobustConsensus  # noqa: E402
 
 
 def crowd(n_workers: int, n_votes: int, seed: int = 0) -> tuple[np.ndarray, ...]:
@@ -48,10 +56,19 @@ def timed(args: tuple[np.ndarray, ...], n_workers: int, pairs: bool) -> tuple[fl
     return time.perf_counter() - t, len(found)
 
 
+def fit_time(args: tuple[np.ndarray, ...], n_workers: int, prior: float) -> tuple[float, int]:
+    item, worker, label, order = args
+    votes = Votes(item, worker, label, int(item.max()) + 1, n_workers, order=order)
+    t = time.perf_counter()
+    m = RobustConsensus(dependence_prior=prior).fit(votes)
+    return time.perf_counter() - t, len(m.soft_pairs_[0])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--votes", default="100000,500000", help="comma-separated vote counts")
     ap.add_argument("--workers", default="5,8,20", help="comma-separated crowd sizes")
+    ap.add_argument("--fit-votes", default="10000,50000", help="vote counts of the fit table")
     a = ap.parse_args()
     sizes = [int(v) for v in a.votes.split(",")]
     print(f"{'workers':>7s} {'votes':>8s} {'split s':>8s} {'pairs s':>8s} {'ratio':>6s} groups")
@@ -65,6 +82,18 @@ def main() -> int:
             if prev is not None:
                 grow = f"  growth {math.log(full / prev[1]) / math.log(n / prev[0]):.2f}"
             print(f"{nw:7d} {n:8d} {base:8.2f} {full:8.2f} {full / base:6.1f} {groups:6d}{grow}")
+            prev = (n, full)
+    print(f"\n{'workers':>7s} {'votes':>8s} {'off s':>8s} {'soft s':>8s} {'ratio':>6s} pairs")
+    for nw in (int(w) for w in a.workers.split(",")):
+        prev = None
+        for n in (int(v) for v in a.fit_votes.split(",")):
+            data = crowd(nw, n)
+            base, _ = fit_time(data, nw, 0.0)
+            full, n_soft = fit_time(data, nw, 0.05)
+            grow = ""
+            if prev is not None:
+                grow = f"  growth {math.log(full / prev[1]) / math.log(n / prev[0]):.2f}"
+            print(f"{nw:7d} {n:8d} {base:8.2f} {full:8.2f} {full / base:6.2f} {n_soft:6d}{grow}")
             prev = (n, full)
     return 0
 

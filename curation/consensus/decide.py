@@ -74,6 +74,7 @@ def robust_model(settings: Settings | None = None) -> Any:
         target_recall=s.consensus_target_recall,
         max_votes=s.consensus_robust_max_votes,
         batch=s.consensus_batch_votes,
+        dependence_prior=s.consensus_dependence_prior,
     )
 
 

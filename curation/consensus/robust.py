@@ -24,7 +24,9 @@ model of worker_aware.py (robust_em.py):
   agreement with the leave-one-out posterior) changes; each stretch has its own coins.
 * **dependence** (dependence.py, dependence_pairs.py): groups agreeing far beyond independent
   annotators are one source per item (`groups_`; `redundant_workers`: all but one member of
-  each); groups found before (`fit(groups=...)`: stored, or pooled.py's pass) are joined.
+  each); groups found before (`fit(groups=...)`: stored, or pooled.py's pass) are joined. Pairs
+  the test has not confirmed yet but that are more likely copying than not (`dependence_prior`,
+  dependence_soft.py) weigh as that share of one source (`soft_pairs_`: a, b, rho).
 * **pooled skill prior** (empirical Bayes): an unmeasured stretch's Beta prior is centred on
   the crowd's median measured skill (between base_accuracy and `pooled_cap`), or before three
   workers are measured on the crowd's skill as one shared coin (`pooled_early`).
@@ -41,8 +43,6 @@ dependence test's levels are first guesses checked there, not searched.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from curation.consensus.base import (
@@ -55,43 +55,21 @@ from curation.consensus.base import (
     logit,
     sigmoid,
 )
-from curation.consensus.dependence import dependent_groups, group_weights
+from curation.consensus.dependence import dependent_groups
 from curation.consensus.dependence_pairs import merge_groups
+from curation.consensus.dependence_soft import soft_pairs, vote_weights
 from curation.consensus.drift import change_times, segment_of
-from curation.consensus.robust_em import Fit, coins, fit_em, shared_skill
+from curation.consensus.robust_em import Fit, GoldAnswers, coins, fit_em, shared_skill
 from curation.consensus.robust_stop import bounds_plan, cost_plan, crowd_needed
 
 INSUFFICIENT = "insufficient_crowd"
-
-
-@dataclass
-class GoldAnswers:
-    """Gold answers as rows: worker code, correct (0/1) and time (same clock as `Votes.order`)."""
-
-    worker: np.ndarray
-    correct: np.ndarray
-    order: np.ndarray
-
-    @classmethod
-    def from_counts(cls, seen: np.ndarray, correct: np.ndarray) -> GoldAnswers:
-        """Lifetime counts only (the `worker` table): all answers dated before any vote."""
-        seen = np.asarray(seen, dtype=np.int64)
-        correct = np.minimum(np.asarray(correct, dtype=np.int64), seen)
-        w = np.repeat(np.arange(len(seen)), seen)
-        ok = np.concatenate(
-            [
-                np.zeros(0),
-                *(np.r_[np.ones(c), np.zeros(s - c)] for s, c in zip(seen, correct, strict=True)),
-            ]
-        )
-        return cls(w, ok.astype(np.int64), np.full(len(w), np.iinfo(np.int64).min // 2))
 
 
 class RobustConsensus(StoppingAggregator):
     """After fit: `p_yes_`, `decisions_` (accept / reject / undecided / insufficient_crowd),
     `needs_`, `insufficient_`, `sens_`/`spec_`/`skills_` (each worker's current stretch),
     `changes_` (per worker, times where a new stretch starts), `groups_` (worker-code arrays),
-    `uninformative_`, `prevalence_`, `accept_at_`, `reject_at_`, `crowd_needed_`."""
+    `uninformative_`, `prevalence_`, `accept_at_`, `reject_at_`, `crowd_needed_`, `soft_pairs_`."""
 
     name = "robust"
 
@@ -115,6 +93,7 @@ class RobustConsensus(StoppingAggregator):
         dependence: bool = True,
         dependence_evidence: float = 3.0,
         dependence_alpha: float = 1e-4,
+        dependence_prior: float = 0.05,
         min_segment: int = 12,
         change_penalty: float = 8.0,
         uninformative_below: float = 0.62,
@@ -141,6 +120,7 @@ class RobustConsensus(StoppingAggregator):
         self.slack_items = slack_items
         self.difficulty, self.drift, self.dependence = difficulty, drift, dependence
         self.dependence_evidence, self.dependence_alpha = dependence_evidence, dependence_alpha
+        self.dependence_prior = dependence_prior if dependence else 0.0
         self.min_segment, self.change_penalty = min_segment, change_penalty
         self.uninformative_below, self.min_evidence = uninformative_below, min_evidence
         # With a few hundred items the ambiguous images' shrink is barely identified and its
@@ -216,9 +196,13 @@ class RobustConsensus(StoppingAggregator):
             self.found_groups_ = found
         elif groups:
             self.groups_ = merge_groups(list(groups), nw)
-        if self.groups_:
-            weight = group_weights(it, w, self.groups_, nw)
+        soft = soft_pairs(
+            it, w, yes, ni, nw, self.groups_, self.dependence_prior, order=votes.order
+        )
+        if self.groups_ or len(soft[0]):
+            weight = vote_weights(it, w, ni, nw, self.groups_, soft)
             fit, vw, nv = self._em(votes, gold, changes, weight, known)
+        self.soft_pairs_ = soft
         self.changes_ = changes
         self.worker_keys_ = list(votes.worker_keys)
         self.fit_ = fit

@@ -17,6 +17,29 @@ from curation.consensus.base import LAMBDA_GRID, YES, Votes, responsibilities
 
 
 @dataclass
+class GoldAnswers:
+    """Gold answers as rows: worker code, correct (0/1) and time (same clock as `Votes.order`)."""
+
+    worker: np.ndarray
+    correct: np.ndarray
+    order: np.ndarray
+
+    @classmethod
+    def from_counts(cls, seen: np.ndarray, correct: np.ndarray) -> GoldAnswers:
+        """Lifetime counts only (the `worker` table): all answers dated before any vote."""
+        seen = np.asarray(seen, dtype=np.int64)
+        correct = np.minimum(np.asarray(correct, dtype=np.int64), seen)
+        w = np.repeat(np.arange(len(seen)), seen)
+        ok = np.concatenate(
+            [
+                np.zeros(0),
+                *(np.r_[np.ones(c), np.zeros(s - c)] for s, c in zip(seen, correct, strict=True)),
+            ]
+        )
+        return cls(w, ok.astype(np.int64), np.full(len(w), np.iinfo(np.int64).min // 2))
+
+
+@dataclass
 class Fit:
     sens: np.ndarray
     spec: np.ndarray

@@ -156,6 +156,10 @@ class Settings:
     # robust: votes of the most recently voted synsets (whole synsets) read before each run to
     # find copying workers across synsets (curation/consensus/pooled.py); 0 = per synset only.
     consensus_dependence_votes: int = 500_000
+    # robust: the share of annotator pairs taken to copy before their votes say otherwise. A pair
+    # whose identical answers make copying more likely than not weighs as that share of one
+    # source (curation/consensus/dependence_soft.py) until the dependence test confirms it; 0 = off.
+    consensus_dependence_prior: float = 0.05
     # Votes per item for the fixed-budget algorithms (majority, dawid-skene).
     consensus_fixed_votes: int = 5
     # Pseudo-samples shrinking each empirical confidence-table cell toward the fitted model.
@@ -281,6 +285,10 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"blob_url {burl!r} must start with file:// or s3://")
     if burl.startswith("s3://") and not urlsplit(burl).netloc:
         raise SettingsError(f"blob_url {burl!r} names no bucket (s3://bucket/prefix)")
+    if not 0.0 <= s.consensus_dependence_prior < 1.0:  # NaN fails too
+        raise SettingsError(
+            f"consensus_dependence_prior {s.consensus_dependence_prior!r} must be in [0, 1)"
+        )
     for key in ("s3_endpoint_url", "mturk_endpoint_url"):
         v = getattr(s, key)
         if v and urlsplit(v).scheme not in {"http", "https"}:

@@ -65,6 +65,8 @@ def test_subcommand_help(tmp_path: Path, cmd: list[str]) -> None:
             {"IMNET_DATABASE_URL": "postgresql+psycopg://u:secret@127.0.0.1:9/x"},
             "cannot reach database",
         ),
+        ({"IMNET_CONSENSUS_DEPENDENCE_PRIOR": "nan"}, "must be in [0, 1)"),
+        ({"IMNET_CONSENSUS_DEPENDENCE_PRIOR": "1"}, "must be in [0, 1)"),
     ],
 )
 def test_bad_settings_one_line_no_traceback(
