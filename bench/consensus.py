@@ -20,63 +20,8 @@ figures, and the ratio of votes to the oracle's. "goal": where the oracle reache
 keep precision >= 0.99 and decide or flag every item ("ok*"/"MISS*").
 
 Seeds: TUNING_SEEDS (101-103) were used to choose every robust setting; HELD_OUT_SEEDS (the
-default) were not looked at while choosing. Earlier rounds chose precision/recall slack,
-max_shrink, pooled_cap, settle_slack and min_shrink (off) there. This round (issue 16): the
-stopping ("bounds", then "cost" with c_p/c_r = 0.45/1.05 (worker-aware's tuned costs restated),
-1.0/1.0, 1.0/1.5, 1.5/1.5, then 1.0/1.25: the recall price that keeps the default-mix row over
-0.98 recall under 5 votes/item), shrink_prior (0 vs 8) and pooled_early (off vs on), all on
-tuning seeds 101-103; tried and dropped there: a leave-one-out M-step (worse precision and votes),
-a budget on accepts at a stop between the bounds, pooling dependence evidence across synsets
-(it finds a pair of colluders in a 5-worker crowd only with the honest-agreement test's 57
-co-votes). Next round, on the same tuning seeds: the dependence test measures a cluster's
-accuracy against a fit of the outside workers' votes alone (other clusters counted as one
-source each), with no 85% floor unless the cluster was peeled (the colluder pair in a
-5-worker crowd is found in its first synset); dependence_evidence 6 -> 3 nats, the least that
-forms that pair's cluster on 200 items. Tried there and dropped: holding clusters whose pairs
-co-voted on < 10 items to the 85% floor (no better once the outside counts clusters as one).
-Third round (no setting searched): the policy runs the pipeline's crowd-wide pass
-(curation/consensus/pooled.py) on every vote so far before each fit, and the measurement uses only
-a group's first vote on items an outside vote came to first (adaptive stopping otherwise biases it
-towards chance); found on DEV_SEEDS (diagnosis only), then checked on the tuning seeds and last on
-the held-out seeds. Gold, counted in votes/item for ours and the oracle alike: the pipeline's
-layout (mturk/warmup.py, since 2026-12-07, 2nd round): a warm-up page of mturk_warmup_gold (8)
-gold tiles before a worker's first real vote, then mturk_warmed_gold_per_hit (1) in every 24-tile
-HIT; --warmup 0 runs the layout without it (mturk_gold_per_hit, 2 in 24, in every HIT, as the
-pipeline does while no synset has 8 gold items). The warm-up was chosen on the tuning seeds
-(default-mix 5.08 -> 4.89 votes/item; near-chance and spammers cells ~0.3 votes/item fewer, as
-spammers are shut out on the warm-up page) and checked on DEV_SEEDS (default-mix 5.06 -> 4.92)
-before the held-out seeds were run; no consensus setting changed with it. 3rd round (2026-12-07,
-after the held-out seeds had been seen once with the 2nd round's code): the dependence test of
-every pair on all its co-votes (curation/consensus/dependence_pairs.py, no setting searched;
-found on DEV_SEEDS, where a copying pair in a 5-worker crowd made 7 of 9 accepts false). Tried
-on the tuning seeds and kept as a what-if, not the default: gold on every other warmed-up HIT
-(--gold-every 2, 1/46 per vote): 1 missed cell instead of 2 there, but on DEV_SEEDS 7 false
-accepts (ambiguous negatives) in good n=50 50%, against 1 with gold on every HIT. 4th round
-(2026-12-07, after the held-out seeds had been seen twice): pairs more likely copying than not at
-a 5% prior share of copying pairs (consensus_dependence_prior, not searched: the one value tried)
-weigh as that share of one source before the test confirms them (dependence_soft.py); found on
-DEV_SEEDS (colluders n=5 25%, seed 206: the pair captured the fit at 47 identical co-votes, the
-test needs 71), checked on the tuning seeds (only colluders n=5 and, by a changed draw order,
-default-mix moved), then DEV_SEEDS, then the held-out seeds. Rounds before
-2026-12-07 ran the default with a per-worker schedule the pipeline had no layout for (4 gold tiles
-in 24 until 8 gold answers, then 1 in 24), now --gold-schedule, a what-if. Every setting above was
-chosen under that schedule; under the pipeline's layout, on the tuning seeds, c_p/c_r = 1.0/1.25
-gives the default-mix row 5.04 votes/item at recall 0.981 (5.08 at 0.982 once routing waits for
-measured gold, as the pipeline's does) and the same prices per paid tile (both / 1.09) 4.85 at
-0.978: no price there meets both, so none was changed. Tried there and dropped: 1 gold tile per
-HIT (--gold-per-hit 1; 4.97 votes/item at 0.982 recall, but precision 0.986-0.987 in mediocre n=20
-25% and spammers n=20 5%), routing away workers whose votes carry under 0.25 or 0.35 of the
-typical worker's evidence per vote (5.12 and 5.04: the gold qualification already blocks most 0.7
-workers), and a looser accept bound at 2,000 items (precision slack 2.0: 5.06). With routing as
-the pipeline's: a gold bar of 0.6 instead of 0.75 (--min-worker-gold 0.6: 5.31 votes/item;
-mediocre n=20 50% precision 0.985). With the pipeline's gold and routing, on the tuning seeds (dev
-seeds 201-206 checked after): accept_budget on (the accepts the prices allow under the accept
-bound are kept while the accepted set's expected precision holds the target; mediocre n=20 50%
-0.9955 -> 1.0000 precision, no other goal cell moved). --gold-per-hit N runs another fixed layout;
---amb-shrink changes how hard the ambiguous images are (the sim's 0.5 is also the shrink prior's
-centre: run 0.2 / 0.8 to see the prior does not carry the figures). With 200 items per synset a
-50-worker crowd's cost of learning who is who is spread over few items, and recall on 5% positives
-moves in steps of 1/60 (1/180 with --seeds 6).
+default) were not looked at while choosing; DEV_SEEDS only to find why a cell fails. What each
+round chose, on which seeds, and what was tried and dropped: bench/consensus_rounds.md.
 
     python bench/consensus.py                   # held-out seeds, default cells (~2 min)
     python bench/consensus.py --seeds 6         # all six held-out seeds (~8 min; the note's table)

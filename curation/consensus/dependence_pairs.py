@@ -1,4 +1,4 @@
-"""Copying pairs tested on all their co-votes (the small crowd's case), and groups joined.
+"""Copying pairs tested on all their co-votes (the small crowd's case); groups joined and weighed.
 
 dependence.dependent_groups forms clusters on half the items and tests them on the other half,
 because greedy merging over a large crowd picks agreeing workers by chance. A small crowd has few
@@ -50,7 +50,7 @@ def add_pairs(
     two 0.98-accurate workers: tested first (no disagreement in 1,500 co-votes), the copiers
     become one source, and the careful pair, which measured against three copiers looked
     0.75-accurate and so far too agreeing, has nobody to be measured against."""
-    from curation.consensus.dependence import _binomial, _copies, _counts, group_weights
+    from curation.consensus.dependence import _binomial, _copies, _counts
 
     n_active = int(active.sum())
     n_pairs = n_active * (n_active - 1) // 2
@@ -115,3 +115,21 @@ def merge_groups(groups: list[np.ndarray], n_workers: int) -> list[np.ndarray]:
         if len(members) >= 2:
             out.append(members)
     return out
+
+
+def group_weights(
+    item: np.ndarray, worker: np.ndarray, groups: list[np.ndarray], n_workers: int
+) -> np.ndarray:
+    """Per vote, 1 / (number of its worker's group members who voted on the same item)."""
+    w = np.ones(len(item))
+    if not groups:
+        return w
+    gid = np.full(n_workers, -1)
+    for g, members in enumerate(groups):
+        gid[members] = g
+    g = gid[worker]
+    grouped = g >= 0
+    key = item[grouped] * (len(groups) + 1) + g[grouped]
+    _, inv, counts = np.unique(key, return_inverse=True, return_counts=True)
+    w[grouped] = 1.0 / counts[inv]
+    return w

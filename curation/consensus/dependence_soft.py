@@ -37,7 +37,8 @@ def soft_pairs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(a, b, rho): the pairs of workers more likely copying than not (rho > 1/2), not already
     in one of `groups`, with their posterior probability of copying."""
-    from curation.consensus.dependence import _outside_ceiling, _pairs, group_weights
+    from curation.consensus.dependence import _outside_ceiling, _pairs
+    from curation.consensus.dependence_pairs import group_weights
 
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
     if prior <= 0 or not len(item):
@@ -89,7 +90,7 @@ def vote_weights(
 ) -> np.ndarray:
     """Per vote, 1 / (1 + the copying probability summed over the other voters on its item):
     group members copy each other (1), `soft` pairs with their rho."""
-    from curation.consensus.dependence import group_weights
+    from curation.consensus.dependence_pairs import group_weights
 
     a, b, rho = soft
     if not len(a):

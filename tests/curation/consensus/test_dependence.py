@@ -211,3 +211,38 @@ def test_accuracy_is_measured_where_the_outside_chose_the_item() -> None:
         ], seed
         it, w, lab, t = _adaptive(seed, 0, 300)
         assert dependent_groups(it, w, lab, 300, 5, **kw, order=t) == [], seed
+
+
+def _cartel(seed: int, n: int, accs: list[float], copiers: int = 0) -> tuple[np.ndarray, ...]:
+    """Four random workers per item, 25% positives; the last `copiers` copy a 0.75 sheet."""
+    rng = np.random.default_rng(seed)
+    truth = (rng.random(n) < 0.25).astype(np.int64)
+    sheet = _answer(rng, truth, 0.75)
+    nw = len(accs)
+    w = np.array([rng.choice(nw, 4, replace=False) for _ in range(n)]).ravel()
+    it = np.repeat(np.arange(n), 4)
+    own = np.where(rng.random(len(it)) < np.asarray(accs)[w], truth[it], 1 - truth[it])
+    return it, w, np.where(w >= nw - copiers, sheet[it], own)
+
+
+def test_a_cluster_that_failed_is_tested_again_against_the_groups_found() -> None:
+    # 20 copiers among 50. The careful workers' own cluster fails its test, yet measured
+    # against an outside that counted it as one source the copiers' cluster read accurate
+    # enough to agree as it does; tested again, with only groups found counted as one, it
+    # is plain.
+    kw = {"min_evidence": 3.0, "measure": True, "pairs": False}
+    for n, seed in ((200, 8), (300, 3), (300, 5)):
+        it, w, lab = _cartel(seed, n, [0.92] * 50, copiers=20)
+        order = np.arange(len(it))
+        assert dependent_groups(it, w, lab, n, 50, retry=False, order=order, **kw) == []
+        (group,) = dependent_groups(it, w, lab, n, 50, order=order, **kw)
+        assert (group >= 30).sum() >= 12 and (group < 30).sum() <= 2, (n, seed, group)
+
+
+def test_testing_failed_clusters_again_finds_no_group_among_honest_workers() -> None:
+    for accs in ([0.92] * 50, [0.92] * 30 + [0.75] * 20, [0.98] * 10 + [0.8] * 20):
+        for n in (200, 600):
+            for seed in range(4):
+                it, w, lab = _cartel(seed, n, accs)
+                kw = {"min_evidence": 3.0, "measure": True, "order": np.arange(len(it))}
+                assert dependent_groups(it, w, lab, n, len(accs), **kw) == [], (accs, n, seed)
