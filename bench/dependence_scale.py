@@ -14,6 +14,10 @@ synsets hold a few thousand candidates at ~5 votes each) with the suspected pair
 with excellent workers every pair is suspected at the 85% floor and up to MAX_MEASURED of them
 cost an outside fit each.
 
+Third table: the pass with and without testing failed clusters again (dependence.py `retry`,
+at most MAX_MEASURED outside fits) in a large careful crowd (half 0.92, half 0.75, 5 votes per
+item), whose many small clusters all fail: the retry's worst case.
+
     python bench/dependence_scale.py
     python bench/dependence_scale.py --votes 20000,100000 --workers 5
 """
@@ -35,23 +39,28 @@ from curation.consensus.dependence import dependent_groups  # noqa: E402
 from curation.consensus.robust import RobustConsensus  # noqa: E402
 
 
-def crowd(n_workers: int, n_votes: int, seed: int = 0) -> tuple[np.ndarray, ...]:
+def crowd(
+    n_workers: int, n_votes: int, seed: int = 0, mixed: bool = False
+) -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(seed)
     n = n_votes // 5
     truth = (rng.random(n) < 0.25).astype(np.int64)
     keys = rng.random((n, n_workers))
     worker = np.argsort(keys, axis=1)[:, :5].ravel()
     item = np.repeat(np.arange(n), 5)
-    label = np.where(rng.random(len(item)) < 0.98, truth[item], 1 - truth[item])
+    acc = np.where(np.arange(n_workers) < n_workers // 2, 0.92, 0.75)[worker] if mixed else 0.98
+    label = np.where(rng.random(len(item)) < acc, truth[item], 1 - truth[item])
     return item, worker, label, np.arange(len(item))
 
 
-def timed(args: tuple[np.ndarray, ...], n_workers: int, pairs: bool) -> tuple[float, int]:
+def timed(
+    args: tuple[np.ndarray, ...], n_workers: int, pairs: bool, retry: bool = True
+) -> tuple[float, int]:
     item, worker, label, order = args
     t = time.perf_counter()
     found = dependent_groups(
         item, worker, label, int(item.max()) + 1, n_workers,
-        min_evidence=3.0, measure=True, order=order, pairs=pairs,
+        min_evidence=3.0, measure=True, order=order, pairs=pairs, retry=retry,
     )  # fmt: skip
     return time.perf_counter() - t, len(found)
 
@@ -69,6 +78,7 @@ def main() -> int:
     ap.add_argument("--votes", default="100000,500000", help="comma-separated vote counts")
     ap.add_argument("--workers", default="5,8,20", help="comma-separated crowd sizes")
     ap.add_argument("--fit-votes", default="10000,50000", help="vote counts of the fit table")
+    ap.add_argument("--retry-workers", default="1000", help="crowd sizes of the retry table")
     a = ap.parse_args()
     sizes = [int(v) for v in a.votes.split(",")]
     print(f"{'workers':>7s} {'votes':>8s} {'split s':>8s} {'pairs s':>8s} {'ratio':>6s} groups")
@@ -94,6 +104,18 @@ def main() -> int:
             if prev is not None:
                 grow = f"  growth {math.log(full / prev[1]) / math.log(n / prev[0]):.2f}"
             print(f"{nw:7d} {n:8d} {base:8.2f} {full:8.2f} {full / base:6.2f} {n_soft:6d}{grow}")
+            prev = (n, full)
+    print(f"\n{'workers':>7s} {'votes':>8s} {'once s':>8s} {'retry s':>8s} {'ratio':>6s} groups")
+    for nw in (int(w) for w in a.retry_workers.split(",")):
+        prev = None
+        for n in sizes:
+            data = crowd(nw, n, mixed=True)
+            base, _ = timed(data, nw, pairs=True, retry=False)
+            full, groups = timed(data, nw, pairs=True)
+            grow = ""
+            if prev is not None:
+                grow = f"  growth {math.log(full / prev[1]) / math.log(n / prev[0]):.2f}"
+            print(f"{nw:7d} {n:8d} {base:8.2f} {full:8.2f} {full / base:6.2f} {groups:6d}{grow}")
             prev = (n, full)
     return 0
 

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import sparse
 from scipy.stats import binom
 
-from curation.consensus.dependence_pairs import add_pairs, group_weights
+from curation.consensus.dependence_pairs import MAX_MEASURED, add_pairs, group_weights
 
 
 def _pairs(
@@ -131,6 +131,13 @@ def dependent_groups(
         if len(members[c]) >= 2 and internal[c] >= min_evidence
     ]
 
+    def plain(group: np.ndarray) -> np.ndarray:
+        """Members whose disagreements with the rest, both halves together, are a copier's
+        (at most 2 copy_error, give or take one)."""
+        a_all = (pa0 + agree)[np.ix_(group, group)].sum(1) - np.diag(agree)[group]
+        d_all = (pd0 + dis)[np.ix_(group, group)].sum(1) - np.diag(dis)[group]
+        return np.asarray(d_all <= 2 * copy_error * (a_all + d_all) + 0.5)
+
     def verdict(group: np.ndarray, weight: np.ndarray | None) -> np.ndarray | bool | None:
         """The members kept if `group` passes (peeled if need be), False if it fails, None
         without an outside to measure against."""
@@ -167,9 +174,7 @@ def dependent_groups(
             return False
         # Honest members the merging pulled in and the test could not see (few test
         # co-votes) show disagreements on both halves together; copiers almost none.
-        a_all = (pa0 + agree)[np.ix_(group, group)].sum(1) - np.diag(agree)[group]
-        d_all = (pd0 + dis)[np.ix_(group, group)].sum(1) - np.diag(dis)[group]
-        keep = d_all <= 2 * copy_error * (a_all + d_all) + 0.5
+        keep = plain(group)
         return group[keep] if keep.sum() >= 2 else False
 
     # The outside a cluster is measured against counts every other candidate cluster as one
@@ -181,15 +186,15 @@ def dependent_groups(
         got = verdict(group, weight)
         if isinstance(got, np.ndarray):
             out.append(got)
-        elif got is False and measure and retry:
-            failed.append(group)
+        elif got is False and measure and retry and plain(group).sum() >= 2:
+            failed.append(group)  # (a careful crowd's clusters, which cannot pass, are not)
     # But a failed candidate is no evidence of copying: a cartel's cluster measured against an
     # outside where thirty careful workers' failed cluster counted as one source read 0.89
     # accurate at its upper bound and was not found for ~120 more votes (bench/consensus.py,
     # colluders n=50, tuning seed 102). Each failed one is tested again, fewest test-half
     # disagreements first, against an outside that counts only the groups found as one each.
     rate = [pd0[np.ix_(g, g)].sum() / max((pa0 + pd0)[np.ix_(g, g)].sum(), 1) for g in failed]
-    for k in np.argsort(rate, kind="stable"):
+    for k in np.argsort(rate, kind="stable")[:MAX_MEASURED]:  # a fit each
         if any(np.isin(failed[k], g).any() for g in out):
             continue
         got = verdict(failed[k], group_weights(item, worker, out, n_workers))
