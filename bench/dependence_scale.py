@@ -28,6 +28,7 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,26 @@ def fit_time(args: tuple[np.ndarray, ...], n_workers: int, prior: float) -> tupl
     return time.perf_counter() - t, len(m.soft_pairs_[0])
 
 
+Run = Callable[[tuple[np.ndarray, ...], int, bool], tuple[float, int]]
+
+
+def table(title: str, crowds: str, sizes: list[int], run: Run, mixed: bool = False) -> None:
+    """One row per crowd size and vote count: the peer (run(..., False)), ours (run(..., True)),
+    their ratio, what ours found, and ours' growth exponent over the vote counts."""
+    print(f"\n{'workers':>7s} {'votes':>8s} {title} {'ratio':>6s} found")
+    for nw in (int(w) for w in crowds.split(",")):
+        prev: tuple[int, float] | None = None
+        for n in sizes:
+            data = crowd(nw, n, mixed=mixed)
+            base, _ = run(data, nw, False)
+            full, found = run(data, nw, True)
+            grow = ""
+            if prev is not None:
+                grow = f"  growth {math.log(full / prev[1]) / math.log(n / prev[0]):.2f}"
+            print(f"{nw:7d} {n:8d} {base:8.2f} {full:8.2f} {full / base:6.2f} {found:5d}{grow}")
+            prev = (n, full)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--votes", default="100000,500000", help="comma-separated vote counts")
@@ -81,42 +102,12 @@ def main() -> int:
     ap.add_argument("--retry-workers", default="1000", help="crowd sizes of the retry table")
     a = ap.parse_args()
     sizes = [int(v) for v in a.votes.split(",")]
-    print(f"{'workers':>7s} {'votes':>8s} {'split s':>8s} {'pairs s':>8s} {'ratio':>6s} groups")
-    for nw in (int(w) for w in a.workers.split(",")):
-        prev: tuple[int, float] | None = None
-        for n in sizes:
-            data = crowd(nw, n)
-            base, _ = timed(data, nw, pairs=False)
-            full, groups = timed(data, nw, pairs=True)
-            grow = ""
-            if prev is not None:
-                grow = f"  growth {math.log(full / prev[1]) / math.log(n / prev[0]):.2f}"
-            print(f"{nw:7d} {n:8d} {base:8.2f} {full:8.2f} {full / base:6.1f} {groups:6d}{grow}")
-            prev = (n, full)
-    print(f"\n{'workers':>7s} {'votes':>8s} {'off s':>8s} {'soft s':>8s} {'ratio':>6s} pairs")
-    for nw in (int(w) for w in a.workers.split(",")):
-        prev = None
-        for n in (int(v) for v in a.fit_votes.split(",")):
-            data = crowd(nw, n)
-            base, _ = fit_time(data, nw, 0.0)
-            full, n_soft = fit_time(data, nw, 0.05)
-            grow = ""
-            if prev is not None:
-                grow = f"  growth {math.log(full / prev[1]) / math.log(n / prev[0]):.2f}"
-            print(f"{nw:7d} {n:8d} {base:8.2f} {full:8.2f} {full / base:6.2f} {n_soft:6d}{grow}")
-            prev = (n, full)
-    print(f"\n{'workers':>7s} {'votes':>8s} {'once s':>8s} {'retry s':>8s} {'ratio':>6s} groups")
-    for nw in (int(w) for w in a.retry_workers.split(",")):
-        prev = None
-        for n in sizes:
-            data = crowd(nw, n, mixed=True)
-            base, _ = timed(data, nw, pairs=True, retry=False)
-            full, groups = timed(data, nw, pairs=True)
-            grow = ""
-            if prev is not None:
-                grow = f"  growth {math.log(full / prev[1]) / math.log(n / prev[0]):.2f}"
-            print(f"{nw:7d} {n:8d} {base:8.2f} {full:8.2f} {full / base:6.2f} {groups:6d}{grow}")
-            prev = (n, full)
+    fit_sizes = [int(v) for v in a.fit_votes.split(",")]
+    table(" split s  pairs s", a.workers, sizes, lambda d, nw, on: timed(d, nw, pairs=on))
+    soft: Run = lambda d, nw, on: fit_time(d, nw, 0.05 if on else 0.0)  # noqa: E731
+    table("   off s   soft s", a.workers, fit_sizes, soft)
+    again: Run = lambda d, nw, on: timed(d, nw, pairs=True, retry=on)  # noqa: E731
+    table("  once s  retry s", a.retry_workers, sizes, again, mixed=True)
     return 0
 
 

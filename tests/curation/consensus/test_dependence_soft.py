@@ -8,25 +8,10 @@ from curation.consensus.base import Votes
 from curation.consensus.dependence import dependent_groups, group_weights
 from curation.consensus.dependence_soft import soft_pairs, vote_weights
 from curation.consensus.robust import GoldAnswers, RobustConsensus
+from tests.curation.consensus.test_dependence_pairs import _crowd
 
 
-def _crowd(
-    seed: int, n: int, votes: int, prev: float, accs: list[float], copiers: int
-) -> tuple[np.ndarray, ...]:
-    """`votes` of the workers per item; the last `copiers` copy one 0.75-right sheet."""
-    rng = np.random.default_rng(seed)
-    truth = (rng.random(n) < prev).astype(np.int64)
-    sheet = np.where(rng.random(n) < 0.75, truth, 1 - truth)
-    rows = []
-    for i in range(n):
-        for w in rng.choice(len(accs), votes, replace=False):
-            own = int(truth[i] if rng.random() < accs[w] else 1 - truth[i])
-            rows.append((i, int(w), int(sheet[i]) if w >= len(accs) - copiers else own))
-    it, w, lab = (np.array(c, dtype=np.int64) for c in zip(*rows, strict=True))
-    return it, w, lab, truth
-
-
-def test_a_pair_short_of_the_test_weighs_as_most_of_one_source() -> None:
+def test_a_pair_short_of_the_test_is_weighed_by_its_copying_probability() -> None:
     # Two of five copy a sheet, ~35-45 identical co-votes: short of the ~71 the test of every pair
     # needs at alpha / 10 and the 85% floor, but at a 5% prior far more likely copying than not.
     for seed in range(4):
