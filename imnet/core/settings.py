@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -246,12 +247,20 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
                 raise ValueError(value)
             return int(value)
         if typ == "float":
-            return float(value)
+            number = float(value)
+            if math.isfinite(number) and number >= 0:
+                return number
         text = str(value)
     except (TypeError, ValueError):
         raise SettingsError(
             f"setting {key!r} (from {origin}) must be {typ}, got {value!r}"
         ) from None
+    if typ == "float":
+        # Every float knob is a delay, a timeout, a cost, a share or a probability: NaN, an
+        # infinity or a negative reaches arithmetic that turns it into silent nonsense.
+        raise SettingsError(
+            f"setting {key!r} (from {origin}) must be a finite number >= 0, got {value!r}"
+        )
     # A NUL or newline in a key, URL, path or User-Agent reaches a header, a file name or the
     # database, where it is refused late or splits a header; so do bytes that are not UTF-8.
     if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) < 0xE000 for c in text):
@@ -273,6 +282,35 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# Shares and probabilities, and the interval each must lie in. The targets exclude 1 (the
+# stopping prices divide by 1 - T). NaN fails every comparison, so it is refused too.
+_UNIT = "[0, 1]"
+_SHARES = {
+    **dict.fromkeys(
+        (
+            "mturk_min_assignment_gold",
+            "mturk_min_worker_gold",
+            "mturk_gold_max_share",
+            "mturk_gold_min_confidence",
+            "consensus_threshold",
+            "consensus_reject_below",
+            "consensus_wa_reject_below",
+            "consensus_min_voter_gold",
+            "filter_single_colour",
+        ),
+        _UNIT,
+    ),  # fmt: skip
+    "consensus_target_precision": "(0, 1)",
+    "consensus_target_recall": "(0, 1)",
+    "consensus_dependence_prior": "[0, 1)",
+}
+
+
+def _inside(v: float, interval: str) -> bool:
+    low = 0.0 <= v if interval[0] == "[" else 0.0 < v
+    return low and (v <= 1.0 if interval[-1] == "]" else v < 1.0)
+
+
 def _validate(s: Settings) -> None:
     url = s.resolved_database_url()
     scheme = url.split(":", 1)[0]
@@ -285,10 +323,9 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"blob_url {burl!r} must start with file:// or s3://")
     if burl.startswith("s3://") and not urlsplit(burl).netloc:
         raise SettingsError(f"blob_url {burl!r} names no bucket (s3://bucket/prefix)")
-    if not 0.0 <= s.consensus_dependence_prior < 1.0:  # NaN fails too
-        raise SettingsError(
-            f"consensus_dependence_prior {s.consensus_dependence_prior!r} must be in [0, 1)"
-        )
+    for key, interval in _SHARES.items():
+        if not _inside(getattr(s, key), interval):
+            raise SettingsError(f"{key} {getattr(s, key)!r} must be in {interval}")
     for key in ("s3_endpoint_url", "mturk_endpoint_url"):
         v = getattr(s, key)
         if v and urlsplit(v).scheme not in {"http", "https"}:
