@@ -20,6 +20,15 @@ from scipy.stats import binom
 from curation.consensus.dependence_pairs import MAX_MEASURED, add_pairs, group_weights
 
 
+def constant_workers(worker: np.ndarray, label: np.ndarray, n_workers: int) -> np.ndarray:
+    """Per worker code: gives one answer to everything (20+ votes). Such a worker (always-no)
+    agrees with every other one whether or not anyone copies: their agreement is no evidence,
+    and at 25% positives it drew careful workers, who mostly say no too, into their cluster."""
+    n_w = np.bincount(worker, minlength=n_workers)
+    yes_rate = np.bincount(worker, label == 1, minlength=n_workers) / np.maximum(n_w, 1)
+    return np.asarray((n_w >= 20) & ((yes_rate <= 0.01) | (yes_rate >= 0.99)))
+
+
 def _pairs(
     item: np.ndarray, worker: np.ndarray, label: np.ndarray, n_items: int, n_workers: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -73,12 +82,7 @@ def dependent_groups(
     # Clusters are formed on the even items and tested on the odd ones: greedy merging picks
     # agreeing pairs, so a cluster's own co-votes overstate its agreement (a dozen honest
     # workers agreeing 96% on the items that formed them, 85% elsewhere).
-    # A worker who gives one answer to everything (always-no) agrees with every other such
-    # worker whether or not anyone copies: their agreement is no evidence, and at 25%
-    # positives it drew careful workers, who mostly say no too, into their cluster.
-    n_w = np.bincount(worker, minlength=n_workers)
-    yes_rate = np.bincount(worker, label == 1, minlength=n_workers) / np.maximum(n_w, 1)
-    constant = (n_w >= 20) & ((yes_rate <= 0.01) | (yes_rate >= 0.99))
+    constant = constant_workers(worker, label, n_workers)
     use = ~constant[worker]
     half = use & (item % 2 == 0)
     test = use & (item % 2 == 1)
@@ -202,7 +206,7 @@ def dependent_groups(
             out.append(got)
     if pairs:
         counts = (co + co_t, agree + agree_t)
-        active = ~constant & (n_w > 0)
+        active = ~constant & (np.bincount(worker, minlength=n_workers) > 0)
         out = add_pairs(
             out,
             item,

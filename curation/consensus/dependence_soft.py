@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-MAX_MEASURED = 20  # each measurement fits the outside's votes once
+from curation.consensus.dependence_pairs import MAX_MEASURED, group_weights
 
 
 def soft_pairs(
@@ -37,17 +37,12 @@ def soft_pairs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(a, b, rho): the pairs of workers more likely copying than not (rho > 1/2), not already
     in one of `groups`, with their posterior probability of copying."""
-    from curation.consensus.dependence import _outside_ceiling, _pairs
-    from curation.consensus.dependence_pairs import group_weights
+    from curation.consensus.dependence import _outside_ceiling, _pairs, constant_workers
 
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
     if prior <= 0 or not len(item):
         return empty
-    n_w = np.bincount(worker, minlength=n_workers)
-    yes_rate = np.bincount(worker, label == 1, minlength=n_workers) / np.maximum(n_w, 1)
-    # As dependence.py: one answer to everything agrees with any other such worker, copying or not.
-    constant = (n_w >= 20) & ((yes_rate <= 0.01) | (yes_rate >= 0.99))
-    use = ~constant[worker]
+    use = ~constant_workers(worker, label, n_workers)[worker]
     co, agree = _pairs(item[use], worker[use], label[use], n_items, n_workers)
     dis = co - agree
 
@@ -90,8 +85,6 @@ def vote_weights(
 ) -> np.ndarray:
     """Per vote, 1 / (1 + the copying probability summed over the other voters on its item):
     group members copy each other (1), `soft` pairs with their rho."""
-    from curation.consensus.dependence_pairs import group_weights
-
     a, b, rho = soft
     if not len(a):
         return group_weights(item, worker, groups, n_workers)
