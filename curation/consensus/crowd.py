@@ -176,7 +176,7 @@ def stored_groups(session: Session) -> dict[str, list[set[str]]]:
 
 
 def components(sets: list[set[str]]) -> list[set[str]]:
-    """Groups that share a worker joined into one (dependence.merge_groups on worker codes)."""
+    """Groups that share a worker joined into one (dependence_pairs.merge_groups on worker codes)."""
     from curation.consensus.dependence_pairs import merge_groups
 
     keys = sorted(set().union(*sets)) if sets else []
