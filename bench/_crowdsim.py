@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from curation.consensus.crowd import under_gold_bar
 from imnet.core.settings import Settings
 
 # The pipeline's layout (mturk/warmup.py, mturk/verify.py plan_hits): a new worker's warm-up
@@ -107,13 +108,21 @@ def make_crowd(mix: dict[str, float], size: int, rng: np.random.Generator) -> Cr
     return Crowd(kind=kind, drift_at=rng.integers(60, 300, len(kind)))
 
 
-def gold_blocked(st: State, min_accuracy: float = 0.75, min_seen: int = 6) -> np.ndarray:
-    """The mturk stage's qualification (settings mturk_min_worker_gold / mturk_min_gold_seen):
-    workers under `min_accuracy` on lifetime gold after `min_seen` gold answers get no more work."""
+GOLD_BAR_ALPHA = Settings.mturk_gold_bar_alpha  # bench/consensus.py --gold-bar-alpha (a what-if)
+GOLD_BAR_CROWD = Settings.mturk_gold_bar_crowd  # bench/consensus.py --gold-bar-crowd (a what-if)
+
+
+def gold_blocked(
+    st: State, min_accuracy: float = 0.75, min_seen: int = 6, alpha: float | None = None
+) -> np.ndarray:
+    """The mturk stage's qualification (settings mturk_min_worker_gold / mturk_min_gold_seen /
+    mturk_gold_bar_alpha, curation.consensus.crowd.under_gold_bar): workers whose lifetime gold
+    shows an accuracy under `min_accuracy` get no more work."""
     gw, gc, _ = st.gold()
     seen = np.bincount(gw, minlength=st.crowd.n)
-    ok = np.bincount(gw, gc, minlength=st.crowd.n)
-    return (seen >= min_seen) & (ok < min_accuracy * seen)
+    ok = np.bincount(gw, gc, minlength=st.crowd.n).astype(np.int64)
+    a = GOLD_BAR_ALPHA if alpha is None else alpha
+    return under_gold_bar(seen, ok, min_accuracy, min_seen, a, GOLD_BAR_CROWD)
 
 
 @dataclass

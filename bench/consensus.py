@@ -230,6 +230,18 @@ def main() -> int:
         help="what-if: the mturk gold qualification's bar for the robust policy (pipeline: 0.75)",
     )
     ap.add_argument(
+        "--gold-bar-alpha",
+        type=float,
+        default=None,
+        help="what-if: the gold bar test level (pipeline: mturk_gold_bar_alpha, 0.05)",
+    )
+    ap.add_argument(
+        "--gold-bar-crowd",
+        type=int,
+        default=None,
+        help="what-if: fewest workers left for the point-estimate gold bar (pipeline: 25)",
+    )
+    ap.add_argument(
         "--gold-per-hit",
         type=int,
         default=None,
@@ -269,6 +281,18 @@ def main() -> int:
             ap.error("--min-worker-gold must be a share of gold answers right, 0..1")
 
         _crowdsim_policies.MIN_WORKER_GOLD = args.min_worker_gold
+    if args.gold_bar_alpha is not None:
+        import _crowdsim
+
+        if not 0 <= args.gold_bar_alpha <= 1:  # also refuses NaN
+            ap.error("--gold-bar-alpha must be a probability, 0..1")
+        _crowdsim.GOLD_BAR_ALPHA = args.gold_bar_alpha
+    if args.gold_bar_crowd is not None:
+        import _crowdsim
+
+        if args.gold_bar_crowd < 0:
+            ap.error("--gold-bar-crowd must be a count of workers, >= 0")
+        _crowdsim.GOLD_BAR_CROWD = args.gold_bar_crowd
     if args.warmup is not None or args.gold_per_hit is not None or args.gold_every is not None:
         import _crowdsim
 

@@ -8,7 +8,9 @@ Policy (stated, and the feedback the worker reads says which rule applied):
 - everything else is approved;
 - a worker's second answer on the same item (from a later round's HIT) is not stored as a vote;
 - a worker whose check-image accuracy over all their work falls under `mturk_min_worker_gold`
-  after `mturk_min_gold_seen` checks gets the exclusion qualification (the HIT type requires that
+  after `mturk_min_gold_seen` checks (in a crowd under `mturk_gold_bar_crowd`: once a binomial
+  test at `mturk_gold_bar_alpha` shows it, curation.consensus.crowd.under_gold_bar) gets the
+  exclusion qualification (the HIT type requires that
   they lack it) and is marked blocked locally: they get no more HITs. Their earlier votes stay;
   worker-aware consensus weighs them by the worker's record, the others drop them when the
   worker's gold accuracy is under `consensus_min_voter_gold`;

@@ -11,8 +11,10 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, select, update
+import numpy as np
+from sqlalchemy import bindparam, func, select, update
 
+from curation.consensus.crowd import under_gold_bar
 from db.models import Assignment, Worker
 from mturk.client import CONCURRENCY, call_all, error_code, first_error, write_session
 from mturk.publish import exclusion_qualification
@@ -102,7 +104,22 @@ def exclude_workers(app: App, client: Any, concurrency: int = CONCURRENCY) -> li
                 Worker.blocked.is_(False), Worker.gold_seen >= max(1, s.mturk_min_gold_seen)
             )
         ).all()
-    bad = [w for w, seen, correct in rows if correct / seen < s.mturk_min_worker_gold]
+        active = session.scalar(
+            select(func.count()).select_from(Worker).where(Worker.blocked.is_(False))
+        )
+    if not rows:
+        return []
+    ids, seen, correct = zip(*rows, strict=True)
+    out = under_gold_bar(
+        np.array(seen),
+        np.array(correct),
+        s.mturk_min_worker_gold,
+        s.mturk_min_gold_seen,
+        s.mturk_gold_bar_alpha,
+        s.mturk_gold_bar_crowd,
+        others=int(active or 0) - len(rows),
+    )
+    bad = [w for w, o in zip(ids, out, strict=True) if o]
     if not bad:
         return []
     qual = exclusion_qualification(client)

@@ -10,7 +10,8 @@ With a warm-up (`mturk_warmup_gold` > 0, and a synset with that much gold):
   `mturk_warmup_gold` check images (yes and no answers balanced), no real items;
 * `imnet mturk collect` grants the qualification once a worker has that many gold answers and
   is not shut out (`sync_warmed`); a spammer fails the gold bar on the warm-up, before casting
-  one real vote;
+  one real vote (in a crowd under `mturk_gold_bar_crowd`, only one the test can tell: 3 of 8
+  right; an always-yes worker's 4 of 8 is left to routing, which stops it on its votes);
 * regular HITs require the qualification and carry `mturk_warmed_gold_per_hit` check images
   (1 in 24: 1/23 per vote); `mturk_warmed_gold_every` N puts them on every Nth HIT only. With
   2 (1/46 per vote) bench/consensus.py's default-mix row took 4.85 votes/item instead of

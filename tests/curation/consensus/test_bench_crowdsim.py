@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+# Imported before any test puts bench/ first on sys.path, where bench/curation.py would stand
+# in for the package when bench/_crowdsim.py imports it.
+from curation.consensus.crowd import under_gold_bar
+
 
 def test_gold_schedule_front_loads_gold(monkeypatch: pytest.MonkeyPatch) -> None:
     # bench/_crowdsim.py's what-if gold schedule (--gold-schedule; the pipeline has no such
@@ -101,7 +105,9 @@ def test_bench_warms_up_new_workers_before_their_first_vote(
 
     s = Settings()
     rng = np.random.default_rng(5)
-    crowd = make_crowd({"good": 0.7, "always-yes": 0.3}, 10, rng)
+    # A crowd big enough for the bar's point estimate (under_gold_bar): always-yes workers, 4
+    # of 8 on the balanced warm-up page, are under it; a small crowd would wait for the test.
+    crowd = make_crowd({"good": 0.7, "always-yes": 0.3}, s.mturk_gold_bar_crowd + 15, rng)
     syn = make_synset(120, 0.25, 0.0, rng)
     gold: dict = {"w": [], "c": [], "t": []}
     run_synset(RobustPolicy(**consensus.ROBUST), crowd, syn, gold, Clock(), rng)
@@ -109,6 +115,15 @@ def test_bench_warms_up_new_workers_before_their_first_vote(
     first = (gt == 0) & (np.arange(len(gt)) < crowd.n * _crowdsim.WARMUP)
     assert np.bincount(gw[first], minlength=crowd.n).tolist() == [_crowdsim.WARMUP] * crowd.n
     ok = np.bincount(gw[first], gc[first], minlength=crowd.n)
-    failed = ok < s.mturk_min_worker_gold * _crowdsim.WARMUP
+    seen = np.full(crowd.n, _crowdsim.WARMUP)
+    failed = under_gold_bar(
+        seen,
+        ok.astype(np.int64),
+        s.mturk_min_worker_gold,
+        s.mturk_min_gold_seen,
+        s.mturk_gold_bar_alpha,
+        s.mturk_gold_bar_crowd,
+    )
+    assert (failed == (ok < s.mturk_min_worker_gold * _crowdsim.WARMUP)).all()  # the point rule
     assert failed.any() and (crowd.cast[failed] == 0).all()
     assert (crowd.cast[~failed] > 0).all()
