@@ -45,9 +45,10 @@ def under_gold_bar(
     the bar applies to the point estimate: a 0.7 worker goes after 6-8 checks, and a 0.9 worker
     who missed 2 of the first 6 (P 0.11) goes too, which a big crowd can spare. Under that, only
     a one-sided binomial test shuts a worker out: P(at most `correct` right of `seen` | accuracy
-    = bar) < alpha (at 0.05 and the 0.75 bar: 2 of 6, 3 of 8, 4 of 10, 8 of 16 right). The point estimate left `imnet demo`'s 20
-    workers 0-3 of their 14 careful ones and items without annotators, and all-0.7 crowds of 20
-    with almost no one (bench/consensus.py: recall 0.07 -> 0.51 with the test)."""
+    = bar) < alpha (at 0.05 and the 0.75 bar: 2 of 6, 3 of 8, 4 of 10, 8 of 16 right). The
+    point estimate left `imnet demo`'s 20 workers 0-3 of their 14 careful ones and items without
+    annotators, and all-0.7 crowds of 20 with almost no one (bench/consensus.py, held-out seeds:
+    recall 0.094 -> 0.513 with the test)."""
     seen = np.asarray(seen, dtype=np.int64)
     correct = np.minimum(np.asarray(correct, dtype=np.int64), seen)
     measured = seen >= max(1, min_seen)
