@@ -112,17 +112,14 @@ GOLD_BAR_ALPHA = Settings.mturk_gold_bar_alpha  # bench/consensus.py --gold-bar-
 GOLD_BAR_CROWD = Settings.mturk_gold_bar_crowd  # bench/consensus.py --gold-bar-crowd (a what-if)
 
 
-def gold_blocked(
-    st: State, min_accuracy: float = 0.75, min_seen: int = 6, alpha: float | None = None
-) -> np.ndarray:
+def gold_blocked(st: State, min_accuracy: float = 0.75, min_seen: int = 6) -> np.ndarray:
     """The mturk stage's qualification (settings mturk_min_worker_gold / mturk_min_gold_seen /
     mturk_gold_bar_alpha, curation.consensus.crowd.under_gold_bar): workers whose lifetime gold
     shows an accuracy under `min_accuracy` get no more work."""
     gw, gc, _ = st.gold()
     seen = np.bincount(gw, minlength=st.crowd.n)
     ok = np.bincount(gw, gc, minlength=st.crowd.n).astype(np.int64)
-    a = GOLD_BAR_ALPHA if alpha is None else alpha
-    return under_gold_bar(seen, ok, min_accuracy, min_seen, a, GOLD_BAR_CROWD)
+    return under_gold_bar(seen, ok, min_accuracy, min_seen, GOLD_BAR_ALPHA, GOLD_BAR_CROWD)
 
 
 @dataclass
