@@ -24,7 +24,9 @@ model of worker_aware.py (robust_em.py):
   agreement with the leave-one-out posterior) changes; each stretch has its own coins.
 * **dependence** (dependence.py, dependence_pairs.py): groups agreeing far beyond independent
   annotators are one source per item (`groups_`; `redundant_workers`: all but one member of
-  each); groups found before (`fit(groups=...)`: stored, or pooled.py's pass) are joined. Pairs
+  each), with one coin per group fitted on all its votes and one capped gold prior (`tie_groups`:
+  a sheet that passes gold weighs what its real votes show); groups found before
+  (`fit(groups=...)`: stored, or pooled.py's pass) are joined. Pairs
   the test has not confirmed yet but that are more likely copying than not (`dependence_prior`,
   dependence_soft.py) weigh as that share of one source (`soft_pairs_`: a, b, rho).
 * **pooled skill prior** (empirical Bayes): an unmeasured stretch's Beta prior is centred on
@@ -59,7 +61,14 @@ from curation.consensus.dependence import dependent_groups
 from curation.consensus.dependence_pairs import merge_groups
 from curation.consensus.dependence_soft import soft_pairs, vote_weights
 from curation.consensus.drift import change_times, segment_of
-from curation.consensus.robust_em import Fit, GoldAnswers, coins, fit_em, shared_skill
+from curation.consensus.robust_em import (
+    Fit,
+    GoldAnswers,
+    coins,
+    fit_em,
+    shared_skill,
+    tie_groups,
+)
 from curation.consensus.robust_stop import bounds_plan, cost_plan, crowd_needed
 
 INSUFFICIENT = "insufficient_crowd"
@@ -108,6 +117,7 @@ class RobustConsensus(StoppingAggregator):
         settle_stuck: bool = True,
         settle_slack: float = 1.0,
         accept_budget: bool = True,
+        tie_groups: bool = True,
         stopping: str = "cost",
         cost_precision: float = 1.0,
         cost_recall: float = 1.25,
@@ -140,6 +150,7 @@ class RobustConsensus(StoppingAggregator):
         self.prior_accuracy_ = base_accuracy
         self.settle_stuck, self.settle_slack = settle_stuck, settle_slack
         self.accept_budget = accept_budget
+        self.tie_groups = tie_groups
         if stopping not in ("cost", "bounds"):
             raise ValueError(f"stopping must be 'cost' or 'bounds', not {stopping!r}")
         self.stopping, self.cost_precision, self.cost_recall = stopping, cost_precision, cost_recall
@@ -264,6 +275,8 @@ class RobustConsensus(StoppingAggregator):
             if nw
             else gold.worker
         )
+        tie = tie_groups(offset, self.groups_) if self.tie_groups else np.arange(nv)
+        vw, gv = tie[vw], tie[gv]
         seen = np.bincount(gv, minlength=nv).astype(float)
         ok = np.bincount(gv, gold.correct.astype(float), minlength=nv)
         self._gold_v = (seen, ok)
@@ -289,6 +302,7 @@ class RobustConsensus(StoppingAggregator):
             min_shrink=self.min_shrink,
             shrink_prior=self.shrink_prior,
         )
+        fit.sens, fit.spec = fit.sens[tie], fit.spec[tie]  # each member reads the group's coin
         return fit, vw, nv
 
     def _pooled(self, votes: Votes, fit: Fit, vw: np.ndarray, nv: int) -> float:
