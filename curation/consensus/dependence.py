@@ -17,6 +17,7 @@ import numpy as np
 from scipy import sparse
 from scipy.stats import binom
 
+from curation.consensus import dependence_outside
 from curation.consensus.dependence_pairs import MAX_MEASURED, add_pairs, group_weights
 
 
@@ -258,7 +259,7 @@ def _copies(
     peeled group is held to the higher of the two ceilings.)"""
     q, measured = honest_agreement, float("nan")
     if weight is not None:
-        m = _outside_ceiling(item, worker, label, weight, n_items, group, order)
+        m = dependence_outside.outside_ceiling(item, worker, label, weight, n_items, group, order)
         if m is None:
             return None
         measured = m
@@ -273,127 +274,3 @@ def _binomial(group: np.ndarray, pa: np.ndarray, pd: np.ndarray, q: float, alpha
     n_dis = pd[np.ix_(group, group)].sum() / 2
     trials = n_agree + n_dis
     return bool(trials > 0 and binom.cdf(n_dis, trials, 1 - q) < alpha)
-
-
-def _outside_fit(
-    item: np.ndarray,
-    worker: np.ndarray,
-    label: np.ndarray,
-    weight: np.ndarray,
-    n_items: int,
-    iters: int = 25,
-) -> tuple[np.ndarray, np.ndarray]:
-    """A two-coin Dawid-Skene fit on these votes alone, each vote's evidence times its
-    `weight`: (P(yes) per item, whether it has a vote). Sensitivity and specificity have
-    Beta(6, 2) priors; a worker whose two coins add up to a coin flip or worse (always-yes,
-    always-no, near chance) weighs nothing. (One coin would call an always-no worker 75%
-    accurate at 25% positives and pull the fit towards "no".)"""
-    n_workers = int(worker.max()) + 1 if len(worker) else 0
-    seen = np.bincount(item, minlength=n_items) > 0
-    yes = label == 1
-    # One code per (worker, answer): a vote's evidence is one lookup, and one bincount of the
-    # posterior over the codes gives both coins' sums (the pass fits this once per cluster).
-    code = 2 * worker + yes
-    n_yes = np.bincount(worker, yes, n_workers)
-    n_no = np.bincount(worker, minlength=n_workers) - n_yes
-    sens = np.full(n_workers, 0.75)
-    spec = np.full(n_workers, 0.75)
-    prior = 0.5
-    p = np.full(n_items, 0.5)
-    for _ in range(iters):
-        informative = sens + spec > 1.0
-        l_yes = np.where(informative, np.log(sens / (1 - spec)), 0.0)
-        l_no = np.where(informative, np.log((1 - sens) / spec), 0.0)
-        vote = np.column_stack([l_no, l_yes]).reshape(-1)[code]
-        lo = np.log(prior / (1 - prior)) + np.bincount(item, weight * vote, n_items)
-        p = 1 / (1 + np.exp(-np.clip(lo, -30, 30)))
-        by = np.bincount(code, p[item], 2 * n_workers).reshape(n_workers, 2)
-        pos = by[:, 0] + by[:, 1]
-        sens = (by[:, 1] + 6) / (pos + 8)
-        spec = (n_no - by[:, 0] + 6) / (n_yes + n_no - pos + 8)
-        sens, spec = np.clip(sens, 0.01, 0.995), np.clip(spec, 0.01, 0.995)
-        prior = float(np.clip(p[seen].mean(), 0.01, 0.99)) if seen.any() else 0.5
-    return p, seen
-
-
-def _outside_ceiling(
-    item: np.ndarray,
-    worker: np.ndarray,
-    label: np.ndarray,
-    weight: np.ndarray,
-    n_items: int,
-    group: np.ndarray,
-    order: np.ndarray | None = None,
-    min_items: int = 20,
-    z: float = 2.0,
-    above_chance: float = 0.55,
-) -> float | None:
-    """The agreement two independent members of `group` would reach at the accuracy their
-    votes show against the workers OUTSIDE the group (a fit of the outside votes alone,
-    de-noised by its own reliability), at that accuracy's upper `z`-sigma bound; None without
-    enough outside-voted items, NaN without an accuracy clearly above chance.
-
-    Measured on every member vote on an item the outside voted on; where that shows no
-    accuracy above chance and `order` is given, again on the votes where adaptive stopping
-    cannot have chosen the item by the members' answers (`_unbiased`)."""
-    inside = np.isin(worker, group)
-    out = ~inside
-    p_out, seen = _outside_fit(item[out], worker[out], label[out], weight[out], n_items)
-    k = inside & seen[item]
-    # One outside worker's accuracy cannot be fitted from their votes alone (the prior sets it),
-    # so four 0.98-accurate annotators measured against one at 0.6 looked like copiers.
-    shared = np.zeros(n_items, bool)
-    shared[item[inside]] = True
-    if k.sum() < min_items or len(np.unique(worker[out & shared[item]])) < 2:
-        return None
-    q = _ceiling(label, p_out[item], k, z, above_chance)
-    if q is not None and np.isnan(q) and order is not None:
-        k = _unbiased(item, order, inside, k, n_items)
-        if k.sum() >= min_items:
-            again = _ceiling(label, p_out[item], k, z, above_chance)
-            q = q if again is None else again
-    return q
-
-
-def _unbiased(
-    item: np.ndarray, order: np.ndarray, inside: np.ndarray, k: np.ndarray, n_items: int
-) -> np.ndarray:
-    """Of the member votes `k`, the group's first vote on an item that an outside vote came
-    to first. Adaptive stopping asks for more votes *because* of the answers so far (two "yes"
-    on a negative at 5% positives), so the members' votes on the items the outside saw are
-    mostly their mistakes, and copiers' later votes repeat the answer that chose the item:
-    honest or copying, they can measure near chance. An item the outside voted on before any
-    member was chosen by the outside's answers alone: under independence a member's answer
-    there is an unbiased draw of their accuracy, and a copier's a draw of the sheet's. (Only a
-    fallback: on fewer votes it is the weaker test where the bias does not hide the group.)"""
-    big = np.iinfo(np.int64).max
-    first_out = np.full(n_items, big)
-    np.minimum.at(first_out, item[~inside], order[~inside])
-    first_in = np.full(n_items, big)
-    np.minimum.at(first_in, item[inside], order[inside])
-    return k & (order > first_out[item]) & (order == first_in[item])
-
-
-def _ceiling(
-    label: np.ndarray, p_item: np.ndarray, k: np.ndarray, z: float, above_chance: float
-) -> float | None:
-    """`_outside_ceiling` on the member votes `k` (p_item: each vote's item's outside P(yes))."""
-    pk = p_item[k]
-    agree = float(np.where(label[k] == 1, pk, 1 - pk).mean())
-    # How often a label drawn from the outside posterior matches the truth, if the posterior is
-    # calibrated: the soft agreement above is a * r + (1 - a) * (1 - r). (The mean of
-    # max(p, 1 - p) would be right for a hard label; here it made 0.9-accurate workers look
-    # 0.68-accurate, and honest groups look like copiers.)
-    r = float((pk * pk + (1 - pk) * (1 - pk)).mean())
-    if r <= 0.55:
-        return None
-    se = float(np.sqrt(max(agree * (1 - agree), 0.01) / k.sum()) / (2 * r - 1))
-    a = (agree - (1 - r)) / (2 * r - 1)
-    if a - z * se <= above_chance:
-        # The members agree with the outside about as often as chance, or less: on a few dozen
-        # items a fit of spam and near-chance votes can be confident and wrong (the demo's
-        # careful workers agreed 38% with one). Such a measurement says nothing: NaN, the fixed
-        # ceiling then.
-        return float("nan")
-    a = float(np.clip(a + z * se, 0.5, 0.999))
-    return a * a + (1 - a) * (1 - a)

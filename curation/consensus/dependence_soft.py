@@ -37,7 +37,8 @@ def soft_pairs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(a, b, rho): the pairs of workers more likely copying than not (rho > 1/2), not already
     in one of `groups`, with their posterior probability of copying."""
-    from curation.consensus.dependence import _outside_ceiling, _pairs, constant_workers
+    from curation.consensus.dependence import _pairs, constant_workers
+    from curation.consensus.dependence_outside import outside_ceiling
 
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
     if prior <= 0 or not len(item):
@@ -66,7 +67,7 @@ def soft_pairs(
     for i in np.argsort(-lo, kind="stable")[:MAX_MEASURED]:  # the rest: no call
         ok[i] = True
         pair = np.array([a[i], b[i]])
-        q = _outside_ceiling(item, worker, label, weight, n_items, pair, order)
+        q = outside_ceiling(item, worker, label, weight, n_items, pair, order)
         if q is None:
             ok[i] = False  # nobody outside to tell copying from excellence
         elif np.isfinite(q) and q > honest_agreement:

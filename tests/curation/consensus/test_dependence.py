@@ -144,15 +144,15 @@ def test_an_outside_fit_no_better_than_chance_measures_nothing(
     # with it less than chance, "measure" 0.5-accurate, and then agree "too often".
     from functools import partial
 
-    from curation.consensus import dependence
+    from curation.consensus import dependence, dependence_outside
 
     seeds = range(60)
     kw = {"min_evidence": 3.0, "measure": True}
     for seed in seeds:
         it, w, lab = _demo_like(seed)
         assert dependence.dependent_groups(it, w, lab, 32, 20, **kw) == [], seed
-    unchecked = partial(dependence._outside_ceiling, above_chance=0.0)
-    monkeypatch.setattr(dependence, "_outside_ceiling", unchecked)
+    unchecked = partial(dependence_outside.outside_ceiling, above_chance=0.0, min_identified=0)
+    monkeypatch.setattr(dependence_outside, "outside_ceiling", unchecked)
     false = [s for s in seeds if dependence.dependent_groups(*_demo_like(s)[:3], 32, 20, **kw)]
     assert len(false) >= 2
 
@@ -182,7 +182,7 @@ def test_accuracy_is_measured_where_the_outside_chose_the_item() -> None:
     # there, a 0.75 sheet looks near chance, and the test falls back to the fixed ceiling,
     # which ~50 identical co-votes cannot pass. The group's first vote on items an outside
     # vote came to first is an unbiased draw.
-    from curation.consensus import dependence
+    from curation.consensus import dependence_outside
 
     def upper(q: float | None) -> float:  # the accuracy whose agreement ceiling is q
         return (1 + np.sqrt(max(2 * q - 1, 0.0))) / 2 if q is not None and q == q else 0.5
@@ -192,13 +192,13 @@ def test_accuracy_is_measured_where_the_outside_chose_the_item() -> None:
         for seed in range(8):
             it, w, lab, t = _adaptive(seed, copiers)
             inside = np.isin(w, [3, 4])
-            p_out, seen = dependence._outside_fit(
+            p_out, seen = dependence_outside.outside_fit(
                 it[~inside], w[~inside], lab[~inside], np.ones((~inside).sum()), 1000
             )
             k = inside & seen[it]
-            fair_k = dependence._unbiased(it, t, inside, k, 1000)
-            fair.append(upper(dependence._ceiling(lab, p_out[it], fair_k, 2.0, 0.55)))
-            biased.append(upper(dependence._ceiling(lab, p_out[it], k, 2.0, 0.55)))
+            fair_k = dependence_outside.unbiased(it, t, inside, k, 1000)
+            fair.append(upper(dependence_outside.ceiling(lab, p_out[it], fair_k, 2.0, 0.55)))
+            biased.append(upper(dependence_outside.ceiling(lab, p_out[it], k, 2.0, 0.55)))
         # The upper bound covers the true accuracy on the unbiased votes, not on all of them.
         assert all(u >= acc for u in fair), (copiers, fair)
         if copiers:
