@@ -12,7 +12,7 @@ which the pipeline (curation/consensus/crowd.py) does not.
 from __future__ import annotations
 
 import numpy as np
-from _crowdsim import State, gold_blocked
+from _crowdsim import KINDS, State, gold_blocked
 
 from curation.consensus.base import Votes
 from curation.consensus.decide import cost_rule
@@ -22,6 +22,9 @@ from curation.consensus.worker_aware import WorkerAwareConsensus
 from imnet.core.settings import Settings
 
 MIN_WORKER_GOLD: float | None = None  # bench/consensus.py --min-worker-gold (a what-if)
+# bench/consensus.py --groups-known-after (a what-if): the true copiers handed to the policy as one
+# group once the first synset has this many votes, and from the start of every later one.
+GROUPS_KNOWN_AFTER: int | None = None
 
 
 def _votes(st: State) -> Votes:
@@ -55,6 +58,10 @@ class RobustPolicy:
         ls = [h[2] for h in self.hist] + [label]
         ts = [h[3] for h in self.hist] + [t]
         n = self.offset + len(st.syn.truth)
+        if GROUPS_KNOWN_AFTER is not None and (self.offset or len(item) >= GROUPS_KNOWN_AFTER):
+            copiers = np.flatnonzero(st.crowd.kind == KINDS.index("colluder"))
+            if len(copiers) >= 2:
+                return [copiers]
         return dependent_groups(
             np.concatenate(its),
             np.concatenate(ws),

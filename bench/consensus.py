@@ -27,6 +27,8 @@ round chose, on which seeds, and what was tried and dropped: bench/consensus_rou
     python bench/consensus.py --seeds 6         # all six held-out seeds (~8 min; the note's table)
     python bench/consensus.py --tuning          # the tuning seeds
     python bench/consensus.py --items 1000 --seeds 4 --all-sizes   # bigger
+    python bench/consensus.py --tuning --only colluders --skip-default --groups-known-after 400
+        # what-if: the copiers' group handed over after the first round (how much is finding it)
 """
 
 from __future__ import annotations
@@ -265,6 +267,12 @@ def main() -> int:
         default=None,
         help="how far ambiguous images pull accuracy toward a coin flip (sim default 0.5)",
     )
+    ap.add_argument(
+        "--groups-known-after",
+        type=int,
+        default=None,
+        help="what-if: the true copiers given as one group after this many votes (first synset)",
+    )
     ap.add_argument("--skip-default", action="store_true", help="leave out the default-mix row")
     args = ap.parse_args()
     if args.amb_shrink is not None:
@@ -308,6 +316,12 @@ def main() -> int:
         _crowdsim.GOLD_RATE = _crowdsim.gold_rate(
             _crowdsim.WARMUP, args.gold_per_hit, args.gold_every
         )
+    if args.groups_known_after is not None:
+        import _crowdsim_policies
+
+        if args.groups_known_after < 0:
+            ap.error("--groups-known-after must be a count of votes, >= 0")
+        _crowdsim_policies.GROUPS_KNOWN_AFTER = args.groups_known_after
     ROBUST["precision_slack"], ROBUST["recall_slack"] = args.precision_slack, args.recall_slack
     ROBUST["max_shrink"] = args.max_shrink
     for kv in args.set:
@@ -319,7 +333,12 @@ def main() -> int:
     print(
         f"{which} seeds {seeds}; {args.items} items/synset; "
         f"targets P>={TARGET_P} R>={TARGET_R}; {gold_layout()}; "
-        f"robust {ROBUST}"
+        + (
+            f"copiers known after {args.groups_known_after} votes (what-if); "
+            if args.groups_known_after is not None
+            else ""
+        )
+        + f"robust {ROBUST}"
     )
     print(
         f"{'cell':28s} {'prec':>7s} {'recall':>6s} {'v/item':>6s} {'insuf':>5s} {'undec':>5s} "

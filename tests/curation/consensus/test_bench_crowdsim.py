@@ -127,3 +127,39 @@ def test_bench_warms_up_new_workers_before_their_first_vote(
     assert (failed == (ok < s.mturk_min_worker_gold * _crowdsim.WARMUP)).all()  # the point rule
     assert failed.any() and (crowd.cast[failed] == 0).all()
     assert (crowd.cast[~failed] > 0).all()
+
+
+def test_the_copiers_what_if_hands_the_true_group_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    # --groups-known-after N: the true copiers are the policy's one group once the first synset
+    # has N votes (how much of the gap to the oracle is the time it takes to find them).
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[3] / "bench"))
+    import _crowdsim_policies
+    import consensus
+    from _crowdsim import KINDS, Crowd, State, Synset
+    from _crowdsim_policies import RobustPolicy
+
+    n, nw = 40, 6
+    kind = np.array([KINDS.index("good")] * 4 + [KINDS.index("colluder")] * 2)
+    crowd = Crowd(kind=kind, drift_at=np.full(nw, 10**9))
+    truth = np.zeros(n, np.int64)
+    syn = Synset(truth=truth, ambiguous=np.zeros(n, bool), sheet=truth)
+    items = np.repeat(np.arange(n), 2)
+    workers = np.tile([0, 4], n)
+
+    def groups(after: int | None) -> list[list[int]]:
+        monkeypatch.setattr(_crowdsim_policies, "GROUPS_KNOWN_AFTER", after)
+        st = State(crowd=crowd, syn=syn)
+        st.item, st.worker, st.label = [items], [workers], [np.zeros(len(items), np.int64)]
+        st.time = [np.arange(len(items))]
+        st.voted = np.zeros((n, nw), bool)
+        st.voted[items, workers] = True
+        pol = RobustPolicy(**consensus.ROBUST)
+        pol.step(st)
+        assert pol.model is not None
+        return [g.tolist() for g in pol.model.groups_]
+
+    assert groups(None) == []  # no co-votes between the copiers: nothing to find
+    assert groups(len(items)) == [[4, 5]]
+    assert groups(len(items) + 1) == []  # not yet
