@@ -53,15 +53,15 @@ class RobustPolicy:
 
     def _pooled(self, st: State) -> list[np.ndarray]:
         item, worker, label, t = st.arrays()
+        if GROUPS_KNOWN_AFTER is not None and (self.offset or len(item) >= GROUPS_KNOWN_AFTER):
+            copiers = np.flatnonzero(st.crowd.kind == KINDS.index("colluder"))
+            if len(copiers) >= 2:
+                return [copiers]
         its = [h[0] for h in self.hist] + [item + self.offset]
         ws = [h[1] for h in self.hist] + [worker]
         ls = [h[2] for h in self.hist] + [label]
         ts = [h[3] for h in self.hist] + [t]
         n = self.offset + len(st.syn.truth)
-        if GROUPS_KNOWN_AFTER is not None and (self.offset or len(item) >= GROUPS_KNOWN_AFTER):
-            copiers = np.flatnonzero(st.crowd.kind == KINDS.index("colluder"))
-            if len(copiers) >= 2:
-                return [copiers]
         return dependent_groups(
             np.concatenate(its),
             np.concatenate(ws),
