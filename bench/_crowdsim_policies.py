@@ -25,6 +25,23 @@ MIN_WORKER_GOLD: float | None = None  # bench/consensus.py --min-worker-gold (a 
 # bench/consensus.py --groups-known-after (a what-if): the true copiers handed to the policy as one
 # group once the first synset has this many votes, and from the start of every later one.
 GROUPS_KNOWN_AFTER: int | None = None
+# bench/consensus.py --open-window (a what-if): items nobody has voted on get their first votes
+# only while fewer than this many items are open, so early votes go deep on a few items.
+OPEN_WINDOW: int | None = None
+
+
+def open_window(
+    need: np.ndarray, voted: np.ndarray, blocked: np.ndarray, window: int
+) -> np.ndarray:
+    """`need` with the fresh items (no vote yet) past the room `window` leaves held back, by
+    index. Open items (voted on, asking more) that no eligible worker is left to answer do not
+    take room: the loop would otherwise wait on votes that cannot come."""
+    cast = voted.sum(axis=1)
+    left = (~voted & ~blocked[None, :]).any(axis=1)
+    n_open = int(((cast > 0) & (need > 0) & left).sum())
+    out = need.copy()
+    out[np.flatnonzero((cast == 0) & (need > 0))[max(window - n_open, 0) :]] = 0
+    return out
 
 
 def _votes(st: State) -> Votes:
@@ -101,6 +118,8 @@ class RobustPolicy:
     def step(self, st: State) -> tuple[np.ndarray, np.ndarray]:
         m = self._fit(st)
         assert self.blocked is not None
+        if OPEN_WINDOW is not None:
+            return open_window(m.needs_, st.voted, self.blocked, OPEN_WINDOW), self.blocked.copy()
         return m.needs_, self.blocked.copy()
 
     def final(self, st: State) -> np.ndarray:

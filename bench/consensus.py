@@ -29,6 +29,8 @@ round chose, on which seeds, and what was tried and dropped: bench/consensus_rou
     python bench/consensus.py --items 1000 --seeds 4 --all-sizes   # bigger
     python bench/consensus.py --tuning --only colluders --skip-default --groups-known-after 400
         # what-if: the copiers' group handed over after the first round (how much is finding it)
+    python bench/consensus.py --tuning --only colluders --skip-default --open-window 100
+        # what-if: first votes only while < 100 items are open (copiers found on fewer votes)
 """
 
 from __future__ import annotations
@@ -273,6 +275,7 @@ def main() -> int:
         default=None,
         help="what-if: the true copiers given as one group after this many votes (first synset)",
     )
+    ap.add_argument("--open-window", type=int, help="what-if: most items open at once (fresh wait)")
     ap.add_argument("--skip-default", action="store_true", help="leave out the default-mix row")
     args = ap.parse_args()
     if args.amb_shrink is not None:
@@ -322,6 +325,12 @@ def main() -> int:
         if args.groups_known_after < 0:
             ap.error("--groups-known-after must be a count of votes, >= 0")
         _crowdsim_policies.GROUPS_KNOWN_AFTER = args.groups_known_after
+    if args.open_window is not None:
+        import _crowdsim_policies
+
+        if args.open_window < 1:
+            ap.error("--open-window must be a count of items, >= 1")
+        _crowdsim_policies.OPEN_WINDOW = args.open_window
     ROBUST["precision_slack"], ROBUST["recall_slack"] = args.precision_slack, args.recall_slack
     ROBUST["max_shrink"] = args.max_shrink
     for kv in args.set:
@@ -338,6 +347,7 @@ def main() -> int:
             if args.groups_known_after is not None
             else ""
         )
+        + (f"open window {args.open_window} (what-if); " if args.open_window else "")
         + f"robust {ROBUST}"
     )
     print(

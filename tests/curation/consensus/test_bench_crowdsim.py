@@ -163,3 +163,34 @@ def test_the_copiers_what_if_hands_the_true_group_over(monkeypatch: pytest.Monke
     assert groups(None) == []  # no co-votes between the copiers: nothing to find
     assert groups(len(items)) == [[4, 5]]
     assert groups(len(items) + 1) == []  # not yet
+
+
+def test_the_window_what_if_holds_fresh_items_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    # --open-window N: items nobody has voted on get their first votes only while fewer than N
+    # items are open, and an open item no eligible worker can answer takes no room.
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[3] / "bench"))
+    import _crowdsim_policies
+    import consensus
+    from _crowdsim import KINDS, Crowd, State, Synset
+    from _crowdsim_policies import RobustPolicy, open_window
+
+    need = np.array([2, 1, 0, 2, 2, 2])
+    voted = np.zeros((6, 3), bool)
+    voted[[0, 1, 2], 0] = True  # items 0 and 1 open, item 2 decided, items 3-5 fresh
+    blocked = np.zeros(3, bool)
+    assert open_window(need, voted, blocked, 3).tolist() == [2, 1, 0, 2, 0, 0]
+    assert open_window(need, voted, blocked, 10).tolist() == need.tolist()
+    voted[0, 1:] = True  # nobody is left to answer item 0: it takes no room
+    assert open_window(need, voted, blocked, 3).tolist() == [2, 1, 0, 2, 2, 0]
+
+    n, nw = 40, 6
+    crowd = Crowd(kind=np.full(nw, KINDS.index("good")), drift_at=np.full(nw, 10**9))
+    truth = np.zeros(n, np.int64)
+    st = State(crowd=crowd, syn=Synset(truth=truth, ambiguous=np.zeros(n, bool), sheet=truth))
+    st.voted = np.zeros((n, nw), bool)
+    for window, asked in ((None, n), (5, 5)):
+        monkeypatch.setattr(_crowdsim_policies, "OPEN_WINDOW", window)
+        got, _ = RobustPolicy(**consensus.ROBUST).step(st)
+        assert int((got > 0).sum()) == asked
