@@ -250,6 +250,11 @@ def _try_start_s3(timeout: float) -> tuple[S3Server | None, str]:
         f"-s3.config={root / 's3.json'}",
         "-admin.ui=false",
         f"-webdav.port={free_port()}",
+        # Each bucket is a collection with volumes of its own, and by default the volume count
+        # is free disk / 1 GiB: on a disk with 16 GiB free the 16th bucket's first PUT failed
+        # ("failed to find writable volumes", an S3 InternalError). Small volumes, many allowed.
+        "-master.volumeSizeLimitMB=64",
+        "-volume.max=256",
     ]
     for part in ("master", "volume", "filer", "admin"):
         args += [f"-{part}.port={free_port()}", f"-{part}.port.grpc={free_port()}"]

@@ -174,3 +174,17 @@ def test_s3_refuses_unknown_keys(s3_server) -> None:  # type: ignore[no-untyped-
 def test_open_store_rejects_unknown_scheme() -> None:
     with pytest.raises(BlobError, match="unsupported"):
         open_store("ftp://x/y")
+
+
+def test_s3_server_takes_a_bucket_per_test(s3_server) -> None:  # type: ignore[no-untyped-def]
+    """The tests' SeaweedFS gives every bucket volumes of its own: with its default sizing (free
+    disk / 1 GiB) the 16th bucket's first PUT failed on a disk with 16 GiB free."""
+    settings = Settings(
+        s3_endpoint_url=s3_server.endpoint,
+        s3_access_key=s3_server.access_key,
+        s3_secret_key=s3_server.secret_key,
+    )
+    for i in range(40):
+        data = f"bucket {i}".encode()
+        store = open_store(f"s3://{s3_server.create_bucket()}/p", settings)
+        assert store.get(store.put(data)) == data
