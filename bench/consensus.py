@@ -47,6 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.append(str(Path(__file__).resolve().parent))
 
+import _crowdsim  # noqa: E402
+import _crowdsim_policies  # noqa: E402
 from _crowdsim import Clock, make_crowd, make_synset, run_synset  # noqa: E402
 from _crowdsim_policies import RobustPolicy, WorkerAwarePolicy  # noqa: E402
 from consensus_oracle import OraclePolicy  # noqa: E402
@@ -151,9 +153,6 @@ def run_cell(
 
 
 def gold_layout() -> str:
-    import _crowdsim
-    import _crowdsim_policies
-
     bar = _crowdsim_policies.MIN_WORKER_GOLD
     bar_text = f"; gold bar {bar} (what-if)" if bar is not None else ""
     if GOLD_SCHEDULE:
@@ -279,34 +278,25 @@ def main() -> int:
     ap.add_argument("--skip-default", action="store_true", help="leave out the default-mix row")
     args = ap.parse_args()
     if args.amb_shrink is not None:
-        import _crowdsim
         import consensus_oracle
 
         _crowdsim.AMB_SHRINK = consensus_oracle.AMB_SHRINK = args.amb_shrink
     global GOLD_SCHEDULE
     GOLD_SCHEDULE = args.gold_schedule
     if args.min_worker_gold is not None:
-        import _crowdsim_policies
-
         if not 0 <= args.min_worker_gold <= 1:  # also refuses NaN
             ap.error("--min-worker-gold must be a share of gold answers right, 0..1")
 
         _crowdsim_policies.MIN_WORKER_GOLD = args.min_worker_gold
     if args.gold_bar_alpha is not None:
-        import _crowdsim
-
         if not 0 <= args.gold_bar_alpha <= 1:  # also refuses NaN
             ap.error("--gold-bar-alpha must be a probability, 0..1")
         _crowdsim.GOLD_BAR_ALPHA = args.gold_bar_alpha
     if args.gold_bar_crowd is not None:
-        import _crowdsim
-
         if args.gold_bar_crowd < 0:
             ap.error("--gold-bar-crowd must be a count of workers, >= 0")
         _crowdsim.GOLD_BAR_CROWD = args.gold_bar_crowd
     if args.warmup is not None or args.gold_per_hit is not None or args.gold_every is not None:
-        import _crowdsim
-
         tiles = Settings.mturk_images_per_hit
         if args.gold_per_hit is not None and not 0 <= args.gold_per_hit < tiles:
             ap.error(f"--gold-per-hit must be 0..{tiles - 1}")
@@ -320,14 +310,10 @@ def main() -> int:
             _crowdsim.WARMUP, args.gold_per_hit, args.gold_every
         )
     if args.groups_known_after is not None:
-        import _crowdsim_policies
-
         if args.groups_known_after < 0:
             ap.error("--groups-known-after must be a count of votes, >= 0")
         _crowdsim_policies.GROUPS_KNOWN_AFTER = args.groups_known_after
     if args.open_window is not None:
-        import _crowdsim_policies
-
         if args.open_window < 1:
             ap.error("--open-window must be a count of items, >= 1")
         _crowdsim_policies.OPEN_WINDOW = args.open_window
