@@ -27,6 +27,7 @@ import numpy as np
 
 from curation.consensus.crowd import under_gold_bar
 from imnet.core.settings import Settings
+from mturk.fees import MAX_ASSIGNMENTS_PER_HIT
 
 # The pipeline's layout (mturk/warmup.py, mturk/verify.py plan_hits): a new worker's warm-up
 # page of WARMUP gold tiles before any real vote, then every HIT carries the same gold tiles.
@@ -49,6 +50,11 @@ def gold_rate(warmup: int, per_hit: int | None = None, every: int | None = None)
 GOLD_RATE = gold_rate(WARMUP)
 GOLD_NEW, GOLD_KNOWN, GOLD_KNOWN_AFTER = 4 / 20, 1 / 23, 8
 PER_ROUND = 40
+# --hit-votes (a what-if): votes come in HITs as the pipeline plans them (hit_votes) instead of
+# each from a random eligible worker of its own.
+HITS = False
+HIT_ITEMS = Settings.mturk_images_per_hit - 1  # one gold tile per HIT
+HITS_PER_ROUND = 2  # ~PER_ROUND votes
 AMB_SHRINK = 0.5
 SHEET_ACC = 0.75
 KINDS = (
@@ -193,12 +199,15 @@ def run_synset(
         if not need.any():
             break
         elig = ~st.voted & ~blocked[None, :]
-        keys = np.where(elig, rng.random(elig.shape), np.inf)
-        pick = np.argsort(keys, axis=1)
-        col = np.arange(crowd.n)[None, :]
-        take = (col < need[:, None]) & np.isfinite(np.take_along_axis(keys, pick, 1))
-        items = np.broadcast_to(np.arange(n)[:, None], take.shape)[take]
-        workers = pick[take]
+        if HITS:
+            items, workers = hit_votes(need, elig, rng)
+        else:
+            keys = np.where(elig, rng.random(elig.shape), np.inf)
+            pick = np.argsort(keys, axis=1)
+            col = np.arange(crowd.n)[None, :]
+            take = (col < need[:, None]) & np.isfinite(np.take_along_axis(keys, pick, 1))
+            items = np.broadcast_to(np.arange(n)[:, None], take.shape)[take]
+            workers = pick[take]
         if not len(items):
             break
         perm = rng.permutation(len(items))
@@ -209,7 +218,7 @@ def run_synset(
         starts = np.r_[0, np.flatnonzero(np.diff(ws)) + 1]
         rank = np.empty(len(ws), np.int64)
         rank[srt] = np.arange(len(ws)) - np.repeat(starts, np.diff(np.r_[starts, len(ws)]))
-        keep = rank < PER_ROUND
+        keep = (rank < PER_ROUND) | HITS  # (whoever takes a HIT answers all of it)
         items, workers, rank = items[keep], workers[keep], rank[keep]
         nth = crowd.cast[workers] + rank
         acc = crowd.accuracy(workers, nth)
@@ -241,6 +250,55 @@ def run_synset(
     dec = policy.final(st)
     gold = sum(len(x) for x in st.gold_worker) - gold_before
     return dec, real, gold
+
+
+def hit_votes(
+    need: np.ndarray, elig: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(items, workers) of one round's votes as the pipeline asks for them (mturk/verify.py
+    plan_hits): items wanting the same number of votes (at most MAX_ASSIGNMENTS_PER_HIT) go
+    into HITs of HIT_ITEMS, re-asks with the same earlier voters side by side (_pack_reasks:
+    an item joins while enough workers are left who voted on none of the HIT's items), and
+    each HIT's assignments go to distinct random workers eligible for all of it (its
+    exclusion list), at most HITS_PER_ROUND HITs each: whoever takes a HIT votes on all of it."""
+    n, nw = elig.shape
+    items_out: list[np.ndarray] = []
+    workers_out: list[np.ndarray] = []
+    want = np.minimum(need, MAX_ASSIGNMENTS_PER_HIT)
+    todo = np.flatnonzero(want > 0)
+    # Same level together, then the same earlier voters side by side (fresh items first).
+    sig = np.packbits(~elig[todo], axis=1)
+    keys = [sig[:, j] for j in range(sig.shape[1] - 1, -1, -1)] + [-want[todo]]
+    todo = todo[np.lexsort(keys)] if len(todo) else todo
+    chunks: list[tuple[np.ndarray, int]] = []
+    chunk: list[int] = []
+    free = np.zeros(nw, bool)
+    level = goal = 0
+    for i in todo:
+        left = free & elig[i]
+        alone = int(elig[i].sum())
+        if chunk and want[i] == level and len(chunk) < HIT_ITEMS and left.sum() >= min(goal, alone):
+            chunk.append(int(i))
+            free = left
+            continue
+        if chunk:
+            chunks.append((np.array(chunk), level))
+        chunk, free, level = [int(i)], elig[i].copy(), int(want[i])
+        goal = min(level, alone)
+    if chunk:
+        chunks.append((np.array(chunk), level))
+    load = np.zeros(nw, np.int64)
+    for k in rng.permutation(len(chunks)):
+        its, level = chunks[k]
+        ok = elig[its].all(axis=0) & (load < HITS_PER_ROUND)
+        cand = np.flatnonzero(ok)
+        who = rng.permutation(cand)[:level]
+        load[who] += 1
+        items_out.append(np.repeat(its, len(who)))
+        workers_out.append(np.tile(who, len(its)))
+    if not items_out:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(items_out), np.concatenate(workers_out)
 
 
 def gold_due(cast: np.ndarray, schedule: bool) -> np.ndarray:

@@ -31,6 +31,8 @@ round chose, on which seeds, and what was tried and dropped: bench/consensus_rou
         # what-if: the copiers' group handed over after the first round (how much is finding it)
     python bench/consensus.py --tuning --only colluders --skip-default --open-window 100
         # what-if: first votes only while < 100 items are open (copiers found on fewer votes)
+    python bench/consensus.py --tuning --hit-votes
+        # what-if: whoever takes a HIT answers all of it, as in the pipeline's plan
 """
 
 from __future__ import annotations
@@ -275,6 +277,9 @@ def main() -> int:
         help="what-if: the true copiers given as one group after this many votes (first synset)",
     )
     ap.add_argument("--open-window", type=int, help="what-if: most items open at once (fresh wait)")
+    ap.add_argument(
+        "--hit-votes", action="store_true", help="what-if: votes come in whole HITs (the plan's)"
+    )
     ap.add_argument("--skip-default", action="store_true", help="leave out the default-mix row")
     args = ap.parse_args()
     if args.amb_shrink is not None:
@@ -317,6 +322,7 @@ def main() -> int:
         if args.open_window < 1:
             ap.error("--open-window must be a count of items, >= 1")
         _crowdsim_policies.OPEN_WINDOW = args.open_window
+    _crowdsim.HITS = args.hit_votes
     ROBUST["precision_slack"], ROBUST["recall_slack"] = args.precision_slack, args.recall_slack
     ROBUST["max_shrink"] = args.max_shrink
     for kv in args.set:
@@ -334,6 +340,7 @@ def main() -> int:
             else ""
         )
         + (f"open window {args.open_window} (what-if); " if args.open_window else "")
+        + ("votes in whole HITs (what-if); " if args.hit_votes else "")
         + f"robust {ROBUST}"
     )
     print(

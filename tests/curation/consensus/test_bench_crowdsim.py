@@ -194,3 +194,38 @@ def test_the_window_what_if_holds_fresh_items_back(monkeypatch: pytest.MonkeyPat
         monkeypatch.setattr(_crowdsim_policies, "OPEN_WINDOW", window)
         got, _ = RobustPolicy(**consensus.ROBUST).step(st)
         assert int((got > 0).sum()) == asked
+
+
+def test_the_hit_votes_what_if_gives_whole_hits(monkeypatch: pytest.MonkeyPatch) -> None:
+    # --hit-votes: as mturk/verify.py plans them, items wanting the same number of votes share
+    # HITs of 23 and whoever takes a HIT answers every item on it, so the workers who co-vote
+    # do so on a whole HIT; a re-ask HIT goes only to workers who voted on none of its items,
+    # and nobody takes more than HITS_PER_ROUND HITs in a round.
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[3] / "bench"))
+    from _crowdsim import HIT_ITEMS, HITS_PER_ROUND, hit_votes
+
+    assert HIT_ITEMS == 23
+    rng = np.random.default_rng(3)
+    n, nw = 100, 30
+    need = np.full(n, 2)
+    need[60:] = 3
+    elig = np.ones((n, nw), bool)
+    elig[60:, :5] = False  # workers 0-4 voted on the re-asks already
+    items, workers = hit_votes(need, elig, rng)
+    assert (np.bincount(items, minlength=n) == need).all()
+    assert elig[items, workers].all()
+    assert len(set(zip(items.tolist(), workers.tolist(), strict=True))) == len(items)
+    # Items on one HIT have the same voters: 60 items at level 2 make HITs of 23, 23 and 14,
+    # 40 at level 3 of 23 and 17 (one random worker per vote would give ~100 voter sets).
+    voters: dict[frozenset[int], int] = {}
+    for i in range(n):
+        key = frozenset(workers[items == i].tolist())
+        voters[key] = voters.get(key, 0) + 1
+    assert sorted(voters.values()) == [14, 17, 23, 23, 23]
+    # A crowd too small for the round: each worker takes at most HITS_PER_ROUND whole HITs.
+    items, workers = hit_votes(np.full(200, 2), np.ones((200, 3), bool), rng)
+    assert (np.bincount(workers, minlength=3) <= HITS_PER_ROUND * HIT_ITEMS).all()
+    assert len(items) > HIT_ITEMS * 4  # (the other HITs wait for the next round)
+    assert np.bincount(items, minlength=200).max() == 2
