@@ -229,3 +229,21 @@ def test_the_hit_votes_what_if_gives_whole_hits(monkeypatch: pytest.MonkeyPatch)
     assert (np.bincount(workers, minlength=3) <= HITS_PER_ROUND * HIT_ITEMS).all()
     assert len(items) > HIT_ITEMS * 4  # (the other HITs wait for the next round)
     assert np.bincount(items, minlength=200).max() == 2
+
+
+def test_a_missed_goal_says_how_many_events_it_is_short_by(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A cell's verdict can rest on one false accept: the report says so beside MISS.
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[3] / "bench"))
+    import consensus
+
+    # 1,000 accepts at 0.997 allow 3 false ones; 500 positives at 0.98 allow 10 missed.
+    r = {"acc": 1000, "tp": 995, "pos": 500}
+    assert consensus._short(r, 0.997, True) == " (over by 2 false accept(s))"
+    r = {"acc": 490, "tp": 488, "pos": 500}  # 1 false accept allowed (1.47), 10 missed
+    assert consensus._short(r, 0.997, True) == " (over by 1 false accept(s), 2 missed positive(s))"
+    assert consensus._short(r, 0.997, False) == " (over by 1 false accept(s))"
+    assert consensus._short({"acc": 100, "tp": 100, "pos": 100}, 0.99, True) == ""
