@@ -201,6 +201,7 @@ class CrawlWorker:
             return await loop.run_in_executor(io, fn, *a)
 
         async def feeder() -> None:
+            cancelled = False
             try:
                 while self.limit is None or self.claimed < self.limit:
                     want = (
@@ -219,8 +220,13 @@ class CrawlWorker:
                     self.claimed += len(rows)
                     for r in rows:
                         await q.put(r)
+            except asyncio.CancelledError:
+                cancelled = True
+                raise
             finally:
-                for _ in range(n_tasks):
+                # Ends the fetchers once the queue drains. Not when cancelled (Ctrl-C): the
+                # fetchers are cancelled too, and a put on a full queue would wait forever.
+                for _ in range(0 if cancelled else n_tasks):
                     await q.put(None)
 
         async def fetcher_task(f: Fetcher) -> None:
@@ -276,15 +282,27 @@ class CrawlWorker:
                 work: asyncio.Future[Any] = asyncio.ensure_future(
                     asyncio.gather(feeder(), *(fetcher_task(f) for _ in range(n_tasks)))
                 )
-                # The flusher only ends early by failing (e.g. the database went away): then stop
-                # fetching, or the leases it never completes keep every other worker waiting.
-                await asyncio.wait({work, flush_task}, return_when=asyncio.FIRST_COMPLETED)
-                if flush_task.done() and not work.done():
-                    work.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await work
-                    flush_task.result()  # raises the flusher's error
-                work.result()
+                try:
+                    # The flusher only ends early by failing (e.g. the database went away): then
+                    # stop fetching, or the leases it never completes keep every other worker
+                    # waiting.
+                    await asyncio.wait({work, flush_task}, return_when=asyncio.FIRST_COMPLETED)
+                    if flush_task.done() and not work.done():
+                        work.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await work
+                        flush_task.result()  # raises the flusher's error
+                    work.result()
+                finally:
+                    # Cancelled (Ctrl-C) or failed: stop the fetchers before their session
+                    # closes, and take their outcome, or asyncio logs a traceback at exit
+                    # ("exception was never retrieved", "Session is closed").
+                    if not work.done():
+                        work.cancel()
+                        with contextlib.suppress(BaseException):
+                            await work
+                    elif not work.cancelled():
+                        work.exception()
             done.set()
             flush_now.set()
             await flush_task

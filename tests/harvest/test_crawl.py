@@ -349,3 +349,39 @@ def test_crawl_into_s3_blob_store(s3_server, sqlite_url: str, tmp_path: Path) ->
     assert set(app.blobs.iter()) == shas and len(shas) == 3
     assert sorted(app.blobs.get(h) for h in shas) == sorted(imgs.values())
     app.close()
+
+
+def test_cancelled_crawl_stops_its_tasks_and_leaves_no_stray_error(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ctrl-C mid-crawl (the loop cancels the crawl, then whatever is left, as asyncio.run
+    does): every task ends, and asyncio logs nothing at exit. Before, the feeder's sentinels
+    waited forever on a full queue whose fetchers were cancelled (the demo hung on Ctrl-C), and
+    the fetchers' gather died unread ("exception was never retrieved", a traceback on stderr)."""
+    import gc
+    import logging
+
+    from harvest.worker import CrawlWorker
+
+    add_synsets(app, wnids=[W1])
+    app.settings.crawl_batch, app.settings.crawl_concurrency = 4, 2
+
+    async def main() -> list[asyncio.Task]:
+        task = asyncio.create_task(CrawlWorker(app).run())
+        await asyncio.sleep(1.0)  # two fetchers on 5-second responses, the queue full
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in rest:
+            t.cancel()
+        _, pending = await asyncio.wait(rest, timeout=10) if rest else (set(), set())
+        return list(pending)
+
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    with LoopWeb({f"/{i}.jpg": _slow for i in range(40)}) as webx:
+        add_pending(app, [(W1, webx.url(f"/{i}.jpg")) for i in range(40)])
+        pending = asyncio.run(main())
+    gc.collect()
+    assert not pending, pending
+    assert not [r for r in caplog.records if r.name == "asyncio"], caplog.text
