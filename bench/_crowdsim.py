@@ -261,7 +261,7 @@ def hit_votes(
     an item joins while enough workers are left who voted on none of the HIT's items), and
     each HIT's assignments go to distinct random workers eligible for all of it (its
     exclusion list), at most HITS_PER_ROUND HITs each: whoever takes a HIT votes on all of it."""
-    n, nw = elig.shape
+    nw = elig.shape[1]
     items_out: list[np.ndarray] = []
     workers_out: list[np.ndarray] = []
     want = np.minimum(need, MAX_ASSIGNMENTS_PER_HIT)

@@ -288,9 +288,6 @@ class CrawlWorker:
                     # waiting.
                     await asyncio.wait({work, flush_task}, return_when=asyncio.FIRST_COMPLETED)
                     if flush_task.done() and not work.done():
-                        work.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await work
                         flush_task.result()  # raises the flusher's error
                     work.result()
                 finally:
@@ -299,7 +296,7 @@ class CrawlWorker:
                     # ("exception was never retrieved", "Session is closed").
                     if not work.done():
                         work.cancel()
-                        with contextlib.suppress(BaseException):
+                        with contextlib.suppress(Exception, asyncio.CancelledError):
                             await work
                     elif not work.cancelled():
                         work.exception()
