@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 from _crowdsim import KINDS, State, gold_blocked
+from _latent_copiers import latent_group
 
 from curation.consensus.base import Votes
 from curation.consensus.decide import cost_rule
-from curation.consensus.dependence import dependent_groups
+from curation.consensus.dependence import constant_workers, dependent_groups
+from curation.consensus.dependence_pairs import merge_groups
 from curation.consensus.robust import GoldAnswers, RobustConsensus, redundant_workers
 from curation.consensus.worker_aware import WorkerAwareConsensus
 from imnet.core.settings import Settings
@@ -28,6 +30,9 @@ GROUPS_KNOWN_AFTER: int | None = None
 # bench/consensus.py --open-window (a what-if): items nobody has voted on get their first votes
 # only while fewer than this many items are open, so early votes go deep on a few items.
 OPEN_WINDOW: int | None = None
+# bench/consensus.py --latent-groups (a what-if): the latent copying group
+# (dependence_latent.py) joins the groups the tests found, before they confirm it.
+LATENT_GROUPS = False
 
 
 def open_window(
@@ -79,10 +84,11 @@ class RobustPolicy:
         ls = [h[2] for h in self.hist] + [label]
         ts = [h[3] for h in self.hist] + [t]
         n = self.offset + len(st.syn.truth)
-        return dependent_groups(
-            np.concatenate(its),
-            np.concatenate(ws),
-            np.concatenate(ls),
+        it, w, lab = np.concatenate(its), np.concatenate(ws), np.concatenate(ls)
+        found = dependent_groups(
+            it,
+            w,
+            lab,
             n,
             st.crowd.n,
             min_evidence=self.kw.get("dependence_evidence", 3.0),
@@ -90,6 +96,12 @@ class RobustPolicy:
             measure=True,
             order=np.concatenate(ts),
         )
+        if LATENT_GROUPS:
+            const = constant_workers(w, lab, st.crowd.n)
+            latent = latent_group(it, w, lab, n, st.crowd.n, exclude=const, known=found)
+            if len(latent):
+                found = merge_groups([*found, latent], st.crowd.n)
+        return found
 
     def _fit(self, st: State) -> RobustConsensus:
         nw = st.crowd.n

@@ -33,6 +33,8 @@ round chose, on which seeds, and what was tried and dropped: bench/consensus_rou
         # what-if: first votes only while < 100 items are open (copiers found on fewer votes)
     python bench/consensus.py --tuning --hit-votes
         # what-if: whoever takes a HIT answers all of it, as in the pipeline's plan
+    python bench/consensus.py --tuning --only colluders --skip-default --latent-groups
+        # what-if: copiers found as a latent class (bench/_latent_copiers.py) join the groups
 """
 
 from __future__ import annotations
@@ -243,18 +245,8 @@ def main() -> int:
         default=None,
         help="what-if: the mturk gold qualification's bar for the robust policy (pipeline: 0.75)",
     )
-    ap.add_argument(
-        "--gold-bar-alpha",
-        type=float,
-        default=None,
-        help="what-if: the gold bar test level (pipeline: mturk_gold_bar_alpha, 0.05)",
-    )
-    ap.add_argument(
-        "--gold-bar-crowd",
-        type=int,
-        default=None,
-        help="what-if: fewest workers left for the point-estimate gold bar (pipeline: 25)",
-    )
+    ap.add_argument("--gold-bar-alpha", type=float, help="what-if: gold bar test level (0.05)")
+    ap.add_argument("--gold-bar-crowd", type=int, help="what-if: mturk_gold_bar_crowd (25)")
     ap.add_argument(
         "--gold-per-hit",
         type=int,
@@ -289,6 +281,7 @@ def main() -> int:
     ap.add_argument(
         "--hit-votes", action="store_true", help="what-if: votes come in whole HITs (the plan's)"
     )
+    ap.add_argument("--latent-groups", action="store_true", help="what-if: latent copiers join")
     ap.add_argument("--skip-default", action="store_true", help="leave out the default-mix row")
     args = ap.parse_args()
     if args.amb_shrink is not None:
@@ -332,6 +325,7 @@ def main() -> int:
             ap.error("--open-window must be a count of items, >= 1")
         _crowdsim_policies.OPEN_WINDOW = args.open_window
     _crowdsim.HITS = args.hit_votes
+    _crowdsim_policies.LATENT_GROUPS = args.latent_groups
     ROBUST["precision_slack"], ROBUST["recall_slack"] = args.precision_slack, args.recall_slack
     ROBUST["max_shrink"] = args.max_shrink
     for kv in args.set:

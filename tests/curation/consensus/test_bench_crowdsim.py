@@ -247,3 +247,28 @@ def test_a_missed_goal_says_how_many_events_it_is_short_by(
     assert consensus._short(r, 0.997, True) == " (over by 1 false accept(s), 2 missed positive(s))"
     assert consensus._short(r, 0.997, False) == " (over by 1 false accept(s))"
     assert consensus._short({"acc": 100, "tp": 100, "pos": 100}, 0.99, True) == ""
+
+
+def test_the_latent_copiers_what_if_finds_a_cartel_and_no_careful_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # --latent-groups: twenty of fifty workers copy one sheet (right on 75% of the items), six
+    # votes per item: each pair co-votes on ~2 items, too few for a pair test, but the whole
+    # group's identical votes give it away. The same careful crowd without copiers: nobody.
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[3] / "bench"))
+    from _latent_copiers import latent_group
+
+    def crowd(n_copy: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(0)
+        n, nw = 200, 50
+        truth = (rng.random(n) < 0.25).astype(np.int64)
+        sheet = np.where(rng.random(n) < 0.75, truth, 1 - truth)
+        item = np.repeat(np.arange(n), 6)
+        worker = np.concatenate([rng.choice(nw, 6, replace=False) for _ in range(n)])
+        label = np.where(rng.random(len(item)) < 0.92, truth[item], 1 - truth[item])
+        return item, worker, np.where(worker < n_copy, sheet[item], label)
+
+    assert latent_group(*crowd(20), 200, 50).tolist() == list(range(20))
+    assert len(latent_group(*crowd(0), 200, 50)) == 0
