@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from curation.consensus.dependence import _pairs
+
 _T = np.array([0, 0, 1, 1])  # item states (truth, sheet)
 _S = np.array([0, 1, 0, 1])
 
@@ -88,12 +90,17 @@ def latent_group(
     iters: int = 40,
     exclude: np.ndarray | None = None,
     known: list[np.ndarray] | None = None,
+    honest_agreement: float = 0.85,
+    min_evidence: float = 3.0,
+    guard: bool = True,
 ) -> np.ndarray:
     """Worker codes more likely copying one sheet than not (at `prior`, the share of copiers
     expected); empty unless two or more. `exclude`: workers left out (constant answerers, whose
     agreement says nothing). `known`: groups the tests confirmed, each a start of its own (a
     confirmed group fixes which side copies). `max_sheet` caps the sheet's accuracy: a sheet
-    as good as a careful worker copies no harm in."""
+    as good as a careful worker copies no harm in. `honest_agreement` and `min_evidence` as in
+    dependence.dependent_groups (the bench's dependence_evidence, 3 nats); `guard` False skips
+    the check of the class's own co-votes (for diagnosis)."""
     keep = np.ones(len(item), bool) if exclude is None else ~exclude[worker]
     item, worker, label = item[keep], worker[keep], label[keep]
     if prior <= 0 or not len(item):
@@ -114,4 +121,24 @@ def latent_group(
         if obj3 > best:
             m, best = m3, obj3
     out = np.flatnonzero(active & (m > 0.5))
+    # Copying shows in the group's own co-votes: kept are members who disagree with the rest no
+    # more than copiers do (dependence.py's `plain`). A noisy crowd's latent class (careful
+    # workers at 0.75 read as copiers of a sheet the model made up) disagrees ~35% of the time.
+    if guard and len(out) >= 2:
+        mine = np.isin(worker, out)
+        co, agree = _pairs(item[mine], worker[mine], label[mine], n_items, n_workers)
+        sub_co, sub_agree = co[np.ix_(out, out)], agree[np.ix_(out, out)]
+        np.fill_diagonal(sub_co, 0)
+        np.fill_diagonal(sub_agree, 0)
+        n_co, n_dis = sub_co.sum(axis=1), (sub_co - sub_agree).sum(axis=1)
+        keep = (n_co >= 3) & (n_dis <= 2 * copy_error * n_co + 0.5)
+        out = out[keep]
+        # And enough of them to tell copying from two careful workers agreeing by chance: the
+        # tests' min_evidence on the copying-vs-independence score (a pair of 0.75 workers in a
+        # 20-worker crowd passed the line above on 3 co-votes and one was routed away).
+        a = sub_agree[np.ix_(keep, keep)].sum() / 2
+        d = (sub_co - sub_agree)[np.ix_(keep, keep)].sum() / 2
+        score = a * np.log(1 / honest_agreement) + d * np.log(copy_error / (1 - honest_agreement))
+        if score < min_evidence:
+            out = out[:0]
     return out if len(out) >= 2 else np.zeros(0, np.int64)
