@@ -30,9 +30,11 @@ GROUPS_KNOWN_AFTER: int | None = None
 # bench/consensus.py --open-window (a what-if): items nobody has voted on get their first votes
 # only while fewer than this many items are open, so early votes go deep on a few items.
 OPEN_WINDOW: int | None = None
-# bench/consensus.py --latent-groups (a what-if): the latent copying group
-# (dependence_latent.py) joins the groups the tests found, before they confirm it.
-LATENT_GROUPS = False
+# bench/consensus.py --latent-groups [PRIOR] (a what-if): the latent copying class
+# (_latent_copiers.py, at this prior share of copiers) joins the groups the tests found, before
+# they confirm it; its members the tests have not confirmed are held back from work while the
+# class stands, not routed away for good. None: off.
+LATENT_PRIOR: float | None = None
 
 
 def open_window(
@@ -72,9 +74,12 @@ class RobustPolicy:
         self.crowd_needed: int | None = None
         self.hist: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.offset = 0
+        self.held = np.zeros(0, bool)  # latent-class members held back this round
+        self.unconfirmed = np.zeros(0, bool)
 
     def _pooled(self, st: State) -> list[np.ndarray]:
         item, worker, label, t = st.arrays()
+        self.unconfirmed = np.zeros(st.crowd.n, bool)
         if GROUPS_KNOWN_AFTER is not None and (self.offset or len(item) >= GROUPS_KNOWN_AFTER):
             copiers = np.flatnonzero(st.crowd.kind == KINDS.index("colluder"))
             if len(copiers) >= 2:
@@ -96,10 +101,15 @@ class RobustPolicy:
             measure=True,
             order=np.concatenate(ts),
         )
-        if LATENT_GROUPS:
+        if LATENT_PRIOR is not None:
             const = constant_workers(w, lab, st.crowd.n)
-            latent = latent_group(it, w, lab, n, st.crowd.n, exclude=const, known=found)
+            latent = latent_group(
+                it, w, lab, n, st.crowd.n, prior=LATENT_PRIOR, exclude=const, known=found
+            )
             if len(latent):
+                self.unconfirmed[latent] = True
+                for g in found:
+                    self.unconfirmed[g] = False
                 found = merge_groups([*found, latent], st.crowd.n)
         return found
 
@@ -111,28 +121,34 @@ class RobustPolicy:
         groups = self._pooled(st)
         if self.blocked is None:
             self.blocked = np.zeros(nw, bool)
+        if len(self.held) != nw:
+            self.held = np.zeros(nw, bool)
         if self.gold_block:
             self.blocked |= gold_blocked(st, self.min_gold, self.min_gold_seen)
-        elig = (~st.voted & ~self.blocked[None, :]).sum(axis=1)
+        elig = (~st.voted & ~(self.blocked | self.held)[None, :]).sum(axis=1)
         m = RobustConsensus(**self.kw).fit(
             _votes(st), GoldAnswers(gw, gc, gt), eligible=elig, groups=groups
         )
         # As the pipeline (crowd.py CrowdTally): routed away as uninformative only with
         # mturk_min_gold_seen gold answers measured, as redundant on the groups alone.
         seen = np.bincount(gw, minlength=nw) >= self.min_gold_seen
-        stop = (m.uninformative_ & seen) | redundant_workers(m)
-        if (stop & ~self.blocked).any():
+        redundant = redundant_workers(m)
+        stop = (m.uninformative_ & seen) | (redundant & ~self.unconfirmed)
+        held = redundant & self.unconfirmed & ~self.blocked
+        if (stop & ~self.blocked).any() or (held != self.held).any():
             self.blocked |= stop
-            m.decide((~st.voted & ~self.blocked[None, :]).sum(axis=1))
+            m.decide((~st.voted & ~(self.blocked | held)[None, :]).sum(axis=1))
+        self.held = held
         self.model = m
         return m
 
     def step(self, st: State) -> tuple[np.ndarray, np.ndarray]:
         m = self._fit(st)
         assert self.blocked is not None
+        off = self.blocked | self.held
         if OPEN_WINDOW is not None:
-            return open_window(m.needs_, st.voted, self.blocked, OPEN_WINDOW), self.blocked.copy()
-        return m.needs_, self.blocked.copy()
+            return open_window(m.needs_, st.voted, off, OPEN_WINDOW), off
+        return m.needs_, off
 
     def final(self, st: State) -> np.ndarray:
         m = self._fit(st)

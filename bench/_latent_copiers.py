@@ -19,6 +19,7 @@ time to copy within `copy_error`).
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import binom
 
 from curation.consensus.dependence import _pairs
 
@@ -91,15 +92,15 @@ def latent_group(
     exclude: np.ndarray | None = None,
     known: list[np.ndarray] | None = None,
     honest_agreement: float = 0.85,
-    min_evidence: float = 3.0,
+    alpha: float = 1e-4,
     guard: bool = True,
 ) -> np.ndarray:
     """Worker codes more likely copying one sheet than not (at `prior`, the share of copiers
     expected); empty unless two or more. `exclude`: workers left out (constant answerers, whose
     agreement says nothing). `known`: groups the tests confirmed, each a start of its own (a
     confirmed group fixes which side copies). `max_sheet` caps the sheet's accuracy: a sheet
-    as good as a careful worker copies no harm in. `honest_agreement` and `min_evidence` as in
-    dependence.dependent_groups (the bench's dependence_evidence, 3 nats); `guard` False skips
+    as good as a careful worker copies no harm in. `honest_agreement` and `alpha` as in
+    dependence.dependent_groups; `guard` False skips
     the check of the class's own co-votes (for diagnosis)."""
     keep = np.ones(len(item), bool) if exclude is None else ~exclude[worker]
     item, worker, label = item[keep], worker[keep], label[keep]
@@ -133,12 +134,15 @@ def latent_group(
         n_co, n_dis = sub_co.sum(axis=1), (sub_co - sub_agree).sum(axis=1)
         keep = (n_co >= 3) & (n_dis <= 2 * copy_error * n_co + 0.5)
         out = out[keep]
-        # And enough of them to tell copying from two careful workers agreeing by chance: the
-        # tests' min_evidence on the copying-vs-independence score (a pair of 0.75 workers in a
-        # 20-worker crowd passed the line above on 3 co-votes and one was routed away).
+        # And enough of them to tell copying from careful workers agreeing by chance: their
+        # disagreements below the tests' binomial level at the 85% floor, Bonferroni over every
+        # pair of active workers as in dependence_pairs.py (at 3 nats of evidence instead, two
+        # careful workers with 19 agreements in a row made a class in a 20-worker crowd, and a
+        # 0.75 pair was routed away on 3 co-votes).
         a = sub_agree[np.ix_(keep, keep)].sum() / 2
         d = (sub_co - sub_agree)[np.ix_(keep, keep)].sum() / 2
-        score = a * np.log(1 / honest_agreement) + d * np.log(copy_error / (1 - honest_agreement))
-        if score < min_evidence:
+        n_active = int(active.sum())
+        level = alpha / max(n_active * (n_active - 1) / 2, 1)
+        if a + d == 0 or binom.cdf(d, a + d, 1 - honest_agreement) >= level:
             out = out[:0]
     return out if len(out) >= 2 else np.zeros(0, np.int64)

@@ -281,7 +281,9 @@ def main() -> int:
     ap.add_argument(
         "--hit-votes", action="store_true", help="what-if: votes come in whole HITs (the plan's)"
     )
-    ap.add_argument("--latent-groups", action="store_true", help="what-if: latent copiers join")
+    ap.add_argument(
+        "--latent-groups", type=float, nargs="?", const=0.05, help="what-if: latent copiers, PRIOR"
+    )
     ap.add_argument("--skip-default", action="store_true", help="leave out the default-mix row")
     args = ap.parse_args()
     if args.amb_shrink is not None:
@@ -325,7 +327,9 @@ def main() -> int:
             ap.error("--open-window must be a count of items, >= 1")
         _crowdsim_policies.OPEN_WINDOW = args.open_window
     _crowdsim.HITS = args.hit_votes
-    _crowdsim_policies.LATENT_GROUPS = args.latent_groups
+    if args.latent_groups is not None and not 0 < args.latent_groups < 1:  # also refuses NaN
+        ap.error("--latent-groups PRIOR must be a share of copiers, 0..1 exclusive")
+    _crowdsim_policies.LATENT_PRIOR = args.latent_groups
     ROBUST["precision_slack"], ROBUST["recall_slack"] = args.precision_slack, args.recall_slack
     ROBUST["max_shrink"] = args.max_shrink
     for kv in args.set:
