@@ -19,9 +19,8 @@ time to copy within `copy_error`).
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import binom
 
-from curation.consensus.dependence import _pairs
+from curation.consensus.dependence import _binomial, _counts, _pairs
 
 _T = np.array([0, 0, 1, 1])  # item states (truth, sheet)
 _S = np.array([0, 1, 0, 1])
@@ -46,14 +45,13 @@ def _em(
     pi, sigma = 0.3, 0.75
     voted = np.bincount(item, minlength=n_items) > 0
     logit_prior = np.log(prior / (1 - prior))
-    phi = np.zeros((n_items, 4))
+    phi = np.zeros((n_items, 4))  # (iters >= 1 sets it)
     for _ in range(iters):
         a = acc[worker][:, None]
         p_hon = np.where(v[:, None] == _T[None, :], a, 1 - a)
         mw = m[worker][:, None]
         c = np.log(mw * p_copy + (1 - mw) * p_hon)
-        phi = np.zeros((n_items, 4))
-        np.add.at(phi, item, c)
+        phi = np.stack([np.bincount(item, c[:, k], n_items) for k in range(4)], axis=1)
         phi += np.log(np.where(_T == 1, pi, 1 - pi)) + np.log(np.where(_S == _T, sigma, 1 - sigma))
         q = np.exp(phi - phi.max(axis=1, keepdims=True))
         q /= q.sum(axis=1, keepdims=True)
@@ -100,8 +98,8 @@ def latent_group(
     agreement says nothing). `known`: groups the tests confirmed, each a start of its own (a
     confirmed group fixes which side copies). `max_sheet` caps the sheet's accuracy: a sheet
     as good as a careful worker copies no harm in. `honest_agreement` and `alpha` as in
-    dependence.dependent_groups; `guard` False skips
-    the check of the class's own co-votes (for diagnosis)."""
+    dependence.dependent_groups; `guard` False skips the check of the class's own co-votes
+    (for diagnosis)."""
     keep = np.ones(len(item), bool) if exclude is None else ~exclude[worker]
     item, worker, label = item[keep], worker[keep], label[keep]
     if prior <= 0 or not len(item):
@@ -127,22 +125,17 @@ def latent_group(
     # workers at 0.75 read as copiers of a sheet the model made up) disagrees ~35% of the time.
     if guard and len(out) >= 2:
         mine = np.isin(worker, out)
-        co, agree = _pairs(item[mine], worker[mine], label[mine], n_items, n_workers)
-        sub_co, sub_agree = co[np.ix_(out, out)], agree[np.ix_(out, out)]
-        np.fill_diagonal(sub_co, 0)
-        np.fill_diagonal(sub_agree, 0)
-        n_co, n_dis = sub_co.sum(axis=1), (sub_co - sub_agree).sum(axis=1)
-        keep = (n_co >= 3) & (n_dis <= 2 * copy_error * n_co + 0.5)
-        out = out[keep]
+        pa, pd = _counts(*_pairs(item[mine], worker[mine], label[mine], n_items, n_workers))
+        n_dis = pd[np.ix_(out, out)].sum(axis=1)
+        n_co = pa[np.ix_(out, out)].sum(axis=1) + n_dis
+        out = out[(n_co >= 3) & (n_dis <= 2 * copy_error * n_co + 0.5)]
         # And enough of them to tell copying from careful workers agreeing by chance: their
         # disagreements below the tests' binomial level at the 85% floor, Bonferroni over every
         # pair of active workers as in dependence_pairs.py (at 3 nats of evidence instead, two
         # careful workers with 19 agreements in a row made a class in a 20-worker crowd, and a
         # 0.75 pair was routed away on 3 co-votes).
-        a = sub_agree[np.ix_(keep, keep)].sum() / 2
-        d = (sub_co - sub_agree)[np.ix_(keep, keep)].sum() / 2
         n_active = int(active.sum())
         level = alpha / max(n_active * (n_active - 1) / 2, 1)
-        if a + d == 0 or binom.cdf(d, a + d, 1 - honest_agreement) >= level:
+        if not _binomial(out, pa, pd, honest_agreement, level):
             out = out[:0]
     return out if len(out) >= 2 else np.zeros(0, np.int64)
